@@ -1,0 +1,27 @@
+"""What handlers may use: the services the daemon wired, reachable from any request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from exitd.chain.fees import FeeEstimator
+from exitd.chain.rpc import BitcoinRpc
+from exitd.config import Config
+from exitd.store.db import Store
+
+
+@dataclass
+class Services:
+    config: Config
+    rpc: BitcoinRpc
+    fees: FeeEstimator
+    store: Store
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def services_of(request: web.Request) -> Services:
+    return request.app[SERVICES]

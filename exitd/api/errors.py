@@ -1,0 +1,135 @@
+"""The one place where exceptions become HTTP answers, in barkd's error shapes.
+
+barkd answers 400 `{message}`, 404 `{message, resources}`, 500 `{message}`. Domain layers raise their own
+typed errors; the table in `error_middleware` decides their status. Nothing here echoes request secrets,
+and unexpected exceptions are logged with their trace but answered with a plain message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from exitd.chain.rpc import NodeUnreachable, RpcAuthFailed, RpcError, RpcInWarmup
+from exitd.log import event, get_logger
+
+log = get_logger("api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    """An answer other than 2xx that a handler decided on."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return {"message": self.message}
+
+
+class BadRequest(ApiError):
+    status = 400
+
+
+class Unauthorized(ApiError):
+    status = 401
+
+
+class NotFound(ApiError):
+    status = 404
+
+    def __init__(self, message: str, resources: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.resources = resources or []
+
+    def body(self) -> dict[str, Any]:
+        return {"message": self.message, "resources": self.resources}
+
+
+class NotImplementedByExitd(ApiError):
+    status = 501
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, separators=(",", ":")))
+
+
+def error_response(error: ApiError) -> web.Response:
+    return json_response(error.body(), status=error.status)
+
+
+# Domain exception class -> HTTP status. Later layers register theirs here through `register_error`.
+_STATUS_BY_ERROR: dict[type[BaseException], int] = {}
+
+
+def register_error(exc_type: type[BaseException], status: int) -> None:
+    _STATUS_BY_ERROR[exc_type] = status
+
+
+def _status_of(exc: BaseException) -> int | None:
+    for cls in type(exc).__mro__:
+        if cls in _STATUS_BY_ERROR:
+            return _STATUS_BY_ERROR[cls]
+    return None
+
+
+def _rpc_message(exc: RpcError) -> str:
+    if isinstance(exc, NodeUnreachable | RpcInWarmup):
+        return f"bitcoind is unavailable: {exc.message}"
+    if isinstance(exc, RpcAuthFailed):
+        return f"bitcoind refused exitd: {exc.message}"
+    return f"bitcoind error in {exc.method}: {exc.message}"
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as e:
+        return error_response(e)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app._client_max_size
+        return json_response({"message": f"request body too large (limit {limit} bytes)"}, 413)
+    except web.HTTPNotFound:
+        return error_response(NotFound(f"no such endpoint: {request.method} {request.path}"))
+    except web.HTTPMethodNotAllowed as e:
+        allowed = ", ".join(sorted(e.allowed_methods))
+        return json_response(
+            {"message": f"{request.method} is not allowed on {request.path}; use {allowed}"}, 405
+        )
+    except web.HTTPException as e:
+        return json_response({"message": e.reason}, e.status)
+    except RpcError as e:
+        event(log, logging.WARNING, "request_failed", path=request.path, error=str(e))
+        return json_response({"message": _rpc_message(e)}, 500)
+    except Exception as e:
+        status = _status_of(e)
+        if status is not None:
+            body: dict[str, Any] = {"message": str(e)}
+            if status == 404:
+                body["resources"] = list(getattr(e, "resources", []))
+            return json_response(body, status)
+        log.exception("unhandled_error", extra={"fields": {"path": request.path}})
+        return json_response({"message": f"internal error ({type(e).__name__}); see the daemon log"}, 500)
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+    raw = await request.read()
+    if not raw:
+        raise BadRequest("request body is empty; expected a JSON object")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequest(f"request body is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"request body must be a JSON object, got {type(data).__name__}")
+    return data

@@ -1,0 +1,291 @@
+"""Configuration: a TOML file, overridden by `EXITD_*` environment variables, overridden by CLI flags.
+
+Every key is declared once in `SCHEMA`; an unknown key or a bad value stops start-up with a message that
+names the key, because a daemon that silently ignores a typo in `rpc_cookie` fails much later and worse.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+NETWORKS = ("mainnet", "testnet", "signet", "regtest")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+DEFAULT_DATADIR = Path("~/.exitd").expanduser()
+DEFAULT_RPC_PORTS = {"mainnet": 8332, "testnet": 18332, "signet": 38332, "regtest": 18443}
+CONFIG_FILENAME = "exitd.toml"
+
+
+class ConfigError(Exception):
+    """A configuration problem a person must fix before exitd can start."""
+
+
+@dataclass(frozen=True)
+class BitcoindConfig:
+    rpc_url: str = ""
+    rpc_user: str = ""
+    rpc_password: str = field(default="", repr=False)
+    rpc_cookie: str = ""
+    wallet_name: str = "exitd"
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class RestConfig:
+    host: str = "127.0.0.1"
+    port: int = 3000
+    max_body_bytes: int = 1 << 20
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "text"
+
+
+@dataclass(frozen=True)
+class FeesConfig:
+    """Fee rates in sat/kvB; the fallback is used when the node has no estimate (regtest, fresh node)."""
+
+    fallback_rate: int = 2000
+    min_rate: int = 1000
+
+
+@dataclass(frozen=True)
+class Config:
+    network: str = "regtest"
+    datadir: Path = DEFAULT_DATADIR
+    bitcoind: BitcoindConfig = field(default_factory=BitcoindConfig)
+    rest: RestConfig = field(default_factory=RestConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    fees: FeesConfig = field(default_factory=FeesConfig)
+
+    @property
+    def database_path(self) -> Path:
+        return self.datadir / "exitd.sqlite3"
+
+    @property
+    def mnemonic_path(self) -> Path:
+        return self.datadir / "mnemonic"
+
+    @property
+    def token_path(self) -> Path:
+        return self.datadir / "auth_token"
+
+    @property
+    def rpc_url(self) -> str:
+        return self.bitcoind.rpc_url or f"http://127.0.0.1:{DEFAULT_RPC_PORTS[self.network]}"
+
+
+def _parse_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _parse_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise ValueError(f"expected an integer, got {value!r}")
+
+
+def _parse_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number, got {value!r}") from None
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return value.lower() in ("1", "true", "yes", "on")
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = _parse_str(value).lower()
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return text
+
+    return parse
+
+
+def _bounded(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        number = _parse_int(value)
+        if not low <= number <= high:
+            raise ValueError(f"expected an integer in [{low}, {high}], got {number}")
+        return number
+
+    return parse
+
+
+def _positive_float(value: Any) -> float:
+    number = _parse_float(value)
+    if number <= 0:
+        raise ValueError(f"expected a positive number, got {number}")
+    return number
+
+
+def _rpc_url(value: Any) -> str:
+    text = _parse_str(value)
+    if text == "":
+        return text
+    parsed = urlparse(text)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"expected an http(s) URL like http://127.0.0.1:18443, got {text!r}")
+    if parsed.username or parsed.password:
+        raise ValueError("put RPC credentials in bitcoind.rpc_user/rpc_password or rpc_cookie, not the URL")
+    return text
+
+
+# section -> key -> parser. The empty section holds top-level keys.
+SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "": {"network": _choice(*NETWORKS), "datadir": _parse_str},
+    "bitcoind": {
+        "rpc_url": _rpc_url,
+        "rpc_user": _parse_str,
+        "rpc_password": _parse_str,
+        "rpc_cookie": _parse_str,
+        "wallet_name": _parse_str,
+        "timeout": _positive_float,
+    },
+    "rest": {"host": _parse_str, "port": _bounded(0, 65535), "max_body_bytes": _bounded(1024, 1 << 30)},
+    "log": {"level": _choice(*LOG_LEVELS), "format": _choice(*LOG_FORMATS)},
+    "fees": {"fallback_rate": _bounded(100, 10_000_000), "min_rate": _bounded(100, 10_000_000)},
+}
+
+SECTION_TYPES: dict[str, type] = {
+    "bitcoind": BitcoindConfig,
+    "rest": RestConfig,
+    "log": LogConfig,
+    "fees": FeesConfig,
+}
+
+
+def _dotted(section: str, key: str) -> str:
+    return f"{section}.{key}" if section else key
+
+
+def env_name(section: str, key: str) -> str:
+    """`EXITD_REST_PORT` for rest.port, `EXITD_NETWORK` for network."""
+    return "EXITD_" + (f"{section}_{key}" if section else key).upper()
+
+
+def _flatten_file(data: Mapping[str, Any], source: str) -> dict[tuple[str, str], Any]:
+    flat: dict[tuple[str, str], Any] = {}
+    for name, value in data.items():
+        if isinstance(value, dict):
+            if name not in SCHEMA or name == "":
+                raise ConfigError(f"{source}: unknown section [{name}]")
+            for key, inner in value.items():
+                if key not in SCHEMA[name]:
+                    raise ConfigError(f"{source}: unknown key '{name}.{key}'")
+                flat[(name, key)] = inner
+        elif name in SCHEMA[""]:
+            flat[("", name)] = value
+        else:
+            raise ConfigError(f"{source}: unknown key '{name}'")
+    return flat
+
+
+def read_config_file(path: Path) -> dict[tuple[str, str], Any]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return _flatten_file(data, str(path))
+
+
+def _env_values(environ: Mapping[str, str]) -> dict[tuple[str, str], Any]:
+    known = {env_name(s, k): (s, k) for s, keys in SCHEMA.items() for k in keys}
+    values = {known[name]: value for name, value in environ.items() if name in known}
+    unknown = sorted(
+        name
+        for name in environ
+        if name.startswith("EXITD_") and name not in known and name not in NON_CONFIG_ENV
+    )
+    if unknown:
+        raise ConfigError(f"unknown environment variable {unknown[0]} (not a config key)")
+    return values
+
+
+# Environment variables of ours that are not config keys.
+NON_CONFIG_ENV = frozenset({"EXITD_CONFIG", "EXITD_DATADIR_FOR_TESTS"})
+
+
+def load_config(
+    config_path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the Config from file < environment < `overrides` (dotted keys, from CLI flags).
+
+    The file defaults to `<datadir>/exitd.toml` and may be absent only when it was not asked for explicitly.
+    """
+    environ = os.environ if environ is None else environ
+    env = _env_values(environ)
+    cli: dict[tuple[str, str], Any] = {}
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, key = dotted.rpartition(".")
+        if section not in SCHEMA or key not in SCHEMA[section]:
+            raise ConfigError(f"unknown config key '{dotted}'")
+        cli[(section, key)] = value
+
+    explicit = config_path is not None or "EXITD_CONFIG" in environ
+    if config_path is None and "EXITD_CONFIG" in environ:
+        config_path = Path(environ["EXITD_CONFIG"])
+    datadir_raw = cli.get(("", "datadir")) or env.get(("", "datadir"))
+    default_datadir = Path(datadir_raw).expanduser() if datadir_raw else DEFAULT_DATADIR
+    if config_path is None:
+        config_path = default_datadir / CONFIG_FILENAME
+    file_values = read_config_file(config_path) if explicit or config_path.exists() else {}
+
+    merged = {**file_values, **env, **cli}
+    parsed: dict[tuple[str, str], Any] = {}
+    for (section, key), raw in merged.items():
+        try:
+            parsed[(section, key)] = SCHEMA[section][key](raw)
+        except ValueError as e:
+            raise ConfigError(f"bad value for '{_dotted(section, key)}': {e}") from None
+
+    sections = {
+        name: cls(**{k: v for (s, k), v in parsed.items() if s == name})
+        for name, cls in SECTION_TYPES.items()
+    }
+    datadir_value = parsed.get(("", "datadir"))
+    datadir = Path(datadir_value).expanduser() if datadir_value else default_datadir
+    config = Config(network=parsed.get(("", "network"), "regtest"), datadir=datadir.resolve(), **sections)
+    _check_consistency(config)
+    return config
+
+
+def _check_consistency(config: Config) -> None:
+    auth = config.bitcoind
+    if auth.rpc_cookie and (auth.rpc_user or auth.rpc_password):
+        raise ConfigError("set either 'bitcoind.rpc_cookie' or 'bitcoind.rpc_user'/'rpc_password', not both")
+    if bool(auth.rpc_user) != bool(auth.rpc_password):
+        raise ConfigError("'bitcoind.rpc_user' and 'bitcoind.rpc_password' must be set together")
+    if config.fees.min_rate > config.fees.fallback_rate:
+        raise ConfigError("'fees.min_rate' must not exceed 'fees.fallback_rate'")

@@ -1,0 +1,66 @@
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from exitd.store.db import Store, StoreError, current_revision, head_revision, upgrade
+from exitd.store.meta import get_meta, set_meta
+
+
+def test_upgrade_from_empty_file_and_idempotent_rerun(tmp_path: Path) -> None:
+    db = tmp_path / "exitd.sqlite3"
+    db.touch()
+    assert current_revision(db) is None
+    upgrade(db)
+    head = head_revision(db)
+    assert head is not None and current_revision(db) == head
+    tables = {r[0] for r in sqlite3.connect(db).execute("select name from sqlite_master where type='table'")}
+    assert {"meta", "alembic_version"} <= tables
+    upgrade(db)
+    assert current_revision(db) == head
+    assert sqlite3.connect(db).execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "exitd.sqlite3"
+    upgrade(db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("update alembic_version set version_num = 'ffff'")
+    with pytest.raises(StoreError, match="newer version"):
+        upgrade(db)
+
+
+async def test_store_session_commits_and_rolls_back(tmp_path: Path) -> None:
+    db = tmp_path / "exitd.sqlite3"
+    upgrade(db)
+    store = Store(db)
+    try:
+        async with store.session() as s:
+            await set_meta(s, "network", "regtest")
+        with pytest.raises(RuntimeError):
+            async with store.session() as s:
+                await set_meta(s, "network", "mainnet")
+                raise RuntimeError("abort")
+        async with store.session() as s:
+            assert await get_meta(s, "network") == "regtest"
+    finally:
+        await store.close()
+
+
+def test_models_match_migrations(tmp_path: Path) -> None:
+    """The ORM models and the alembic revisions describe the same schema (no drift either way)."""
+    import sqlalchemy as sa
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from exitd.store.models import Base
+
+    db = tmp_path / "exitd.sqlite3"
+    upgrade(db)
+    engine = sa.create_engine(f"sqlite:///{db}")
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
