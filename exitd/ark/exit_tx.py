@@ -33,7 +33,12 @@ class VtxoValidationError(VtxoError):
 
 
 class VtxoIdMismatch(VtxoValidationError):
-    pass
+    """The genesis does not lead to the VTXO's own id: some part of the encoding is wrong."""
+
+    def __init__(self, rebuilt: OutPoint, expected: OutPoint) -> None:
+        super().__init__(f"rebuilt exit chain ends at {rebuilt}, but the VTXO id is {expected}")
+        self.rebuilt = rebuilt
+        self.expected = expected
 
 
 class ExitTxError(VtxoValidationError):
@@ -125,7 +130,7 @@ def build_exit_chain(vtxo: Vtxo) -> ExitChain:
         prev, prevout = exit_tx.outpoint, chain_output
 
     if prev != vtxo.point:
-        raise VtxoIdMismatch(f"rebuilt exit chain ends at {prev}, but the VTXO id is {vtxo.point}")
+        raise VtxoIdMismatch(prev, vtxo.point)
     return ExitChain(vtxo, tuple(txs), chain_anchor)
 
 
