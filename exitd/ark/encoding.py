@@ -7,7 +7,9 @@ that names the byte offset where decoding stopped.
 
 from __future__ import annotations
 
+import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Self
 
@@ -230,9 +232,12 @@ def ser_opt_signature(sig: bytes | None) -> bytes:
     return bytes(SCHNORR_SIG_LEN) if sig is None else sig
 
 
-def ser_vector(items: list[bytes] | tuple[bytes, ...]) -> bytes:
+def ser_vector(items: Sequence[bytes]) -> bytes:
     """A compact-size count followed by already-encoded items."""
     return ser_compact_size(len(items)) + b"".join(items)
+
+
+_OUTPOINT_TEXT = re.compile(r"(?P<txid>[0-9a-fA-F]{64}):(?P<vout>[0-9]{1,10})")
 
 
 @dataclass(frozen=True)
@@ -242,16 +247,20 @@ class OutPoint:
     txid: bytes
     vout: int
 
+    def __post_init__(self) -> None:
+        if len(self.txid) != HASH_LEN or not 0 <= self.vout <= 0xFFFF_FFFF:
+            raise ValueError("an outpoint is a 32-byte txid and a u32 output index")
+
     def __str__(self) -> str:
         """`<txid>:<vout>` with the txid in the reversed hex that explorers and bitcoind display."""
         return f"{self.txid[::-1].hex()}:{self.vout}"
 
     @classmethod
     def from_str(cls, text: str) -> Self:
-        txid_hex, sep, vout = text.partition(":")
-        if not sep or len(txid_hex) != 64 or not vout.isdecimal() or int(vout) > 0xFFFF_FFFF:
+        match = _OUTPOINT_TEXT.fullmatch(text)
+        if match is None or int(match["vout"]) > 0xFFFF_FFFF:
             raise ValueError(f"not an outpoint '<txid>:<vout>': {text!r}")
-        return cls(bytes.fromhex(txid_hex)[::-1], int(vout))
+        return cls(bytes.fromhex(match["txid"])[::-1], int(match["vout"]))
 
     def encode(self) -> bytes:
         return self.txid + ser_u32(self.vout)

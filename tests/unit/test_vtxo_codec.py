@@ -147,7 +147,9 @@ def test_vtxo_id_string_form_roundtrips() -> None:
     ["", "56315e0b", "56315e0b35be9ae01700116df4a86ad359fee4e4119ba7ee908601d921a4e924",
      "56315e0b35be9ae01700116df4a86ad359fee4e4119ba7ee908601d921a4e924:-1",
      "56315e0b35be9ae01700116df4a86ad359fee4e4119ba7ee908601d921a4e924:4294967296",
-     "zz315e0b35be9ae01700116df4a86ad359fee4e4119ba7ee908601d921a4e924:0"],
+     "zz315e0b35be9ae01700116df4a86ad359fee4e4119ba7ee908601d921a4e924:0",
+     "56315e0b 5be9ae01700116df4a86ad359fee4e4119ba7ee908601d921a4e924:0",
+     "56315e0b35be9ae01700116df4a86ad359fee4e4119ba7ee908601d921a4e924:٣"],
 )  # fmt: skip
 def test_vtxo_id_parse_rejects_malformed_text(text: str) -> None:
     with pytest.raises(ValueError):
@@ -407,3 +409,7 @@ def test_outpoint_encoding_is_txid_then_vout() -> None:
     point = OutPoint(bytes(range(32)), 7)
     assert point.encode() == bytes(range(32)) + b"\x07\x00\x00\x00"
     assert OutPoint.decode(ByteReader(point.encode()), "x") == point
+    with pytest.raises(ValueError):
+        OutPoint(bytes(31), 0)
+    with pytest.raises(ValueError):
+        OutPoint(bytes(32), 2**32)
