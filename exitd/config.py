@@ -58,6 +58,12 @@ class FeesConfig:
 
 
 @dataclass(frozen=True)
+class WalletConfig:
+    # bark's VTXO keys m/350'/0'/i are searched up to this index to find the owner of an imported VTXO.
+    vtxo_key_search_limit: int = 1000
+
+
+@dataclass(frozen=True)
 class Config:
     network: str = "regtest"
     datadir: Path = DEFAULT_DATADIR
@@ -65,6 +71,7 @@ class Config:
     rest: RestConfig = field(default_factory=RestConfig)
     log: LogConfig = field(default_factory=LogConfig)
     fees: FeesConfig = field(default_factory=FeesConfig)
+    wallet: WalletConfig = field(default_factory=WalletConfig)
 
     @property
     def database_path(self) -> Path:
@@ -169,6 +176,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "rest": {"host": _parse_str, "port": _bounded(0, 65535), "max_body_bytes": _bounded(1024, 1 << 30)},
     "log": {"level": _choice(*LOG_LEVELS), "format": _choice(*LOG_FORMATS)},
     "fees": {"fallback_rate": _bounded(100, 10_000_000), "min_rate": _bounded(100, 10_000_000)},
+    "wallet": {"vtxo_key_search_limit": _bounded(1, 1_000_000)},
 }
 
 SECTION_TYPES: dict[str, type] = {
@@ -176,6 +184,7 @@ SECTION_TYPES: dict[str, type] = {
     "rest": RestConfig,
     "log": LogConfig,
     "fees": FeesConfig,
+    "wallet": WalletConfig,
 }
 
 

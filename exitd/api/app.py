@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from exitd.api import bitcoin, fees, unsupported
+from exitd.api import bitcoin, fees, unsupported, wallet
 from exitd.api.auth import auth_middleware
 from exitd.api.context import SERVICES, Services
 from exitd.api.errors import error_middleware
@@ -21,6 +21,6 @@ def create_app(services: Services, auth_secret: bytes) -> web.Application:
     )
     app[SERVICES] = services
     app.router.add_get("/ping", ping)
-    for module in (bitcoin, fees, unsupported):
+    for module in (bitcoin, fees, wallet, unsupported):
         module.add_routes(app)
     return app

@@ -36,7 +36,7 @@ def decode_token(token: str) -> bytes:
     if not token or len(token) > 128:
         raise InvalidToken("malformed auth token")
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise InvalidToken("auth token is not base64url") from None
     if len(raw) != 1 + AUTH_SECRET_LEN:

@@ -10,6 +10,7 @@ from exitd.chain.fees import FeeEstimator
 from exitd.chain.rpc import BitcoinRpc
 from exitd.config import Config
 from exitd.store.db import Store
+from exitd.wallet.vtxos import VtxoBook
 
 
 @dataclass
@@ -18,6 +19,7 @@ class Services:
     rpc: BitcoinRpc
     fees: FeeEstimator
     store: Store
+    vtxos: VtxoBook
 
 
 SERVICES = web.AppKey("services", Services)

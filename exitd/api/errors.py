@@ -16,6 +16,7 @@ from aiohttp import web
 
 from exitd.chain.rpc import NodeUnreachable, RpcAuthFailed, RpcError, RpcInWarmup
 from exitd.log import event, get_logger
+from exitd.wallet.vtxos import InvalidVtxoId, InvalidVtxoImport, UnknownVtxo
 
 log = get_logger("api")
 
@@ -66,12 +67,12 @@ def error_response(error: ApiError) -> web.Response:
     return json_response(error.body(), status=error.status)
 
 
-# Domain exception class -> HTTP status. Later layers register theirs here through `register_error`.
-_STATUS_BY_ERROR: dict[type[BaseException], int] = {}
-
-
-def register_error(exc_type: type[BaseException], status: int) -> None:
-    _STATUS_BY_ERROR[exc_type] = status
+# Every domain error the API can meet, and its status: the one table that decides.
+_STATUS_BY_ERROR: dict[type[BaseException], int] = {
+    InvalidVtxoImport: 400,
+    InvalidVtxoId: 400,
+    UnknownVtxo: 404,
+}
 
 
 def _status_of(exc: BaseException) -> int | None:

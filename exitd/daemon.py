@@ -1,0 +1,153 @@
+"""Wiring and lifecycle of `exitd run`: store, node connection, REST server, background tasks, signals.
+
+The REST server comes up first and stays up whatever bitcoind does: an operator asking "why is nothing
+happening" gets an answer (a 500 naming the unreachable node) instead of a refused connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from exitd import __version__
+from exitd.api.app import create_app
+from exitd.api.context import Services
+from exitd.chain.fees import FeeEstimator
+from exitd.chain.node import NodeInfo, NodeMismatch, check_node, format_version
+from exitd.chain.rpc import (
+    BitcoinRpc,
+    NodeUnreachable,
+    RetryPolicy,
+    RpcAuthFailed,
+    RpcCredentials,
+    RpcInWarmup,
+)
+from exitd.config import Config
+from exitd.datadir import read_auth_secret, read_mnemonic
+from exitd.log import event, get_logger
+from exitd.store.db import Store, upgrade
+from exitd.wallet.keys import VtxoKeychain
+from exitd.wallet.vtxos import VtxoBook
+
+log = get_logger("daemon")
+
+# bitcoind's default cookie locations, used when the config names no RPC credentials.
+NETWORK_SUBDIRS = {"mainnet": "", "testnet": "testnet3", "signet": "signet", "regtest": "regtest"}
+
+
+class FatalStartupError(Exception):
+    """exitd cannot run with this node or datadir; the message says what to change."""
+
+
+def rpc_credentials(config: Config) -> RpcCredentials:
+    auth = config.bitcoind
+    if auth.rpc_user:
+        return RpcCredentials(user=auth.rpc_user, password=auth.rpc_password)
+    if auth.rpc_cookie:
+        return RpcCredentials(cookie_file=Path(auth.rpc_cookie).expanduser())
+    return RpcCredentials(
+        cookie_file=Path("~/.bitcoin").expanduser() / NETWORK_SUBDIRS[config.network] / ".cookie"
+    )
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.stopping = asyncio.Event()
+        self.node: NodeInfo | None = None
+        self.rpc = BitcoinRpc(
+            config.rpc_url,
+            rpc_credentials(config),
+            timeout=config.bitcoind.timeout,
+            retry=RetryPolicy(attempts=2, first_delay=0.2),
+        )
+        self.store = Store(config.database_path)
+        self.fees = FeeEstimator(self.rpc, config.fees.fallback_rate, config.fees.min_rate)
+        keychain = VtxoKeychain.from_mnemonic(read_mnemonic(config))
+        self.vtxos = VtxoBook(self.store, self.rpc, keychain, config.wallet.vtxo_key_search_limit)
+        self.services = Services(
+            config=config, rpc=self.rpc, fees=self.fees, store=self.store, vtxos=self.vtxos
+        )
+        self._runner: web.AppRunner | None = None
+        self.bound_port: int | None = None
+
+    async def start(self) -> None:
+        await asyncio.to_thread(upgrade, self.config.database_path)
+        app = create_app(self.services, read_auth_secret(self.config))
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.rest.host, self.config.rest.port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.bound_port = sockets[0].getsockname()[1] if sockets else self.config.rest.port
+        event(
+            log,
+            logging.INFO,
+            "rest_listening",
+            host=self.config.rest.host,
+            port=self.bound_port,
+            version=__version__,
+            network=self.config.network,
+        )
+
+    async def sleep_unless_stopped(self, seconds: float) -> bool:
+        """Sleep; True when the daemon was asked to stop meanwhile."""
+        try:
+            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def connect_node(self) -> NodeInfo | None:
+        """Wait for bitcoind, logging each failed attempt; a wrong chain or old version is fatal."""
+        delay = 1.0
+        for attempt in itertools.count(1):
+            try:
+                info = await check_node(self.rpc, self.config.network)
+            except NodeMismatch as e:
+                raise FatalStartupError(str(e)) from None
+            except (NodeUnreachable, RpcInWarmup, RpcAuthFailed) as e:
+                event(log, logging.WARNING, "node_unavailable", attempt=attempt, retry_in=delay, error=str(e))
+                if await self.sleep_unless_stopped(delay):
+                    return None
+                delay = min(delay * 2, 30.0)
+                continue
+            event(
+                log,
+                logging.INFO,
+                "node_connected",
+                version=format_version(info.version),
+                chain=info.chain,
+                height=info.blocks,
+            )
+            self.node = info
+            return info
+        raise AssertionError("unreachable")
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.rpc.close()
+        await self.store.close()
+        event(log, logging.INFO, "stopped")
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stopping.set)
+        try:
+            await self.start()
+            if await self.connect_node() is not None:
+                await self.stopping.wait()
+            event(log, logging.INFO, "stopping")
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await self.stop()

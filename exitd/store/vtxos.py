@@ -1,0 +1,32 @@
+"""Repository of imported VTXOs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exitd.store.models import VtxoRow
+
+
+async def get_vtxo(session: AsyncSession, vtxo_id: str) -> VtxoRow | None:
+    return await session.get(VtxoRow, vtxo_id)
+
+
+async def get_vtxos(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict[str, VtxoRow]:
+    rows = await session.execute(select(VtxoRow).where(VtxoRow.vtxo_id.in_(list(vtxo_ids))))
+    return {row.vtxo_id: row for row in rows.scalars()}
+
+
+async def list_vtxos(session: AsyncSession, include_spent: bool = False) -> list[VtxoRow]:
+    query = select(VtxoRow).order_by(VtxoRow.imported_at, VtxoRow.vtxo_id)
+    if not include_spent:
+        query = query.where(VtxoRow.state != "spent")
+    return list((await session.execute(query)).scalars())
+
+
+async def set_vtxo_state(session: AsyncSession, vtxo_id: str, state: str) -> None:
+    row = await session.get(VtxoRow, vtxo_id)
+    if row is not None:
+        row.state = state

@@ -1,0 +1,234 @@
+"""The VTXO book: importing bark VTXOs (validated end to end before anything is stored) and reading them.
+
+A VTXO is accepted only when its whole exit chain rebuilds onto its own id and every stored signature
+verifies, so an exit can never fail later because of the bytes we took in. VTXOs whose key the wallet does
+not hold are still imported (anyone may broadcast an exit), and their info says the claim needs the key.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from exitd.ark.encoding import OutPoint, TxOut, VtxoError
+from exitd.ark.exit_tx import ExitChain, validate_vtxo
+from exitd.ark.policy import UserPolicy
+from exitd.ark.vtxo import Vtxo, decode_vtxo
+from exitd.chain.fees import btc_to_sat
+from exitd.chain.rpc import BitcoinRpc, RpcError, RpcInvalidAddressOrKey
+from exitd.log import event, get_logger
+from exitd.store.db import Store
+from exitd.store.models import VtxoRow
+from exitd.store.vtxos import get_vtxo, get_vtxos, list_vtxos
+from exitd.wallet.keys import VtxoKeychain
+
+log = get_logger("wallet.vtxos")
+
+# A batch bigger than this is refused before decoding anything; import in several requests instead.
+MAX_IMPORT_BATCH = 1000
+
+
+class InvalidVtxoImport(ValueError):
+    """One entry of an import batch is not an exitable bark VTXO; nothing of the batch was imported."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(f"vtxos[{index}]: {reason}")
+        self.index = index
+
+
+class InvalidVtxoId(ValueError):
+    """Not of the form `<64 hex txid>:<vout>`."""
+
+
+class UnknownVtxo(LookupError):
+    def __init__(self, vtxo_id: str) -> None:
+        super().__init__(f"VTXO {vtxo_id} not found")
+        self.resources = [vtxo_id]
+
+
+class AnchorNotInTx(Exception):
+    def __init__(self, anchor: OutPoint, n_outputs: int) -> None:
+        super().__init__(f"chain anchor {anchor}: that transaction has only {n_outputs} outputs")
+        self.anchor = anchor
+
+
+def parse_vtxo_id(text: str) -> str:
+    """The canonical id string (lowercase txid) or InvalidVtxoId naming the problem."""
+    try:
+        return str(OutPoint.from_str(text.strip().lower()))
+    except ValueError:
+        raise InvalidVtxoId(f"invalid VTXO id {text[:100]!r}: expected '<64 hex txid>:<vout>'") from None
+
+
+@dataclass(frozen=True)
+class ImportedVtxo:
+    vtxo: Vtxo
+    chain: ExitChain
+    key_index: int | None
+
+
+class VtxoBook:
+    def __init__(self, store: Store, rpc: BitcoinRpc, keychain: VtxoKeychain, key_search_limit: int) -> None:
+        self.store = store
+        self.rpc = rpc
+        self.keychain = keychain
+        self.key_search_limit = key_search_limit
+
+    def _decode(self, index: int, text: object) -> tuple[Vtxo, ExitChain]:
+        if not isinstance(text, str):
+            raise InvalidVtxoImport(index, f"expected a hex string, got {type(text).__name__}")
+        try:
+            data = bytes.fromhex(text.strip())
+        except ValueError:
+            raise InvalidVtxoImport(index, "not valid hex") from None
+        if not data:
+            raise InvalidVtxoImport(index, "empty")
+        try:
+            return validate_vtxo(data, allow_unfinished=True)
+        except VtxoError as e:
+            raise InvalidVtxoImport(index, str(e)) from None
+
+    async def _anchor_outputs(self, anchors: Sequence[OutPoint]) -> dict[OutPoint, TxOut | None]:
+        """The chain-anchor outputs bitcoind knows, spent or not; None for anchors it has never seen."""
+        unspent = await self.rpc.batch(("gettxout", [a.txid[::-1].hex(), a.vout, True]) for a in anchors)
+        found: dict[OutPoint, TxOut | None] = {}
+        missing = []
+        for anchor, answer in zip(anchors, unspent, strict=True):
+            if isinstance(answer, RpcError):
+                raise answer
+            if answer is None:
+                missing.append(anchor)
+            else:
+                found[anchor] = TxOut(
+                    btc_to_sat(answer["value"]), bytes.fromhex(answer["scriptPubKey"]["hex"])
+                )
+        # Spent anchors (an exit already under way) are found through the transaction index.
+        txs = await self.rpc.batch(("getrawtransaction", [a.txid[::-1].hex(), True]) for a in missing)
+        for anchor, answer in zip(missing, txs, strict=True):
+            if isinstance(answer, RpcInvalidAddressOrKey):
+                found[anchor] = None
+            elif isinstance(answer, RpcError):
+                raise answer
+            elif anchor.vout < len(answer["vout"]):
+                out = answer["vout"][anchor.vout]
+                found[anchor] = TxOut(btc_to_sat(out["value"]), bytes.fromhex(out["scriptPubKey"]["hex"]))
+            else:
+                raise AnchorNotInTx(anchor, len(answer["vout"]))
+        return found
+
+    async def import_vtxos(self, encoded: Sequence[object]) -> list[VtxoRow]:
+        """Validate every entry, then store them all in one transaction (idempotent per id)."""
+        if not encoded:
+            raise InvalidVtxoImport(0, "no VTXOs given; expected {'vtxos': ['<hex>', ...]}")
+        if len(encoded) > MAX_IMPORT_BATCH:
+            raise InvalidVtxoImport(MAX_IMPORT_BATCH, f"at most {MAX_IMPORT_BATCH} VTXOs per request")
+        decoded = [self._decode(i, text) for i, text in enumerate(encoded)]
+        try:
+            anchors = await self._anchor_outputs(sorted({v.anchor_point for v, _ in decoded}, key=str))
+        except AnchorNotInTx as e:
+            first = next(i for i, (v, _) in enumerate(decoded) if v.anchor_point == e.anchor)
+            raise InvalidVtxoImport(first, str(e)) from None
+        for i, (vtxo, chain) in enumerate(decoded):
+            on_chain = anchors[vtxo.anchor_point]
+            if on_chain is None:
+                event(
+                    log,
+                    logging.WARNING,
+                    "vtxo_anchor_unknown",
+                    vtxo=str(vtxo.id),
+                    anchor=str(vtxo.anchor_point),
+                )
+            elif on_chain != chain.chain_anchor_txout:
+                expected = chain.chain_anchor_txout
+                raise InvalidVtxoImport(
+                    i,
+                    f"chain anchor {vtxo.anchor_point} on chain is {on_chain.value} sat to "
+                    f"{on_chain.script_pubkey.hex()}, but the VTXO's exit chain spends "
+                    f"{expected.value} sat from {expected.script_pubkey.hex()}",
+                )
+        now = int(time.time())
+        rows: list[VtxoRow] = []
+        async with self.store.session() as session:
+            for vtxo, chain in decoded:
+                vtxo_id = str(vtxo.id)
+                existing = await get_vtxo(session, vtxo_id)
+                if existing is not None:
+                    rows.append(existing)
+                    continue
+                row = self._row(vtxo, chain, now)
+                session.add(row)
+                rows.append(row)
+                self._log_import(vtxo, row)
+        return rows
+
+    def _row(self, vtxo: Vtxo, chain: ExitChain, now: int) -> VtxoRow:
+        policy = vtxo.policy
+        assert isinstance(policy, UserPolicy)
+        return VtxoRow(
+            vtxo_id=str(vtxo.id),
+            encoded=vtxo.encode(),
+            amount_sat=vtxo.amount,
+            expiry_height=vtxo.expiry_height,
+            exit_delta=vtxo.exit_delta,
+            exit_depth=vtxo.exit_depth,
+            policy_type=policy.kind,
+            user_pubkey=policy.user_pubkey.hex(),
+            server_pubkey=vtxo.server_pubkey.hex(),
+            chain_anchor=str(vtxo.anchor_point),
+            key_index=self.keychain.find_index(policy.user_pubkey, self.key_search_limit),
+            state="spendable",
+            imported_at=now,
+        )
+
+    def _log_import(self, vtxo: Vtxo, row: VtxoRow) -> None:
+        fields = {
+            "vtxo": row.vtxo_id,
+            "amount": row.amount_sat,
+            "depth": row.exit_depth,
+            "policy": row.policy_type,
+        }
+        event(log, logging.INFO, "vtxo_imported", **fields)
+        if row.key_index is None:
+            event(
+                log,
+                logging.WARNING,
+                "vtxo_key_not_held",
+                vtxo=row.vtxo_id,
+                user_pubkey=row.user_pubkey,
+                note="exitable, but claiming needs the owner's key",
+            )
+        if vtxo.is_unfinished:
+            event(
+                log, logging.WARNING, "vtxo_unfinished", vtxo=row.vtxo_id, note="not exitable until completed"
+            )
+
+    async def get(self, vtxo_id: str) -> VtxoRow:
+        vtxo_id = parse_vtxo_id(vtxo_id)
+        async with self.store.session() as session:
+            row = await get_vtxo(session, vtxo_id)
+        if row is None:
+            raise UnknownVtxo(vtxo_id)
+        return row
+
+    async def get_many(self, vtxo_ids: Sequence[str]) -> list[VtxoRow]:
+        """Rows in the order asked; UnknownVtxo names every id that is not imported."""
+        ids = [parse_vtxo_id(v) for v in vtxo_ids]
+        async with self.store.session() as session:
+            rows = await get_vtxos(session, ids)
+        missing = [v for v in ids if v not in rows]
+        if missing:
+            error = UnknownVtxo(", ".join(missing))
+            error.resources = missing
+            raise error
+        return [rows[v] for v in ids]
+
+    async def list(self, include_spent: bool) -> list[VtxoRow]:
+        async with self.store.session() as session:
+            return await list_vtxos(session, include_spent)
+
+
+def vtxo_of(row: VtxoRow) -> Vtxo:
+    """The stored VTXO, decoded again (it was fully validated when imported)."""
+    return decode_vtxo(row.encoded)
