@@ -1,0 +1,210 @@
+"""Next states from facts: pure functions, no I/O, so the state machine is tested without a node.
+
+The cycle gathers a chain snapshot, turns it into these facts, asks for the next status of every exit tx
+(once per tx, however many exits share it) and the next state of every exit, then carries out the
+actions returned here: build a child, broadcast a stored package, replace an underpaying one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from exitd.chain.view import BlockRef, MempoolPackage, TxLocation, TxState
+from exitd.engine.states import (
+    BlockOrigin,
+    ExitState,
+    ExitStateKind,
+    ExitTx,
+    ExitTxOrigin,
+    ExitTxStatus,
+    MempoolOrigin,
+    TxStatusKind,
+    WalletOrigin,
+)
+
+# A package paying within this share of the target is left alone: its rate was computed from the same
+# vsizes, and replacing it for a rounding difference would only cost the incremental relay fee.
+REPLACEMENT_TOLERANCE = 200  # 1/200 = 0.5 %
+
+
+@dataclass(frozen=True)
+class Child:
+    """A CPFP child we know: ours (`ours`) or one adopted from the network."""
+
+    txid: str
+    fee: int
+    package_rate: int
+    ours: bool
+    block: BlockRef | None = None
+
+
+@dataclass(frozen=True)
+class TxFacts:
+    """What the snapshot says about one exit tx."""
+
+    txid: str
+    location: TxLocation
+    input_txid: str
+    input_confirmed: bool
+    # The mempool package spending this tx's P2A output, if the tx is in the mempool.
+    spender: MempoolPackage | None
+    # Our children not known to be dead (stored or broadcast), newest last.
+    pending_children: tuple[Child, ...]
+    # The child confirmed with this tx, if this tx is confirmed and it is known.
+    confirmed_child: Child | None
+
+
+class ActionKind(Enum):
+    BUILD = "build"
+    REPLACE = "replace"
+    BROADCAST = "broadcast"
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    txid: str
+    child_txid: str | None = None
+    min_package_fee: int | None = None
+
+
+def needs_bump(package_rate: int, target: int) -> bool:
+    return package_rate * REPLACEMENT_TOLERANCE < target * (REPLACEMENT_TOLERANCE - 1)
+
+
+def next_tx_status(facts: TxFacts, target_rate: int) -> tuple[ExitTxStatus, Action | None]:
+    """The status of one exit tx this cycle, and what to do about it."""
+    location = facts.location
+    if location.state is TxState.CONFIRMED:
+        assert location.block is not None
+        child = facts.confirmed_child
+        if child is None:
+            # Mined without a child of its own in that block: nothing to show but the block.
+            return ExitTxStatus(
+                TxStatusKind.CONFIRMED,
+                child_txid="",
+                origin=BlockOrigin(location.block),
+                block=location.block,
+            ), None
+        origin = WalletOrigin(location.block) if child.ours else BlockOrigin(location.block)
+        return ExitTxStatus(
+            TxStatusKind.CONFIRMED, child_txid=child.txid, origin=origin, block=location.block
+        ), None
+    if not facts.input_confirmed:
+        return ExitTxStatus(TxStatusKind.AWAITING_INPUT_CONFIRMATION, txids=(facts.input_txid,)), None
+    if location.state is TxState.MEMPOOL:
+        package = facts.spender
+        if package is None:
+            # The parent is there but its child is not visible yet (between two RPCs): look again next cycle.
+            return ExitTxStatus(TxStatusKind.NEEDS_SIGNED_PACKAGE), None
+        ours = any(c.txid == package.txid for c in facts.pending_children)
+        if needs_bump(package.rate, target_rate):
+            status = ExitTxStatus(
+                TxStatusKind.NEEDS_REPLACEMENT_PACKAGE, min_fee_rate=package.rate, min_fee=package.fee
+            )
+            return status, Action(ActionKind.REPLACE, facts.txid, package.txid, package.fee)
+        found: ExitTxOrigin = WalletOrigin() if ours else MempoolOrigin(package.rate, package.fee)
+        return ExitTxStatus(TxStatusKind.BROADCAST_WITH_CPFP, child_txid=package.txid, origin=found), None
+    # Not in the mempool nor the chain: send our stored package if it still pays enough, else a new one.
+    if facts.pending_children:
+        child = facts.pending_children[-1]
+        if not needs_bump(child.package_rate, target_rate):
+            status = ExitTxStatus(
+                TxStatusKind.NEEDS_BROADCASTING, child_txid=child.txid, origin=WalletOrigin()
+            )
+            return status, Action(ActionKind.BROADCAST, facts.txid, child.txid)
+    return ExitTxStatus(TxStatusKind.NEEDS_SIGNED_PACKAGE), Action(ActionKind.BUILD, facts.txid)
+
+
+@dataclass(frozen=True)
+class ExitFacts:
+    """What the cycle knows about one exit beyond its txs' statuses."""
+
+    tip: BlockRef
+    # Blocks the claim must wait after the leaf confirms (the user clause's CSV), and its CLTV height.
+    claim_delay: int
+    claim_locktime: int | None
+    # Block hashes at heights the current state refers to (reorg checks); missing when above the tip.
+    block_hashes: dict[int, str]
+    # Whether the VTXO's own output is still unspent in the chain.
+    vtxo_unspent: bool
+    # The mempool tx spending the VTXO's output, if any.
+    vtxo_mempool_spender: str | None
+    claim_location: TxLocation | None
+
+
+def claimable_height(leaf_block: BlockRef, claim_delay: int, claim_locktime: int | None) -> int:
+    """The first height at which the claim's CSV (and CLTV, for HTLC-send) are met, as barkd counts."""
+    return max(leaf_block.height + claim_delay, claim_locktime or 0)
+
+
+def processing_or_done(tip: int, statuses: list[ExitTx], facts: ExitFacts) -> ExitState:
+    """`processing` until every tx is confirmed, then `awaiting-delta` (or `claimable` right away)."""
+    if not statuses or any(tx.status.kind is not TxStatusKind.CONFIRMED for tx in statuses):
+        return ExitState(ExitStateKind.PROCESSING, tip, transactions=tuple(statuses))
+    blocks = [tx.status.block for tx in statuses if tx.status.block is not None]
+    confirmed = max(blocks, key=lambda b: b.height)
+    height = claimable_height(confirmed, facts.claim_delay, facts.claim_locktime)
+    return awaiting_or_claimable(
+        ExitState(ExitStateKind.AWAITING_DELTA, tip, confirmed_block=confirmed, claimable_height=height),
+        facts,
+    )
+
+
+def awaiting_or_claimable(state: ExitState, facts: ExitFacts) -> ExitState:
+    assert state.claimable_height is not None
+    if facts.tip.height < state.claimable_height:
+        return state
+    since_hash = facts.block_hashes.get(state.claimable_height)
+    if since_hash is None:
+        return state  # the hash is asked for next cycle
+    since = BlockRef(state.claimable_height, since_hash)
+    return claimable_next(ExitState(ExitStateKind.CLAIMABLE, facts.tip.height, claimable_since=since), facts)
+
+
+def claimable_next(state: ExitState, facts: ExitFacts) -> ExitState:
+    """From claimable: a mempool spender makes it claim-in-progress; a spend in the chain is found by the
+    cycle's block scan (it then passes `claim_location`)."""
+    assert state.claimable_since is not None
+    if facts.vtxo_mempool_spender is not None:
+        return ExitState(
+            ExitStateKind.CLAIM_IN_PROGRESS,
+            facts.tip.height,
+            claimable_since=state.claimable_since,
+            claim_txid=facts.vtxo_mempool_spender,
+        )
+    if facts.vtxo_unspent:
+        return ExitState(
+            ExitStateKind.CLAIMABLE,
+            facts.tip.height,
+            claimable_since=state.claimable_since,
+            last_scanned_block=facts.tip,
+        )
+    return state
+
+
+def claim_next(state: ExitState, facts: ExitFacts) -> ExitState:
+    """claim-in-progress or claimed, following the claim tx (which may be reorged out or dropped)."""
+    assert state.claimable_since is not None
+    txid = state.claim_txid if state.kind is ExitStateKind.CLAIM_IN_PROGRESS else state.txid
+    location = facts.claim_location
+    if location is not None and location.state is TxState.CONFIRMED:
+        return ExitState(
+            ExitStateKind.CLAIMED,
+            facts.tip.height,
+            claimable_since=state.claimable_since,
+            txid=txid,
+            block=location.block,
+        )
+    if location is not None and location.state is TxState.MEMPOOL:
+        return ExitState(
+            ExitStateKind.CLAIM_IN_PROGRESS,
+            facts.tip.height,
+            claimable_since=state.claimable_since,
+            claim_txid=txid,
+        )
+    # Dropped from the mempool (or reorged out and not re-accepted): claimable again.
+    return claimable_next(
+        ExitState(ExitStateKind.CLAIMABLE, facts.tip.height, claimable_since=state.claimable_since), facts
+    )
