@@ -15,7 +15,19 @@ from typing import Any
 from aiohttp import web
 
 from exitd.chain.rpc import NodeUnreachable, RpcAuthFailed, RpcError, RpcInWarmup
+from exitd.engine.errors import (
+    CannotCancelExit,
+    ClaimFeeExceedsOutput,
+    ClaimMissingInputs,
+    ClaimMissingSignableClause,
+    DustLimit,
+    ExitError,
+    InvalidWalletState,
+    NotExiting,
+    VtxoNotClaimable,
+)
 from exitd.log import event, get_logger
+from exitd.wallet.address import InvalidAddress
 from exitd.wallet.vtxos import InvalidVtxoId, InvalidVtxoImport, UnknownVtxo
 
 log = get_logger("api")
@@ -71,7 +83,18 @@ def error_response(error: ApiError) -> web.Response:
 _STATUS_BY_ERROR: dict[type[BaseException], int] = {
     InvalidVtxoImport: 400,
     InvalidVtxoId: 400,
+    InvalidAddress: 400,
     UnknownVtxo: 404,
+    # The exit engine's errors met while serving a request (not those reported per exit).
+    DustLimit: 400,
+    InvalidWalletState: 400,
+    VtxoNotClaimable: 400,
+    ClaimMissingInputs: 400,
+    ClaimMissingSignableClause: 400,
+    ClaimFeeExceedsOutput: 400,
+    CannotCancelExit: 400,
+    NotExiting: 404,
+    ExitError: 500,
 }
 
 
