@@ -41,6 +41,8 @@ class RestConfig:
     host: str = "127.0.0.1"
     port: int = 3000
     max_body_bytes: int = 1 << 20
+    # Names of per-transaction exit sub-states: barkd 0.1.4's (the contract) or 0.6.0's.
+    substate_vocabulary: str = "0.1.4"
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,11 @@ class FeesConfig:
 
     fallback_rate: int = 2000
     min_rate: int = 1000
+    # The exit fee policy (exitd/engine/fee_policy.py documents the curve).
+    max_rate: int = 500_000
+    escalation_window: int = 144
+    expiry_margin: int = 6
+    budget_ratio: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,10 @@ class Config:
     @property
     def token_path(self) -> Path:
         return self.datadir / "auth_token"
+
+    @property
+    def api_vocabulary(self) -> str:
+        return self.rest.substate_vocabulary
 
     @property
     def rpc_url(self) -> str:
@@ -150,6 +161,13 @@ def _positive_float(value: Any) -> float:
     return number
 
 
+def _ratio(value: Any) -> float:
+    number = _parse_float(value)
+    if not 0 < number <= 1:
+        raise ValueError(f"expected a share in (0, 1], got {number}")
+    return number
+
+
 def _rpc_url(value: Any) -> str:
     text = _parse_str(value)
     if text == "":
@@ -173,9 +191,21 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "wallet_name": _parse_str,
         "timeout": _positive_float,
     },
-    "rest": {"host": _parse_str, "port": _bounded(0, 65535), "max_body_bytes": _bounded(1024, 1 << 30)},
+    "rest": {
+        "host": _parse_str,
+        "port": _bounded(0, 65535),
+        "max_body_bytes": _bounded(1024, 1 << 30),
+        "substate_vocabulary": _choice("0.1.4", "0.6.0"),
+    },
     "log": {"level": _choice(*LOG_LEVELS), "format": _choice(*LOG_FORMATS)},
-    "fees": {"fallback_rate": _bounded(100, 10_000_000), "min_rate": _bounded(100, 10_000_000)},
+    "fees": {
+        "fallback_rate": _bounded(100, 10_000_000),
+        "min_rate": _bounded(100, 10_000_000),
+        "max_rate": _bounded(1000, 10_000_000),
+        "escalation_window": _bounded(1, 100_000),
+        "expiry_margin": _bounded(0, 10_000),
+        "budget_ratio": _ratio,
+    },
     "wallet": {"vtxo_key_search_limit": _bounded(1, 1_000_000)},
 }
 

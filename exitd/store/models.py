@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -39,3 +39,66 @@ class VtxoRow(Base):
     # spendable | locked | spent, as barkd's VtxoStateInfo.
     state: Mapped[str] = mapped_column(String(16), nullable=False, default="spendable")
     imported_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # The 32-byte preimage of an HTLC-receive VTXO's payment hash, once known (its claim needs it).
+    preimage: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class ExitRow(Base):
+    """One exit per VTXO: its current state and history as barkd's JSON, and its last error."""
+
+    __tablename__ = "exits"
+
+    vtxo_id: Mapped[str] = mapped_column(String(80), ForeignKey("vtxos.vtxo_id"), primary_key=True)
+    state: Mapped[str] = mapped_column(Text, nullable=False)
+    state_kind: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    history: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # user | expiry-guard | foreign-broadcast
+    started_by: Mapped[str] = mapped_column(String(32), nullable=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ExitTxRow(Base):
+    """A signed exit tx, stored once however many exits share it."""
+
+    __tablename__ = "exit_txs"
+
+    txid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    vsize: Mapped[int] = mapped_column(Integer, nullable=False)
+    # The tx this one spends: the previous level, or the on-chain chain anchor for level 0.
+    input_txid: Mapped[str] = mapped_column(String(64), nullable=False)
+    anchor_vout: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class ExitTxLinkRow(Base):
+    """Level `level` of the exit of `vtxo_id` is `txid`: the reference count of a shared tx is its links."""
+
+    __tablename__ = "exit_tx_links"
+
+    vtxo_id: Mapped[str] = mapped_column(String(80), ForeignKey("exits.vtxo_id"), primary_key=True)
+    level: Mapped[int] = mapped_column(Integer, primary_key=True)
+    txid: Mapped[str] = mapped_column(String(64), ForeignKey("exit_txs.txid"), nullable=False, index=True)
+
+
+class ExitChildRow(Base):
+    """A CPFP child of an exit tx: ours (stored before it is ever broadcast) or one found on the network."""
+
+    __tablename__ = "exit_children"
+
+    txid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    parent_txid: Mapped[str] = mapped_column(
+        String(64), ForeignKey("exit_txs.txid"), nullable=False, index=True
+    )
+    raw: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    fee: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    vsize: Mapped[int] = mapped_column(Integer, nullable=False)
+    package_rate: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # wallet | network
+    source: Mapped[str] = mapped_column(String(16), nullable=False)
+    # stored | broadcast | confirmed | replaced | abandoned
+    status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    block_height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    block_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -1,0 +1,68 @@
+"""The claim tx: one version-2 tx spending the exit outputs of claimable VTXOs to one destination.
+
+The fee comes out of the claimed amount: sign once at the full amount to learn the exact weight, then take
+rate x vsize from the output and sign again (the weight does not change: BIP340 signatures are fixed-size).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bitcoin.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, COutPoint, CScript, CTransaction
+
+from exitd.ark.claim import ClaimError, ClaimSigner, sign_claim_inputs
+from exitd.ark.encoding import OutPoint
+from exitd.engine.errors import ClaimFeeExceedsOutput, ClaimSigningError
+
+CLAIM_TX_VERSION = 2
+# The P2TR dust limit barkd applies to every claim output, whatever the destination type.
+CLAIM_DUST = 330
+WITNESS_SCALE_FACTOR = 4
+
+
+@dataclass(frozen=True)
+class ClaimInput:
+    outpoint: OutPoint
+    amount: int
+    script_pubkey: bytes
+    signer: ClaimSigner
+
+
+def tx_vsize(tx: CTransaction | CMutableTransaction) -> int:
+    """Virtual size: weight / 4 rounded up, weight = 3 x stripped size + total size (BIP141)."""
+    stripped = len(tx.serialize(params={"include_witness": False}))
+    total = len(tx.serialize())
+    weight = stripped * (WITNESS_SCALE_FACTOR - 1) + total
+    return -(-weight // WITNESS_SCALE_FACTOR)
+
+
+def _signed(
+    inputs: Sequence[ClaimInput], destination: bytes, value: int, locktime: int
+) -> CMutableTransaction:
+    tx = CMutableTransaction(
+        [CMutableTxIn(COutPoint(i.outpoint.txid, i.outpoint.vout)) for i in inputs],
+        [CMutableTxOut(value, CScript(destination))],
+        nLockTime=locktime,
+        nVersion=CLAIM_TX_VERSION,
+    )
+    try:
+        sign_claim_inputs(
+            tx, [(i.amount, i.script_pubkey) for i in inputs], {n: i.signer for n, i in enumerate(inputs)}
+        )
+    except ClaimError as e:
+        raise ClaimSigningError(str(e)) from None
+    return tx
+
+
+def build_claim_tx(
+    inputs: Sequence[ClaimInput], destination: bytes, fee_rate: int, tip_height: int
+) -> tuple[CTransaction, int]:
+    """(signed tx, fee). nLockTime is the tip, as bark's drain (anti fee-sniping; meets any HTLC CLTV
+    the caller already checked is reached)."""
+    total = sum(i.amount for i in inputs)
+    draft = _signed(inputs, destination, total, tip_height)
+    fee = -(-fee_rate * tx_vsize(draft) // 1000)
+    if fee + CLAIM_DUST > total:
+        raise ClaimFeeExceedsOutput(needed=fee + CLAIM_DUST, output=total)
+    return CTransaction.from_tx(_signed(inputs, destination, total - fee, tip_height)), fee

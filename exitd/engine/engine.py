@@ -1,0 +1,979 @@
+"""The exit engine: starts exits, runs the progress cycle (one at a time), claims and cancels.
+
+A cycle: take one chain snapshot; learn what it says about our children; give every exit tx one status
+(once per tx, however many exits share it) and carry out the resulting actions; then give every exit its
+next state and persist the ones that really changed. Children are stored (with their coin reservations)
+in a committed transaction before they are ever broadcast, so a crash at any point leaves either nothing
+or a stored package the next cycle re-broadcasts or finds already in the mempool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bitcoin.core import CTransaction, b2lx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exitd.ark.claim import ClaimSigner
+from exitd.ark.encoding import OutPoint
+from exitd.ark.exit_tx import build_exit_chain
+from exitd.ark.policy import UserPolicy
+from exitd.chain.broadcast import PackageOutcome, PackageResult, send_raw_transaction, submit_package
+from exitd.chain.fees import FeeEstimator
+from exitd.chain.rpc import BitcoinRpc, RpcError
+from exitd.chain.view import BlockRef, ChainSnapshot, ChainView, TxState
+from exitd.engine.claims import ClaimInput, build_claim_tx, tx_vsize
+from exitd.engine.errors import (
+    CannotCancelExit,
+    ClaimMissingInputs,
+    ClaimMissingSignableClause,
+    DustLimit,
+    ExitError,
+    ExitPackageBroadcastFailure,
+    ExitPackageFinalizeFailure,
+    InsufficientConfirmedFunds,
+    InternalError,
+    InvalidWalletState,
+    NotExiting,
+    VtxoNotClaimable,
+)
+from exitd.engine.fee_policy import (
+    MIN_RELAY_RATE,
+    FeePolicy,
+    budget_capped_rate,
+    deadline_rate,
+    fee_budget,
+)
+from exitd.engine.states import (
+    VERIFY_INPUTS,
+    ExitState,
+    ExitStateKind,
+    ExitTx,
+    ExitTxStatus,
+    TxStatusKind,
+    WalletOrigin,
+)
+from exitd.engine.transitions import (
+    Action,
+    ActionKind,
+    Child,
+    ExitFacts,
+    TxFacts,
+    claim_next,
+    claimable_next,
+    next_tx_status,
+    processing_or_done,
+)
+from exitd.log import event, get_logger
+from exitd.store.db import Store
+from exitd.store.exits import (
+    ensure_exit_tx,
+    load_children,
+    load_exit_txs,
+    load_exits,
+    load_links,
+    now,
+    replace_links,
+)
+from exitd.store.models import ExitChildRow, ExitRow, ExitTxRow, VtxoRow
+from exitd.store.vtxos import get_vtxo, list_vtxos
+from exitd.wallet.vtxos import VtxoBook, vtxo_of
+
+log = get_logger("engine")
+
+# barkd's dust check on a VTXO before its exit starts: a P2TR output below this cannot be relayed.
+P2TR_DUST = 330
+# A tx this deep is final enough: no more questions about it.
+FINAL_DEPTH = 100
+# What a CPFP child adds to a package before it is built: P2A input, one P2TR key-path input, one P2TR
+# output and the tx overhead; used only to size the budget cap.
+CHILD_VSIZE_ESTIMATE = 41 + 58 + 43 + 11
+
+
+class CpfpChild(Protocol):
+    tx: CTransaction
+    txid: str
+    fee: int
+    vsize: int
+    package_rate: int
+
+
+class CpfpFunder(Protocol):
+    """The on-chain wallet as the engine uses it (exitd.wallet.onchain)."""
+
+    async def build_cpfp_child(
+        self,
+        session: AsyncSession,
+        parent: CTransaction,
+        target_rate: int,
+        min_package_fee: int | None = None,
+    ) -> CpfpChild: ...
+
+    async def release_reservations(self, session: AsyncSession, spending_txid: str) -> None: ...
+
+
+# The wallet's "not enough confirmed coins" error, whatever its class: it carries needed and available.
+def _is_insufficient_funds(exc: BaseException) -> bool:
+    return (
+        hasattr(exc, "needed") and hasattr(exc, "available") and type(exc).__name__.startswith("Insufficient")
+    )
+
+
+@dataclass
+class ChildRecord:
+    txid: str
+    parent_txid: str
+    raw: bytes
+    fee: int
+    vsize: int
+    package_rate: int
+    source: str  # wallet | network
+    status: str  # stored | broadcast | confirmed | replaced | abandoned
+    block: BlockRef | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.source == "wallet" and self.status in ("stored", "broadcast")
+
+    def as_child(self) -> Child:
+        return Child(self.txid, self.fee, self.package_rate, self.source == "wallet", self.block)
+
+
+@dataclass
+class TrackedTx:
+    """An exit tx and what the engine knows of its children; shared by every exit that needs it."""
+
+    txid: str
+    raw: bytes
+    vsize: int
+    input_txid: str
+    anchor_vout: int
+    children: dict[str, ChildRecord] = field(default_factory=dict)
+
+    @property
+    def tx(self) -> CTransaction:
+        return CTransaction.deserialize(self.raw)
+
+
+@dataclass
+class LiveExit:
+    vtxo_id: str
+    amount: int
+    expiry_height: int
+    txids: list[str]
+    state: ExitState
+    history: list[dict[str, Any]]
+    started_by: str
+    created_at: int
+    error: ExitError | None = None
+    claim_delay: int | None = None
+    claim_locktime: int | None = None
+
+    @property
+    def outpoint(self) -> tuple[str, int]:
+        txid, _, vout = self.vtxo_id.partition(":")
+        return txid, int(vout)
+
+
+@dataclass(frozen=True)
+class ProgressReport:
+    exits: list[LiveExit]
+    done: bool
+    claimable_height: int | None
+
+
+class ExitEngine:
+    def __init__(
+        self,
+        store: Store,
+        rpc: BitcoinRpc,
+        fees: FeeEstimator,
+        vtxos: VtxoBook,
+        wallet: CpfpFunder,
+        policy: FeePolicy,
+        network: str,
+    ) -> None:
+        self.store = store
+        self.rpc = rpc
+        self.view = ChainView(rpc)
+        self.fees = fees
+        self.vtxos = vtxos
+        self.wallet = wallet
+        self.policy = policy
+        self.network = network
+        self.exits: dict[str, LiveExit] = {}
+        self.txs: dict[str, TrackedTx] = {}
+        self.cycle_lock = asyncio.Lock()
+        self.wakeup = asyncio.Event()
+        self.new_block = asyncio.Condition()
+        self.cycles = 0
+        self.last_tip: BlockRef | None = None
+        # Test-only crash points (fault injection); empty in production.
+        self.crash_hook: Callable[[str], Awaitable[None]] | None = None
+
+    # Loading.
+
+    async def load(self) -> None:
+        """Read every exit and its txs and children from the store into memory."""
+        async with self.store.session() as session:
+            rows = await load_exits(session)
+            links = await load_links(session, [r.vtxo_id for r in rows])
+            txids = sorted({t for ts in links.values() for t in ts})
+            tx_rows = await load_exit_txs(session, txids)
+            children = await load_children(session, txids)
+            vtxo_rows = {r.vtxo_id: r for r in await list_vtxos(session, include_spent=True)}
+        self.txs = {r.txid: TrackedTx(r.txid, r.raw, r.vsize, r.input_txid, r.anchor_vout) for r in tx_rows}
+        for c in children:
+            block = (
+                BlockRef(c.block_height, c.block_hash)
+                if c.block_height is not None and c.block_hash
+                else None
+            )
+            self.txs[c.parent_txid].children[c.txid] = ChildRecord(
+                c.txid, c.parent_txid, c.raw, c.fee, c.vsize, c.package_rate, c.source, c.status, block
+            )
+        self.exits = {}
+        for row in rows:
+            vrow = vtxo_rows[row.vtxo_id]
+            self.exits[row.vtxo_id] = LiveExit(
+                vtxo_id=row.vtxo_id,
+                amount=vrow.amount_sat,
+                expiry_height=vrow.expiry_height,
+                txids=links.get(row.vtxo_id, []),
+                state=ExitState.from_json(json.loads(row.state)),
+                history=json.loads(row.history),
+                started_by=row.started_by,
+                created_at=row.created_at,
+                error=None,
+            )
+
+    # Starting.
+
+    async def start(self, vtxo_ids: Sequence[str] | None, started_by: str = "user") -> list[str]:
+        """Start exits (all spendable VTXOs when `vtxo_ids` is None); running exits are left as they are."""
+        if vtxo_ids is None:
+            rows = [r for r in await self.vtxos.list(include_spent=False) if r.state == "spendable"]
+        else:
+            rows = await self.vtxos.get_many(vtxo_ids)
+        started: list[str] = []
+        async with self.cycle_lock:
+            tip = await self.rpc.call("getblockcount")
+            for row in rows:
+                existing = self.exits.get(row.vtxo_id)
+                if existing is not None and existing.state.kind is not ExitStateKind.CANCELED:
+                    continue
+                if vtxo_ids is None and (row.amount_sat < P2TR_DUST or vtxo_of(row).is_unfinished):
+                    event(log, logging.WARNING, "exit_skipped", vtxo=row.vtxo_id, reason="dust or unfinished")
+                    continue
+                await self._start_one(row, int(tip), started_by)
+                started.append(row.vtxo_id)
+        if started:
+            self.wakeup.set()
+        return started
+
+    async def _start_one(self, row: VtxoRow, tip: int, started_by: str) -> None:
+        if row.amount_sat < P2TR_DUST:
+            raise DustLimit(row.amount_sat, P2TR_DUST)
+        vtxo = vtxo_of(row)
+        if vtxo.is_unfinished:
+            raise InvalidWalletState(
+                f"VTXO {row.vtxo_id} is not finished (its leaf lacks a preimage or signature)"
+            )
+        chain = build_exit_chain(vtxo)
+        txids: list[str] = []
+        input_txid = b2lx(vtxo.anchor_point.txid)
+        state = ExitState(ExitStateKind.START, tip)
+        stamp = now()
+        async with self.store.session() as session:
+            for exit_tx in chain.txs:
+                txid = b2lx(exit_tx.tx.GetTxid())
+                raw = exit_tx.tx.serialize()
+                tracked = self.txs.get(txid) or TrackedTx(
+                    txid, raw, tx_vsize(exit_tx.tx), input_txid, exit_tx.fee_anchor_index
+                )
+                await ensure_exit_tx(
+                    session,
+                    ExitTxRow(
+                        txid=txid,
+                        raw=raw,
+                        vsize=tracked.vsize,
+                        input_txid=input_txid,
+                        anchor_vout=tracked.anchor_vout,
+                    ),
+                )
+                self.txs[txid] = tracked
+                txids.append(txid)
+                input_txid = txid
+            existing = await session.get(ExitRow, row.vtxo_id)
+            if existing is None:
+                session.add(
+                    ExitRow(
+                        vtxo_id=row.vtxo_id,
+                        state=json.dumps(state.to_json()),
+                        state_kind=state.kind.value,
+                        history="[]",
+                        started_by=started_by,
+                        created_at=stamp,
+                        updated_at=stamp,
+                    )
+                )
+                await session.flush()
+            else:
+                existing.state, existing.state_kind, existing.history = (
+                    json.dumps(state.to_json()),
+                    state.kind.value,
+                    "[]",
+                )
+                existing.started_by, existing.error, existing.updated_at = started_by, None, stamp
+            await replace_links(session, row.vtxo_id, txids)
+            vrow = await get_vtxo(session, row.vtxo_id)
+            assert vrow is not None
+            vrow.state = "locked"
+        self.exits[row.vtxo_id] = LiveExit(
+            row.vtxo_id, row.amount_sat, row.expiry_height, txids, state, [], started_by, stamp
+        )
+        event(log, logging.INFO, "exit_started", vtxo=row.vtxo_id, depth=len(txids), started_by=started_by)
+
+    # The cycle.
+
+    async def progress(self, fee_rate: int | None = None) -> ProgressReport:
+        async with self.cycle_lock:
+            return await self._cycle(fee_rate)
+
+    def packages(self, e: LiveExit) -> list[tuple[TrackedTx, ChildRecord | None, ExitTxStatus | None]]:
+        """Each exit tx with the child that matters now (in flight or confirmed) and its status, if any."""
+        statuses = {tx.txid: tx.status for tx in e.state.transactions}
+        result = []
+        for txid in e.txids:
+            tracked = self.txs[txid]
+            status = statuses.get(txid)
+            child = tracked.children.get(status.child_txid) if status and status.child_txid else None
+            if child is None:
+                live = [c for c in tracked.children.values() if c.status in ("confirmed", "broadcast")]
+                child = live[-1] if live else None
+            result.append((tracked, child, status))
+        return result
+
+    def _report(self) -> ProgressReport:
+        exits = [e for e in self.exits.values() if not e.state.kind.is_finished]
+        pending = [e for e in exits if e.state.kind.is_pending]
+        heights = [h for e in exits if (h := _claimable_height(e.state)) is not None]
+        unknown = any(_claimable_height(e.state) is None for e in pending)
+        return ProgressReport(exits, not pending, None if unknown or not heights else max(heights))
+
+    async def _cycle(self, override: int | None) -> ProgressReport:
+        started = time.monotonic()
+        watched = [e for e in self.exits.values() if self._watched(e)]
+        if not watched:
+            self.cycles += 1
+            return self._report()
+        snap = await self._snapshot(watched)
+        self.last_tip = snap.tip
+        for e in watched:
+            e.error = None
+        await self._learn_children(snap)
+        base = override if override is not None else (await self.fees.rates()).fast
+        statuses = await self._tx_statuses(watched, snap, base, override is not None)
+        for e in watched:
+            await self._advance(e, snap, statuses)
+        self.cycles += 1
+        event(
+            log,
+            logging.DEBUG,
+            "cycle",
+            exits=len(watched),
+            tip=snap.tip.height,
+            ms=int((time.monotonic() - started) * 1000),
+        )
+        return self._report()
+
+    def _watched(self, e: LiveExit) -> bool:
+        if e.state.kind is ExitStateKind.CANCELED:
+            return False
+        if e.state.kind is ExitStateKind.CLAIMED:
+            tip = self.last_tip.height if self.last_tip else 0
+            return e.state.block is not None and tip - e.state.block.height < FINAL_DEPTH
+        return True
+
+    async def _snapshot(self, exits: Iterable[LiveExit]) -> ChainSnapshot:
+        txids: list[str] = []
+        spends: list[tuple[str, int]] = []
+        heights: list[int] = []
+        utxos: list[tuple[str, int]] = []
+        for e in exits:
+            kind = e.state.kind
+            if kind in (ExitStateKind.START, ExitStateKind.PROCESSING, ExitStateKind.AWAITING_DELTA):
+                for txid in e.txids:
+                    tracked = self.txs[txid]
+                    txids += [txid, tracked.input_txid]
+                    txids += [
+                        c.txid for c in tracked.children.values() if c.status in ("stored", "broadcast")
+                    ]
+                    spends.append((txid, tracked.anchor_vout))
+            if kind is ExitStateKind.AWAITING_DELTA and e.state.claimable_height is not None:
+                heights.append(e.state.claimable_height)
+            if kind in (
+                ExitStateKind.AWAITING_DELTA,
+                ExitStateKind.CLAIMABLE,
+                ExitStateKind.CLAIM_IN_PROGRESS,
+                ExitStateKind.CLAIMED,
+            ):
+                spends.append(e.outpoint)
+                utxos.append(e.outpoint)
+                txids.append(e.txids[-1])
+            if e.state.claimable_since is not None:
+                heights.append(e.state.claimable_since.height)
+            for claim in (e.state.claim_txid, e.state.txid):
+                if claim:
+                    txids.append(claim)
+        return await self.view.snapshot(txids, spends, heights, utxos)
+
+    async def _learn_children(self, snap: ChainSnapshot) -> None:
+        """Bring our records of children in line with the chain: confirmed, lost, or adopted from others."""
+        changed: list[ChildRecord] = []
+        adopt: list[tuple[TrackedTx, str]] = []
+        for tracked in self.txs.values():
+            location = snap.location(tracked.txid)
+            spender = snap.spenders.get((tracked.txid, tracked.anchor_vout))
+            for child in tracked.children.values():
+                if child.status not in ("stored", "broadcast"):
+                    continue
+                loc = snap.location(child.txid)
+                if loc.state is TxState.CONFIRMED:
+                    child.status, child.block = "confirmed", loc.block
+                    changed.append(child)
+                elif loc.state is TxState.MEMPOOL and child.status == "stored":
+                    child.status = "broadcast"
+                    changed.append(child)
+                elif (spender is not None and spender != child.txid) or location.state is TxState.CONFIRMED:
+                    # Another child won the anchor (a replacement of ours, or someone else's).
+                    child.status = "replaced"
+                    changed.append(child)
+            if spender is not None and spender not in tracked.children:
+                adopt.append((tracked, spender))
+        if adopt:
+            raws = await self.rpc.batch(("getrawtransaction", [txid]) for _, txid in adopt)
+            for (tracked, txid), raw in zip(adopt, raws, strict=True):
+                package = snap.packages.get(txid)
+                if isinstance(raw, RpcError) or package is None:
+                    continue
+                child = ChildRecord(
+                    txid,
+                    tracked.txid,
+                    bytes.fromhex(raw),
+                    package.fee,
+                    package.vsize - tracked.vsize,
+                    package.rate,
+                    "network",
+                    "broadcast",
+                )
+                tracked.children[txid] = child
+                changed.append(child)
+                event(log, logging.INFO, "child_adopted", txid=tracked.txid, child=txid, rate=package.rate)
+        await self._resolve_confirmed_children(snap, changed)
+        if changed:
+            await self._save_children(changed, release=[c for c in changed if c.status == "replaced"])
+
+    async def _resolve_confirmed_children(self, snap: ChainSnapshot, changed: list[ChildRecord]) -> None:
+        """For exit txs confirmed without a known child, find the P2A spender in their block."""
+        wanted: dict[str, list[TrackedTx]] = {}
+        for tracked in self.txs.values():
+            loc = snap.txs.get(tracked.txid)
+            if loc is None or loc.state is not TxState.CONFIRMED or loc.block is None:
+                continue
+            if any(c.status == "confirmed" and c.block == loc.block for c in tracked.children.values()):
+                continue
+            wanted.setdefault(loc.block.hash, []).append(tracked)
+        if not wanted:
+            return
+        blocks = await self.rpc.batch(("getblock", [h, 2]) for h in wanted)
+        for (block_hash, trackeds), block in zip(wanted.items(), blocks, strict=True):
+            if isinstance(block, RpcError):
+                continue
+            ref = BlockRef(int(block["height"]), block_hash)
+            spends = {
+                (vin.get("txid"), vin.get("vout")): tx
+                for tx in block["tx"]
+                for vin in tx["vin"]
+                if "txid" in vin
+            }
+            for tracked in trackeds:
+                tx = spends.get((tracked.txid, tracked.anchor_vout))
+                if tx is None:
+                    continue
+                child = tracked.children.get(tx["txid"])
+                if child is None:
+                    child = ChildRecord(
+                        tx["txid"],
+                        tracked.txid,
+                        bytes.fromhex(tx["hex"]),
+                        0,
+                        int(tx["vsize"]),
+                        0,
+                        "network",
+                        "confirmed",
+                        ref,
+                    )
+                    tracked.children[child.txid] = child
+                child.status, child.block = "confirmed", ref
+                changed.append(child)
+
+    async def _save_children(
+        self, children: Iterable[ChildRecord], release: Iterable[ChildRecord] = ()
+    ) -> None:
+        async with self.store.session() as session:
+            for c in children:
+                row = await session.get(ExitChildRow, c.txid)
+                if row is None:
+                    session.add(_child_row(c))
+                else:
+                    row.status = c.status
+                    row.block_height = c.block.height if c.block else None
+                    row.block_hash = c.block.hash if c.block else None
+            for c in release:
+                if c.source == "wallet":
+                    await self.wallet.release_reservations(session, c.txid)
+
+    def _sharers(self, watched: Iterable[LiveExit]) -> dict[str, list[LiveExit]]:
+        sharers: dict[str, list[LiveExit]] = {}
+        for e in watched:
+            if e.state.kind in (ExitStateKind.START, ExitStateKind.PROCESSING, ExitStateKind.AWAITING_DELTA):
+                for txid in e.txids:
+                    sharers.setdefault(txid, []).append(e)
+        return sharers
+
+    def fees_paid(self, e: LiveExit) -> int:
+        """CPFP fees of this exit's live children; a shared tx's child counts once, split among its exits."""
+        refcount: dict[str, int] = {}
+        for other in self.exits.values():
+            if other.state.kind is not ExitStateKind.CANCELED:
+                for txid in other.txids:
+                    refcount[txid] = refcount.get(txid, 0) + 1
+        total = 0
+        for txid in e.txids:
+            for c in self.txs[txid].children.values():
+                if c.source == "wallet" and c.status in ("broadcast", "confirmed"):
+                    total += c.fee // max(1, refcount.get(txid, 1))
+        return total
+
+    def _levels_left(self, e: LiveExit, snap: ChainSnapshot) -> int:
+        return sum(1 for txid in e.txids if not snap.is_confirmed(txid))
+
+    def _tx_target(self, sharers: list[LiveExit], snap: ChainSnapshot, base: int) -> int:
+        return max(
+            deadline_rate(base, snap.tip.height, e.expiry_height, self._levels_left(e, snap), self.policy)
+            for e in sharers
+        )
+
+    def _budget_rate(
+        self, sharers: list[LiveExit], snap: ChainSnapshot, tracked: TrackedTx, target: int
+    ) -> int:
+        budget_left = sum(
+            max(0, fee_budget(e.amount, self.policy) - self.fees_paid(e))
+            // max(1, self._levels_left(e, snap))
+            for e in sharers
+        )
+        return budget_capped_rate(target, budget_left, 1, tracked.vsize + CHILD_VSIZE_ESTIMATE)
+
+    async def _tx_statuses(
+        self, watched: list[LiveExit], snap: ChainSnapshot, base: int, explicit: bool
+    ) -> dict[str, ExitTxStatus]:
+        statuses: dict[str, ExitTxStatus] = {}
+        for txid, sharers in self._sharers(watched).items():
+            tracked = self.txs[txid]
+            facts = self._facts(tracked, snap)
+            target = self._tx_target(sharers, snap, base)
+            status, action = next_tx_status(facts, target)
+            if action is not None:
+                rate = target if explicit else self._budget_rate(sharers, snap, tracked, target)
+                if rate < target:
+                    _set_error(
+                        sharers,
+                        ExitPackageFinalizeFailure(
+                            f"fee budget: this level is paid at {rate} sat/kvB instead of the target "
+                            f"{target} (fees.budget_ratio {self.policy.budget_ratio}); pass fee_rate to "
+                            "progress to override"
+                        ),
+                    )
+                if rate < MIN_RELAY_RATE:
+                    statuses[txid] = status
+                    continue
+                status = await self._act(action, tracked, rate, sharers, status)
+            statuses[txid] = status
+        return statuses
+
+    def _facts(self, tracked: TrackedTx, snap: ChainSnapshot) -> TxFacts:
+        location = snap.location(tracked.txid)
+        confirmed_child = None
+        if location.state is TxState.CONFIRMED:
+            for c in tracked.children.values():
+                if c.status == "confirmed" and c.block == location.block:
+                    confirmed_child = c.as_child()
+        spender_txid = snap.spenders.get((tracked.txid, tracked.anchor_vout))
+        pending = tuple(c.as_child() for c in tracked.children.values() if c.pending)
+        return TxFacts(
+            txid=tracked.txid,
+            location=location,
+            input_txid=tracked.input_txid,
+            input_confirmed=snap.is_confirmed(tracked.input_txid),
+            spender=snap.packages.get(spender_txid) if spender_txid else None,
+            pending_children=pending,
+            confirmed_child=confirmed_child,
+        )
+
+    async def _act(
+        self, action: Action, tracked: TrackedTx, rate: int, sharers: list[LiveExit], status: ExitTxStatus
+    ) -> ExitTxStatus:
+        if action.kind is ActionKind.BROADCAST:
+            assert action.child_txid is not None
+            child = tracked.children[action.child_txid]
+        else:
+            built = await self._build_child(tracked, rate, action.min_package_fee, sharers)
+            if built is None:
+                return status
+            child = built
+        await self._crash_point("after_child_stored")
+        result = await submit_package(self.rpc, [tracked.raw, child.raw])
+        await self._crash_point("after_submit")
+        return await self._record_broadcast(tracked, child, result, sharers, status)
+
+    async def _build_child(
+        self, tracked: TrackedTx, rate: int, min_fee: int | None, sharers: list[LiveExit]
+    ) -> ChildRecord | None:
+        try:
+            async with self.store.session() as session:
+                built = await self.wallet.build_cpfp_child(session, tracked.tx, rate, min_fee)
+                child = ChildRecord(
+                    built.txid,
+                    tracked.txid,
+                    built.tx.serialize(),
+                    built.fee,
+                    built.vsize,
+                    built.package_rate,
+                    "wallet",
+                    "stored",
+                )
+                session.add(_child_row(child))
+        except Exception as e:
+            if _is_insufficient_funds(e):
+                needed, available = int(getattr(e, "needed", 0)), int(getattr(e, "available", 0))
+                _set_error(sharers, InsufficientConfirmedFunds(needed, available))
+                event(
+                    log,
+                    logging.WARNING,
+                    "wallet_too_poor",
+                    txid=tracked.txid,
+                    needed=needed,
+                    available=available,
+                )
+                return None
+            if isinstance(e, ExitError | RpcError):
+                _set_error(sharers, e if isinstance(e, ExitError) else InternalError(str(e)))
+                return None
+            raise
+        tracked.children[child.txid] = child
+        event(
+            log,
+            logging.INFO,
+            "child_stored",
+            txid=tracked.txid,
+            child=child.txid,
+            fee=child.fee,
+            rate=child.package_rate,
+        )
+        return child
+
+    async def _record_broadcast(
+        self,
+        tracked: TrackedTx,
+        child: ChildRecord,
+        result: PackageResult,
+        sharers: list[LiveExit],
+        status: ExitTxStatus,
+    ) -> ExitTxStatus:
+        if result.in_mempool:
+            losers = [c for c in tracked.children.values() if c.pending and c.txid != child.txid]
+            child.status = "broadcast"
+            for c in losers:
+                c.status = "replaced"
+            await self._save_children([child, *losers], release=losers)
+            event(
+                log,
+                logging.INFO,
+                "package_broadcast",
+                txid=tracked.txid,
+                child=child.txid,
+                fee=child.fee,
+                rate=child.package_rate,
+            )
+            return ExitTxStatus(
+                TxStatusKind.BROADCAST_WITH_CPFP, child_txid=child.txid, origin=WalletOrigin()
+            )
+        if result.outcome is PackageOutcome.REPLACEMENT_FEE_TOO_LOW:
+            event(
+                log,
+                logging.INFO,
+                "replacement_refused",
+                txid=tracked.txid,
+                child=child.txid,
+                error=result.message,
+            )
+            return status
+        # The child can never be valid (a funding coin spent elsewhere, or rejected): drop it.
+        child.status = "abandoned"
+        await self._save_children([child], release=[child])
+        event(
+            log,
+            logging.WARNING,
+            "package_rejected",
+            txid=tracked.txid,
+            child=child.txid,
+            error=result.message,
+        )
+        _set_error(sharers, ExitPackageBroadcastFailure(tracked.txid, result.message))
+        return status
+
+    async def _crash_point(self, name: str) -> None:
+        if self.crash_hook is not None:
+            await self.crash_hook(name)
+
+    async def _advance(self, e: LiveExit, snap: ChainSnapshot, statuses: dict[str, ExitTxStatus]) -> None:
+        facts = await self._exit_facts(e, snap)
+        state = e.state
+        kind = state.kind
+        tip = snap.tip.height
+        if kind in (ExitStateKind.START, ExitStateKind.PROCESSING, ExitStateKind.AWAITING_DELTA):
+            txs = [ExitTx(txid, statuses.get(txid, VERIFY_INPUTS)) for txid in e.txids]
+            new = processing_or_done(tip, txs, facts)
+            if kind is ExitStateKind.AWAITING_DELTA and new.kind is ExitStateKind.AWAITING_DELTA:
+                new = new if not new.same_as(state) else state
+        elif kind is ExitStateKind.CLAIMABLE:
+            new = self._claimable_checked(e, facts, snap)
+        else:
+            new = claim_next(state, facts)
+        await self._persist(e, new)
+
+    def _claimable_checked(self, e: LiveExit, facts: ExitFacts, snap: ChainSnapshot) -> ExitState:
+        since = e.state.claimable_since
+        assert since is not None
+        leaf = snap.location(e.txids[-1])
+        if leaf.state is not TxState.CONFIRMED or facts.block_hashes.get(since.height) not in (
+            None,
+            since.hash,
+        ):
+            # Reorged: start over from the txs (the next cycle re-derives everything).
+            return ExitState(
+                ExitStateKind.PROCESSING,
+                snap.tip.height,
+                transactions=tuple(ExitTx(t, VERIFY_INPUTS) for t in e.txids),
+            )
+        return claimable_next(e.state, facts)
+
+    async def _exit_facts(self, e: LiveExit, snap: ChainSnapshot) -> ExitFacts:
+        if e.claim_delay is None:
+            e.claim_delay, e.claim_locktime = await self._claim_timelocks(e)
+        claim_txid = e.state.claim_txid or e.state.txid
+        return ExitFacts(
+            tip=snap.tip,
+            claim_delay=e.claim_delay,
+            claim_locktime=e.claim_locktime,
+            block_hashes=snap.block_hashes,
+            vtxo_unspent=snap.unspent.get(e.outpoint, True),
+            vtxo_mempool_spender=snap.spenders.get(e.outpoint),
+            claim_location=snap.location(claim_txid) if claim_txid else None,
+        )
+
+    async def _claim_timelocks(self, e: LiveExit) -> tuple[int, int | None]:
+        row = await self.vtxos.get(e.vtxo_id)
+        vtxo = vtxo_of(row)
+        assert isinstance(vtxo.policy, UserPolicy)
+        clause = vtxo.policy.user_claim_clause(vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
+        return clause.csv_blocks, clause.cltv_height
+
+    async def _persist(self, e: LiveExit, new: ExitState) -> None:
+        changed = not new.same_as(e.state)
+        if changed:
+            e.history.append(e.state.to_json())
+            event(
+                log,
+                logging.INFO,
+                "exit_state",
+                vtxo=e.vtxo_id,
+                old=e.state.kind.value,
+                new=new.kind.value,
+                tip=new.tip_height,
+            )
+            e.state = new
+        async with self.store.session() as session:
+            row = await session.get(ExitRow, e.vtxo_id)
+            assert row is not None
+            if changed:
+                row.state, row.state_kind = json.dumps(new.to_json()), new.kind.value
+                row.history = json.dumps(e.history, separators=(",", ":"))
+                row.updated_at = now()
+                if new.kind is ExitStateKind.CLAIMED:
+                    vrow = await get_vtxo(session, e.vtxo_id)
+                    if vrow is not None:
+                        vrow.state = "spent"
+            row.error = json.dumps(e.error.to_json()) if e.error else None
+
+    # Claims.
+
+    async def claim(
+        self,
+        vtxo_ids: Sequence[str] | None,
+        destination: bytes,
+        fee_rate: int | None,
+        preimages: dict[str, bytes] | None = None,
+    ) -> str:
+        """Broadcast one claim tx for the given (or all) claimable exits; returns its txid."""
+        async with self.cycle_lock:
+            if vtxo_ids is None:
+                chosen = [e for e in self.exits.values() if e.state.kind is ExitStateKind.CLAIMABLE]
+            else:
+                chosen = []
+                for vtxo_id in vtxo_ids:
+                    e = self.exits.get(vtxo_id)
+                    if e is None or e.state.kind is not ExitStateKind.CLAIMABLE:
+                        raise VtxoNotClaimable(vtxo_id, e.state.kind.value if e else "not exiting")
+                    chosen.append(e)
+            if not chosen:
+                raise ClaimMissingInputs()
+            tip = int(await self.rpc.call("getblockcount"))
+            rate = fee_rate if fee_rate is not None else (await self.fees.rates()).regular
+            inputs = [await self._claim_input(e, (preimages or {}).get(e.vtxo_id)) for e in chosen]
+            tx, fee = build_claim_tx(inputs, destination, rate, tip)
+            await self._crash_point("before_claim_broadcast")
+            txid = await send_raw_transaction(self.rpc, tx.serialize())
+            event(log, logging.INFO, "claim_broadcast", txid=txid, exits=len(chosen), fee=fee, rate=rate)
+            for e in chosen:
+                since = e.state.claimable_since
+                await self._persist(
+                    e, ExitState(ExitStateKind.CLAIM_IN_PROGRESS, tip, claimable_since=since, claim_txid=txid)
+                )
+            return txid
+
+    async def _claim_input(self, e: LiveExit, preimage: bytes | None) -> ClaimInput:
+        row = await self.vtxos.get(e.vtxo_id)
+        vtxo = vtxo_of(row)
+        if row.key_index is None:
+            raise ClaimMissingSignableClause(e.vtxo_id, "this wallet does not hold the VTXO's user key")
+        assert isinstance(vtxo.policy, UserPolicy)
+        clause = vtxo.policy.user_claim_clause(vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
+        preimage = preimage or row.preimage
+        if clause.needs_preimage and preimage is None:
+            raise ClaimMissingSignableClause(e.vtxo_id, "the HTLC-receive claim needs the payment preimage")
+        secret = self.vtxos.keychain.seckey(row.key_index)
+        signer = ClaimSigner(clause, secret, preimage if clause.needs_preimage else None)
+        return ClaimInput(OutPoint.from_str(e.vtxo_id), vtxo.amount, clause.script_pubkey, signer)
+
+    # Cancel (barkd 0.6.0).
+
+    async def cancel(self, vtxo_id: str) -> None:
+        async with self.cycle_lock:
+            e = self.exits.get(vtxo_id)
+            if e is None:
+                raise NotExiting(vtxo_id)
+            if e.state.kind is ExitStateKind.CANCELED:
+                return
+            if e.state.kind not in (ExitStateKind.START, ExitStateKind.PROCESSING):
+                raise CannotCancelExit(
+                    f"the exit of {vtxo_id} is {e.state.kind.value}; only exits whose leaf "
+                    "transaction is not yet broadcast can be canceled"
+                )
+            leaf = e.txids[-1]
+            snap = await self.view.snapshot([leaf])
+            if snap.location(leaf).state is not TxState.NOT_FOUND:
+                raise CannotCancelExit(f"the leaf transaction {leaf} of {vtxo_id} is already broadcast")
+            await self._persist(e, ExitState(ExitStateKind.CANCELED, snap.tip.height))
+            still_needed = {
+                t for o in self.exits.values() if o.state.kind is not ExitStateKind.CANCELED for t in o.txids
+            }
+            dropped = [
+                c
+                for t in e.txids
+                if t not in still_needed
+                for c in self.txs[t].children.values()
+                if c.status == "stored"
+            ]
+            for c in dropped:
+                c.status = "abandoned"
+            async with self.store.session() as session:
+                vrow = await get_vtxo(session, vtxo_id)
+                if vrow is not None:
+                    vrow.state = "spendable"
+            await self._save_children(dropped, release=dropped)
+            event(log, logging.INFO, "exit_canceled", vtxo=vtxo_id)
+
+    # Background.
+
+    async def run(
+        self, stopping: asyncio.Event, poll_interval: float = 1.0, cycle_interval: float = 30.0
+    ) -> None:
+        """Advance exits on every new block (polled every `poll_interval`), on a timer and when woken."""
+        best: str | None = None
+        last_cycle = 0.0
+        while not stopping.is_set():
+            try:
+                current = await self.rpc.call("getbestblockhash")
+                due = (
+                    current != best or self.wakeup.is_set() or time.monotonic() - last_cycle > cycle_interval
+                )
+                if due:
+                    self.wakeup.clear()
+                    await self.progress()
+                    last_cycle = time.monotonic()
+                    if current != best:
+                        best = current
+                        async with self.new_block:
+                            self.new_block.notify_all()
+            except RpcError as e:
+                event(log, logging.WARNING, "cycle_failed", error=str(e))
+            except Exception:
+                log.exception("cycle_crashed")
+            waiter = asyncio.ensure_future(self.wakeup.wait())
+            stopper = asyncio.ensure_future(stopping.wait())
+            await asyncio.wait({waiter, stopper}, timeout=poll_interval, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+
+    async def wait_for_block(self, timeout: float) -> None:
+        async with self.new_block:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.new_block.wait(), timeout)
+
+
+def _child_row(c: ChildRecord) -> ExitChildRow:
+    return ExitChildRow(
+        txid=c.txid,
+        parent_txid=c.parent_txid,
+        raw=c.raw,
+        fee=c.fee,
+        vsize=c.vsize,
+        package_rate=c.package_rate,
+        source=c.source,
+        status=c.status,
+        block_height=c.block.height if c.block else None,
+        block_hash=c.block.hash if c.block else None,
+        created_at=now(),
+    )
+
+
+def _set_error(exits: Iterable[LiveExit], error: ExitError) -> None:
+    for e in exits:
+        e.error = error
+
+
+def _claimable_height(state: ExitState) -> int | None:
+    if state.kind is ExitStateKind.AWAITING_DELTA:
+        return state.claimable_height
+    if state.claimable_since is not None:
+        return state.claimable_since.height
+    return None

@@ -1,0 +1,64 @@
+"""Repository of exits, their shared txs and the CPFP children of those txs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exitd.store.models import ExitChildRow, ExitRow, ExitTxLinkRow, ExitTxRow
+
+CHILD_LIVE_STATUSES = ("stored", "broadcast", "confirmed")
+
+
+async def load_exits(session: AsyncSession, kinds: Sequence[str] | None = None) -> list[ExitRow]:
+    query = select(ExitRow).order_by(ExitRow.created_at, ExitRow.vtxo_id)
+    if kinds is not None:
+        query = query.where(ExitRow.state_kind.in_(list(kinds)))
+    return list((await session.execute(query)).scalars())
+
+
+async def load_links(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict[str, list[str]]:
+    """vtxo id -> its exit txids, root first."""
+    rows = await session.execute(
+        select(ExitTxLinkRow).where(ExitTxLinkRow.vtxo_id.in_(list(vtxo_ids))).order_by(ExitTxLinkRow.level)
+    )
+    links: dict[str, list[str]] = {}
+    for link in rows.scalars():
+        links.setdefault(link.vtxo_id, []).append(link.txid)
+    return links
+
+
+async def load_exit_txs(session: AsyncSession, txids: Sequence[str]) -> list[ExitTxRow]:
+    return list((await session.execute(select(ExitTxRow).where(ExitTxRow.txid.in_(list(txids))))).scalars())
+
+
+async def load_children(session: AsyncSession, parent_txids: Sequence[str]) -> list[ExitChildRow]:
+    query = (
+        select(ExitChildRow)
+        .where(ExitChildRow.parent_txid.in_(list(parent_txids)))
+        .order_by(ExitChildRow.created_at, ExitChildRow.txid)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def replace_links(session: AsyncSession, vtxo_id: str, txids: Sequence[str]) -> None:
+    await session.execute(delete(ExitTxLinkRow).where(ExitTxLinkRow.vtxo_id == vtxo_id))
+    for level, txid in enumerate(txids):
+        session.add(ExitTxLinkRow(vtxo_id=vtxo_id, level=level, txid=txid))
+
+
+async def ensure_exit_tx(session: AsyncSession, row: ExitTxRow) -> None:
+    if await session.get(ExitTxRow, row.txid) is None:
+        session.add(row)
+
+
+def encode_history(states: Sequence[dict[str, object]]) -> str:
+    return json.dumps(list(states), separators=(",", ":"))
+
+
+def now() -> int:
+    return int(time.time())

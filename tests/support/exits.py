@@ -1,0 +1,58 @@
+"""Driving exits on regtest through the real daemon's REST API, as a barkd client would."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from exitd.regtest.node import RegtestNode
+from exitd.wallet.keys import VtxoKeychain
+from tests.support.daemon import DaemonProcess
+
+
+def daemon_keychain(daemon: DaemonProcess) -> VtxoKeychain:
+    return VtxoKeychain.from_mnemonic((daemon.datadir / "mnemonic").read_text())
+
+
+def fund_wallet(daemon: DaemonProcess, node: RegtestNode, coins: int = 3, btc: str = "0.01") -> None:
+    """Give the daemon's on-chain wallet `coins` confirmed coins to pay CPFP children with."""
+    for _ in range(coins):
+        status, body = daemon.request("POST", "/api/v1/onchain/addresses/next")
+        assert status == 200, body
+        node.send(body["address"], Decimal(btc))
+    node.mine(1)
+    status, body = daemon.request("POST", "/api/v1/onchain/sync")
+    assert status == 200, body
+
+
+def progress(daemon: DaemonProcess, **body: Any) -> dict[str, Any]:
+    status, answer = daemon.request("POST", "/api/v1/exits/progress", body)
+    assert status == 200, answer
+    return answer
+
+
+def states(daemon: DaemonProcess) -> dict[str, str]:
+    status, body = daemon.request("GET", "/api/v1/exits/status")
+    assert status == 200, body
+    return {e["vtxo_id"]: e["state"]["type"] for e in body}
+
+
+def advance_until(
+    daemon: DaemonProcess,
+    node: RegtestNode,
+    done: Callable[[dict[str, Any]], bool],
+    max_blocks: int = 60,
+    **progress_body: Any,
+) -> int:
+    """Progress, then mine one block, until `done(progress answer)`; returns the blocks mined."""
+    for mined in range(max_blocks + 1):
+        answer = progress(daemon, **progress_body)
+        if done(answer):
+            return mined
+        node.mine(1)
+    raise AssertionError(f"not done after {max_blocks} blocks: {answer}")
+
+
+def all_in(*kinds: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda answer: bool(answer["exits"]) and all(e["state"]["type"] in kinds for e in answer["exits"])
