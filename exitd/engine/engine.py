@@ -215,6 +215,12 @@ class ExitEngine:
         self.new_block = asyncio.Condition()
         self.cycles = 0
         self.last_tip: BlockRef | None = None
+        # Counters that /metrics reads (exitd/metrics.py); they only ever grow.
+        self.packages_broadcast = 0
+        self.cpfp_fees_paid = 0  # sat, of our children accepted into the mempool
+        self.claim_fees_paid = 0  # sat
+        self.cycle_errors = 0  # cycles that raised; every cycle ends in `cycles` or here
+        self.cycle_seconds = 0.0
         # Test-only crash points (fault injection); empty in production.
         self.crash_hook: Callable[[str], Awaitable[None]] | None = None
 
@@ -345,7 +351,14 @@ class ExitEngine:
 
     async def progress(self, fee_rate: int | None = None) -> ProgressReport:
         async with self.cycle_lock:
-            return await self._cycle(fee_rate)
+            started = time.monotonic()
+            try:
+                return await self._cycle(fee_rate)
+            except Exception:
+                self.cycle_errors += 1
+                raise
+            finally:
+                self.cycle_seconds += time.monotonic() - started
 
     def packages(self, e: LiveExit) -> list[tuple[TrackedTx, ChildRecord | None, ExitTxStatus | None]]:
         """Each exit tx with the child that matters now (in flight or confirmed) and its status, if any."""
@@ -700,6 +713,8 @@ class ExitEngine:
     ) -> ExitTxStatus:
         if result.in_mempool:
             losers = [c for c in tracked.children.values() if c.pending and c.txid != child.txid]
+            self.packages_broadcast += 1
+            self.cpfp_fees_paid += child.fee if child.status != "broadcast" else 0
             child.status = "broadcast"
             for c in losers:
                 c.status = "replaced"
@@ -853,6 +868,7 @@ class ExitEngine:
             await self._crash_point("before_claim_broadcast")
             txid = await send_raw_transaction(self.rpc, tx.serialize())
             event(log, logging.INFO, "claim_broadcast", txid=txid, exits=len(chosen), fee=fee, rate=rate)
+            self.claim_fees_paid += fee
             for e in chosen:
                 since = e.state.claimable_since
                 await self._persist(
