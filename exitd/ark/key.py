@@ -96,25 +96,30 @@ def tweak_xonly(xonly32: bytes, tweak32: bytes) -> tuple[bytes, int]:
     return bytes(key.format()), int(key.parity)
 
 
-def tweak_seckey_for_taproot(sk32: bytes, merkle_root: bytes | None) -> bytes:
-    """The secret key that signs for a BIP341 output key on the key path.
+def tweak_seckey_xonly(sk32: bytes, tweak32: bytes) -> bytes:
+    """The secret key of tweak_xonly(x(P), t) for P = sk*G.
 
-    BIP340 keys are x-only, so the internal key always means the point with even y: the secret is
-    negated first when its point has odd y. Then the TapTweak hash (the same one taproot.py commits
-    to; BIP341 taproot_tweak_seckey) is added.
+    x(P) stands for the point with even y, so the secret is negated first when P has odd y, then t is
+    added: BIP341's taproot_tweak_seckey with the tweak given, and BIP327's x-only tweak seen from the
+    secret side. Whether the tweaked point has odd y is BIP340 signing's business.
     """
     _check_seckey(sk32)
-    internal = pubkey_from_seckey(sk32)
+    if len(tweak32) != 32 or int.from_bytes(tweak32, "big") >= SECP256K1_ORDER:
+        raise ValueError("the tweak must be 32 bytes and below the curve order")
     d = int.from_bytes(sk32, "big")
-    if internal[0] == 0x03:
+    if pubkey_from_seckey(sk32)[0] == 0x03:
         d = SECP256K1_ORDER - d
-    t = int.from_bytes(tagged_hash("TapTweak", internal[1:] + (merkle_root or b"")), "big")
-    if t >= SECP256K1_ORDER:
-        raise ValueError("the TapTweak hash is not below the curve order")
-    tweaked = (d + t) % SECP256K1_ORDER
+    tweaked = (d + int.from_bytes(tweak32, "big")) % SECP256K1_ORDER
     if tweaked == 0:
         raise ValueError("the tweaked secret key is zero")
     return tweaked.to_bytes(32, "big")
+
+
+def tweak_seckey_for_taproot(sk32: bytes, merkle_root: bytes | None) -> bytes:
+    """The secret key that signs for a BIP341 output key on the key path: the internal secret tweaked by
+    the TapTweak hash that taproot.py commits to (BIP341 taproot_tweak_seckey)."""
+    internal = xonly(pubkey_from_seckey(sk32))
+    return tweak_seckey_xonly(sk32, tagged_hash("TapTweak", internal + (merkle_root or b"")))
 
 
 def _check_seckey(sk32: bytes) -> None:

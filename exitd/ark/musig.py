@@ -40,30 +40,41 @@ def key_agg(pubkeys: Sequence[bytes]) -> bytes:
 
 
 def key_agg_unsorted(pubkeys: Sequence[bytes]) -> bytes:
-    """BIP327 KeyAgg over keys in the given order: Q = sum(a_i * P_i).
-
-    Each coefficient a_i = H_KeyAgg_coefficient(L || P_i), where L hashes the whole list, so that no
-    cosigner can choose its key as a function of the others' (rogue-key attacks). The "second key"
-    (the first one differing from the first key) gets a_i = 1: one scalar multiplication saved,
-    no security lost. Duplicate keys are kept and each counted.
-    """
+    """BIP327 KeyAgg over keys in the given order: Q = sum(a_i * P_i), a_i from key_agg_coefficients."""
     if not pubkeys:
         raise ValueError("MuSig2 key aggregation needs at least one public key")
     _check_pubkeys(pubkeys)
-    key_list_hash = tagged_hash("KeyAgg list", b"".join(pubkeys))
-    second_key = next((pk for pk in pubkeys if pk != pubkeys[0]), None)
-    terms = []
-    for pk in pubkeys:
-        point = PublicKey(pk)
-        if pk != second_key:
-            coefficient = int.from_bytes(tagged_hash("KeyAgg coefficient", key_list_hash + pk), "big")
-            point = point.multiply((coefficient % SECP256K1_ORDER).to_bytes(32, "big"))
-        terms.append(point)
+    terms = [
+        PublicKey(pk).multiply(coefficient.to_bytes(32, "big"))
+        for pk, coefficient in zip(pubkeys, key_agg_coefficients(pubkeys), strict=True)
+    ]
     try:
         aggregate = PublicKey.combine_keys(terms)
     except ValueError:
         raise ValueError("the aggregate of these public keys is the point at infinity") from None
     return bytes(aggregate.format(compressed=True))
+
+
+def key_agg_coefficients(pubkeys: Sequence[bytes]) -> list[int]:
+    """BIP327 KeyAggCoeff of each key, in the given order.
+
+    Each coefficient a_i = H_KeyAgg_coefficient(L || P_i), where L hashes the whole list, so that no
+    cosigner can choose its key as a function of the others' (rogue-key attacks). The "second key"
+    (the first one differing from the first key) gets a_i = 1: one scalar multiplication saved,
+    no security lost. Duplicate keys are kept and each counted.
+
+    Whoever knows every secret key can sign for Q with sum(a_i * sk_i), the regtest forge's shortcut
+    around MuSig2 signing sessions.
+    """
+    key_list_hash = tagged_hash("KeyAgg list", b"".join(pubkeys))
+    second_key = next((pk for pk in pubkeys if pk != pubkeys[0]), None)
+
+    def coefficient(pk: bytes) -> int:
+        if pk == second_key:
+            return 1
+        return int.from_bytes(tagged_hash("KeyAgg coefficient", key_list_hash + pk), "big") % SECP256K1_ORDER
+
+    return [coefficient(pk) for pk in pubkeys]
 
 
 def _check_pubkeys(pubkeys: Sequence[bytes]) -> None:

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from exitd.ark.hashes import tagged_hash
 from exitd.ark.key import (
     SECP256K1_ORDER,
     is_valid_pubkey,
@@ -13,6 +14,7 @@ from exitd.ark.key import (
     schnorr_sign,
     schnorr_verify,
     tweak_seckey_for_taproot,
+    tweak_seckey_xonly,
     tweak_xonly,
     xonly,
 )
@@ -203,3 +205,18 @@ def test_tweak_seckey_for_taproot_inline() -> None:
     merkle_root = bytes.fromhex("c525714a7f49c28aedbbba78c005931a81c234b2f6c99a73e4d06082adc8bf2b")
     tweaked = tweak_seckey_for_taproot(sk, merkle_root)
     assert tweaked.hex() == "97323385e57015b75b0339a549c56a948eb961555973f0951f555ae6039ef00d"
+
+
+def test_tweak_seckey_xonly_signs_for_the_tweaked_xonly_key() -> None:
+    # Both parities of P: the secret is negated first when y(P) is odd, since x(P) means the even point.
+    parities = set()
+    for i in range(1, 9):
+        sk = i.to_bytes(32, "big")
+        tweak = tagged_hash("exitd test", sk)
+        parities.add(pubkey_from_seckey(sk)[0])
+        tweaked = pubkey_from_seckey(tweak_seckey_xonly(sk, tweak))
+        output, parity = tweak_xonly(xonly(pubkey_from_seckey(sk)), tweak)
+        assert xonly(tweaked) == output and tweaked[0] == 0x02 + parity
+    assert parities == {0x02, 0x03}
+    with pytest.raises(ValueError, match="curve order"):
+        tweak_seckey_xonly((1).to_bytes(32, "big"), SECP256K1_ORDER.to_bytes(32, "big"))

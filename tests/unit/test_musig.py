@@ -2,8 +2,8 @@ import os
 
 import pytest
 
-from exitd.ark.key import pubkey_from_seckey, xonly
-from exitd.ark.musig import InvalidPubkey, key_agg, key_agg_unsorted, key_sort
+from exitd.ark.key import SECP256K1_ORDER, pubkey_from_seckey, xonly
+from exitd.ark.musig import InvalidPubkey, key_agg, key_agg_coefficients, key_agg_unsorted, key_sort
 
 # BIP327 vectors/key_agg_vectors.json, typed in from the BIP repository.
 KEY_AGG_PUBKEYS = [
@@ -109,3 +109,22 @@ def test_key_agg_matches_libsecp256k1_musig() -> None:
         pubkeys = [pubkey_from_seckey(os.urandom(32)) for _ in range(n)]
         pubkeys.append(pubkeys[0])
         assert key_agg(pubkeys) == libsecp256k1_key_agg(key_sort(pubkeys))
+
+
+def test_key_agg_coefficients_weigh_the_secret_keys_of_the_aggregate() -> None:
+    # sum(a_i * sk_i) is the secret of Q, checked against libsecp256k1's aggregation, duplicates included.
+    for n in (1, 2, 3, 5):
+        seckeys = [os.urandom(32) for _ in range(n)]
+        seckeys.append(seckeys[-1])
+        pubkeys = [pubkey_from_seckey(sk) for sk in seckeys]
+        coefficients = key_agg_coefficients(pubkeys)
+        secret = sum(a * int.from_bytes(sk, "big") for a, sk in zip(coefficients, seckeys, strict=True))
+        aggregate_secret = (secret % SECP256K1_ORDER).to_bytes(32, "big")
+        assert pubkey_from_seckey(aggregate_secret) == libsecp256k1_key_agg(pubkeys)
+
+
+def test_key_agg_coefficients_second_key_is_one() -> None:
+    k0, k1 = KEY_AGG_PUBKEYS[0], KEY_AGG_PUBKEYS[1]
+    coefficients = key_agg_coefficients([k0, k0, k1, k1])
+    assert coefficients[2:] == [1, 1] and coefficients[0] == coefficients[1] != 1
+    assert 1 not in key_agg_coefficients([k0, k0, k0])  # no second key at all
