@@ -106,8 +106,12 @@ def _exit_tx(prev: OutPoint, outputs: list[TxOut], witness: list[bytes]) -> CTra
     return CTransaction([txin], txouts, nLockTime=0, nVersion=EXIT_TX_VERSION, witness=wit)
 
 
-def build_exit_chain(vtxo: Vtxo) -> ExitChain:
-    """Recompute every exit tx and check that the last one creates the VTXO's own output."""
+def rebuild_exit_txs(vtxo: Vtxo) -> tuple[TxOut, tuple[ExitTx, ...]]:
+    """The chain anchor output and every exit tx, root first, wherever the genesis leads.
+
+    Txids do not depend on witnesses, so this also tells an unsigned genesis where it ends: the regtest
+    forge learns its VTXO ids and sighashes from it before it signs.
+    """
     params = (vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
     final_spk = vtxo.policy.script_pubkey(*params)
     spks = [item.transition.input_script_pubkey(*params) for item in vtxo.genesis] + [final_spk]
@@ -128,10 +132,16 @@ def build_exit_chain(vtxo: Vtxo) -> ExitChain:
         exit_tx = ExitTx(item, tx, tx.GetTxid(), prevout)
         txs.append(exit_tx)
         prev, prevout = exit_tx.outpoint, chain_output
+    return chain_anchor, tuple(txs)
 
-    if prev != vtxo.point:
-        raise VtxoIdMismatch(prev, vtxo.point)
-    return ExitChain(vtxo, tuple(txs), chain_anchor)
+
+def build_exit_chain(vtxo: Vtxo) -> ExitChain:
+    """Recompute every exit tx and check that the last one creates the VTXO's own output."""
+    chain_anchor, txs = rebuild_exit_txs(vtxo)
+    end = txs[-1].outpoint if txs else vtxo.anchor_point
+    if end != vtxo.point:
+        raise VtxoIdMismatch(end, vtxo.point)
+    return ExitChain(vtxo, txs, chain_anchor)
 
 
 def verify_signatures(chain: ExitChain) -> int:
