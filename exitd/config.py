@@ -41,6 +41,8 @@ class RestConfig:
     host: str = "127.0.0.1"
     port: int = 3000
     max_body_bytes: int = 1 << 20
+    # /metrics without the bearer token (for a Prometheus that cannot send one); off: it needs the token.
+    metrics_open: bool = False
     # Names of per-transaction exit sub-states: barkd 0.1.4's (the contract) or 0.6.0's.
     substate_vocabulary: str = "0.1.4"
 
@@ -49,6 +51,8 @@ class RestConfig:
 class LogConfig:
     level: str = "info"
     format: str = "text"
+    # Append to this file instead of stderr; reopened when rotated away (logrotate without copytruncate).
+    file: str = ""
 
 
 @dataclass(frozen=True)
@@ -195,9 +199,10 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "host": _parse_str,
         "port": _bounded(0, 65535),
         "max_body_bytes": _bounded(1024, 1 << 30),
+        "metrics_open": _parse_bool,
         "substate_vocabulary": _choice("0.1.4", "0.6.0"),
     },
-    "log": {"level": _choice(*LOG_LEVELS), "format": _choice(*LOG_FORMATS)},
+    "log": {"level": _choice(*LOG_LEVELS), "format": _choice(*LOG_FORMATS), "file": _parse_str},
     "fees": {
         "fallback_rate": _bounded(100, 10_000_000),
         "min_rate": _bounded(100, 10_000_000),

@@ -30,6 +30,8 @@ from exitd.chain.rpc import (
 from exitd.config import Config
 from exitd.datadir import read_auth_secret, read_mnemonic
 from exitd.log import event, get_logger
+from exitd.metrics import exits_by_state
+from exitd.notify import SystemdNotifier, status_line
 from exitd.store.db import Store, upgrade
 from exitd.wallet.keys import VtxoKeychain
 from exitd.wallet.vtxos import VtxoBook
@@ -138,16 +140,32 @@ class Daemon:
         await self.store.close()
         event(log, logging.INFO, "stopped")
 
+    def status(self) -> str:
+        """One line for systemd's STATUS=: the exits by state and the tip, once the node answered."""
+        if self.node is None:
+            return f"waiting for bitcoind at {self.config.rpc_url}"
+        engine = self.services.engine
+        tip = engine.last_tip.height if engine.last_tip is not None else self.node.blocks
+        return status_line(exits_by_state(engine.exits.values()), tip)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)
+        notifier = SystemdNotifier.from_environ()
+        supervisor: asyncio.Task[None] | None = None
         try:
             await self.start()
+            notifier.ready(self.status())
+            supervisor = asyncio.create_task(notifier.supervise(self.stopping, self.status))
             if await self.connect_node() is not None:
                 await self.stopping.wait()
             event(log, logging.INFO, "stopping")
         finally:
+            notifier.stopping()
+            self.stopping.set()
+            if supervisor is not None:
+                await supervisor
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             await self.stop()

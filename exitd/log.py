@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -57,8 +58,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, separators=(",", ":"))
 
 
-def setup_logging(level: str = "info", fmt: str = "text") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def log_handler(path: str) -> logging.Handler:
+    """stderr (journald keeps it), or a file that is reopened when logrotate moves it away."""
+    if not path:
+        return logging.StreamHandler(sys.stderr)
+    return logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+
+
+def setup_logging(level: str = "info", fmt: str = "text", path: str = "") -> None:
+    handler = log_handler(path)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger(LOGGER_NAME)
     root.handlers[:] = [handler]

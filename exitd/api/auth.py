@@ -46,10 +46,10 @@ def decode_token(token: str) -> bytes:
     return raw[1:]
 
 
-def auth_middleware(secret: bytes) -> Middleware:
+def auth_middleware(secret: bytes, open_paths: frozenset[str] = OPEN_PATHS) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
+        if request.path in open_paths:
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")

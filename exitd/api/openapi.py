@@ -1,0 +1,197 @@
+"""exitd's own OpenAPI 3.1 document, generated from the routes the app really serves.
+
+barkd's specification is the contract, so every route barkd defines gets barkd's operation (summary,
+parameters, request body, responses and their schemas), taken from the copies of barkd's documents that
+ship with exitd (exitd/api/contract/, kept byte-equal to the reference by a test). A route exitd answers
+with 501 keeps barkd's words but documents the 501 it really gets. exitd's own routes (/metrics, these docs)
+have their operations here. A route without an operation, or an operation here without a route, raises
+DocumentDrift: the document is built from the router, so it cannot describe an API that is not there.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from exitd import __version__
+from exitd.api.unsupported import not_served
+
+# barkd's versions, the contract first: an operation both define is taken from 0.1.4.
+CONTRACT_VERSIONS = ("0.1.4", "0.6.0")
+SCHEMA_PREFIX = "#/components/schemas/"
+
+MESSAGE_SCHEMA = {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}}
+
+
+class DocumentDrift(Exception):
+    """The router and the documented operations disagree; the message lists every difference."""
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str  # lower case, as OpenAPI keys operations
+    path: str
+    handler: Any
+
+
+@cache
+def contract(version: str) -> dict[str, Any]:
+    """barkd's OpenAPI document of `version`, as packaged with exitd."""
+    text = resources.files("exitd.api").joinpath(f"contract/barkd-openapi-{version}.json").read_text()
+    return dict(json.loads(text))
+
+
+def _open() -> list[dict[str, Any]]:
+    return [{}]
+
+
+def exitd_operations(metrics_open: bool) -> dict[tuple[str, str], dict[str, Any]]:
+    """Operations of the routes exitd adds to barkd's API."""
+    text = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+    return {
+        ("get", "/metrics"): {
+            "tags": ["operations"],
+            "summary": "Prometheus metrics",
+            "description": "Exits by state, packages broadcast, fees paid, progress cycles, bitcoind RPC "
+            "latency and failures, in the Prometheus text format 0.0.4. Needs the token unless "
+            "`rest.metrics_open` is set.",
+            "operationId": "metrics",
+            "responses": {"200": {"description": "The metrics", **text}},
+            **({"security": _open()} if metrics_open else {}),
+        },
+        ("get", "/api-docs/openapi.json"): {
+            "tags": ["operations"],
+            "summary": "This OpenAPI document",
+            "operationId": "openapi",
+            "responses": {
+                "200": {
+                    "description": "The document",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+            "security": _open(),
+        },
+        ("get", "/swagger-ui"): {
+            "tags": ["operations"],
+            "summary": "Swagger UI for this document",
+            "description": "A page that loads Swagger UI from a CDN; offline it says where the document is.",
+            "operationId": "swagger_ui",
+            "responses": {
+                "200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}
+            },
+            "security": _open(),
+        },
+    }
+
+
+def served_routes(app: web.Application) -> list[Route]:
+    """Every (method, path) the router answers, but the HEAD twins aiohttp adds to GET routes."""
+    routes = []
+    for resource in app.router.resources():
+        path = resource.canonical
+        for route in resource:
+            if route.method != "HEAD":
+                routes.append(Route(route.method.lower(), path, route.handler))
+    return routes
+
+
+def contract_operation(method: str, path: str) -> dict[str, Any] | None:
+    for version in CONTRACT_VERSIONS:
+        operation = contract(version)["paths"].get(path, {}).get(method)
+        if operation is not None:
+            return dict(copy.deepcopy(operation))
+    return None
+
+
+def not_served_operation(operation: dict[str, Any]) -> dict[str, Any]:
+    """barkd's operation for a route that needs an Ark server: same words, exitd's real answer."""
+    operation.pop("requestBody", None)
+    operation["responses"] = {
+        "501": {
+            "description": "exitd only performs unilateral exits; this needs an Ark server (use barkd)",
+            "content": {"application/json": {"schema": {"$ref": f"{SCHEMA_PREFIX}NotImplementedError"}}},
+        }
+    }
+    return operation
+
+
+def _references(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str) and value.startswith(SCHEMA_PREFIX):
+                yield value.removeprefix(SCHEMA_PREFIX)
+            else:
+                yield from _references(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _references(item)
+
+
+def component_schemas(paths: dict[str, Any], vocabulary: str) -> dict[str, Any]:
+    """The schemas the operations reach, each from the document of the configured exit-state vocabulary
+    when it defines it (its exit sub-state names are what exitd answers with), else from the other."""
+    order = [vocabulary, *(v for v in CONTRACT_VERSIONS if v != vocabulary)]
+    available: dict[str, Any] = {"NotImplementedError": MESSAGE_SCHEMA}
+    for version in reversed(order):
+        available.update(contract(version)["components"]["schemas"])
+    schemas: dict[str, Any] = {}
+    pending = list(_references(paths))
+    while pending:
+        name = pending.pop()
+        if name not in schemas:
+            schemas[name] = copy.deepcopy(available[name])
+            pending += _references(schemas[name])
+    return dict(sorted(schemas.items()))
+
+
+def build_document(app: web.Application, vocabulary: str, metrics_open: bool) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of what `app` serves; DocumentDrift when a route or operation is unmatched."""
+    own = exitd_operations(metrics_open)
+    paths: dict[str, dict[str, Any]] = {}
+    undocumented: list[str] = []
+    for route in served_routes(app):
+        operation = own.get((route.method, route.path)) or contract_operation(route.method, route.path)
+        if operation is None:
+            undocumented.append(f"{route.method.upper()} {route.path}")
+            continue
+        if route.handler is not_served:
+            operation = not_served_operation(operation)
+        paths.setdefault(route.path, {})[route.method] = operation
+    unrouted = [f"{m.upper()} {p}" for m, p in own if m not in paths.get(p, {})]
+    if undocumented or unrouted:
+        raise DocumentDrift(
+            "routes without an OpenAPI operation: "
+            + (", ".join(undocumented) or "none")
+            + "; exitd operations without a route: "
+            + (", ".join(unrouted) or "none")
+        )
+    barkd = contract(CONTRACT_VERSIONS[0])
+    used_tags = {tag for ops in paths.values() for op in ops.values() for tag in op.get("tags", ())}
+    tags = [t for t in barkd["tags"] if t["name"] in used_tags]
+    tags.append({"name": "operations", "description": "Running exitd: metrics and these docs."})
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "exitd REST API",
+            "description": "Unilateral exits of bark VTXOs. exitd serves barkd's REST API (the contract is "
+            f"barkd {CONTRACT_VERSIONS[0]}, with {CONTRACT_VERSIONS[1]}'s exit endpoints) for everything "
+            "exit-related; operations that need an Ark server answer 501. Exit sub-states use barkd "
+            f"{vocabulary}'s names.",
+            "license": {"name": "MIT", "identifier": "MIT"},
+            "version": __version__,
+        },
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": component_schemas(paths, vocabulary),
+            "securitySchemes": copy.deepcopy(barkd["components"]["securitySchemes"]),
+        },
+        "security": [{"bearer": []}],
+        "tags": tags,
+    }

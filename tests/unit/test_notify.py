@@ -1,0 +1,95 @@
+"""sd_notify over real AF_UNIX datagram sockets (a path and the abstract namespace), and what is sent."""
+
+import asyncio
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exitd.engine.states import ExitStateKind
+from exitd.metrics import exits_by_state
+from exitd.notify import SystemdNotifier, socket_address, status_line, watchdog_interval
+
+
+@pytest.fixture
+def abstract_socket() -> Iterator[tuple[socket.socket, str]]:
+    """A datagram socket in the abstract namespace, and its $NOTIFY_SOCKET spelling ('@name')."""
+    name = f"exitd-test-notify-{os.getpid()}-{id(object())}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        sock.settimeout(5)
+        yield sock, "@" + name
+
+
+def test_socket_address_spellings() -> None:
+    assert socket_address("/run/systemd/notify") == "/run/systemd/notify"
+    assert socket_address("@abstract") == "\0abstract"
+    assert socket_address("") is None and socket_address("relative/path") is None
+
+
+def test_watchdog_interval_is_half_and_only_for_us() -> None:
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000"}, pid=7) == 15.0
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "7"}, pid=7) == 15.0
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "8"}, pid=7) is None
+    assert watchdog_interval({"WATCHDOG_USEC": "0"}, pid=7) is None
+    assert watchdog_interval({}, pid=7) is None
+
+
+def test_messages_reach_an_abstract_socket(abstract_socket: tuple[socket.socket, str]) -> None:
+    sock, env_value = abstract_socket
+    notifier = SystemdNotifier.from_environ({"NOTIFY_SOCKET": env_value})
+    notifier.ready("no exits")
+    assert sock.recv(4096).decode().split("\n") == ["READY=1", "STATUS=no exits", f"MAINPID={os.getpid()}"]
+    notifier.stopping()
+    assert sock.recv(4096) == b"STOPPING=1\nSTATUS=stopping"
+
+
+def test_messages_reach_a_path_socket(tmp_path: Path) -> None:
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(5)
+        SystemdNotifier.from_environ({"NOTIFY_SOCKET": str(path)}).send("STATUS=hello")
+        assert sock.recv(4096) == b"STATUS=hello"
+
+
+def test_a_missing_socket_is_logged_not_raised(tmp_path: Path) -> None:
+    SystemdNotifier.from_environ({"NOTIFY_SOCKET": str(tmp_path / "gone")}).ready("x")
+
+
+def test_supervise_pings_the_watchdog_and_refreshes_status(
+    abstract_socket: tuple[socket.socket, str],
+) -> None:
+    sock, env_value = abstract_socket
+    notifier = SystemdNotifier.from_environ({"NOTIFY_SOCKET": env_value, "WATCHDOG_USEC": "100000"})
+    assert notifier.watchdog == 0.05
+
+    async def supervise_briefly() -> None:
+        stopping = asyncio.Event()
+        task = asyncio.create_task(notifier.supervise(stopping, lambda: "2 exits: 2 claimable"))
+        await asyncio.sleep(0.3)
+        stopping.set()
+        await task
+
+    asyncio.run(supervise_briefly())
+    messages = []
+    sock.settimeout(0.5)
+    while True:
+        try:
+            messages.append(sock.recv(4096).decode())
+        except TimeoutError:
+            break
+    assert len(messages) >= 3 and all(m.startswith("WATCHDOG=1") for m in messages)
+    assert messages[0] == "WATCHDOG=1\nSTATUS=2 exits: 2 claimable"
+    assert "STATUS=" not in messages[1]  # unchanged status is not resent on every beat
+
+
+def test_status_line() -> None:
+    counts = exits_by_state([])
+    assert status_line(counts, None) == "no exits"
+    counts[ExitStateKind.PROCESSING] = 1
+    assert status_line(counts, 812345) == "1 exit: 1 processing; tip 812345"
+    counts[ExitStateKind.CLAIMABLE] = 2
+    assert status_line(counts, 812345) == "3 exits: 1 processing, 2 claimable; tip 812345"

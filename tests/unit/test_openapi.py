@@ -1,0 +1,83 @@
+"""The served OpenAPI document is built from the router: it cannot list a route that is not served, nor
+miss one that is; and the copies of barkd's documents it is built from are barkd's, byte for byte."""
+
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from jsonschema import Draft202012Validator
+
+from exitd.api.app import create_app
+from exitd.api.context import Services
+from exitd.api.openapi import CONTRACT_VERSIONS, DocumentDrift, build_document, served_routes
+from exitd.api.unsupported import ARK_SERVER_ROUTES
+from exitd.config import Config
+
+REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+PACKAGED = Path(__file__).resolve().parents[2] / "exitd" / "api" / "contract"
+
+
+def real_app() -> web.Application:
+    """The daemon's app with every route module; no service is touched while routes are listed."""
+    services = Services(**{f.name: None for f in fields(Services)} | {"config": Config()})
+    return create_app(services, b"\0" * 32)
+
+
+def test_every_served_route_has_exactly_one_operation() -> None:
+    app = real_app()
+    document = build_document(app, "0.1.4", metrics_open=False)
+    documented = {(m, p) for p, ops in document["paths"].items() for m in ops}
+    assert documented == {(r.method, r.path) for r in served_routes(app)}
+    assert ("get", "/api/v1/bitcoin/tip") in documented and ("get", "/metrics") in documented
+
+
+def test_a_route_without_an_operation_is_drift() -> None:
+    app = real_app()
+
+    async def handler(_request: web.Request) -> web.Response:
+        return web.Response()
+
+    app.router.add_post("/api/v1/made-up", handler)
+    with pytest.raises(DocumentDrift, match="routes without an OpenAPI operation: POST /api/v1/made-up;"):
+        build_document(app, "0.1.4", metrics_open=False)
+
+
+def test_an_exitd_operation_without_a_route_is_drift() -> None:
+    with pytest.raises(DocumentDrift, match=r"without a route: GET /metrics, GET /api-docs/openapi\.json"):
+        build_document(web.Application(), "0.1.4", metrics_open=False)
+
+
+def test_ark_server_routes_document_their_501() -> None:
+    paths = build_document(real_app(), "0.1.4", metrics_open=False)["paths"]
+    for method, path in ARK_SERVER_ROUTES:
+        operation = paths[path][method.lower()]
+        assert list(operation["responses"]) == ["501"] and "requestBody" not in operation
+
+
+def test_open_paths_are_marked_open() -> None:
+    paths = build_document(real_app(), "0.1.4", metrics_open=False)["paths"]
+    assert paths["/ping"]["get"]["security"] == [{}]
+    assert paths["/swagger-ui"]["get"]["security"] == [{}]
+    assert "security" not in paths["/metrics"]["get"]
+    paths = build_document(real_app(), "0.1.4", metrics_open=True)["paths"]
+    assert paths["/metrics"]["get"]["security"] == [{}]
+
+
+def test_schemas_are_complete_and_valid_json_schema() -> None:
+    for vocabulary in CONTRACT_VERSIONS:
+        document = build_document(real_app(), vocabulary, metrics_open=False)
+        text = str(document)
+        for name, schema in document["components"]["schemas"].items():
+            Draft202012Validator.check_schema(schema)
+            assert f"#/components/schemas/{name}" in text, f"{name} is not used"
+        for ref in set(text.split("'$ref': '#/components/schemas/")[1:]):
+            assert ref.split("'")[0] in document["components"]["schemas"]
+
+
+@pytest.mark.parametrize("version", CONTRACT_VERSIONS)
+def test_packaged_contract_is_barkds(version: str) -> None:
+    reference = REFERENCE / f"barkd-openapi-{version}.json"
+    if not reference.exists():
+        pytest.skip(f"{reference} not available")
+    assert (PACKAGED / reference.name).read_bytes() == reference.read_bytes()
