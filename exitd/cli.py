@@ -1,18 +1,25 @@
-"""`exitd` command line: set up a datadir, run the daemon, print the token.
+"""`exitd` command line: set up a datadir, run the daemon, and drive a running daemon over its REST API.
 
-Exit codes: 0 success, 1 a runtime failure (node, store), 2 a usage or configuration error.
+The commands that drive a daemon (status, import, start, progress, claim, address, balance, cancel) are thin:
+each makes the REST requests any barkd client would (exitd/client.py) and shows the answer, as a table for
+people (exitd/console.py) or as the daemon's JSON with --json. Exit codes: see EXIT_CODES_HELP.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import string
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from exitd import __version__
+from exitd import __version__, console
 from exitd.ark.bip39 import InvalidMnemonic
+from exitd.client import DaemonRefused, DaemonUnreachable, ExitdClient
 from exitd.config import LOG_FORMATS, LOG_LEVELS, NETWORKS, Config, ConfigError, load_config
 from exitd.datadir import DatadirError, init_datadir, read_token
 from exitd.log import setup_logging
@@ -21,6 +28,15 @@ from exitd.store.db import StoreError
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES_HELP = """exit codes:
+  0    success
+  1    the daemon or a runtime step failed (the daemon's message is printed)
+  2    usage or configuration error (bad flags, config, datadir, or a token the daemon rejects)
+  3    the daemon is not reachable at its configured REST address
+  130  interrupted (Ctrl-C); a running daemon keeps progressing exits"""
 
 # CLI flag dest -> dotted config key.
 FLAG_KEYS = {
@@ -34,7 +50,12 @@ FLAG_KEYS = {
     "rest_port": "rest.port",
     "log_level": "log.level",
     "log_format": "log.format",
+    "log_file": "log.file",
 }
+
+
+class UsageError(Exception):
+    """The command line asks for something that cannot be done as written."""
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -52,12 +73,101 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rest-port", type=int, help="REST listen port (default: 3000)")
     group.add_argument("--log-level", choices=LOG_LEVELS, help="log level (default: info)")
     group.add_argument("--log-format", choices=LOG_FORMATS, help="log format (default: text)")
+    group.add_argument("--log-file", help="append logs to this file instead of stderr (logrotate-safe)")
+
+
+def _add_client_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "the daemon to talk to (REST address from the config, token from the datadir)"
+    )
+    group.add_argument("--config", type=Path, help="config file (default: <datadir>/exitd.toml)")
+    group.add_argument("--datadir", help="data directory holding auth_token (default: ~/.exitd)")
+    group.add_argument("--rest-host", help="the daemon's REST address (default: rest.host, 127.0.0.1)")
+    group.add_argument("--rest-port", type=int, help="the daemon's REST port (default: rest.port, 3000)")
+    parser.add_argument("--json", action="store_true", help="print the daemon's JSON answer, for scripts")
+
+
+def _client_command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str, description: str
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help, description=description)
+    _add_client_flags(parser)
+    return parser
+
+
+def _fee_rate(text: str) -> int:
+    try:
+        rate = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of sat/kvB, got {text!r}") from None
+    if rate <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of sat/kvB, got {rate}")
+    return rate
+
+
+def _add_selection(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("vtxos", nargs="*", metavar="VTXO", help=f"VTXO ids ('<txid>:<vout>') to {what}")
+    parser.add_argument("--all", action="store_true", help=f"{what} every eligible VTXO")
+
+
+def _add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _client_command(
+        sub,
+        "status",
+        "show every exit: VTXO, amount, state, level, next action, error",
+        "Show every exit of the running daemon. LEVEL is confirmed exit txs / exit depth.",
+    )
+    imp = _client_command(
+        sub,
+        "import",
+        "import bark VTXOs (hex, or files holding hex VTXOs, one per line)",
+        "Import hex-encoded bark VTXOs (v1 or v2). Each argument is a hex VTXO or a file of them.",
+    )
+    imp.add_argument("sources", nargs="+", metavar="FILE|HEX")
+    start = _client_command(
+        sub, "start", "start exits (--all, or the given VTXOs)", "Start the unilateral exit of VTXOs."
+    )
+    _add_selection(start, "exit")
+    progress = _client_command(
+        sub,
+        "progress",
+        "run a progress cycle now and show where each exit is",
+        "Run one progress cycle now (the daemon also runs one every block) and show the result.",
+    )
+    progress.add_argument(
+        "--wait", action="store_true", help="keep going, a cycle per block, until all confirm"
+    )
+    progress.add_argument(
+        "--fee-rate", type=_fee_rate, metavar="SAT_PER_KVB", help="fee rate for new packages"
+    )
+    claim = _client_command(
+        sub, "claim", "claim claimable exits to an address", "Spend claimable exit outputs to your address."
+    )
+    _add_selection(claim, "claim")
+    claim.add_argument("--to", required=True, metavar="ADDRESS", help="destination bitcoin address")
+    claim.add_argument("--fee-rate", type=_fee_rate, metavar="SAT_PER_KVB", help="fee rate of the claim tx")
+    _client_command(
+        sub,
+        "address",
+        "print a new address of the on-chain wallet (fund it: it pays the CPFP fees)",
+        "Print the next unused receive address of exitd's on-chain wallet.",
+    )
+    _client_command(sub, "balance", "show the on-chain wallet's balance", "Show the on-chain wallet balance.")
+    cancel = _client_command(
+        sub,
+        "cancel",
+        "cancel an exit whose last tx is not yet broadcast",
+        "Cancel an exit; possible until its final transaction is broadcast.",
+    )
+    cancel.add_argument("vtxo", metavar="VTXO", help="VTXO id ('<txid>:<vout>')")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="exitd",
         description="Unilateral exits of bark VTXOs against your own bitcoind, behind barkd's REST API.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -86,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(token)
 
     sub.add_parser("version", help="print exitd's version", description="Print exitd's version.")
+    _add_client_commands(sub)
     return parser
 
 
@@ -114,7 +225,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from exitd.daemon import Daemon, FatalStartupError
 
     config = _config_from_args(args)
-    setup_logging(config.log.level, config.log.format)
+    setup_logging(config.log.level, config.log.format, config.log.file)
     if not config.mnemonic_path.exists() or not config.token_path.exists():
         raise DatadirError(
             f"{config.datadir} is not initialised; run 'exitd init --datadir {config.datadir}'"
@@ -132,20 +243,132 @@ def _cmd_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# Commands that drive a running daemon: (its JSON answer, the same for a person).
+Answer = tuple[Any, str]
+
+
+def _selection(args: argparse.Namespace) -> list[str] | None:
+    """The VTXOs named, or None for --all; exactly one of the two."""
+    if args.all == bool(args.vtxos):
+        raise UsageError(f"'exitd {args.command}' takes --all or VTXO ids, exactly one of the two")
+    return None if args.all else list(args.vtxos)
+
+
+def read_vtxo_sources(sources: list[str]) -> list[str]:
+    """Hex VTXOs from the command line: each source is a file of whitespace-separated hex VTXOs, or one."""
+    encoded: list[str] = []
+    for source in sources:
+        if os.path.isfile(source):
+            found = Path(source).read_text().split()
+            if not found:
+                raise UsageError(f"{source} holds no VTXO")
+            encoded += found
+        elif source and all(c in string.hexdigits for c in source):
+            encoded.append(source)
+        else:
+            raise UsageError(f"{source[:40]!r} is neither a file nor a hex-encoded VTXO")
+    return encoded
+
+
+def _status(client: ExitdClient, _args: argparse.Namespace) -> Answer:
+    statuses = client.exit_statuses()
+    amounts = {v["id"]: int(v["amount_sat"]) for v in client.vtxos()}
+    return statuses, console.status_table(statuses, amounts)
+
+
+def _import(client: ExitdClient, args: argparse.Namespace) -> Answer:
+    imported = client.import_vtxos(read_vtxo_sources(args.sources))
+    return imported, console.vtxo_table(imported)
+
+
+def _start(client: ExitdClient, args: argparse.Namespace) -> Answer:
+    answer = client.start_exits(_selection(args))
+    return answer, answer["message"]
+
+
+def _progress(client: ExitdClient, args: argparse.Namespace) -> Answer:
+    if args.wait and not args.json:
+        print("waiting for every exit to confirm; Ctrl-C stops waiting, not the exits", file=sys.stderr)
+    answer = client.progress(args.wait, args.fee_rate)
+    return answer, console.progress_text(answer)
+
+
+def _claim(client: ExitdClient, args: argparse.Namespace) -> Answer:
+    answer = client.claim(_selection(args), args.to, args.fee_rate)
+    return answer, answer["message"]
+
+
+def _address(client: ExitdClient, _args: argparse.Namespace) -> Answer:
+    answer = client.next_address()
+    return answer, answer["address"]
+
+
+def _balance(client: ExitdClient, _args: argparse.Namespace) -> Answer:
+    answer = client.balance()
+    return answer, console.balance_text(answer)
+
+
+def _cancel(client: ExitdClient, args: argparse.Namespace) -> Answer:
+    answer = client.cancel(args.vtxo)
+    return answer, answer["message"]
+
+
+CLIENT_COMMANDS: dict[str, Callable[[ExitdClient, argparse.Namespace], Answer]] = {
+    "status": _status,
+    "import": _import,
+    "start": _start,
+    "progress": _progress,
+    "claim": _claim,
+    "address": _address,
+    "balance": _balance,
+    "cancel": _cancel,
+}
+
+
+def _drive_daemon(args: argparse.Namespace) -> int:
+    """Run a client command: the daemon's answer as JSON (--json) or for a person; errors in one line."""
+    client = ExitdClient.from_config(_config_from_args(args))
+    try:
+        answer, text = CLIENT_COMMANDS[args.command](client, args)
+    except DaemonUnreachable as e:
+        print(f"exitd: {e}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except DaemonRefused as e:
+        message = " ".join(str(e).split())
+        if e.status == 401:
+            print(
+                f"exitd: the daemon rejected the token in the datadir ({message}); check --datadir",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        print(f"exitd: {message} (HTTP {e.status})", file=sys.stderr)
+        return EXIT_FAILURE
+    print(json.dumps(answer, indent=2) if args.json else text)
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "version":
         print(f"exitd {__version__}")
         return EXIT_OK
-    commands = {"init": _cmd_init, "run": _cmd_run, "token": _cmd_token}
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "init": _cmd_init,
+        "run": _cmd_run,
+        "token": _cmd_token,
+        **dict.fromkeys(CLIENT_COMMANDS, _drive_daemon),
+    }
     try:
         return commands[args.command](args)
-    except (ConfigError, DatadirError, InvalidMnemonic) as e:
+    except (ConfigError, DatadirError, InvalidMnemonic, UsageError) as e:
         print(f"exitd: {e}", file=sys.stderr)
         return EXIT_USAGE
     except (StoreError, OSError) as e:
         print(f"exitd: {e}", file=sys.stderr)
         return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("exitd: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

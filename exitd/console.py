@@ -1,0 +1,140 @@
+"""What the CLI shows a person: tables and short lines made from the daemon's JSON answers (barkd's shapes).
+
+Presentation only: every fact shown is in the answer; this module only chooses words and layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# What an exit waits for, by the type of its first unconfirmed exit tx (0.1.4's and 0.6.0's names).
+NEXT_FOR_TX_STATUS = {
+    "verify-inputs": "check the exit tx's inputs",
+    "awaiting-input-confirmation": "wait for the parent tx to confirm",
+    "needs-signed-package": "fund and broadcast a CPFP package",
+    "needs-replacement-package": "bump the fee with a replacement package",
+    "awaiting-cpfp-broadcast": "fund and broadcast a CPFP package",
+    "needs-broadcasting": "broadcast the stored package",
+    "broadcast-with-cpfp": "wait for the package to confirm",
+    "awaiting-confirmation": "wait for the package to confirm",
+}
+
+NO_VALUE = "-"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart; the last column is not padded (no trailing blanks)."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = []
+    for row in (headers, *rows):
+        cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def sat(amount: int) -> str:
+    return f"{amount:,} sat"
+
+
+def exit_error_text(error: Mapping[str, Any] | None) -> str:
+    """barkd's ExitError in one line: its type, then its fields ('error' text last, unlabelled)."""
+    if not error:
+        return ""
+    fields = [f"{k}={v}" for k, v in error.items() if k not in ("type", "error")]
+    text = " ".join([str(error.get("type", "error")), *fields])
+    return f"{text}: {error['error']}" if "error" in error else text
+
+
+def exit_level(status: Mapping[str, Any]) -> str:
+    """'confirmed exit txs / depth' of an exit status fetched with transactions=true."""
+    state = status["state"]
+    kind = state["type"]
+    depth = len(status.get("transactions") or state.get("transactions") or ())
+    if kind == "canceled" or depth == 0:
+        return NO_VALUE
+    if kind == "start":
+        confirmed = 0
+    elif kind == "processing":
+        confirmed = sum(1 for tx in state["transactions"] if tx["status"]["type"] == "confirmed")
+    else:
+        confirmed = depth
+    return f"{confirmed}/{depth}"
+
+
+def next_action(state: Mapping[str, Any]) -> str:
+    """What the exit waits for next, in words."""
+    kind = state["type"]
+    if kind == "start":
+        return NEXT_FOR_TX_STATUS["verify-inputs"]
+    if kind == "processing":
+        pending = [
+            tx["status"]["type"] for tx in state["transactions"] if tx["status"]["type"] != "confirmed"
+        ]
+        return NEXT_FOR_TX_STATUS.get(pending[0], pending[0]) if pending else "wait for the next cycle"
+    if kind == "awaiting-delta":
+        return f"wait for height {state['claimable_height']} (exit delta)"
+    if kind == "claimable":
+        return "claim it: exitd claim --to ADDRESS"
+    if kind == "claim-in-progress":
+        return f"wait for claim tx {state['claim_txid']} to confirm"
+    return NO_VALUE
+
+
+def status_table(statuses: Sequence[Mapping[str, Any]], amounts: Mapping[str, int]) -> str:
+    if not statuses:
+        return "no exits (import VTXOs with 'exitd import', then 'exitd start --all')"
+    rows = [
+        (
+            s["vtxo_id"],
+            sat(amounts[s["vtxo_id"]]) if s["vtxo_id"] in amounts else NO_VALUE,
+            s["state"]["type"],
+            exit_level(s),
+            next_action(s["state"]),
+            exit_error_text(s.get("error")),
+        )
+        for s in statuses
+    ]
+    return table(("VTXO", "AMOUNT", "STATE", "LEVEL", "NEXT", "ERROR"), rows)
+
+
+def progress_text(progress: Mapping[str, Any]) -> str:
+    exits = progress["exits"]
+    rows = [
+        (e["vtxo_id"], e["state"]["type"], next_action(e["state"]), exit_error_text(e.get("error")))
+        for e in exits
+    ]
+    lines = [table(("VTXO", "STATE", "NEXT", "ERROR"), rows)] if rows else ["no exits in progress"]
+    if progress["done"] and progress.get("claimable_height") is not None:
+        lines.append(f"all exit txs confirmed; claimable from height {progress['claimable_height']}")
+    elif progress["done"]:
+        lines.append("nothing left to confirm")
+    else:
+        lines.append("exits still confirming; the daemon keeps going on its own every block")
+    return "\n".join(lines)
+
+
+def vtxo_table(vtxos: Sequence[Mapping[str, Any]]) -> str:
+    rows = [
+        (
+            v["id"],
+            sat(v["amount_sat"]),
+            v["policy_type"],
+            str(v["expiry_height"]),
+            str(v["exit_depth"]),
+            "yes" if v.get("key_held") else "no",
+        )
+        for v in vtxos
+    ]
+    return table(("VTXO", "AMOUNT", "POLICY", "EXPIRY", "DEPTH", "KEY HELD"), rows)
+
+
+def balance_text(balance: Mapping[str, Any]) -> str:
+    rows = [
+        ("confirmed", sat(balance["confirmed_sat"])),
+        ("pending (own)", sat(balance["trusted_pending_sat"])),
+        ("pending (received)", sat(balance["untrusted_pending_sat"])),
+        ("immature", sat(balance["immature_sat"])),
+        ("total", sat(balance["total_sat"])),
+    ]
+    return table(("BALANCE", ""), rows)
