@@ -29,6 +29,8 @@ from exitd.chain.rpc import (
 )
 from exitd.config import Config
 from exitd.datadir import read_auth_secret, read_mnemonic
+from exitd.engine.engine import ExitEngine
+from exitd.engine.fee_policy import FeePolicy
 from exitd.log import event, get_logger
 from exitd.metrics import exits_by_state
 from exitd.notify import SystemdNotifier, status_line
@@ -40,6 +42,11 @@ log = get_logger("daemon")
 
 # bitcoind's default cookie locations, used when the config names no RPC credentials.
 NETWORK_SUBDIRS = {"mainnet": "", "testnet": "testnet3", "signet": "signet", "regtest": "regtest"}
+
+
+def fee_policy(config: Config) -> FeePolicy:
+    fees = config.fees
+    return FeePolicy(fees.max_rate, fees.escalation_window, fees.expiry_margin, fees.budget_ratio)
 
 
 class FatalStartupError(Exception):
@@ -72,14 +79,23 @@ class Daemon:
         self.fees = FeeEstimator(self.rpc, config.fees.fallback_rate, config.fees.min_rate)
         keychain = VtxoKeychain.from_mnemonic(read_mnemonic(config))
         self.vtxos = VtxoBook(self.store, self.rpc, keychain, config.wallet.vtxo_key_search_limit)
+        self.engine = ExitEngine(
+            self.store, self.rpc, self.fees, self.vtxos, None, fee_policy(config), config.network
+        )
         self.services = Services(
-            config=config, rpc=self.rpc, fees=self.fees, store=self.store, vtxos=self.vtxos
+            config=config,
+            rpc=self.rpc,
+            fees=self.fees,
+            store=self.store,
+            vtxos=self.vtxos,
+            engine=self.engine,
         )
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
 
     async def start(self) -> None:
         await asyncio.to_thread(upgrade, self.config.database_path)
+        await self.engine.load()
         app = create_app(self.services, read_auth_secret(self.config))
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -159,7 +175,7 @@ class Daemon:
             notifier.ready(self.status())
             supervisor = asyncio.create_task(notifier.supervise(self.stopping, self.status))
             if await self.connect_node() is not None:
-                await self.stopping.wait()
+                await self.engine.run(self.stopping)
             event(log, logging.INFO, "stopping")
         finally:
             notifier.stopping()

@@ -9,6 +9,7 @@ from aiohttp import web
 from exitd.chain.fees import FeeEstimator
 from exitd.chain.rpc import BitcoinRpc
 from exitd.config import Config
+from exitd.engine.engine import ExitEngine
 from exitd.store.db import Store
 from exitd.wallet.vtxos import VtxoBook
 
@@ -20,6 +21,7 @@ class Services:
     fees: FeeEstimator
     store: Store
     vtxos: VtxoBook
+    engine: ExitEngine
 
 
 SERVICES = web.AppKey("services", Services)

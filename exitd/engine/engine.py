@@ -196,7 +196,7 @@ class ExitEngine:
         rpc: BitcoinRpc,
         fees: FeeEstimator,
         vtxos: VtxoBook,
-        wallet: CpfpFunder,
+        wallet: CpfpFunder | None,
         policy: FeePolicy,
         network: str,
     ) -> None:
@@ -551,7 +551,7 @@ class ExitEngine:
                     row.block_height = c.block.height if c.block else None
                     row.block_hash = c.block.hash if c.block else None
             for c in release:
-                if c.source == "wallet":
+                if c.source == "wallet" and self.wallet is not None:
                     await self.wallet.release_reservations(session, c.txid)
 
     def _sharers(self, watched: Iterable[LiveExit]) -> dict[str, list[LiveExit]]:
@@ -660,6 +660,9 @@ class ExitEngine:
     async def _build_child(
         self, tracked: TrackedTx, rate: int, min_fee: int | None, sharers: list[LiveExit]
     ) -> ChildRecord | None:
+        if self.wallet is None:
+            _set_error(sharers, InternalError("no on-chain wallet to fund CPFP children"))
+            return None
         try:
             async with self.store.session() as session:
                 built = await self.wallet.build_cpfp_child(session, tracked.tx, rate, min_fee)

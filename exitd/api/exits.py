@@ -1,0 +1,224 @@
+"""barkd's `exits` tag: start, progress, status, claim, and 0.6.0's cancel and status listings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from exitd.api.context import services_of
+from exitd.api.errors import BadRequest, NotFound, json_response, read_json_object
+from exitd.api.wallet import parse_bool_query
+from exitd.engine.engine import ExitEngine, LiveExit, ProgressReport
+from exitd.engine.states import MempoolOrigin, WalletOrigin
+from exitd.wallet.address import decode_address
+from exitd.wallet.vtxos import parse_vtxo_id
+
+MAX_FEE_RATE = 10_000_000  # sat/kvB (10,000 sat/vB): anything above is a typo, not a fee market
+MIN_FEE_RATE = 1000  # sat/kvB: below bitcoind's relay floor nothing propagates
+
+
+def _engine(request: web.Request) -> ExitEngine:
+    return services_of(request).engine
+
+
+def _vocabulary(request: web.Request) -> str:
+    return services_of(request).config.api_vocabulary
+
+
+def parse_fee_rate(body: dict[str, Any]) -> int | None:
+    value = body.get("fee_rate")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest("'fee_rate' must be an integer in sat/kvB")
+    if not MIN_FEE_RATE <= value <= MAX_FEE_RATE:
+        raise BadRequest(f"'fee_rate' must be between {MIN_FEE_RATE} and {MAX_FEE_RATE} sat/kvB, got {value}")
+    return value
+
+
+def parse_vtxo_ids(body: dict[str, Any]) -> list[str]:
+    ids = body.get("vtxos")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise BadRequest("'vtxos' must be a list of VTXO ids ('<txid>:<vout>')")
+    if not ids:
+        raise BadRequest("no VTXO ids given")
+    return list(dict.fromkeys(parse_vtxo_id(i) for i in ids))
+
+
+def exit_status_json(
+    engine: ExitEngine, e: LiveExit, history: bool, transactions: bool, vocab: str
+) -> dict[str, Any]:
+    """barkd's ExitTransactionStatus, plus `started_by` and `fees_paid_sat` (extra fields)."""
+    doc: dict[str, Any] = {"vtxo_id": e.vtxo_id, "state": e.state.to_json(vocab)}
+    if history:
+        doc["history"] = e.history
+    if transactions:
+        packages = []
+        for tracked, child, status in engine.packages(e):
+            child_doc = None
+            if child is not None:
+                origin = (
+                    status.origin
+                    if status is not None and status.origin is not None
+                    else (
+                        WalletOrigin(child.block)
+                        if child.source == "wallet"
+                        else MempoolOrigin(child.package_rate, child.fee)
+                    )
+                )
+                child_doc = {"info": {"txid": child.txid, "tx": child.raw.hex()}, "origin": origin.to_json()}
+            packages.append({"exit": {"txid": tracked.txid, "tx": tracked.raw.hex()}, "child": child_doc})
+        if packages:
+            doc["transactions"] = packages
+    doc["started_by"] = e.started_by
+    doc["fees_paid_sat"] = engine.fees_paid(e)
+    return doc
+
+
+def _statuses(request: web.Request, which: str) -> web.Response:
+    engine = _engine(request)
+    history = parse_bool_query(request, "history")
+    transactions = parse_bool_query(request, "transactions")
+    exits = list(engine.exits.values())
+    if which == "live":
+        exits = [e for e in exits if not e.state.kind.is_finished]
+    elif which == "finished":
+        exits = [e for e in exits if e.state.kind.is_finished]
+    vocab = _vocabulary(request)
+    return json_response([exit_status_json(engine, e, history, transactions, vocab) for e in exits])
+
+
+async def status_all(request: web.Request) -> web.Response:
+    return _statuses(request, "all")
+
+
+async def status_live(request: web.Request) -> web.Response:
+    return _statuses(request, "live")
+
+
+async def status_finished(request: web.Request) -> web.Response:
+    return _statuses(request, "finished")
+
+
+async def status_one(request: web.Request) -> web.Response:
+    engine = _engine(request)
+    vtxo_id = parse_vtxo_id(request.match_info["vtxo_id"])
+    e = engine.exits.get(vtxo_id)
+    if e is None:
+        raise NotFound(f"no exit for VTXO {vtxo_id}", [vtxo_id])
+    doc = exit_status_json(
+        engine,
+        e,
+        parse_bool_query(request, "history"),
+        parse_bool_query(request, "transactions"),
+        _vocabulary(request),
+    )
+    return json_response(doc)
+
+
+async def start_vtxos(request: web.Request) -> web.Response:
+    ids = parse_vtxo_ids(await read_json_object(request))
+    await _engine(request).start(ids)
+    return json_response({"message": "Exit started successfully"})
+
+
+async def start_all(request: web.Request) -> web.Response:
+    await _engine(request).start(None)
+    return json_response({"message": "Exit started successfully"})
+
+
+def progress_json(report: ProgressReport, vocab: str) -> dict[str, Any]:
+    return {
+        "exits": [
+            {
+                "vtxo_id": e.vtxo_id,
+                "state": e.state.to_json(vocab),
+                "error": e.error.to_json() if e.error else None,
+            }
+            for e in report.exits
+        ],
+        "done": report.done,
+        "claimable_height": report.claimable_height,
+    }
+
+
+async def progress(request: web.Request) -> web.Response:
+    """One cycle now; with `wait: true`, a cycle per new block until every exit is done or the client
+    goes away (barkd accepts `wait` and ignores it)."""
+    raw = await request.read()
+    body = await read_json_object(request) if raw.strip() else {}
+    fee_rate = parse_fee_rate(body)
+    wait = body.get("wait")
+    if wait is not None and not isinstance(wait, bool):
+        raise BadRequest("'wait' must be true or false")
+    engine = _engine(request)
+    report = await engine.progress(fee_rate)
+    while wait and not report.done:
+        if request.transport is None or request.transport.is_closing():
+            break
+        await engine.wait_for_block(timeout=5.0)
+        report = await engine.progress(fee_rate)
+    return json_response(progress_json(report, _vocabulary(request)))
+
+
+def _destination(request: web.Request, body: dict[str, Any]) -> bytes:
+    destination = body.get("destination")
+    if not isinstance(destination, str) or not destination.strip():
+        raise BadRequest("'destination' must be a bitcoin address")
+    return decode_address(destination.strip(), services_of(request).config.network)
+
+
+def _preimages(body: dict[str, Any]) -> dict[str, bytes]:
+    """Optional extra field `preimages`: {vtxo_id: hex} for HTLC-receive VTXOs."""
+    raw = body.get("preimages") or {}
+    if not isinstance(raw, dict):
+        raise BadRequest("'preimages' must map VTXO ids to 32-byte hex preimages")
+    result: dict[str, bytes] = {}
+    for vtxo_id, value in raw.items():
+        try:
+            preimage = bytes.fromhex(value) if isinstance(value, str) else b""
+        except ValueError:
+            preimage = b""
+        if len(preimage) != 32:
+            raise BadRequest(f"preimage for {vtxo_id} must be 32 bytes of hex")
+        result[parse_vtxo_id(vtxo_id)] = preimage
+    return result
+
+
+async def claim_vtxos(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    destination = _destination(request, body)
+    ids = parse_vtxo_ids(body)
+    fee_rate = parse_fee_rate(body)
+    await services_of(request).vtxos.get_many(ids)
+    await _engine(request).claim(ids, destination, fee_rate, _preimages(body))
+    return json_response({"message": "Exit claimed successfully"})
+
+
+async def claim_all(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    destination = _destination(request, body)
+    await _engine(request).claim(None, destination, parse_fee_rate(body), _preimages(body))
+    return json_response({"message": "Exit claimed successfully"})
+
+
+async def cancel(request: web.Request) -> web.Response:
+    vtxo_id = parse_vtxo_id(request.match_info["vtxo_id"])
+    await _engine(request).cancel(vtxo_id)
+    return json_response({"message": "Exit canceled successfully"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/exits/status", status_all)
+    app.router.add_get("/api/v1/exits/status/all", status_all)
+    app.router.add_get("/api/v1/exits/status/live", status_live)
+    app.router.add_get("/api/v1/exits/status/finished", status_finished)
+    app.router.add_get("/api/v1/exits/status/vtxo/{vtxo_id}", status_one)
+    app.router.add_get("/api/v1/exits/status/{vtxo_id}", status_one)
+    app.router.add_post("/api/v1/exits/start/vtxos", start_vtxos)
+    app.router.add_post("/api/v1/exits/start/all", start_all)
+    app.router.add_post("/api/v1/exits/progress", progress)
+    app.router.add_post("/api/v1/exits/claim/vtxos", claim_vtxos)
+    app.router.add_post("/api/v1/exits/claim/all", claim_all)
+    app.router.add_post("/api/v1/exits/cancel/{vtxo_id}", cancel)
