@@ -17,16 +17,13 @@ from exitd.ark.hashes import sha256
 from exitd.ark.key import pubkey_from_seckey, schnorr_sign, xonly
 from exitd.ark.policy import PREIMAGE_LEN, ClaimClause
 from exitd.ark.sighash import Prevout, taproot_sighash
+from exitd.ark.weight import TXIN_BASE_SIZE, WITNESS_SCALE_FACTOR
 
 # BIP68 relative locktimes need tx version 2 or later.
 MIN_CLAIM_TX_VERSION = 2
 
 # BIP68: the low 16 bits of nSequence are the delay; with the type flag (bit 22) clear it counts blocks.
 SEQUENCE_LOCKTIME_MASK = 0x0000_FFFF
-
-# outpoint (32 + 4) + empty scriptSig (1) + nSequence (4)
-TXIN_BASE_SIZE = 41
-WITNESS_SCALE_FACTOR = 4
 
 
 class ClaimError(ValueError):

@@ -13,12 +13,12 @@ from bitcoin.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, COutP
 
 from exitd.ark.claim import ClaimError, ClaimSigner, sign_claim_inputs
 from exitd.ark.encoding import OutPoint
+from exitd.ark.weight import tx_vsize
 from exitd.engine.errors import ClaimFeeExceedsOutput, ClaimSigningError
 
 CLAIM_TX_VERSION = 2
 # The P2TR dust limit barkd applies to every claim output, whatever the destination type.
 CLAIM_DUST = 330
-WITNESS_SCALE_FACTOR = 4
 
 
 @dataclass(frozen=True)
@@ -27,14 +27,6 @@ class ClaimInput:
     amount: int
     script_pubkey: bytes
     signer: ClaimSigner
-
-
-def tx_vsize(tx: CTransaction | CMutableTransaction) -> int:
-    """Virtual size: weight / 4 rounded up, weight = 3 x stripped size + total size (BIP141)."""
-    stripped = len(tx.serialize(params={"include_witness": False}))
-    total = len(tx.serialize())
-    weight = stripped * (WITNESS_SCALE_FACTOR - 1) + total
-    return -(-weight // WITNESS_SCALE_FACTOR)
 
 
 def _signed(
