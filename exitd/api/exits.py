@@ -49,7 +49,8 @@ def parse_vtxo_ids(body: dict[str, Any]) -> list[str]:
 def exit_status_json(
     engine: ExitEngine, e: LiveExit, history: bool, transactions: bool, vocab: str
 ) -> dict[str, Any]:
-    """barkd's ExitTransactionStatus, plus `started_by` and `fees_paid_sat` (extra fields)."""
+    """barkd's ExitTransactionStatus, plus `started_by`, `fees_paid_sat` and `error` (extra fields; `error`
+    is the exit's last error as in a progress answer, so a status read shows it without running a cycle)."""
     doc: dict[str, Any] = {"vtxo_id": e.vtxo_id, "state": e.state.to_json(vocab)}
     if history:
         doc["history"] = e.history
@@ -73,6 +74,7 @@ def exit_status_json(
             doc["transactions"] = packages
     doc["started_by"] = e.started_by
     doc["fees_paid_sat"] = engine.fees_paid(e)
+    doc["error"] = e.error.to_json() if e.error else None
     return doc
 
 
