@@ -51,6 +51,7 @@ from exitd.ark.transition import (
     Transition,
 )
 from exitd.ark.vtxo import GenesisItem, Vtxo, VtxoId
+from exitd.ark.weight import tx_vsize
 from exitd.chain.fees import SATS_PER_BTC, btc_to_sat
 from exitd.regtest.node import MINER_WALLET, RegtestNode
 from exitd.wallet.address import decode_address, script_to_address
@@ -478,7 +479,7 @@ class Forge:
             return CTransaction.deserialize(bytes.fromhex(answer["hex"]))
 
         # The child's size does not depend on its fee, so a first signing measures it.
-        package_vsize = self._vsize(parent) + self._vsize(signed_child(0))
+        package_vsize = tx_vsize(parent) + tx_vsize(signed_child(0))
         return signed_child(math.ceil(fee_rate * package_vsize))
 
     def _lock_confirmed_coin(self) -> tuple[OutPoint, int]:
@@ -492,6 +493,3 @@ class Forge:
             "lockunspent", False, [{"txid": coin["txid"], "vout": coin["vout"]}], wallet=MINER_WALLET
         )
         return OutPoint(lx(coin["txid"]), coin["vout"]), btc_to_sat(coin["amount"])
-
-    def _vsize(self, tx: CTransaction) -> int:
-        return int(self.node.rpc("decoderawtransaction", tx.serialize().hex())["vsize"])
