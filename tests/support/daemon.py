@@ -41,8 +41,9 @@ class DaemonProcess:
     def token(self) -> str:
         return (self.datadir / "auth_token").read_text().strip()
 
-    def start(self, timeout: float = 30.0) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EXITD_")}
+    def start(self, timeout: float = 30.0, env: dict[str, str] | None = None) -> None:
+        """Run the daemon until it serves /ping; `env` adds variables (NOTIFY_SOCKET, EXITD_*...)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EXITD_")} | (env or {})
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(self.command("run"), stdout=log, stderr=log, env=env)
         deadline = time.monotonic() + timeout

@@ -1,0 +1,124 @@
+"""The CLI against the real daemon: import, start, cancel, status, progress; errors a person can act on."""
+
+import json
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from exitd.cli import main
+from exitd.regtest.node import RegtestNode, free_port
+from tests.support.daemon import DaemonProcess
+from tests.unit.vectors import V2_VECTORS
+
+pytestmark = pytest.mark.bitcoind
+
+
+@dataclass(frozen=True)
+class CliRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def exitd(capsys: pytest.CaptureFixture[str], daemon: DaemonProcess) -> Callable[..., CliRun]:
+    """`exitd ARGS --config <the daemon's>`, run in this process (the daemon is the real subprocess)."""
+
+    def run(*args: str) -> CliRun:
+        try:
+            code = main([*args, "--config", str(daemon.config_path)])
+        except SystemExit as e:  # argparse's usage errors
+            code = int(e.code or 0)
+        out, err = capsys.readouterr()
+        return CliRun(code, out, err)
+
+    return run
+
+
+def vtxo_id(index: int) -> str:
+    return str(V2_VECTORS[index].derived["vtxo_id"])
+
+
+def test_import_start_cancel_then_status(exitd: Callable[..., CliRun], tmp_path: Path) -> None:
+    vtxos_file = tmp_path / "vtxos.txt"
+    vtxos_file.write_text(f"{V2_VECTORS[0].data.hex()}\n{V2_VECTORS[1].data.hex()}\n")
+    result = exitd("import", str(vtxos_file), V2_VECTORS[2].data.hex(), "--json")
+    assert result.returncode == 0, result.stderr
+    imported = json.loads(result.stdout)
+    assert [v["id"] for v in imported] == [vtxo_id(0), vtxo_id(1), vtxo_id(2)]
+
+    result = exitd("start", vtxo_id(0), vtxo_id(1))
+    assert (result.returncode, result.stdout) == (0, "Exit started successfully\n"), result.stderr
+    result = exitd("cancel", vtxo_id(1))
+    assert result.returncode == 0 and "canceled" in result.stdout, result.stderr
+
+    result = exitd("status")
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.strip().split("\n")
+    assert header.split() == ["VTXO", "AMOUNT", "STATE", "LEVEL", "NEXT", "ERROR"]
+    by_id = {row.split()[0]: row for row in rows}
+    assert set(by_id) == {vtxo_id(0), vtxo_id(1)}
+    assert f"{imported[0]['amount_sat']:,} sat" in by_id[vtxo_id(0)]
+    assert f"0/{V2_VECTORS[0].exit_depth}" in by_id[vtxo_id(0)].split()
+    assert by_id[vtxo_id(1)].split()[3] == "canceled"
+
+    statuses = json.loads(exitd("status", "--json").stdout)
+    assert {s["vtxo_id"]: s["state"]["type"] for s in statuses}[vtxo_id(1)] == "canceled"
+    progress = json.loads(exitd("progress", "--json").stdout)
+    assert set(progress) >= {"exits", "done"}
+    assert exitd("progress").stdout.split("\n")[0].split() == ["VTXO", "STATE", "NEXT", "ERROR"]
+
+
+def test_errors_are_one_actionable_line_with_a_meaningful_code(
+    exitd: Callable[..., CliRun], daemon: DaemonProcess
+) -> None:
+    cases = [
+        (["start"], 2, "takes --all or VTXO ids"),
+        (["start", "--all", vtxo_id(0)], 2, "takes --all or VTXO ids"),
+        (["import", "not-hex-nor-file"], 2, "neither a file nor a hex-encoded VTXO"),
+        (["progress", "--fee-rate", "-5"], 2, "positive number of sat/kvB"),
+        (["cancel", vtxo_id(0)], 1, "(HTTP 404)"),
+        (["claim", "--all", "--to", "not-an-address"], 1, "(HTTP 400)"),
+    ]
+    for args, code, why in cases:
+        result = exitd(*args)
+        assert result.returncode == code and why in result.stderr, (args, result.stderr)
+        assert result.stdout == ""
+        assert result.stderr.count("\n") == 1 or args[0] == "progress", result.stderr  # argparse adds usage
+        assert daemon.token not in result.stderr
+
+
+def test_a_token_the_daemon_rejects_is_a_configuration_error(
+    exitd: Callable[..., CliRun], daemon: DaemonProcess
+) -> None:
+    token_file = daemon.datadir / "auth_token"
+    token = token_file.read_text()
+    token_file.write_text("AA" + token[2:])
+    result = exitd("status")
+    token_file.write_text(token)
+    assert result.returncode == 2 and "rejected the token" in result.stderr and "--datadir" in result.stderr
+
+
+def test_a_daemon_that_is_not_running_exits_3(tmp_path: Path, bitcoind: RegtestNode) -> None:
+    proc = DaemonProcess(tmp_path / "exitd", bitcoind)
+    proc.init()
+    port = free_port()
+    result = subprocess.run(
+        proc.command("status", "--rest-port", str(port)), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 3
+    assert result.stderr.startswith(
+        f"exitd: daemon not reachable at 127.0.0.1:{port} — is `exitd run` running?"
+    )
+
+
+def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0 and "3    the daemon is not reachable" in out
+    for command in ("status", "import", "start", "progress", "claim", "address", "balance", "cancel"):
+        assert command in out
