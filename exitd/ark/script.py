@@ -127,6 +127,17 @@ def segwit_script(witness_version: int, program: bytes) -> bytes:
     return bytes([version_op, len(program)]) + program
 
 
+def witness_program(script_pubkey: bytes) -> tuple[int, bytes] | None:
+    """(version, program) of a native segwit output, else None (CScript::IsWitnessProgram)."""
+    if not 4 <= len(script_pubkey) <= 42 or script_pubkey[1] != len(script_pubkey) - 2:
+        return None
+    if script_pubkey[0] == OP_0:
+        return 0, script_pubkey[2:]
+    if OP_1 <= script_pubkey[0] <= OP_16:
+        return script_pubkey[0] - OP_1 + 1, script_pubkey[2:]
+    return None
+
+
 def p2pkh_script(pubkey_hash: bytes) -> bytes:
     """OP_DUP OP_HASH160 <20-byte hash> OP_EQUALVERIFY OP_CHECKSIG."""
     if len(pubkey_hash) != 20:

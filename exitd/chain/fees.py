@@ -30,6 +30,11 @@ def sat_per_vb_ceil(sat_per_kvb: int) -> int:
     return -(-sat_per_kvb // 1000)
 
 
+def fee_at_rate(sat_per_kvb: int, vsize: int) -> int:
+    """CFeeRate::GetFee: the fee of `vsize` vbytes at a rate in sat/kvB, rounded up so the rate is met."""
+    return -(-sat_per_kvb * vsize // 1000)
+
+
 def btc_to_sat(btc: Decimal | int | str) -> int:
     """Exact conversion of a bitcoind amount (the RPC client parses JSON numbers as Decimal)."""
     sats = Decimal(btc) * SATS_PER_BTC

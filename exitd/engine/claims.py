@@ -14,6 +14,7 @@ from bitcoin.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, COutP
 from exitd.ark.claim import ClaimError, ClaimSigner, sign_claim_inputs
 from exitd.ark.encoding import OutPoint
 from exitd.ark.weight import tx_vsize
+from exitd.chain.fees import fee_at_rate
 from exitd.engine.errors import ClaimFeeExceedsOutput, ClaimSigningError
 
 CLAIM_TX_VERSION = 2
@@ -54,7 +55,7 @@ def build_claim_tx(
     the caller already checked is reached)."""
     total = sum(i.amount for i in inputs)
     draft = _signed(inputs, destination, total, tip_height)
-    fee = -(-fee_rate * tx_vsize(draft) // 1000)
+    fee = fee_at_rate(fee_rate, tx_vsize(draft))
     if fee + CLAIM_DUST > total:
         raise ClaimFeeExceedsOutput(needed=fee + CLAIM_DUST, output=total)
     return CTransaction.from_tx(_signed(inputs, destination, total - fee, tip_height)), fee

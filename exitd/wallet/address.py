@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from enum import Enum
 
 from exitd.ark.bip32 import B58_ALPHABET, b58check_decode, b58check_encode
-from exitd.ark.script import OP_0, OP_1, OP_16, p2pkh_script, p2sh_script, segwit_script
+from exitd.ark.script import p2pkh_script, p2sh_script, segwit_script, witness_program
 
 
 class InvalidAddress(ValueError):
@@ -216,9 +216,9 @@ def _decode_base58_address(addr: str, network: str) -> bytes:
 def script_to_address(spk: bytes, network: str) -> str:
     """The address of a standard output script (segwit any version, P2PKH, P2SH)."""
     hrp = network_hrp(network)
-    if 4 <= len(spk) <= 42 and (spk[0] == OP_0 or OP_1 <= spk[0] <= OP_16) and spk[1] == len(spk) - 2:
-        witver = 0 if spk[0] == OP_0 else spk[0] - OP_1 + 1
-        return encode_segwit_address(hrp, witver, spk[2:])
+    segwit = witness_program(spk)
+    if segwit is not None:
+        return encode_segwit_address(hrp, *segwit)
     p2pkh, p2sh = BASE58_VERSIONS[hrp]
     if len(spk) == 25 and spk == p2pkh_script(spk[3:23]):
         return b58check_encode(bytes([p2pkh]) + spk[3:23])
