@@ -157,11 +157,11 @@ class Daemon:
         event(log, logging.INFO, "stopped")
 
     def status(self) -> str:
-        """One line for systemd's STATUS=: the exits by state and the tip, once the node answered."""
+        """One line for systemd's STATUS=: the exits by state, and the tip the last cycle saw."""
         if self.node is None:
             return f"waiting for bitcoind at {self.config.rpc_url}"
         engine = self.services.engine
-        tip = engine.last_tip.height if engine.last_tip is not None else self.node.blocks
+        tip = engine.last_tip.height if engine.last_tip is not None else None
         return status_line(exits_by_state(engine.exits.values()), tip)
 
     async def run(self) -> None:
