@@ -181,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="import this BIP39 mnemonic (e.g. your bark wallet's) instead of generating a new one",
     )
+    init.add_argument(
+        "--no-wallet",
+        action="store_true",
+        help="make no mnemonic: the daemon runs walletless until POST /api/v1/wallet/create makes one",
+    )
     _add_config_flags(init)
 
     run = sub.add_parser(
@@ -207,14 +212,18 @@ def _config_from_args(args: argparse.Namespace) -> Config:
 
 def _cmd_init(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
+    if args.no_wallet and args.mnemonic_file:
+        raise UsageError("--no-wallet and --mnemonic-file contradict each other")
     mnemonic = args.mnemonic_file.read_text() if args.mnemonic_file else None
-    result = init_datadir(config, mnemonic)
+    result = init_datadir(config, mnemonic, wallet=not args.no_wallet)
     print(f"datadir: {config.datadir}")
     if result.created_mnemonic:
         how = "imported" if mnemonic else "generated"
         print(f"wallet mnemonic {how}: {config.mnemonic_path} (mode 0600; back it up, it holds your coins)")
-    else:
+    elif config.mnemonic_path.exists():
         print(f"wallet mnemonic kept: {config.mnemonic_path}")
+    else:
+        print("no wallet yet: create it with POST /api/v1/wallet/create once the daemon runs")
     print(f"REST auth token: {config.token_path} (print it with 'exitd token')")
     if result.created_config:
         print(f"config written: {config.datadir / 'exitd.toml'}")
@@ -226,7 +235,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = _config_from_args(args)
     setup_logging(config.log.level, config.log.format, config.log.file)
-    if not config.mnemonic_path.exists() or not config.token_path.exists():
+    if not config.token_path.exists():
         raise DatadirError(
             f"{config.datadir} is not initialised; run 'exitd init --datadir {config.datadir}'"
         )

@@ -32,7 +32,8 @@ class BitcoindConfig:
     rpc_user: str = ""
     rpc_password: str = field(default="", repr=False)
     rpc_cookie: str = ""
-    wallet_name: str = "exitd"
+    # bitcoind's watch-only wallet of exitd's coins; empty: exitd-<wallet fingerprint>.
+    wallet_name: str = ""
     timeout: float = 30.0
 
 
@@ -72,6 +73,10 @@ class FeesConfig:
 class WalletConfig:
     # bark's VTXO keys m/350'/0'/i are searched up to this index to find the owner of an imported VTXO.
     vtxo_key_search_limit: int = 1000
+    # Where bitcoind searches a restored wallet's coins from when it first imports the descriptors (when
+    # none was given to POST /api/v1/wallet/create). None: from the genesis block, or for a mnemonic exitd
+    # generated, from the moment it did.
+    birthday_height: int | None = None
 
 
 @dataclass(frozen=True)
@@ -211,7 +216,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "expiry_margin": _bounded(0, 10_000),
         "budget_ratio": _ratio,
     },
-    "wallet": {"vtxo_key_search_limit": _bounded(1, 1_000_000)},
+    "wallet": {"vtxo_key_search_limit": _bounded(1, 1_000_000), "birthday_height": _bounded(0, 10_000_000)},
 }
 
 SECTION_TYPES: dict[str, type] = {

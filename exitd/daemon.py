@@ -25,17 +25,20 @@ from exitd.chain.rpc import (
     RetryPolicy,
     RpcAuthFailed,
     RpcCredentials,
+    RpcError,
     RpcInWarmup,
 )
 from exitd.config import Config
-from exitd.datadir import read_auth_secret, read_mnemonic
+from exitd.datadir import read_auth_secret
 from exitd.engine.engine import ExitEngine
 from exitd.engine.fee_policy import FeePolicy
 from exitd.log import event, get_logger
 from exitd.metrics import exits_by_state
 from exitd.notify import SystemdNotifier, status_line
 from exitd.store.db import Store, upgrade
-from exitd.wallet.keys import VtxoKeychain
+from exitd.wallet.errors import WalletDisabled, WalletMismatch
+from exitd.wallet.onchain import OnchainWallet
+from exitd.wallet.seed import WalletSeed
 from exitd.wallet.vtxos import VtxoBook
 
 log = get_logger("daemon")
@@ -77,10 +80,19 @@ class Daemon:
         )
         self.store = Store(config.database_path)
         self.fees = FeeEstimator(self.rpc, config.fees.fallback_rate, config.fees.min_rate)
-        keychain = VtxoKeychain.from_mnemonic(read_mnemonic(config))
-        self.vtxos = VtxoBook(self.store, self.rpc, keychain, config.wallet.vtxo_key_search_limit)
+        seed = WalletSeed(config.mnemonic_path)
+        self.wallet = OnchainWallet(
+            self.rpc,
+            self.store,
+            self.fees,
+            seed,
+            config.network,
+            config.bitcoind.wallet_name,
+            config.wallet.birthday_height,
+        )
+        self.vtxos = VtxoBook(self.store, self.rpc, seed, config.wallet.vtxo_key_search_limit)
         self.engine = ExitEngine(
-            self.store, self.rpc, self.fees, self.vtxos, None, fee_policy(config), config.network
+            self.store, self.rpc, self.fees, self.vtxos, self.wallet, fee_policy(config), config.network
         )
         self.services = Services(
             config=config,
@@ -89,6 +101,7 @@ class Daemon:
             store=self.store,
             vtxos=self.vtxos,
             engine=self.engine,
+            wallet=self.wallet,
         )
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
@@ -148,6 +161,16 @@ class Daemon:
             return info
         raise AssertionError("unreachable")
 
+    async def setup_wallet(self) -> None:
+        """The watch-only wallet in bitcoind, right after the node answered: a node without wallet support
+        or a wallet of another mnemonic is fatal; anything else is retried when the wallet is next used."""
+        try:
+            await self.wallet.setup()
+        except (WalletDisabled, WalletMismatch) as e:
+            raise FatalStartupError(str(e)) from None
+        except RpcError as e:
+            event(log, logging.WARNING, "wallet_setup_failed", error=str(e))
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
@@ -175,6 +198,7 @@ class Daemon:
             notifier.ready(self.status())
             supervisor = asyncio.create_task(notifier.supervise(self.stopping, self.status))
             if await self.connect_node() is not None:
+                await self.setup_wallet()
                 await self.engine.run(self.stopping)
             event(log, logging.INFO, "stopping")
         finally:

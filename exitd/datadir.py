@@ -7,33 +7,19 @@ and never silently overwritten: losing a mnemonic to an accidental re-init would
 from __future__ import annotations
 
 import json
-import os
+import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from exitd.api.auth import decode_token, new_token
-from exitd.ark.bip39 import InvalidMnemonic, generate_mnemonic, validate_mnemonic
+from exitd.ark.bip39 import InvalidMnemonic
 from exitd.config import CONFIG_FILENAME, Config
 from exitd.store.db import upgrade
+from exitd.store.meta import WALLET_CREATED_AT, write_meta
+from exitd.wallet.seed import WalletSeed, normalized_mnemonic, write_private_file
 
 
 class DatadirError(Exception):
     """The datadir is missing something or is not ours to change."""
-
-
-def write_private_file(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-
-
-def read_mnemonic(config: Config) -> str:
-    try:
-        words = config.mnemonic_path.read_text().strip()
-    except FileNotFoundError:
-        raise DatadirError(f"no wallet mnemonic at {config.mnemonic_path}; run 'exitd init' first") from None
-    validate_mnemonic(words)
-    return " ".join(words.split())
 
 
 def read_token(config: Config) -> str:
@@ -54,24 +40,28 @@ class InitResult:
     created_config: bool
 
 
-def init_datadir(config: Config, mnemonic: str | None = None) -> InitResult:
-    """Create what is missing; refuse to replace an existing mnemonic with a different one."""
+def init_datadir(config: Config, mnemonic: str | None = None, wallet: bool = True) -> InitResult:
+    """Create what is missing; refuse to replace an existing mnemonic with a different one.
+
+    Without `wallet` no mnemonic is made: the daemon then runs walletless until a client creates the
+    wallet over REST (POST /api/v1/wallet/create), as barkd clients expect to.
+    """
     config.datadir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if mnemonic is not None:
         try:
-            validate_mnemonic(mnemonic)
+            mnemonic = normalized_mnemonic(mnemonic)
         except InvalidMnemonic as e:
             raise DatadirError(f"the mnemonic to import is not valid: {e}") from None
-        mnemonic = " ".join(mnemonic.split())
+    seed = WalletSeed(config.mnemonic_path)
     created_mnemonic = False
-    if config.mnemonic_path.exists():
-        if mnemonic is not None and read_mnemonic(config) != mnemonic:
+    if seed.exists:
+        if mnemonic is not None and seed.mnemonic != mnemonic:
             raise DatadirError(
                 f"{config.mnemonic_path} already holds a different mnemonic; exitd never overwrites one "
                 "(move it away yourself if you really mean to replace this wallet)"
             )
-    else:
-        write_private_file(config.mnemonic_path, (mnemonic or generate_mnemonic()) + "\n")
+    elif wallet:
+        seed.create(mnemonic)
         created_mnemonic = True
     created_token = not config.token_path.exists()
     if created_token:
@@ -81,6 +71,9 @@ def init_datadir(config: Config, mnemonic: str | None = None) -> InitResult:
     if created_config:
         write_private_file(config_file, render_config(config))
     upgrade(config.database_path)
+    if created_mnemonic and mnemonic is None:
+        # A new mnemonic has no coins before now: the first import into bitcoind need not rescan the past.
+        write_meta(config.database_path, WALLET_CREATED_AT, str(int(time.time())))
     return InitResult(created_mnemonic, created_token, created_config)
 
 

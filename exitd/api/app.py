@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from exitd.api import bitcoin, docs, exits, fees, metrics, unsupported, wallet
+from exitd.api import bitcoin, docs, exits, fees, metrics, onchain, unsupported, wallet
 from exitd.api.auth import OPEN_PATHS, auth_middleware
 from exitd.api.context import SERVICES, Services
 from exitd.api.errors import error_middleware
@@ -27,6 +27,6 @@ def create_app(services: Services, auth_secret: bytes) -> web.Application:
     )
     app[SERVICES] = services
     app.router.add_get("/ping", ping)
-    for module in (bitcoin, exits, fees, wallet, unsupported, metrics, docs):
+    for module in (bitcoin, exits, fees, onchain, wallet, unsupported, metrics, docs):
         module.add_routes(app)
     return app

@@ -11,6 +11,7 @@ from exitd.chain.rpc import BitcoinRpc
 from exitd.config import Config
 from exitd.engine.engine import ExitEngine
 from exitd.store.db import Store
+from exitd.wallet.onchain import OnchainWallet
 from exitd.wallet.vtxos import VtxoBook
 
 
@@ -22,6 +23,7 @@ class Services:
     store: Store
     vtxos: VtxoBook
     engine: ExitEngine
+    wallet: OnchainWallet
 
 
 SERVICES = web.AppKey("services", Services)

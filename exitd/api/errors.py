@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from exitd.ark.bip39 import InvalidMnemonic
 from exitd.chain.rpc import NodeUnreachable, RpcAuthFailed, RpcError, RpcInWarmup
 from exitd.engine.errors import (
     CannotCancelExit,
@@ -28,6 +29,14 @@ from exitd.engine.errors import (
 )
 from exitd.log import event, get_logger
 from exitd.wallet.address import InvalidAddress
+from exitd.wallet.errors import (
+    AmountBelowDust,
+    InsufficientFunds,
+    NoWallet,
+    WalletDisabled,
+    WalletExists,
+    WalletMismatch,
+)
 from exitd.wallet.vtxos import InvalidVtxoId, InvalidVtxoImport, UnknownVtxo
 
 log = get_logger("api")
@@ -84,6 +93,14 @@ _STATUS_BY_ERROR: dict[type[BaseException], int] = {
     InvalidVtxoImport: 400,
     InvalidVtxoId: 400,
     InvalidAddress: 400,
+    # The on-chain wallet's.
+    NoWallet: 400,
+    WalletExists: 400,
+    InvalidMnemonic: 400,
+    InsufficientFunds: 400,
+    AmountBelowDust: 400,
+    WalletMismatch: 500,
+    WalletDisabled: 500,
     UnknownVtxo: 404,
     # The exit engine's errors met while serving a request (not those reported per exit).
     DustLimit: 400,

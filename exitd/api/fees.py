@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from exitd.api.context import services_of
-from exitd.api.errors import json_response
+from exitd.api.errors import BadRequest, json_response
+from exitd.api.onchain import sat_amount
 from exitd.chain.fees import sat_per_vb_ceil
 
 
@@ -20,5 +21,23 @@ async def onchain_fee_rates(request: web.Request) -> web.Response:
     )
 
 
+async def send_onchain_fee(request: web.Request) -> web.Response:
+    """What sending `amount_sat` to `address` from the on-chain wallet costs now (exitd has no Ark balance to
+    send from, so no VTXO is ever spent)."""
+    amount_text, address = request.query.get("amount_sat"), request.query.get("address")
+    if not amount_text or not address:
+        raise BadRequest("query parameters 'amount_sat' and 'address' are required")
+    if not amount_text.isdigit():
+        raise BadRequest(
+            f"query parameter 'amount_sat' must be a whole number of sat, got {amount_text[:40]!r}"
+        )
+    amount = sat_amount(int(amount_text), "amount_sat")
+    fee = await services_of(request).wallet.send_fee(address, amount)
+    return json_response(
+        {"gross_amount_sat": amount + fee, "fee_sat": fee, "net_amount_sat": amount, "vtxos_spent": []}
+    )
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/fees/onchain", onchain_fee_rates)
+    app.router.add_get("/api/v1/fees/send-onchain", send_onchain_fee)

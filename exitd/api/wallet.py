@@ -1,4 +1,4 @@
-"""barkd's `wallet` tag: importing and reading VTXOs."""
+"""barkd's `wallet` tag: creating the wallet, importing and reading VTXOs, their balance."""
 
 from __future__ import annotations
 
@@ -9,6 +9,15 @@ from aiohttp import web
 from exitd.api.context import services_of
 from exitd.api.errors import BadRequest, json_response, read_json_object
 from exitd.store.models import VtxoRow
+
+# barkd's BarkNetwork names (and exitd's "testnet", which bark lacks) -> exitd's network names.
+BARK_NETWORKS = {
+    "mainnet": "mainnet",
+    "signet": "signet",
+    "mutinynet": "signet",
+    "regtest": "regtest",
+    "testnet": "testnet",
+}
 
 
 def parse_bool_query(request: web.Request, name: str) -> bool:
@@ -63,7 +72,49 @@ async def get_vtxo_encoded(request: web.Request) -> web.Response:
     return json_response({"encoded": row.encoded.hex()})
 
 
+async def wallet_exists(request: web.Request) -> web.Response:
+    return json_response({"fingerprint": services_of(request).wallet.fingerprint})
+
+
+async def create_wallet(request: web.Request) -> web.Response:
+    """barkd's CreateWalletRequest: `network`, optional `mnemonic` and `birthday_height`; the Ark server and
+    chain source fields are accepted and ignored (exitd has no Ark server and its node is configured)."""
+    services = services_of(request)
+    body = await read_json_object(request)
+    network = body.get("network")
+    if network not in BARK_NETWORKS:
+        raise BadRequest(f"field 'network' must be one of {', '.join(BARK_NETWORKS)}")
+    if BARK_NETWORKS[network] != services.config.network:
+        raise BadRequest(f"this exitd runs on {services.config.network}, not {network}")
+    mnemonic = body.get("mnemonic")
+    if mnemonic is not None and not isinstance(mnemonic, str):
+        raise BadRequest("field 'mnemonic' must be a string of BIP39 words or null")
+    birthday = body.get("birthday_height")
+    if birthday is not None and (isinstance(birthday, bool) or not isinstance(birthday, int) or birthday < 0):
+        raise BadRequest("field 'birthday_height' must be a block height or null")
+    fingerprint = await services.wallet.create(mnemonic, birthday)
+    return json_response({"fingerprint": fingerprint})
+
+
+async def balance(request: web.Request) -> web.Response:
+    """barkd's Balance from the VTXOs exitd holds: spendable ones, and those locked in an exit."""
+    amounts = await services_of(request).vtxos.amounts_by_state()
+    return json_response(
+        {
+            "spendable_sat": amounts.get("spendable", 0),
+            "pending_lightning_send_sat": 0,
+            "claimable_lightning_receive_sat": 0,
+            "pending_in_round_sat": 0,
+            "pending_board_sat": 0,
+            "pending_exit_sat": amounts.get("locked", 0),
+        }
+    )
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/wallet", wallet_exists)
+    app.router.add_post("/api/v1/wallet/create", create_wallet)
+    app.router.add_get("/api/v1/wallet/balance", balance)
     app.router.add_post("/api/v1/wallet/import-vtxo", import_vtxo)
     app.router.add_get("/api/v1/wallet/vtxos", list_vtxos)
     app.router.add_get("/api/v1/wallet/vtxos/{id}", get_vtxo)

@@ -84,6 +84,7 @@ from exitd.store.exits import (
 )
 from exitd.store.models import ExitChildRow, ExitRow, ExitTxRow, VtxoRow
 from exitd.store.vtxos import get_vtxo, list_vtxos
+from exitd.wallet.onchain import CpfpChild
 from exitd.wallet.vtxos import VtxoBook, vtxo_of
 
 log = get_logger("engine")
@@ -95,14 +96,6 @@ FINAL_DEPTH = 100
 # What a CPFP child adds to a package before it is built: P2A input, one P2TR key-path input, one P2TR
 # output and the tx overhead; used only to size the budget cap.
 CHILD_VSIZE_ESTIMATE = 41 + 58 + 43 + 11
-
-
-class CpfpChild(Protocol):
-    tx: CTransaction
-    txid: str
-    fee: int
-    vsize: int
-    package_rate: int
 
 
 class CpfpFunder(Protocol):

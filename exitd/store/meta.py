@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import sqlalchemy as sa
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from exitd.store.models import Meta
+
+# The BIP32 master fingerprint of the wallet this database belongs to (hex).
+WALLET_FINGERPRINT = "wallet_fingerprint"
+# Unix time at which exitd generated the mnemonic: no coin of it can be older.
+WALLET_CREATED_AT = "wallet_created_at"
+# The height from which a restored wallet's coins are searched, as given when it was created over REST.
+WALLET_BIRTHDAY_HEIGHT = "wallet_birthday_height"
 
 
 async def get_meta(session: AsyncSession, key: str) -> str | None:
@@ -14,3 +25,13 @@ async def get_meta(session: AsyncSession, key: str) -> str | None:
 
 async def set_meta(session: AsyncSession, key: str, value: str) -> None:
     await session.merge(Meta(key=key, value=value))
+
+
+def write_meta(db_path: Path, key: str, value: str) -> None:
+    """set_meta for the CLI, which runs before any daemon and without an event loop (exitd init)."""
+    engine = sa.create_engine(f"sqlite:///{db_path}")
+    try:
+        with Session(engine) as session, session.begin():
+            session.merge(Meta(key=key, value=value))
+    finally:
+        engine.dispose()

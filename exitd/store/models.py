@@ -102,3 +102,21 @@ class ExitChildRow(Base):
     block_height: Mapped[int | None] = mapped_column(Integer, nullable=True)
     block_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class CoinReservationRow(Base):
+    """A wallet coin promised to a transaction that is not confirmed yet: no other builder may spend it.
+
+    Stored in the same transaction as what spends the coin (a CPFP child, a send) and before it is
+    broadcast, so two builders, or one before and one after a restart, never pick the same coin.
+    """
+
+    __tablename__ = "coin_reservations"
+
+    txid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    vout: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The txid of the transaction that spends the coin.
+    reserved_by: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    # cpfp (the exit engine releases it) | send (the wallet does, when bitcoind never saw the send)
+    purpose: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)

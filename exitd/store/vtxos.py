@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exitd.store.models import VtxoRow
@@ -30,3 +30,9 @@ async def set_vtxo_state(session: AsyncSession, vtxo_id: str, state: str) -> Non
     row = await session.get(VtxoRow, vtxo_id)
     if row is not None:
         row.state = state
+
+
+async def amounts_by_state(session: AsyncSession) -> dict[str, int]:
+    """Total amount of the VTXOs in each state."""
+    rows = await session.execute(select(VtxoRow.state, func.sum(VtxoRow.amount_sat)).group_by(VtxoRow.state))
+    return {state: int(total) for state, total in rows}

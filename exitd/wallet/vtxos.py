@@ -21,8 +21,10 @@ from exitd.chain.rpc import BitcoinRpc, RpcError, RpcInvalidAddressOrKey
 from exitd.log import event, get_logger
 from exitd.store.db import Store
 from exitd.store.models import VtxoRow
-from exitd.store.vtxos import get_vtxo, get_vtxos, list_vtxos
+from exitd.store.vtxos import amounts_by_state, get_vtxo, get_vtxos, list_vtxos
+from exitd.wallet.errors import NoWallet
 from exitd.wallet.keys import VtxoKeychain
+from exitd.wallet.seed import WalletSeed
 
 log = get_logger("wallet.vtxos")
 
@@ -70,11 +72,19 @@ class ImportedVtxo:
 
 
 class VtxoBook:
-    def __init__(self, store: Store, rpc: BitcoinRpc, keychain: VtxoKeychain, key_search_limit: int) -> None:
+    def __init__(self, store: Store, rpc: BitcoinRpc, seed: WalletSeed, key_search_limit: int) -> None:
         self.store = store
         self.rpc = rpc
-        self.keychain = keychain
+        self.seed = seed
         self.key_search_limit = key_search_limit
+        self._keychain: VtxoKeychain | None = None
+
+    @property
+    def keychain(self) -> VtxoKeychain:
+        """bark's VTXO keys of the wallet's mnemonic; NoWallet until a wallet exists."""
+        if self._keychain is None:
+            self._keychain = VtxoKeychain.from_mnemonic(self.seed.mnemonic)
+        return self._keychain
 
     def _decode(self, index: int, text: object) -> tuple[Vtxo, ExitChain]:
         if not isinstance(text, str):
@@ -227,6 +237,13 @@ class VtxoBook:
     async def list(self, include_spent: bool) -> list[VtxoRow]:
         async with self.store.session() as session:
             return await list_vtxos(session, include_spent)
+
+    async def amounts_by_state(self) -> dict[str, int]:
+        """Sat held in VTXOs of each state (spendable, locked in an exit, spent); NoWallet before a wallet."""
+        if not self.seed.exists:
+            raise NoWallet()
+        async with self.store.session() as session:
+            return await amounts_by_state(session)
 
 
 def vtxo_of(row: VtxoRow) -> Vtxo:

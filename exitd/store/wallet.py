@@ -1,0 +1,55 @@
+"""Repository of the on-chain wallet's coin reservations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import delete, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exitd.store.exits import now
+from exitd.store.models import CoinReservationRow
+
+Outpoint = tuple[str, int]
+
+
+async def list_reservations(session: AsyncSession) -> list[CoinReservationRow]:
+    query = select(CoinReservationRow).order_by(CoinReservationRow.created_at, CoinReservationRow.txid)
+    return list((await session.execute(query)).scalars())
+
+
+async def reserved_outpoints(session: AsyncSession) -> set[Outpoint]:
+    rows = await session.execute(select(CoinReservationRow.txid, CoinReservationRow.vout))
+    return {(txid, vout) for txid, vout in rows}
+
+
+def add_reservations(
+    session: AsyncSession, outpoints: Iterable[Outpoint], reserved_by: str, purpose: str
+) -> None:
+    created_at = now()
+    for txid, vout in outpoints:
+        session.add(
+            CoinReservationRow(
+                txid=txid, vout=vout, reserved_by=reserved_by, purpose=purpose, created_at=created_at
+            )
+        )
+
+
+async def delete_reservations_by(session: AsyncSession, reserved_by: str) -> int:
+    """Forget what `reserved_by` held back; the number of coins freed."""
+    freed = await session.execute(
+        delete(CoinReservationRow)
+        .where(CoinReservationRow.reserved_by == reserved_by)
+        .returning(CoinReservationRow.txid)
+    )
+    return len(freed.all())
+
+
+async def delete_reservations(session: AsyncSession, outpoints: Iterable[Outpoint]) -> None:
+    keys = list(outpoints)
+    if keys:
+        await session.execute(
+            delete(CoinReservationRow).where(
+                tuple_(CoinReservationRow.txid, CoinReservationRow.vout).in_(keys)
+            )
+        )

@@ -1,0 +1,65 @@
+"""Choosing wallet coins: the fewest inputs that pay for a transaction.
+
+Every wallet coin is a BIP86 output spent by key path, so each input adds the same weight and the builder
+knows need(k), the coin value a transaction with k wallet inputs must gather (its outputs, its fee at k
+inputs, a change floor), before choosing which k. The rule (Core's old "lowest larger" with a fewest-inputs
+fallback, a sound equivalent of branch-and-bound for same-sized inputs):
+- the smallest single coin that covers need(1): large coins stay whole and the leftover is small;
+- else the k largest coins for the smallest k that covers need(k); no k coins are worth more.
+The builder then turns the leftover into change if it clears the change output's fee and dust threshold,
+and into fee otherwise, so change below dust is never made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from exitd.ark.encoding import SCHNORR_SIG_LEN, OutPoint, TxOut
+from exitd.ark.weight import TXIN_BASE_SIZE, WITNESS_SCALE_FACTOR
+from exitd.wallet.errors import InsufficientFunds
+from exitd.wallet.keys import Keychain
+
+# A key-path spend: the input itself, then a witness of one stack item (1), a 64-byte BIP340 signature with
+# SIGHASH_DEFAULT (1 + 64).
+P2TR_KEY_PATH_INPUT_WEIGHT = TXIN_BASE_SIZE * WITNESS_SCALE_FACTOR + 1 + 1 + SCHNORR_SIG_LEN
+
+
+@dataclass(frozen=True)
+class Coin:
+    """A wallet UTXO as bitcoind reports it, with the BIP86 key that spends it."""
+
+    outpoint: OutPoint
+    value: int
+    script_pubkey: bytes
+    keychain: Keychain
+    index: int
+    confirmations: int
+    # bitcoind's "safe": confirmed, or unconfirmed but made by this wallet (not double-spendable by others).
+    trusted: bool
+
+    @property
+    def txout(self) -> TxOut:
+        return TxOut(self.value, self.script_pubkey)
+
+
+def select_coins(coins: Sequence[Coin], need: Callable[[int], int], max_inputs: int) -> list[Coin]:
+    """The fewest coins whose value reaches need(k) for k inputs, or InsufficientFunds.
+
+    need(0) <= 0 (an anchor that pays for its own child) selects nothing. `max_inputs` bounds k (a TRUC
+    child's size limit); InsufficientFunds then counts only the coins that could be used.
+    """
+    if need(0) <= 0:
+        return []
+    by_value = sorted(coins, key=lambda c: (c.value, str(c.outpoint)))
+    if max_inputs >= 1:
+        single = next((c for c in by_value if c.value >= need(1)), None)
+        if single is not None:
+            return [single]
+    usable = by_value[::-1][:max_inputs]
+    total = 0
+    for k, coin in enumerate(usable, start=1):
+        total += coin.value
+        if total >= need(k):
+            return usable[:k]
+    raise InsufficientFunds(need(max(1, len(usable))), total)

@@ -1,0 +1,555 @@
+"""The on-chain wallet: the BIP86 coins of the datadir's mnemonic, which pay every CPFP child.
+
+bitcoind does the scanning. At set-up it gets the account's two public descriptors (receive and change) in a
+watch-only descriptor wallet of its own, rescanning from the wallet's birthday; from then on it follows
+blocks, reorgs and the mempool, and keeps its keypool (1000 by default, `-keypool`) of addresses derived
+beyond the last one used, which is the gap limit. exitd chooses coins, builds and signs.
+
+What bitcoind cannot know is which coins exitd has promised to transactions that are not confirmed, or not
+even broadcast yet (a CPFP child is stored before it is broadcast). Those are reserved in the store, in the
+same database transaction as what spends them, and every builder skips them; so two builders, or one on
+each side of a restart, never pick the same coin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy
+from bitcoin.core import CTransaction, b2lx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exitd.ark.encoding import OutPoint, TxOut
+from exitd.ark.weight import tx_vsize
+from exitd.chain.broadcast import send_raw_transaction
+from exitd.chain.fees import FeeEstimator, btc_to_sat
+from exitd.chain.rpc import (
+    NO_RETRY,
+    BitcoinRpc,
+    NodeUnreachable,
+    RpcError,
+    RpcInvalidAddressOrKey,
+    RpcMethodNotFound,
+    RpcWalletAlreadyLoaded,
+    RpcWalletNotFound,
+)
+from exitd.log import event, get_logger
+from exitd.store.db import Store
+from exitd.store.meta import WALLET_BIRTHDAY_HEIGHT, WALLET_CREATED_AT, WALLET_FINGERPRINT, get_meta, set_meta
+from exitd.store.wallet import (
+    Outpoint,
+    add_reservations,
+    delete_reservations,
+    delete_reservations_by,
+    list_reservations,
+    reserved_outpoints,
+)
+from exitd.wallet.address import decode_address
+from exitd.wallet.builder import Draft, plan_cpfp_child, plan_drain, plan_payment, sign
+from exitd.wallet.coinselection import Coin
+from exitd.wallet.errors import WalletDisabled, WalletMismatch
+from exitd.wallet.keys import Bip86Account, Keychain
+from exitd.wallet.seed import WalletSeed, master_fingerprint
+
+log = get_logger("wallet")
+
+# Reservations of sends: the wallet releases them itself when bitcoind never saw the send (a crash between
+# storing and broadcasting). Others (a CPFP child's) are released by whoever stored the spending tx.
+SEND_PURPOSE = "send"
+# bitcoind processes blocks for its wallets asynchronously; sync waits this long for it to catch up.
+WALLET_CATCH_UP_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class OnchainBalance:
+    """barkd's OnchainBalance (BDK's Balance), in sat."""
+
+    confirmed: int
+    trusted_pending: int
+    untrusted_pending: int
+    immature: int
+
+    @property
+    def trusted_spendable(self) -> int:
+        """What can be spent without trusting anyone else not to double-spend it."""
+        return self.confirmed + self.trusted_pending
+
+    @property
+    def total(self) -> int:
+        return self.confirmed + self.trusted_pending + self.untrusted_pending + self.immature
+
+
+@dataclass(frozen=True)
+class CpfpChild:
+    """A signed CPFP child, ready to be stored with its reservations and then broadcast with its parent."""
+
+    tx: CTransaction
+    txid: str
+    fee: int
+    vsize: int
+    package_vsize: int
+    # sat/kvB, rounded down (as bitcoind's CFeeRate): the package never pays less than this.
+    package_rate: int
+    # Every outpoint the child spends: the parent's anchor first, then the wallet coins.
+    inputs: tuple[OutPoint, ...]
+
+
+@dataclass(frozen=True)
+class WalletTx:
+    txid: str
+    raw: bytes
+
+
+def canonical_descriptor(descriptor: str) -> str:
+    """A descriptor without its checksum and with bitcoind's 'h' for hardened steps, for comparison."""
+    return descriptor.split("#", 1)[0].replace("'", "h")
+
+
+def outpoint_key(outpoint: OutPoint) -> Outpoint:
+    """An outpoint as the store and bitcoind name it: (display txid, vout)."""
+    return b2lx(outpoint.txid), outpoint.vout
+
+
+class OnchainWallet:
+    def __init__(
+        self,
+        rpc: BitcoinRpc,
+        store: Store,
+        fees: FeeEstimator,
+        seed: WalletSeed,
+        network: str,
+        wallet_name: str = "",
+        birthday_height: int | None = None,
+    ) -> None:
+        """`wallet_name` names bitcoind's watch-only wallet, by default exitd-<fingerprint> so that wallets
+        of several datadirs can share a node; `birthday_height` (config) is where a restored wallet's
+        coins are searched from when no birthday was given at its creation."""
+        self.rpc = rpc
+        self.store = store
+        self.fees = fees
+        self.seed = seed
+        self.network = network
+        self.configured_wallet_name = wallet_name
+        self.birthday_height = birthday_height
+        self._account: Bip86Account | None = None
+        self._ready = False
+        self._setup_lock = asyncio.Lock()
+        # Held while coins are chosen and reserved, while a send is broadcast, and while sync frees coins.
+        self._coins_lock = asyncio.Lock()
+        # Coins reserved in sessions not committed yet: invisible to other sessions, but taken all the same.
+        self._pending: set[Outpoint] = set()
+
+    # Keys.
+
+    @property
+    def account(self) -> Bip86Account:
+        """The BIP86 account of the mnemonic; NoWallet until a wallet exists."""
+        if self._account is None:
+            self._account = Bip86Account.from_mnemonic(self.seed.mnemonic, self.network)
+        return self._account
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The BIP32 master fingerprint (hex), or None before a wallet exists."""
+        return self.account.master_fingerprint.hex() if self.seed.exists else None
+
+    @property
+    def bitcoind_wallet(self) -> str:
+        return self.configured_wallet_name or f"exitd-{self.account.master_fingerprint.hex()}"
+
+    # Set-up.
+
+    async def create(self, mnemonic: str | None = None, birthday_height: int | None = None) -> str:
+        """Make the wallet (a new mnemonic, or the given one, restored from `birthday_height`), the same one
+        `exitd init` makes, and start using it; returns its fingerprint. WalletExists if there is one."""
+        async with self._setup_lock:
+            words = self.seed.create(mnemonic)
+            async with self.store.session() as session:
+                if birthday_height is not None:
+                    await set_meta(session, WALLET_BIRTHDAY_HEIGHT, str(birthday_height))
+                elif mnemonic is None:
+                    await set_meta(session, WALLET_CREATED_AT, str(int(time.time())))
+        fingerprint = master_fingerprint(words)
+        event(log, logging.INFO, "wallet_created", fingerprint=fingerprint, restored=mnemonic is not None)
+        try:
+            await self.setup()
+        except RpcError as e:
+            event(log, logging.WARNING, "wallet_setup_deferred", error=str(e))
+        return fingerprint
+
+    async def setup(self) -> None:
+        """Make bitcoind's watch-only wallet hold this wallet's descriptors (create, load or import them as
+        needed). WalletDisabled on a node without wallets; a no-op, but for that check, before a wallet
+        exists."""
+        async with self._setup_lock:
+            try:
+                loaded = await self.rpc.call("listwallets")
+            except RpcMethodNotFound:
+                raise WalletDisabled() from None
+            if not self.seed.exists:
+                event(log, logging.INFO, "no_wallet_yet")
+                return
+            await self._check_database_wallet()
+            name = self.bitcoind_wallet
+            if name not in loaded:
+                await self._load_or_create(name)
+            await self._import_descriptors(name)
+            self._ready = True
+            event(log, logging.INFO, "wallet_ready", fingerprint=self.fingerprint, bitcoind_wallet=name)
+
+    async def _check_database_wallet(self) -> None:
+        """Coin reservations and exits belong to one wallet: refuse another mnemonic on the same database."""
+        fingerprint = self.account.master_fingerprint.hex()
+        async with self.store.session() as session:
+            known = await get_meta(session, WALLET_FINGERPRINT)
+            if known is None:
+                await set_meta(session, WALLET_FINGERPRINT, fingerprint)
+        if known not in (None, fingerprint):
+            raise WalletMismatch(
+                f"this database belongs to wallet {known}, but the mnemonic file is wallet {fingerprint}; "
+                "put the right mnemonic back or use another datadir"
+            )
+
+    async def _load_or_create(self, name: str) -> None:
+        try:
+            await self.rpc.call("loadwallet", name, True)
+            event(log, logging.INFO, "bitcoind_wallet_loaded", bitcoind_wallet=name)
+        except RpcWalletAlreadyLoaded:
+            pass
+        except RpcWalletNotFound:
+            # Watch-only (no private keys), blank, descriptors, loaded whenever bitcoind starts.
+            await self.rpc.call("createwallet", name, True, True, "", False, True, True)
+            event(log, logging.INFO, "bitcoind_wallet_created", bitcoind_wallet=name)
+
+    async def _import_descriptors(self, name: str) -> None:
+        listed = await self.rpc.call("listdescriptors", wallet=name)
+        present = {canonical_descriptor(d["desc"]) for d in listed["descriptors"]}
+        ours = {keychain: self.account.descriptor(keychain) for keychain in Keychain}
+        foreign = present - {canonical_descriptor(d) for d in ours.values()}
+        if foreign:
+            raise WalletMismatch(
+                f"bitcoind wallet '{name}' watches descriptors of another wallet; "
+                "set bitcoind.wallet_name to a wallet of exitd's own (or leave it empty)"
+            )
+        missing = [k for k in Keychain if canonical_descriptor(ours[k]) not in present]
+        if not missing:
+            return
+        timestamp = await self._rescan_from()
+        requests = []
+        for keychain in missing:
+            info = await self.rpc.call("getdescriptorinfo", ours[keychain])
+            requests.append(
+                {
+                    "desc": info["descriptor"],
+                    "timestamp": timestamp,
+                    "active": True,
+                    "internal": keychain is Keychain.INTERNAL,
+                }
+            )
+        event(log, logging.INFO, "descriptors_importing", bitcoind_wallet=name, rescan_from=timestamp)
+        try:
+            results = await self.rpc.call("importdescriptors", requests, wallet=name, retry=NO_RETRY)
+        except NodeUnreachable:
+            # The RPC timed out, but the rescan goes on inside bitcoind with the descriptors imported.
+            info = await self.rpc.call("getwalletinfo", wallet=name)
+            if not info.get("scanning"):
+                raise
+            event(log, logging.INFO, "wallet_rescan_running", bitcoind_wallet=name)
+            return
+        for result in results:
+            if not result.get("success"):
+                raise RpcError(str(result.get("error", {}).get("message", result)), "importdescriptors")
+
+    async def _rescan_from(self) -> int | str:
+        """importdescriptors' timestamp: the block time of the birthday height, else the time exitd made
+        the mnemonic (no coin can be older), else 0 (the whole chain)."""
+        async with self.store.session() as session:
+            stored_height = await get_meta(session, WALLET_BIRTHDAY_HEIGHT)
+            created_at = await get_meta(session, WALLET_CREATED_AT)
+        height = int(stored_height) if stored_height is not None else self.birthday_height
+        if height is not None:
+            if height > int(await self.rpc.call("getblockcount")):
+                return "now"
+            header = await self.rpc.call("getblockheader", await self.rpc.call("getblockhash", height))
+            return int(header["time"])
+        return int(created_at) if created_at is not None else 0
+
+    async def _ensure_ready(self) -> None:
+        if not self._ready:
+            await self.setup()
+
+    async def _call(self, method: str, *params: Any) -> Any:
+        """A call to bitcoind's wallet; one that was unloaded behind our back is loaded again."""
+        await self._ensure_ready()
+        try:
+            return await self.rpc.call(method, *params, wallet=self.bitcoind_wallet)
+        except RpcWalletNotFound:
+            self._ready = False
+            await self._ensure_ready()
+            return await self.rpc.call(method, *params, wallet=self.bitcoind_wallet)
+
+    async def _batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """Wallet calls in one round trip, answered as BitcoinRpc.batch answers, reloading as _call does."""
+        await self._ensure_ready()
+        answers = await self.rpc.batch(calls, wallet=self.bitcoind_wallet)
+        if any(isinstance(a, RpcWalletNotFound) for a in answers):
+            self._ready = False
+            await self._ensure_ready()
+            answers = await self.rpc.batch(calls, wallet=self.bitcoind_wallet)
+        return answers
+
+    # Reading.
+
+    async def next_address(self) -> str:
+        """A new receive address (bitcoind hands out the next unused index of the receive descriptor)."""
+        address = str(await self._call("getnewaddress", "", "bech32m"))
+        event(log, logging.INFO, "address_issued", address=address)
+        return address
+
+    async def list_unspent(self) -> list[Coin]:
+        """Every wallet UTXO bitcoind knows, confirmed or not (immature coinbase outputs excepted)."""
+        return self._coins(await self._call("listunspent", 0))
+
+    def _coins(self, listunspent: Iterable[dict[str, Any]]) -> list[Coin]:
+        return [coin for coin in map(self._coin, listunspent) if coin is not None]
+
+    def _coin(self, utxo: dict[str, Any]) -> Coin | None:
+        """The Coin of a listunspent entry, if this wallet can sign for it (its key origin is in the
+        account and the key derived there pays to its script)."""
+        spk = bytes.fromhex(utxo["scriptPubKey"])
+        located = self.account.locate(str(utxo.get("desc", "")))
+        if located is None or self.account.script_pubkey(*located) != spk:
+            event(log, logging.WARNING, "utxo_not_signable", txid=utxo["txid"], vout=utxo["vout"])
+            return None
+        return Coin(
+            outpoint=OutPoint.from_str(f"{utxo['txid']}:{utxo['vout']}"),
+            value=btc_to_sat(utxo["amount"]),
+            script_pubkey=spk,
+            keychain=located[0],
+            index=located[1],
+            confirmations=int(utxo["confirmations"]),
+            trusted=bool(utxo["safe"]),
+        )
+
+    async def balance(self) -> OnchainBalance:
+        """Confirmed and pending amounts from one listing of the coins; immature ones from bitcoind's
+        balances (listunspent leaves coinbase outputs out until they mature)."""
+        unspent, balances = await self._batch([("listunspent", [0]), ("getbalances", [])])
+        for answer in (unspent, balances):
+            if isinstance(answer, RpcError):
+                raise answer
+        coins = self._coins(unspent)
+        return OnchainBalance(
+            confirmed=sum(c.value for c in coins if c.confirmations > 0),
+            trusted_pending=sum(c.value for c in coins if c.confirmations == 0 and c.trusted),
+            untrusted_pending=sum(c.value for c in coins if c.confirmations == 0 and not c.trusted),
+            immature=btc_to_sat(balances["mine"]["immature"]),
+        )
+
+    async def tip_height(self) -> int:
+        return int(await self.rpc.call("getblockcount"))
+
+    async def list_transactions(self) -> list[WalletTx]:
+        """Every transaction touching the wallet, oldest first (by block, then by time seen), except those a
+        block conflicts with. listsinceblock with change entries is the one listing that includes a CPFP
+        child, whose only output is change."""
+        listing = await self._call("listsinceblock", "", 1, True, False, True)
+        entries = sorted(
+            (e for e in listing["transactions"] if int(e["confirmations"]) >= 0),
+            key=lambda e: (
+                "blockheight" not in e,
+                e.get("blockheight", 0),
+                e.get("blockindex", 0),
+                e["time"],
+            ),
+        )
+        txids = list(dict.fromkeys(e["txid"] for e in entries))
+        answers = await self._batch([("gettransaction", [txid]) for txid in txids])
+        txs = []
+        for txid, answer in zip(txids, answers, strict=True):
+            if isinstance(answer, RpcError):
+                raise answer
+            txs.append(WalletTx(txid, bytes.fromhex(answer["hex"])))
+        return txs
+
+    # Coins and reservations.
+
+    async def _spendable(self, session: AsyncSession) -> list[Coin]:
+        """Confirmed coins no stored transaction has promised elsewhere. Only confirmed ones: a TRUC child
+        may have no unconfirmed ancestor but its parent, and sends should not chain on unconfirmed change."""
+        taken = await reserved_outpoints(session) | self._pending
+        return [
+            c
+            for c in await self.list_unspent()
+            if c.confirmations > 0 and outpoint_key(c.outpoint) not in taken
+        ]
+
+    def _reserve(self, session: AsyncSession, coins: Iterable[Coin], txid: str, purpose: str) -> None:
+        """Reserve `coins` for `txid` in `session`; until it commits they are held back in memory."""
+        outpoints = [outpoint_key(c.outpoint) for c in coins]
+        add_reservations(session, outpoints, txid, purpose)
+        self._pending.update(outpoints)
+
+        def settled(_session: object) -> None:
+            self._pending.difference_update(outpoints)
+
+        for settling in ("after_commit", "after_rollback"):
+            sqlalchemy.event.listen(session.sync_session, settling, settled, once=True)
+
+    async def release_reservations(self, session: AsyncSession, spending_txid: str) -> None:
+        """Free the coins `spending_txid` held back (a child that lost or was abandoned). bitcoind's wallet is
+        told to abandon it too: a tx it saw that simply left the mempool still counts its inputs as spent."""
+        freed = await delete_reservations_by(session, spending_txid)
+        try:
+            await self._call("abandontransaction", spending_txid)
+        except RpcInvalidAddressOrKey:
+            pass  # never seen by bitcoind, or in the mempool or a block, where nothing is to be abandoned
+        except RpcError as e:
+            event(log, logging.WARNING, "abandon_failed", txid=spending_txid, error=str(e))
+        event(log, logging.INFO, "reservation_released", txid=spending_txid, coins=freed)
+
+    async def _change_script(self) -> bytes:
+        return decode_address(str(await self._call("getrawchangeaddress", "bech32m")), self.network)
+
+    # Building.
+
+    async def build_cpfp_child(
+        self,
+        session: AsyncSession,
+        parent: CTransaction,
+        target_rate: int,
+        min_package_fee: int | None = None,
+        purpose: str = "cpfp",
+    ) -> CpfpChild:
+        """A signed version-3 child of `parent` (a zero-fee TRUC tx whose last output is its P2A anchor),
+        paying `target_rate` (sat/kvB) for the package of both, and at least `min_package_fee` plus the
+        incremental relay fee when it replaces a package that paid that. Funded by confirmed, unreserved
+        coins, with one change output back to the wallet.
+
+        The coins are reserved in `session` (not committed): the caller stores the child in the same
+        transaction, commits, and only then broadcasts. InsufficientFunds when the coins fall short.
+        """
+        account = self.account
+        async with self._coins_lock:
+            coins = await self._spendable(session)
+            change_spk = await self._change_script()
+            draft = plan_cpfp_child(
+                parent, coins, change_spk, target_rate, min_package_fee, await self.tip_height()
+            )
+            tx = sign(draft, account)
+            txid = b2lx(tx.GetTxid())
+            self._reserve(session, draft.coins, txid, purpose)
+        child_vsize = tx_vsize(tx)
+        package_vsize = tx_vsize(parent) + child_vsize
+        child = CpfpChild(
+            tx=tx,
+            txid=txid,
+            fee=draft.fee,
+            vsize=child_vsize,
+            package_vsize=package_vsize,
+            package_rate=draft.fee * 1000 // package_vsize,
+            inputs=tuple(OutPoint(txin.prevout.hash, txin.prevout.n) for txin in tx.vin),
+        )
+        event(
+            log,
+            logging.INFO,
+            "cpfp_child_built",
+            txid=txid,
+            parent=b2lx(parent.GetTxid()),
+            fee=child.fee,
+            package_rate=child.package_rate,
+            coins=len(draft.coins),
+        )
+        return child
+
+    async def send(self, address: str, amount: int, fee_rate: int | None = None) -> str:
+        return await self.send_many([(address, amount)], fee_rate)
+
+    async def send_many(self, payments: Sequence[tuple[str, int]], fee_rate: int | None = None) -> str:
+        """Pay each (address, amount in sat) in one transaction at `fee_rate` (sat/kvB; default: bitcoind's
+        3-block estimate, as barkd); returns the txid once bitcoind accepted it."""
+        outputs = [TxOut(amount, decode_address(address, self.network)) for address, amount in payments]
+        rate = fee_rate if fee_rate is not None else (await self.fees.rates()).regular
+        change_spk = await self._change_script()
+        return await self._send(lambda coins, tip: plan_payment(coins, outputs, change_spk, rate, tip))
+
+    async def drain(self, address: str, fee_rate: int | None = None) -> str:
+        """Send every confirmed, unreserved coin to `address`, less the fee."""
+        destination = decode_address(address, self.network)
+        rate = fee_rate if fee_rate is not None else (await self.fees.rates()).regular
+        return await self._send(lambda coins, tip: plan_drain(coins, destination, rate, tip))
+
+    async def send_fee(self, address: str, amount: int, fee_rate: int | None = None) -> int:
+        """The fee a send of `amount` to `address` would pay now, building nothing and reserving nothing."""
+        outputs = [TxOut(amount, decode_address(address, self.network))]
+        rate = fee_rate if fee_rate is not None else (await self.fees.rates()).regular
+        # A change script of the right type, for sizing only: no address is taken from bitcoind.
+        change_spk = self.account.script_pubkey(Keychain.INTERNAL, 0)
+        async with self.store.session() as session:
+            coins = await self._spendable(session)
+        return plan_payment(coins, outputs, change_spk, rate, 0).fee
+
+    async def _send(self, plan: Callable[[list[Coin], int], Draft]) -> str:
+        """Build, sign and reserve (committed), then broadcast; a send bitcoind refuses frees its coins."""
+        account = self.account
+        async with self._coins_lock:
+            async with self.store.session() as session:
+                draft = plan(await self._spendable(session), await self.tip_height())
+                tx = sign(draft, account)
+                txid = b2lx(tx.GetTxid())
+                self._reserve(session, draft.coins, txid, SEND_PURPOSE)
+            try:
+                await send_raw_transaction(self.rpc, tx.serialize())
+            except RpcError as e:
+                async with self.store.session() as session:
+                    await delete_reservations_by(session, txid)
+                event(log, logging.WARNING, "send_rejected", txid=txid, error=str(e))
+                raise
+        event(log, logging.INFO, "send_broadcast", txid=txid, fee=draft.fee, outputs=len(draft.outputs))
+        return txid
+
+    # Sync.
+
+    async def sync(self) -> None:
+        """Let bitcoind's wallet catch up with its best block, then forget reservations that hold nothing
+        back any more: of coins spent in a block, and of sends bitcoind never saw (stored, then a crash
+        before the broadcast)."""
+        await self._wait_for_wallet_tip()
+        async with self._coins_lock, self.store.session() as session:
+            rows = await list_reservations(session)
+            if not rows:
+                return
+            utxos = await self.rpc.batch(("gettxout", [r.txid, r.vout, False]) for r in rows)
+            spent = set()
+            for row, utxo in zip(rows, utxos, strict=True):
+                if isinstance(utxo, RpcError):
+                    raise utxo
+                if utxo is None:
+                    spent.add((row.txid, row.vout))
+            sends = sorted({r.reserved_by for r in rows if r.purpose == SEND_PURPOSE})
+            answers = await self._batch([("gettransaction", [txid]) for txid in sends])
+            unknown = {
+                txid for txid, a in zip(sends, answers, strict=True) if isinstance(a, RpcInvalidAddressOrKey)
+            }
+            await delete_reservations(session, spent)
+            for txid in unknown:
+                await delete_reservations_by(session, txid)
+        if spent or unknown:
+            event(log, logging.INFO, "reservations_cleared", spent_coins=len(spent), unsent=len(unknown))
+
+    async def _wait_for_wallet_tip(self) -> None:
+        deadline = time.monotonic() + WALLET_CATCH_UP_SECONDS
+        while time.monotonic() < deadline:
+            best, info = await self._batch([("getbestblockhash", []), ("getwalletinfo", [])])
+            for answer in (best, info):
+                if isinstance(answer, RpcError):
+                    raise answer
+            if info.get("scanning") or info["lastprocessedblock"]["hash"] == best:
+                return
+            await asyncio.sleep(0.05)
+        event(log, logging.WARNING, "wallet_behind_tip", bitcoind_wallet=self.bitcoind_wallet)
