@@ -1,0 +1,227 @@
+"""The on-chain wallet in-process against the session's regtest bitcoind: tracking through bitcoind's
+watch-only wallet, CPFP children accepted by `submitpackage`, and coin reservations that hold across
+builders and restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from bitcoin.core import (
+    CMutableTransaction,
+    CMutableTxIn,
+    CMutableTxOut,
+    COutPoint,
+    CScript,
+    CTransaction,
+    lx,
+)
+
+from exitd.ark.script import P2A_SCRIPT
+from exitd.chain.fees import FeeEstimator, btc_to_sat
+from exitd.chain.rpc import BitcoinRpc, RpcCredentials
+from exitd.regtest.node import MINER_WALLET, RegtestNode
+from exitd.store.db import Store, upgrade
+from exitd.store.wallet import add_reservations, list_reservations
+from exitd.wallet.address import decode_address, script_to_address
+from exitd.wallet.errors import InsufficientFunds
+from exitd.wallet.keys import Keychain
+from exitd.wallet.onchain import OnchainWallet, outpoint_key
+from exitd.wallet.seed import WalletSeed
+
+pytestmark = pytest.mark.bitcoind
+
+ABANDON_ABOUT = "abandon " * 11 + "about"
+# BIP86 m/86'/1'/0'/0/0 of ABANDON_ABOUT, as a regtest address.
+ABANDON_ABOUT_FIRST_REGTEST = "bcrt1p8wpt9v4frpf3tkn0srd97pksgsxc5hs52lafxwru9kgeephvs7rqjeprhg"
+
+WalletFactory = Callable[[], OnchainWallet]
+
+
+@pytest.fixture
+async def rpc(bitcoind: RegtestNode) -> AsyncIterator[BitcoinRpc]:
+    client = BitcoinRpc(bitcoind.rpc_url, RpcCredentials(cookie_file=bitcoind.cookie_file))
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def open_wallet(tmp_path: Path, rpc: BitcoinRpc) -> AsyncIterator[Callable[..., OnchainWallet]]:
+    """Opens the datadir's wallet, each time on a Store of its own: a second call is a restart."""
+    upgrade(tmp_path / "exitd.sqlite3")
+    stores: list[Store] = []
+
+    def open_(mnemonic: str | None = None, wallet_name: str = "") -> OnchainWallet:
+        seed = WalletSeed(tmp_path / "mnemonic")
+        if not seed.exists:
+            seed.create(mnemonic)
+        stores.append(Store(tmp_path / "exitd.sqlite3"))
+        return OnchainWallet(rpc, stores[-1], FeeEstimator(rpc, 2000, 1000), seed, "regtest", wallet_name)
+
+    yield open_
+    for store in stores:
+        await store.close()
+
+
+async def fund(node: RegtestNode, wallet: OnchainWallet, *btc: str) -> None:
+    """One confirmed coin per amount."""
+    for amount in btc:
+        node.send(await wallet.next_address(), amount)
+    node.mine(1)
+    await wallet.sync()
+    await until(lambda: confirmed_count(wallet, len(btc)))
+
+
+async def confirmed_count(wallet: OnchainWallet, n: int) -> bool:
+    return len([c for c in await wallet.list_unspent() if c.confirmations > 0]) >= n
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """bitcoind tells its wallets about blocks and mempool txs asynchronously."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "wallet did not catch up"
+        await asyncio.sleep(0.05)
+
+
+def zero_fee_parent(node: RegtestNode) -> CTransaction:
+    """A TRUC tx paying a miner coin back to the miner in full, with a 0-value P2A anchor last: the shape of
+    a bark exit tx, which relays only in a package with a child that pays for both. Make it after funding:
+    a later send from the miner wallet may spend its coin."""
+    utxo = next(
+        u
+        for u in node.rpc("listunspent", 1, 9_999_999, [], True, wallet=MINER_WALLET)
+        if Decimal(u["amount"]) >= 1 and u["spendable"]
+    )
+    tx = CMutableTransaction(
+        [CMutableTxIn(COutPoint(lx(utxo["txid"]), utxo["vout"]))],
+        [
+            CMutableTxOut(
+                btc_to_sat(utxo["amount"]), CScript(decode_address(node.miner_address(), "regtest"))
+            ),
+            CMutableTxOut(0, CScript(P2A_SCRIPT)),
+        ],
+        nVersion=3,
+    )
+    signed = node.rpc("signrawtransactionwithwallet", tx.serialize().hex(), wallet=MINER_WALLET)
+    assert signed["complete"]
+    return CTransaction.deserialize(bytes.fromhex(signed["hex"]))
+
+
+async def test_bip86_addresses_and_a_restored_wallet_finds_its_coins(
+    bitcoind: RegtestNode, open_wallet: Callable[..., OnchainWallet]
+) -> None:
+    """BIP86's vector mnemonic gives its m/86'/1'/0'/0/0 address from bitcoind; coins paid to the wallet
+    before it was set up are found by the rescan, and the next address skips the used one."""
+    wallet = open_wallet(ABANDON_ABOUT, f"exitd-test-{uuid.uuid4().hex[:8]}")
+    first = script_to_address(wallet.account.script_pubkey(Keychain.EXTERNAL, 0), "regtest")
+    assert first == ABANDON_ABOUT_FIRST_REGTEST
+    bitcoind.send(first, "0.001")
+    bitcoind.mine(1)
+    await wallet.setup()
+    await wallet.sync()
+    assert [(c.keychain, c.index, c.value) for c in await wallet.list_unspent()] == [
+        (Keychain.EXTERNAL, 0, 100_000)
+    ]
+    second = await wallet.next_address()
+    assert second == script_to_address(wallet.account.script_pubkey(Keychain.EXTERNAL, 1), "regtest")
+    assert wallet.fingerprint == "73c5da0a"
+
+
+async def test_children_built_concurrently_never_share_a_coin(
+    bitcoind: RegtestNode, open_wallet: Callable[..., OnchainWallet]
+) -> None:
+    wallet = open_wallet()
+    await fund(bitcoind, wallet, "0.001", "0.001")
+    parents = [zero_fee_parent(bitcoind) for _ in range(3)]
+
+    async def build(parent: CTransaction) -> set[str]:
+        async with wallet.store.session() as session:
+            child = await wallet.build_cpfp_child(session, parent, 2_000)
+            await asyncio.sleep(0.1)  # the other builder runs while this one has not committed
+            return {str(outpoint) for outpoint in child.inputs[1:]}
+
+    first, second = await asyncio.gather(build(parents[0]), build(parents[1]))
+    assert len(first) == len(second) == 1 and not first & second
+    with pytest.raises(InsufficientFunds) as short:
+        await build(parents[2])
+    assert short.value.available == 0
+    async with wallet.store.session() as session:
+        assert {f"{r.txid}:{r.vout}" for r in await list_reservations(session)} == first | second
+
+
+async def test_reservation_survives_a_restart_and_is_released_for_an_abandoned_child(
+    bitcoind: RegtestNode, open_wallet: Callable[..., OnchainWallet]
+) -> None:
+    wallet = open_wallet()
+    await fund(bitcoind, wallet, "0.001")
+    parent = zero_fee_parent(bitcoind)
+    async with wallet.store.session() as session:
+        child = await wallet.build_cpfp_child(session, parent, 2_000)
+    await wallet.store.close()
+
+    restarted = open_wallet()
+    with pytest.raises(InsufficientFunds):
+        async with restarted.store.session() as session:
+            await restarted.build_cpfp_child(session, parent, 2_000)
+    async with restarted.store.session() as session:
+        await restarted.release_reservations(session, child.txid)
+    async with restarted.store.session() as session:
+        rebuilt = await restarted.build_cpfp_child(session, parent, 2_000)
+    assert rebuilt.inputs[1:] == child.inputs[1:]
+
+
+async def test_child_and_zero_fee_parent_are_accepted_at_the_target_rate_and_replaced(
+    bitcoind: RegtestNode, open_wallet: Callable[..., OnchainWallet]
+) -> None:
+    wallet = open_wallet()
+    await fund(bitcoind, wallet, "0.001", "0.002")
+    parent = zero_fee_parent(bitcoind)
+    async with wallet.store.session() as session:
+        child = await wallet.build_cpfp_child(session, parent, 5_000)
+    answer = bitcoind.rpc("submitpackage", [parent.serialize().hex(), child.tx.serialize().hex()])
+    assert answer["package_msg"] == "success", answer
+    effective = {btc_to_sat(r["fees"]["effective-feerate"]) for r in answer["tx-results"].values()}
+    assert len(effective) == 1 and abs(effective.pop() - 5_000) < 1_000
+    assert child.package_rate >= 5_000 and child.fee * 1000 // child.package_vsize == child.package_rate
+
+    # A replacement (package RBF on the same anchor) pays the old package fee plus the incremental relay fee.
+    async with wallet.store.session() as session:
+        replacement = await wallet.build_cpfp_child(session, parent, 6_000, min_package_fee=child.fee)
+    assert not set(replacement.inputs[1:]) & set(child.inputs[1:])
+    answer = bitcoind.rpc("submitpackage", [parent.serialize().hex(), replacement.tx.serialize().hex()])
+    assert answer["package_msg"] == "success" and answer["replaced-transactions"] == [child.txid], answer
+    async with wallet.store.session() as session:
+        await wallet.release_reservations(session, child.txid)
+    # bitcoind's wallet, told the replaced child is abandoned, lists its coin as unspent again.
+    lost = {outpoint_key(o) for o in child.inputs[1:]}
+    await until(lambda: coins_listed(wallet, lost))
+
+    bitcoind.mine(1)
+    await wallet.sync()
+    async with wallet.store.session() as session:
+        assert await list_reservations(session) == []
+
+
+async def coins_listed(wallet: OnchainWallet, outpoints: set[tuple[str, int]]) -> bool:
+    return outpoints <= {outpoint_key(c.outpoint) for c in await wallet.list_unspent()}
+
+
+async def test_sync_forgets_sends_that_never_reached_bitcoind(
+    bitcoind: RegtestNode, open_wallet: Callable[..., OnchainWallet]
+) -> None:
+    """A crash between storing a send's reservation and broadcasting it leaves a reservation of a tx no one
+    has: sync frees the coin. A CPFP child's reservation is the engine's to release, and stays."""
+    wallet = open_wallet()
+    await fund(bitcoind, wallet, "0.001", "0.001")
+    first, second = (outpoint_key(c.outpoint) for c in await wallet.list_unspent())
+    async with wallet.store.session() as session:
+        add_reservations(session, [first], "11" * 32, "send")
+        add_reservations(session, [second], "22" * 32, "cpfp")
+    await wallet.sync()
+    async with wallet.store.session() as session:
+        assert [(r.txid, r.vout, r.purpose) for r in await list_reservations(session)] == [(*second, "cpfp")]
