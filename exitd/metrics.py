@@ -16,6 +16,7 @@ from exitd import __version__
 from exitd.chain.rpc import BitcoinRpc
 from exitd.engine.engine import ExitEngine, LiveExit
 from exitd.engine.states import ExitStateKind
+from exitd.wallet.onchain import OnchainBalance
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -122,6 +123,22 @@ def rpc_metrics(rpc: BitcoinRpc) -> list[Metric]:
             rpc.round_trips,
         ),
     ]
+
+
+def wallet_balance(balance: OnchainBalance) -> Metric:
+    """The wallet pays every CPFP child: alert on this before an exit stalls for want of fees."""
+    states = {
+        "confirmed": balance.confirmed,
+        "trusted_pending": balance.trusted_pending,
+        "untrusted_pending": balance.untrusted_pending,
+        "immature": balance.immature,
+    }
+    return Metric(
+        "exitd_wallet_balance_sat",
+        "On-chain wallet balance in sat, by confirmation state (barkd's OnchainBalance).",
+        MetricType.GAUGE,
+        tuple(Sample(value, (("state", state),)) for state, value in states.items()),
+    )
 
 
 def build_info(network: str) -> Metric:

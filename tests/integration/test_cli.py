@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,3 +123,18 @@ def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> No
     assert exited.value.code == 0 and "3    the daemon is not reachable" in out
     for command in ("status", "import", "start", "progress", "claim", "address", "balance", "cancel"):
         assert command in out
+
+
+def test_address_then_balance(exitd: Callable[..., CliRun], bitcoind: RegtestNode) -> None:
+    result = exitd("address")
+    assert result.returncode == 0, result.stderr
+    address = result.stdout.strip()
+    assert address.startswith("bcrt1p") and len(result.stdout.split("\n")) == 2
+    bitcoind.send(address, "0.001")
+    bitcoind.mine(1)
+    deadline = time.monotonic() + 20
+    while json.loads(exitd("balance", "--json").stdout)["confirmed_sat"] != 100_000:
+        assert time.monotonic() < deadline, "the funding never showed as confirmed"
+        time.sleep(0.2)
+    lines = exitd("balance").stdout.split("\n")
+    assert lines[1].split() == ["confirmed", "100,000", "sat"]

@@ -54,6 +54,8 @@ def test_real_answers_match_the_served_document(daemon: DaemonProcess) -> None:
         ("post", "/api/v1/exits/progress", "/api/v1/exits/progress", {}),
         ("post", "/api/v1/boards/board-all", "/api/v1/boards/board-all", None),
         ("get", "/metrics", "/metrics", None),
+        ("post", "/api/v1/onchain/addresses/next", "/api/v1/onchain/addresses/next", None),
+        ("get", "/api/v1/onchain/balance", "/api/v1/onchain/balance", None),
     ]
     seen_statuses = []
     for method, path, template, body in cases:

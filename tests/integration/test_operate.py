@@ -87,6 +87,9 @@ def test_metrics_are_prometheus_text_and_counters_move(daemon: DaemonProcess, bi
     assert second[("exitd_rpc_latency_seconds_count", ())] == second[("exitd_rpc_requests_total", ())]
     assert second[("exitd_cycle_duration_seconds_count", ())] >= second[("exitd_cycles_total", ())]
     assert ("exitd_build_info", (("network", "regtest"), ("version", "0.1.0"))) in second
+    assert {labels for name, labels in second if name == "exitd_wallet_balance_sat"} == {
+        (("state", state),) for state in ("confirmed", "trusted_pending", "untrusted_pending", "immature")
+    }
 
 
 def test_metrics_need_the_token_unless_open(tmp_path: Path, bitcoind: RegtestNode) -> None:
