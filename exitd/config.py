@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from exitd.wallet.address import InvalidAddress, decode_address
+
 NETWORKS = ("mainnet", "testnet", "signet", "regtest")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
@@ -80,6 +82,34 @@ class WalletConfig:
 
 
 @dataclass(frozen=True)
+class GuardConfig:
+    """Guard mode (exitd/engine/guard.py documents it): exits start before expiry and when someone else
+    began them, and are claimed to `claim_address` on their own."""
+
+    enabled: bool = True
+    # An exit starts when expiry_height - tip <= exit depth + exit delta + slack_blocks.
+    slack_blocks: int = 144
+    # VTXOs below this amount (sat) are not exited by the guard; a vtxo-at-risk alert tells of them.
+    min_amount: int = 0
+    # "": claims only on request; "wallet": to a new address of exitd's wallet; or an address.
+    claim_address: str = ""
+    # sat/kvB; auto-claims pay the ~3-block estimate, at most this.
+    claim_max_rate: int = 20_000
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Alerts are log lines; with a webhook URL also an HTTP POST each (exitd/engine/alerts.py)."""
+
+    webhook_url: str = field(default="", repr=False)  # it may carry a token
+    # Seconds per POST attempt, and attempts per alert (exponential backoff from 1 s, at most 60 s apart).
+    timeout: float = 5.0
+    max_attempts: int = 8
+    # Alerts waiting to be sent; more are dropped (and the drop logged).
+    queue_size: int = 1000
+
+
+@dataclass(frozen=True)
 class Config:
     network: str = "regtest"
     datadir: Path = DEFAULT_DATADIR
@@ -88,6 +118,8 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     fees: FeesConfig = field(default_factory=FeesConfig)
     wallet: WalletConfig = field(default_factory=WalletConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     @property
     def database_path(self) -> Path:
@@ -177,6 +209,14 @@ def _ratio(value: Any) -> float:
     return number
 
 
+def _webhook_url(value: Any) -> str:
+    text = _parse_str(value)
+    parsed = urlparse(text)
+    if text and (parsed.scheme not in ("http", "https") or not parsed.hostname):
+        raise ValueError('expected an http(s) URL like http://127.0.0.1:9000/exitd, or "" for none')
+    return text
+
+
 def _rpc_url(value: Any) -> str:
     text = _parse_str(value)
     if text == "":
@@ -217,6 +257,19 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "budget_ratio": _ratio,
     },
     "wallet": {"vtxo_key_search_limit": _bounded(1, 1_000_000), "birthday_height": _bounded(0, 10_000_000)},
+    "guard": {
+        "enabled": _parse_bool,
+        "slack_blocks": _bounded(0, 100_000),
+        "min_amount": _bounded(0, 21_000_000 * 100_000_000),
+        "claim_address": _parse_str,
+        "claim_max_rate": _bounded(1000, 10_000_000),
+    },
+    "alerts": {
+        "webhook_url": _webhook_url,
+        "timeout": _positive_float,
+        "max_attempts": _bounded(1, 100),
+        "queue_size": _bounded(1, 1_000_000),
+    },
 }
 
 SECTION_TYPES: dict[str, type] = {
@@ -225,6 +278,8 @@ SECTION_TYPES: dict[str, type] = {
     "log": LogConfig,
     "fees": FeesConfig,
     "wallet": WalletConfig,
+    "guard": GuardConfig,
+    "alerts": AlertsConfig,
 }
 
 
@@ -338,3 +393,11 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError("'bitcoind.rpc_user' and 'bitcoind.rpc_password' must be set together")
     if config.fees.min_rate > config.fees.fallback_rate:
         raise ConfigError("'fees.min_rate' must not exceed 'fees.fallback_rate'")
+    claim_address = config.guard.claim_address
+    if claim_address not in ("", "wallet"):
+        try:
+            decode_address(claim_address, config.network)
+        except InvalidAddress as e:
+            raise ConfigError(
+                f'bad value for \'guard.claim_address\': {e} (or "wallet", or "" for none)'
+            ) from None

@@ -7,6 +7,7 @@ happening" gets an answer (a 500 naming the unreachable node) instead of a refus
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import signal
@@ -30,8 +31,10 @@ from exitd.chain.rpc import (
 )
 from exitd.config import Config
 from exitd.datadir import read_auth_secret
+from exitd.engine.alerts import Alerts, WebhookSettings
 from exitd.engine.engine import ExitEngine
 from exitd.engine.fee_policy import FeePolicy
+from exitd.engine.guard import Guard, GuardSettings
 from exitd.log import event, get_logger
 from exitd.metrics import exits_by_state
 from exitd.notify import SystemdNotifier, status_line
@@ -50,6 +53,18 @@ NETWORK_SUBDIRS = {"mainnet": "", "testnet": "testnet3", "signet": "signet", "re
 def fee_policy(config: Config) -> FeePolicy:
     fees = config.fees
     return FeePolicy(fees.max_rate, fees.escalation_window, fees.expiry_margin, fees.budget_ratio)
+
+
+def guard_settings(config: Config) -> GuardSettings:
+    guard = config.guard
+    return GuardSettings(
+        guard.enabled, guard.slack_blocks, guard.min_amount, guard.claim_address, guard.claim_max_rate
+    )
+
+
+def webhook_settings(config: Config) -> WebhookSettings:
+    alerts = config.alerts
+    return WebhookSettings(alerts.webhook_url, alerts.timeout, alerts.max_attempts, alerts.queue_size)
 
 
 class FatalStartupError(Exception):
@@ -94,6 +109,11 @@ class Daemon:
         self.engine = ExitEngine(
             self.store, self.rpc, self.fees, self.vtxos, self.wallet, fee_policy(config), config.network
         )
+        self.alerts = Alerts(webhook_settings(config))
+        self.guard = Guard(
+            self.engine, self.vtxos, self.wallet, self.alerts, guard_settings(config), config.network
+        )
+        self.engine.guard = self.guard
         self.services = Services(
             config=config,
             rpc=self.rpc,
@@ -109,6 +129,7 @@ class Daemon:
     async def start(self) -> None:
         await asyncio.to_thread(upgrade, self.config.database_path)
         await self.engine.load()
+        self.guard.prime()
         app = create_app(self.services, read_auth_secret(self.config))
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -171,6 +192,19 @@ class Daemon:
         except RpcError as e:
             event(log, logging.WARNING, "wallet_setup_failed", error=str(e))
 
+    async def run_engine(self) -> None:
+        """The background cycle, with guard mode acting after each cycle and the alerts worker sending."""
+        guard = asyncio.create_task(self.guard.run(self.stopping))
+        alerts = asyncio.create_task(self.alerts.run())
+        try:
+            await self.engine.run(self.stopping)
+        finally:
+            self.stopping.set()
+            await guard
+            alerts.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await alerts
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
@@ -199,7 +233,7 @@ class Daemon:
             supervisor = asyncio.create_task(notifier.supervise(self.stopping, self.status))
             if await self.connect_node() is not None:
                 await self.setup_wallet()
-                await self.engine.run(self.stopping)
+                await self.run_engine()
             event(log, logging.INFO, "stopping")
         finally:
             notifier.stopping()

@@ -37,7 +37,7 @@ from exitd.engine.errors import (
     DustLimit,
     ExitError,
     ExitPackageBroadcastFailure,
-    ExitPackageFinalizeFailure,
+    FeeBudgetExceeded,
     InsufficientConfirmedFunds,
     InternalError,
     InvalidWalletState,
@@ -110,6 +110,15 @@ class CpfpFunder(Protocol):
     ) -> CpfpChild: ...
 
     async def release_reservations(self, session: AsyncSession, spending_txid: str) -> None: ...
+
+
+class CycleGuard(Protocol):
+    """Guard mode (exitd.engine.guard) as the cycle sees it: more txids for the snapshot, and a look at
+    the snapshot and the exits once the cycle is done."""
+
+    async def watched_txids(self) -> Sequence[str]: ...
+
+    async def after_cycle(self, snap: ChainSnapshot) -> None: ...
 
 
 # The wallet's "not enough confirmed coins" error, whatever its class: it carries needed and available.
@@ -216,6 +225,8 @@ class ExitEngine:
         self.cycle_seconds = 0.0
         # Test-only crash points (fault injection); empty in production.
         self.crash_hook: Callable[[str], Awaitable[None]] | None = None
+        # Guard mode, set by the daemon; None: the cycle only advances exits.
+        self.guard: CycleGuard | None = None
 
     # Loading.
 
@@ -377,10 +388,11 @@ class ExitEngine:
     async def _cycle(self, override: int | None) -> ProgressReport:
         started = time.monotonic()
         watched = [e for e in self.exits.values() if self._watched(e)]
-        if not watched:
+        guarded = await self.guard.watched_txids() if self.guard is not None else ()
+        if not watched and not guarded:
             self.cycles += 1
             return self._report()
-        snap = await self._snapshot(watched)
+        snap = await self._snapshot(watched, guarded)
         self.last_tip = snap.tip
         for e in watched:
             e.error = None
@@ -389,6 +401,8 @@ class ExitEngine:
         statuses = await self._tx_statuses(watched, snap, base, override is not None)
         for e in watched:
             await self._advance(e, snap, statuses)
+        if self.guard is not None:
+            await self.guard.after_cycle(snap)
         self.cycles += 1
         event(
             log,
@@ -408,8 +422,8 @@ class ExitEngine:
             return e.state.block is not None and tip - e.state.block.height < FINAL_DEPTH
         return True
 
-    async def _snapshot(self, exits: Iterable[LiveExit]) -> ChainSnapshot:
-        txids: list[str] = []
+    async def _snapshot(self, exits: Iterable[LiveExit], guarded: Iterable[str] = ()) -> ChainSnapshot:
+        txids: list[str] = list(guarded)
         spends: list[tuple[str, int]] = []
         heights: list[int] = []
         utxos: list[tuple[str, int]] = []
@@ -600,14 +614,7 @@ class ExitEngine:
             if action is not None:
                 rate = target if explicit else self._budget_rate(sharers, snap, tracked, target)
                 if rate < target:
-                    _set_error(
-                        sharers,
-                        ExitPackageFinalizeFailure(
-                            f"fee budget: this level is paid at {rate} sat/kvB instead of the target "
-                            f"{target} (fees.budget_ratio {self.policy.budget_ratio}); pass fee_rate to "
-                            "progress to override"
-                        ),
-                    )
+                    _set_error(sharers, FeeBudgetExceeded(rate, target, self.policy.budget_ratio))
                 if rate < MIN_RELAY_RATE:
                     statuses[txid] = status
                     continue

@@ -66,6 +66,19 @@ class ExitPackageFinalizeFailure(ExitError):
         super().__init__(error, error=error)
 
 
+class FeeBudgetExceeded(ExitPackageFinalizeFailure):
+    """The fee budget holds a level's package below its target rate; the same JSON as its base, a class of
+    its own so guard mode can tell it apart (the fee-budget-hit alert)."""
+
+    def __init__(self, rate: int, target: int, budget_ratio: float) -> None:
+        super().__init__(
+            f"fee budget: this level is paid at {rate} sat/kvB instead of the target {target} "
+            f"(fees.budget_ratio {budget_ratio}); pass fee_rate to progress to override"
+        )
+        self.rate = rate
+        self.target = target
+
+
 class TransactionRetrievalFailure(ExitError):
     type = "transaction-retrieval-failure"
 

@@ -1,0 +1,455 @@
+"""Guard mode: exitd protects imported VTXOs on its own, with nobody calling it in time.
+
+The guard looks at every progress cycle's chain snapshot (it adds the exit txids of each imported VTXO
+that is not exiting to the snapshot's request, so watching costs no extra round trip), decides with the
+pure functions below, and acts in a task of its own once the cycle let go of the engine.
+
+Expiry guard. A VTXO is lost when its `expiry_height` passes before its whole exit chain is confirmed
+(the Ark server may then sweep the tree). The guard starts the exit of a VTXO that is not exiting when
+
+    expiry_height - tip <= exit_depth + exit_delta + slack_blocks
+
+- exit_depth: TRUC lets each chain have one unconfirmed level at a time, so d levels take at least d blocks;
+- exit_delta: the VTXO's own reaction time (the CSV the server gave its users); starting one delta
+  earlier gives the fee policy that many more blocks per level before it must escalate;
+- slack_blocks (guard.slack_blocks, default 144, about a day): downtime, full blocks, a fee spike.
+It starts only VTXOs of at least guard.min_amount (and never dust), and only when the exit's CPFP fees at
+the current rate (bitcoind's ~1-block estimate, a package per level not yet in the mempool or the chain)
+fit the fee budget, fees.budget_ratio of the amount. Otherwise, and for a VTXO already past its expiry
+(the server may have swept it; an exit would race the sweep), it raises a vtxo-at-risk alert and leaves
+the decision to the operator. A VTXO is also at risk when the fee policy's deadline can no longer be met,
+even at one level per block: fewer than `levels left + fees.expiry_margin` blocks before its expiry.
+
+Foreign exits. Any tx of a VTXO's exit chain in the mempool or the chain that exitd did not broadcast
+(no child of exitd's wallet ever spent its anchor) means someone else started the exit: the Ark server,
+another copy of the wallet, a stale backup, or the sender of an arkoor payment exiting the VTXO it paid
+from. The guard starts that VTXO's exit (started_by foreign-broadcast); the engine picks up from where the
+chain is, adopting others' children, and a chain already fully confirmed goes straight to awaiting-delta.
+
+Auto-claim. With guard.claim_address set ("wallet": a new address of exitd's own wallet each time),
+claimable exits are claimed in one batch per cycle at min(the ~3-block estimate, guard.claim_max_rate).
+An exit whose claim cannot be signed here (the key is not held, an HTLC preimage is missing) is left to
+a claim request.
+
+guard.enabled = false turns off all three; the alerts about exits (exitd.engine.alerts) remain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from bitcoin.core import b2lx
+
+from exitd.ark.exit_tx import build_exit_chain
+from exitd.ark.weight import tx_vsize
+from exitd.chain.fees import fee_at_rate
+from exitd.chain.rpc import RpcError
+from exitd.chain.view import ChainSnapshot, TxState
+from exitd.engine.alerts import AlertEvent, Alerts
+from exitd.engine.engine import CHILD_VSIZE_ESTIMATE, P2TR_DUST, ExitEngine
+from exitd.engine.errors import (
+    ClaimMissingSignableClause,
+    ExitError,
+    FeeBudgetExceeded,
+    InsufficientConfirmedFunds,
+)
+from exitd.engine.fee_policy import blocks_per_level, fee_budget
+from exitd.engine.states import ExitState, ExitStateKind, TxStatusKind
+from exitd.log import event, get_logger
+from exitd.store.models import VtxoRow
+from exitd.wallet.address import decode_address
+from exitd.wallet.errors import NoWallet
+from exitd.wallet.vtxos import VtxoBook, vtxo_of
+
+log = get_logger("guard")
+
+# guard.claim_address meaning "a new address of exitd's own wallet".
+WALLET_DESTINATION = "wallet"
+# The state of a VTXO's alerts while it is not exiting.
+NOT_EXITING = "not-exiting"
+
+
+class StartedBy(StrEnum):
+    """Why the guard started an exit (an exit started by a request says "user")."""
+
+    EXPIRY_GUARD = "expiry-guard"
+    FOREIGN_BROADCAST = "foreign-broadcast"
+
+
+class Verdict(StrEnum):
+    """What the expiry guard makes of a VTXO within its margin."""
+
+    START = "start"
+    EXPIRED = "expired"
+    BELOW_MIN_AMOUNT = "below-min-amount"
+    OVER_BUDGET = "over-budget"
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    enabled: bool = True
+    slack_blocks: int = 144
+    min_amount: int = 0  # sat
+    claim_address: str = ""  # "": no auto-claim; "wallet"; or an address of the network
+    claim_max_rate: int = 20_000  # sat/kvB
+
+
+@dataclass(frozen=True)
+class GuardedVtxo:
+    """An imported VTXO that is not exiting, its exit chain rebuilt once: txids and vsizes, root first."""
+
+    vtxo_id: str
+    amount: int
+    expiry_height: int
+    exit_delta: int
+    txids: tuple[str, ...]
+    vsizes: tuple[int, ...]
+
+    @property
+    def exit_depth(self) -> int:
+        return len(self.txids)
+
+
+@dataclass(frozen=True)
+class GuardStart:
+    vtxo_id: str
+    started_by: StartedBy
+    tip: int
+    expiry_height: int
+
+
+@dataclass(frozen=True)
+class GuardPlan:
+    """What the guard decided after a cycle, carried out by its task."""
+
+    starts: tuple[GuardStart, ...] = ()
+    claims: tuple[str, ...] = ()
+
+
+class AddressSource(Protocol):
+    """exitd's on-chain wallet, as auto-claim to "wallet" uses it."""
+
+    async def next_address(self) -> str: ...
+
+
+def guard_margin(exit_depth: int, exit_delta: int, slack_blocks: int) -> int:
+    """Blocks before expiry_height at which the expiry guard starts an exit."""
+    return exit_depth + exit_delta + slack_blocks
+
+
+def is_due(tip: int, vtxo: GuardedVtxo, slack_blocks: int) -> bool:
+    return vtxo.expiry_height - tip <= guard_margin(vtxo.exit_depth, vtxo.exit_delta, slack_blocks)
+
+
+def exit_fee_estimate(rate: int, vsizes: Iterable[int]) -> int:
+    """The CPFP fees of broadcasting exit txs of these vsizes at `rate` sat/kvB, one package each."""
+    return sum(fee_at_rate(rate, vsize + CHILD_VSIZE_ESTIMATE) for vsize in vsizes)
+
+
+def expiry_verdict(
+    tip: int, expiry_height: int, amount: int, min_amount: int, exit_fee: int, budget: int
+) -> Verdict:
+    """Whether the expiry guard starts a VTXO that is due, and if not, why."""
+    if expiry_height <= tip:
+        return Verdict.EXPIRED
+    if amount < max(min_amount, P2TR_DUST):
+        return Verdict.BELOW_MIN_AMOUNT
+    if exit_fee > budget:
+        return Verdict.OVER_BUDGET
+    return Verdict.START
+
+
+def at_risk(tip: int, expiry_height: int, levels_left: int, expiry_margin: int) -> bool:
+    """Even at one level per block the last level cannot be in by the fee policy's deadline."""
+    return blocks_per_level(tip, expiry_height, levels_left, expiry_margin) < 1
+
+
+def foreign_txid(txids: Sequence[str], present: Collection[str], ours: Collection[str]) -> str | None:
+    """The first tx of a chain that is in the mempool or the chain without exitd having broadcast it."""
+    return next((txid for txid in txids if txid in present and txid not in ours), None)
+
+
+def exit_stage(state: ExitState) -> str:
+    """Where an exit is, as alerts are deduplicated: its kind, and while processing the levels confirmed
+    (a wallet too poor for level 3 is news again after it was too poor for level 2)."""
+    if state.kind is ExitStateKind.PROCESSING:
+        confirmed = sum(1 for tx in state.transactions if tx.status.kind is TxStatusKind.CONFIRMED)
+        return f"processing:{confirmed}"
+    return state.kind.value
+
+
+def guarded_vtxo(row: VtxoRow) -> GuardedVtxo | None:
+    """The VTXO with its exit chain, or None for an unfinished one (nobody can broadcast its chain)."""
+    vtxo = vtxo_of(row)
+    if vtxo.is_unfinished:
+        return None
+    txs = build_exit_chain(vtxo).txs
+    return GuardedVtxo(
+        row.vtxo_id,
+        row.amount_sat,
+        row.expiry_height,
+        row.exit_delta,
+        tuple(b2lx(t.txid) for t in txs),
+        tuple(tx_vsize(t.tx) for t in txs),
+    )
+
+
+class Guard:
+    def __init__(
+        self,
+        engine: ExitEngine,
+        vtxos: VtxoBook,
+        wallet: AddressSource,
+        alerts: Alerts,
+        settings: GuardSettings,
+        network: str,
+    ) -> None:
+        self.engine = engine
+        self.vtxos = vtxos
+        self.wallet = wallet
+        self.alerts = alerts
+        self.settings = settings
+        self.network = network
+        # Imported VTXOs not exiting, by id (None: unfinished); rebuilt only for VTXOs new to the guard.
+        self._chains: dict[str, GuardedVtxo | None] = {}
+        self._plan = GuardPlan()
+        self._due = asyncio.Event()
+        self._unclaimable: set[str] = set()
+
+    def prime(self) -> None:
+        """After the engine loaded its exits: those already claimable or claimed were announced before."""
+        for e in self.engine.exits.values():
+            kind = e.state.kind
+            if kind in (ExitStateKind.CLAIMABLE, ExitStateKind.CLAIM_IN_PROGRESS, ExitStateKind.CLAIMED):
+                self.alerts.mark_sent(AlertEvent.EXIT_CLAIMABLE, e.vtxo_id, ExitStateKind.CLAIMABLE.value)
+            if kind is ExitStateKind.CLAIMED:
+                self.alerts.mark_sent(AlertEvent.EXIT_CLAIMED, e.vtxo_id, ExitStateKind.CLAIMED.value)
+
+    # In the cycle (the engine's lock is held: decide, never wait on the engine).
+
+    async def watched_txids(self) -> list[str]:
+        """The exit txids of every imported VTXO that is not exiting, for this cycle's snapshot."""
+        if not self.settings.enabled:
+            return []
+        rows = [r for r in await self.vtxos.list(include_spent=False) if r.state == "spendable"]
+        self._chains = {
+            r.vtxo_id: self._chains[r.vtxo_id] if r.vtxo_id in self._chains else guarded_vtxo(r) for r in rows
+        }
+        return [txid for v in self._guarded() for txid in v.txids]
+
+    async def after_cycle(self, snap: ChainSnapshot) -> None:
+        self._alert_exits(snap)
+        if not self.settings.enabled:
+            return
+        starts = self._foreign_starts(snap)
+        starts += await self._expiry_starts(snap, {s.vtxo_id for s in starts})
+        claims = self._claimable() if self.settings.claim_address else []
+        if starts or claims:
+            self._plan = GuardPlan(tuple(starts), tuple(claims))
+            self._due.set()
+
+    def _guarded(self) -> list[GuardedVtxo]:
+        return [v for v in self._chains.values() if v is not None]
+
+    def _alert_exits(self, snap: ChainSnapshot) -> None:
+        tip = snap.tip.height
+        margin = self.engine.policy.expiry_margin
+        for e in self.engine.exits.values():
+            state, stage = e.state, exit_stage(e.state)
+            if state.kind is ExitStateKind.CLAIMABLE:
+                assert state.claimable_since is not None
+                self.alerts.raise_once(
+                    AlertEvent.EXIT_CLAIMABLE,
+                    e.vtxo_id,
+                    stage,
+                    amount=e.amount,
+                    claimable_height=state.claimable_since.height,
+                )
+            elif state.kind is ExitStateKind.CLAIMED:
+                assert state.block is not None
+                self.alerts.raise_once(
+                    AlertEvent.EXIT_CLAIMED,
+                    e.vtxo_id,
+                    stage,
+                    txid=state.txid,
+                    block_height=state.block.height,
+                )
+            elif state.kind in (ExitStateKind.START, ExitStateKind.PROCESSING):
+                levels_left = sum(1 for txid in e.txids if not snap.is_confirmed(txid))
+                if at_risk(tip, e.expiry_height, levels_left, margin):
+                    self.alerts.raise_once(
+                        AlertEvent.VTXO_AT_RISK,
+                        e.vtxo_id,
+                        stage,
+                        reason="late",
+                        blocks_left=e.expiry_height - tip,
+                        levels_left=levels_left,
+                    )
+            error = e.error
+            if isinstance(error, InsufficientConfirmedFunds):
+                self.alerts.raise_once(
+                    AlertEvent.WALLET_TOO_POOR,
+                    e.vtxo_id,
+                    stage,
+                    needed=error.fields["needed"],
+                    available=error.fields["available"],
+                )
+            elif isinstance(error, FeeBudgetExceeded):
+                self.alerts.raise_once(
+                    AlertEvent.FEE_BUDGET_HIT, e.vtxo_id, stage, rate=error.rate, target=error.target
+                )
+
+    def _foreign_starts(self, snap: ChainSnapshot) -> list[GuardStart]:
+        guarded = self._guarded()
+        present = {
+            txid for v in guarded for txid in v.txids if snap.location(txid).state is not TxState.NOT_FOUND
+        }
+        ours = {txid for txid in present if self._broadcast_by_exitd(txid)}
+        starts = []
+        for v in guarded:
+            txid = foreign_txid(v.txids, present, ours)
+            if txid is None:
+                continue
+            self.alerts.raise_once(
+                AlertEvent.FOREIGN_BROADCAST_SEEN,
+                v.vtxo_id,
+                NOT_EXITING,
+                txid=txid,
+                level=v.txids.index(txid) + 1,
+                seen_in=snap.location(txid).state.value,
+            )
+            starts.append(
+                GuardStart(v.vtxo_id, StartedBy.FOREIGN_BROADCAST, snap.tip.height, v.expiry_height)
+            )
+        return starts
+
+    def _broadcast_by_exitd(self, txid: str) -> bool:
+        tracked = self.engine.txs.get(txid)
+        return tracked is not None and any(
+            c.source == "wallet" and c.status != "abandoned" for c in tracked.children.values()
+        )
+
+    async def _expiry_starts(self, snap: ChainSnapshot, starting: set[str]) -> list[GuardStart]:
+        tip = snap.tip.height
+        due = [
+            v
+            for v in self._guarded()
+            if v.vtxo_id not in starting and is_due(tip, v, self.settings.slack_blocks)
+        ]
+        if not due:
+            return []
+        try:
+            rate = (await self.engine.fees.rates()).fast
+        except RpcError as e:
+            event(log, logging.WARNING, "guard_fee_estimate_failed", error=str(e))
+            return []
+        policy = self.engine.policy
+        starts = []
+        for v in due:
+            unbroadcast = [
+                vsize
+                for txid, vsize in zip(v.txids, v.vsizes, strict=True)
+                if snap.location(txid).state is TxState.NOT_FOUND
+            ]
+            fee, budget = exit_fee_estimate(rate, unbroadcast), fee_budget(v.amount, policy)
+            verdict = expiry_verdict(tip, v.expiry_height, v.amount, self.settings.min_amount, fee, budget)
+            late = at_risk(tip, v.expiry_height, v.exit_depth, policy.expiry_margin)
+            if verdict is Verdict.START:
+                starts.append(GuardStart(v.vtxo_id, StartedBy.EXPIRY_GUARD, tip, v.expiry_height))
+            if verdict is not Verdict.START or late:
+                reason = verdict.value if verdict is not Verdict.START else "late"
+                self.alerts.raise_once(
+                    AlertEvent.VTXO_AT_RISK,
+                    v.vtxo_id,
+                    f"{NOT_EXITING}:{reason}",
+                    reason=reason,
+                    blocks_left=v.expiry_height - tip,
+                    levels_left=v.exit_depth,
+                    exit_fee=fee,
+                    budget=budget,
+                )
+        return starts
+
+    def _claimable(self) -> list[str]:
+        return [
+            e.vtxo_id
+            for e in self.engine.exits.values()
+            if e.state.kind is ExitStateKind.CLAIMABLE and e.vtxo_id not in self._unclaimable
+        ]
+
+    # The guard's task (the engine's lock is free: start and claim as a request would).
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Carry out each cycle's plan as soon as the cycle is over, until `stopping`."""
+        stop = asyncio.ensure_future(stopping.wait())
+        try:
+            while True:
+                due = asyncio.ensure_future(self._due.wait())
+                await asyncio.wait({due, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if stopping.is_set():
+                    due.cancel()
+                    return
+                self._due.clear()
+                plan, self._plan = self._plan, GuardPlan()
+                try:
+                    await self._start(plan.starts)
+                    await self._claim(list(plan.claims))
+                except Exception:
+                    log.exception("guard_crashed")
+        finally:
+            stop.cancel()
+
+    async def _start(self, starts: Sequence[GuardStart]) -> None:
+        for reason in StartedBy:
+            group = [s for s in starts if s.started_by is reason]
+            if not group:
+                continue
+            try:
+                started = set(await self.engine.start([s.vtxo_id for s in group], reason.value))
+            except (ExitError, RpcError, LookupError) as e:
+                event(log, logging.WARNING, "guard_start_failed", started_by=reason.value, error=str(e))
+                continue
+            for s in group:
+                if s.vtxo_id in started:
+                    self.alerts.raise_once(
+                        AlertEvent.EXIT_STARTED_BY_GUARD,
+                        s.vtxo_id,
+                        f"{reason.value}@{s.tip}",
+                        started_by=reason.value,
+                        expiry_height=s.expiry_height,
+                        blocks_left=s.expiry_height - s.tip,
+                    )
+
+    async def _claim(self, vtxo_ids: list[str]) -> None:
+        """One claim of every claimable exit; an exit whose claim cannot be signed here is left out."""
+        if not vtxo_ids:
+            return
+        try:
+            destination = await self._claim_destination()
+            rate = min((await self.engine.fees.rates()).regular, self.settings.claim_max_rate)
+        except (RpcError, NoWallet) as e:
+            event(log, logging.WARNING, "auto_claim_failed", exits=len(vtxo_ids), error=str(e))
+            return
+        while vtxo_ids:
+            try:
+                await self.engine.claim(vtxo_ids, destination, rate)
+                return
+            except ClaimMissingSignableClause as e:
+                vtxo_id = str(e.fields["vtxo"])
+                self._unclaimable.add(vtxo_id)
+                vtxo_ids.remove(vtxo_id)
+                event(log, logging.WARNING, "auto_claim_skipped", vtxo=vtxo_id, error=str(e))
+            except (ExitError, RpcError) as e:
+                event(log, logging.WARNING, "auto_claim_failed", exits=len(vtxo_ids), error=str(e))
+                return
+
+    async def _claim_destination(self) -> bytes:
+        address = self.settings.claim_address
+        if address == WALLET_DESTINATION:
+            address = await self.wallet.next_address()
+        return decode_address(address, self.network)
