@@ -1,5 +1,5 @@
 """Operating the real daemon: systemd hears READY/STATUS/WATCHDOG/STOPPING on a real notify socket;
-/metrics is strict Prometheus text whose counters move; log.file is written."""
+/metrics is strict Prometheus text whose counters move, also during a real exit; log.file is written."""
 
 import os
 import socket
@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from exitd.cli import main
 from exitd.engine.states import ExitStateKind
+from exitd.regtest.forge import Forge, UserKey
 from exitd.regtest.node import RegtestNode
 from tests.support.daemon import DaemonProcess
+from tests.support.exits import advance_until, all_in, daemon_keychain, fund_wallet, progress
 from tests.support.prometheus import Series, parse_exposition
 
 pytestmark = pytest.mark.bitcoind
@@ -120,3 +123,31 @@ def test_log_file_is_written_and_reopened_after_rotation(tmp_path: Path, bitcoin
     assert "rest_listening" in rotated.read_text() and "stopped" not in rotated.read_text()
     assert "stopped" in log_file.read_text()
     assert "rest_listening" not in proc.log_text()  # the file replaced stderr
+
+
+def test_metrics_and_status_follow_a_real_exit(
+    daemon: DaemonProcess, bitcoind: RegtestNode, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A forged board VTXO of the daemon's own key, exited for real: the package counter and the CPFP fee
+    counter move when its package is broadcast, and `exitd status` shows the level it reached."""
+    fund_wallet(daemon, bitcoind, coins=1)
+    owner = UserKey.from_secret(daemon_keychain(daemon).seckey(0))
+    board = Forge(bitcoind).board(50_000, owner)
+    status, imported = daemon.request("POST", "/api/v1/wallet/import-vtxo", {"vtxos": [board.hex]})
+    assert status == 200, imported
+    vtxo_id = imported[0]["id"]
+    before = scrape(daemon)  # before the start, which wakes the background cycle
+    assert daemon.request("POST", "/api/v1/exits/start/vtxos", {"vtxos": [vtxo_id]})[0] == 200
+    assert progress(daemon)["exits"][0]["state"]["type"] == "processing"
+    after = scrape(daemon)
+    assert after[("exitd_packages_broadcast_total", ())] == before[("exitd_packages_broadcast_total", ())] + 1
+    cpfp = (("kind", "cpfp"),)
+    assert after[("exitd_fees_paid_sat_total", cpfp)] > before[("exitd_fees_paid_sat_total", cpfp)]
+    assert after[("exitd_exits", (("state", "processing"),))] == 1
+
+    bitcoind.mine(1)
+    advance_until(daemon, bitcoind, all_in("awaiting-delta"), max_blocks=1)
+    assert main(["status", "--config", str(daemon.config_path)]) == 0
+    row = capsys.readouterr().out.split("\n")[1].split()
+    assert row[:5] == [vtxo_id, "50,000", "sat", "awaiting-delta", "1/1"]
+    assert scrape(daemon)[("exitd_exits", (("state", "awaiting-delta"),))] == 1
