@@ -205,6 +205,51 @@ async def claim_all(request: web.Request) -> web.Response:
     return json_response({"message": "Exit claimed successfully"})
 
 
+# A placeholder destination of each network, weighed when the estimate names none: a P2TR output is what
+# exitd's own wallet receives to.
+PLACEHOLDER_DESTINATION = bytes.fromhex("5120") + bytes(32)
+
+
+def _query_fee_rate(request: web.Request) -> int | None:
+    raw = request.query.get("fee_rate_sat_per_vb")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdecimal() or not 1 <= int(raw) <= MAX_FEE_RATE // 1000:
+        raise BadRequest(f"'fee_rate_sat_per_vb' must be an integer from 1 to {MAX_FEE_RATE // 1000}")
+    return int(raw) * 1000
+
+
+async def fee_estimate(request: web.Request) -> web.Response:
+    """barkd 0.6.0's emergency-exit estimate: the CPFP packages still to broadcast and one batched claim."""
+    services = services_of(request)
+    raw_ids = request.query.get("vtxo_ids")
+    if raw_ids:
+        rows = await services.vtxos.get_many([i for i in raw_ids.split(",") if i.strip()])
+        finished = [r.vtxo_id for r in rows if r.state == "spent"]
+        if finished:
+            raise BadRequest(f"VTXO {finished[0]} has already exited")
+    else:
+        rows = [r for r in await services.vtxos.list(include_spent=False) if r.state == "spendable"]
+    destination_text = request.query.get("destination")
+    destination = (
+        decode_address(destination_text, services.config.network)
+        if destination_text
+        else PLACEHOLDER_DESTINATION
+    )
+    balance = await services.wallet.balance()
+    estimate = await services.engine.estimate(rows, _query_fee_rate(request), destination, balance.confirmed)
+    return json_response(
+        {
+            "exit_broadcast_fee_sat": estimate.exit_broadcast_fee,
+            "claim_fee_sat": estimate.claim_fee,
+            "total_fee_sat": estimate.exit_broadcast_fee + estimate.claim_fee,
+            "fee_rate_sat_per_vb": -(-estimate.fee_rate // 1000),
+            "txs_to_broadcast": estimate.txs_to_broadcast,
+            "fundable": estimate.fundable,
+        }
+    )
+
+
 async def cancel(request: web.Request) -> web.Response:
     vtxo_id = parse_vtxo_id(request.match_info["vtxo_id"])
     await _engine(request).cancel(vtxo_id)
@@ -224,3 +269,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/exits/claim/vtxos", claim_vtxos)
     app.router.add_post("/api/v1/exits/claim/all", claim_all)
     app.router.add_post("/api/v1/exits/cancel/{vtxo_id}", cancel)
+    app.router.add_get("/api/v1/exits/fee", fee_estimate)

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from bitcoin.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, COutPoint, CScript, CTransaction
 
-from exitd.ark.claim import ClaimError, ClaimSigner, sign_claim_inputs
+from exitd.ark.claim import ClaimError, ClaimSigner, claim_input_weight, sign_claim_inputs
 from exitd.ark.encoding import OutPoint
-from exitd.ark.weight import tx_vsize
+from exitd.ark.policy import ClaimClause
+from exitd.ark.weight import WITNESS_SCALE_FACTOR, tx_vsize, vsize
 from exitd.chain.fees import fee_at_rate
 from exitd.engine.errors import ClaimFeeExceedsOutput, ClaimSigningError
 
@@ -59,3 +60,13 @@ def build_claim_tx(
     if fee + CLAIM_DUST > total:
         raise ClaimFeeExceedsOutput(needed=fee + CLAIM_DUST, output=total)
     return CTransaction.from_tx(_signed(inputs, destination, total - fee, tip_height)), fee
+
+
+def claim_tx_vsize(clauses: Sequence[ClaimClause], destination: bytes) -> int:
+    """The vsize a claim of these clauses to `destination` will have, without signing it (for estimates)."""
+    outputs = 1
+    stripped = 4 + 1 + 1 + 4 + outputs * (8 + 1 + len(destination))  # version, counts, locktime, output
+    weight = (
+        stripped * WITNESS_SCALE_FACTOR + 2 + sum(claim_input_weight(c) for c in clauses)
+    )  # + marker, flag
+    return vsize(weight)

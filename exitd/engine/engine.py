@@ -29,7 +29,7 @@ from exitd.chain.broadcast import PackageOutcome, PackageResult, send_raw_transa
 from exitd.chain.fees import FeeEstimator
 from exitd.chain.rpc import BitcoinRpc, RpcError
 from exitd.chain.view import BlockRef, ChainSnapshot, ChainView, TxState
-from exitd.engine.claims import ClaimInput, build_claim_tx, tx_vsize
+from exitd.engine.claims import ClaimInput, build_claim_tx, claim_tx_vsize, tx_vsize
 from exitd.engine.errors import (
     CannotCancelExit,
     ClaimMissingInputs,
@@ -182,6 +182,17 @@ class LiveExit:
     def outpoint(self) -> tuple[str, int]:
         txid, _, vout = self.vtxo_id.partition(":")
         return txid, int(vout)
+
+
+@dataclass(frozen=True)
+class FeeEstimate:
+    """barkd 0.6.0's EmergencyExitFeeEstimateResponse, in sat."""
+
+    exit_broadcast_fee: int
+    claim_fee: int
+    fee_rate: int  # sat/kvB of the broadcast leg
+    txs_to_broadcast: int
+    fundable: bool
 
 
 @dataclass(frozen=True)
@@ -892,6 +903,32 @@ class ExitEngine:
         secret = self.vtxos.keychain.seckey(row.key_index)
         signer = ClaimSigner(clause, secret, preimage if clause.needs_preimage else None)
         return ClaimInput(OutPoint.from_str(e.vtxo_id), vtxo.amount, clause.script_pubkey, signer)
+
+    # Fee estimate (barkd 0.6.0).
+
+    async def estimate(
+        self, rows: Sequence[VtxoRow], fee_rate: int | None, destination: bytes, confirmed_balance: int
+    ) -> FeeEstimate:
+        """What exiting `rows` still costs: a CPFP package for every exit tx not yet in the chain or the
+        mempool (a tx shared by several VTXOs counted once), and one batched claim."""
+        rates = await self.fees.rates()
+        broadcast_rate = fee_rate if fee_rate is not None else rates.fast
+        claim_rate = fee_rate if fee_rate is not None else rates.regular
+        vsizes: dict[str, int] = {}
+        clauses = []
+        for row in rows:
+            vtxo = vtxo_of(row)
+            for exit_tx in build_exit_chain(vtxo).txs:
+                vsizes[b2lx(exit_tx.tx.GetTxid())] = tx_vsize(exit_tx.tx)
+            assert isinstance(vtxo.policy, UserPolicy)
+            clauses.append(
+                vtxo.policy.user_claim_clause(vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
+            )
+        snap = await self.view.snapshot(vsizes)
+        pending = [v for txid, v in vsizes.items() if snap.location(txid).state is TxState.NOT_FOUND]
+        broadcast = sum(-(-broadcast_rate * (v + CHILD_VSIZE_ESTIMATE) // 1000) for v in pending)
+        claim = -(-claim_rate * claim_tx_vsize(clauses, destination) // 1000) if clauses else 0
+        return FeeEstimate(broadcast, claim, broadcast_rate, len(pending), confirmed_balance >= broadcast)
 
     # Cancel (barkd 0.6.0).
 

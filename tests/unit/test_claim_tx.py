@@ -9,7 +9,7 @@ from exitd.ark.key import schnorr_verify, xonly
 from exitd.ark.policy import UserPolicy
 from exitd.ark.sighash import taproot_sighash
 from exitd.ark.vtxo import decode_vtxo
-from exitd.engine.claims import CLAIM_TX_VERSION, ClaimInput, build_claim_tx, tx_vsize
+from exitd.engine.claims import CLAIM_TX_VERSION, ClaimInput, build_claim_tx, claim_tx_vsize, tx_vsize
 from exitd.engine.errors import ClaimFeeExceedsOutput
 from tests.unit.vectors import GENERATOR_INPUTS, vector
 
@@ -45,3 +45,9 @@ def test_fee_exceeding_the_output_is_refused() -> None:
         build_claim_tx([arkoor3_input()], DESTINATION, fee_rate=100_000_000, tip_height=800)
     assert info.value.to_json()["type"] == "claim-fee-exceeds-output"
     assert info.value.fields["output"] == 10_000
+
+
+def test_claim_vsize_estimate_matches_the_signed_tx() -> None:
+    claim = arkoor3_input()
+    tx, _ = build_claim_tx([claim, claim], DESTINATION, fee_rate=2000, tip_height=800)
+    assert claim_tx_vsize([claim.signer.clause] * 2, DESTINATION) == tx_vsize(tx)
