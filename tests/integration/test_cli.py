@@ -125,6 +125,14 @@ def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> No
         assert command in out
 
 
+def test_progress_wait_returns_once_nothing_is_pending(exitd: Callable[..., CliRun]) -> None:
+    result = exitd("progress", "--wait", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["done"] is True
+    result = exitd("progress", "--wait")
+    assert "Ctrl-C stops waiting, not the exits" in result.stderr
+    assert result.stdout == "no exits in progress\nnothing left to confirm\n"
+
+
 def test_address_then_balance(exitd: Callable[..., CliRun], bitcoind: RegtestNode) -> None:
     result = exitd("address")
     assert result.returncode == 0, result.stderr
