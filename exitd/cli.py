@@ -3,6 +3,7 @@
 The commands that drive a daemon (status, import, start, progress, claim, address, balance, cancel) are thin:
 each makes the REST requests any barkd client would (exitd/client.py) and shows the answer, as a table for
 people (exitd/console.py) or as the daemon's JSON with --json. Exit codes: see EXIT_CODES_HELP.
+A command is a subparser in build_parser plus its entry in main's table (a future `demo` is one more).
 """
 
 from __future__ import annotations
