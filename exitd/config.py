@@ -109,6 +109,17 @@ class AlertsConfig:
     queue_size: int = 1000
 
 
+# Named points in the engine where a test may have the daemon die at once (exitd/engine/engine.py).
+CRASH_POINTS = ("after_child_stored", "after_submit", "before_claim_broadcast")
+
+
+@dataclass(frozen=True)
+class TestingConfig:
+    """TEST ONLY. Fault injection: the daemon exits abruptly (as if SIGKILLed) on reaching this point."""
+
+    crash_point: str = ""
+
+
 @dataclass(frozen=True)
 class Config:
     network: str = "regtest"
@@ -120,6 +131,7 @@ class Config:
     wallet: WalletConfig = field(default_factory=WalletConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    testing: TestingConfig = field(default_factory=TestingConfig)
 
     @property
     def database_path(self) -> Path:
@@ -270,6 +282,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "max_attempts": _bounded(1, 100),
         "queue_size": _bounded(1, 1_000_000),
     },
+    "testing": {"crash_point": _choice("", *CRASH_POINTS)},
 }
 
 SECTION_TYPES: dict[str, type] = {
@@ -280,6 +293,7 @@ SECTION_TYPES: dict[str, type] = {
     "wallet": WalletConfig,
     "guard": GuardConfig,
     "alerts": AlertsConfig,
+    "testing": TestingConfig,
 }
 
 

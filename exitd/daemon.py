@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -67,6 +69,21 @@ def webhook_settings(config: Config) -> WebhookSettings:
     return WebhookSettings(alerts.webhook_url, alerts.timeout, alerts.max_attempts, alerts.queue_size)
 
 
+CRASH_EXIT_CODE = 137  # what a shell reports for a SIGKILLed process
+
+
+def crash_at(point: str) -> Callable[[str], Awaitable[None]]:
+    """TEST ONLY (config `testing.crash_point`): die without any cleanup when the engine reaches `point`."""
+
+    async def hook(name: str) -> None:
+        if name == point:
+            event(log, logging.WARNING, "crash_point", point=name)
+            logging.shutdown()
+            os._exit(CRASH_EXIT_CODE)
+
+    return hook
+
+
 class FatalStartupError(Exception):
     """exitd cannot run with this node or datadir; the message says what to change."""
 
@@ -114,6 +131,8 @@ class Daemon:
             self.engine, self.vtxos, self.wallet, self.alerts, guard_settings(config), config.network
         )
         self.engine.guard = self.guard
+        if config.testing.crash_point:
+            self.engine.crash_hook = crash_at(config.testing.crash_point)
         self.services = Services(
             config=config,
             rpc=self.rpc,

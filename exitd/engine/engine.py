@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from exitd.ark.claim import ClaimSigner
 from exitd.ark.encoding import OutPoint
-from exitd.ark.exit_tx import build_exit_chain
+from exitd.ark.exit_tx import ExitChain, build_exit_chain
 from exitd.ark.policy import UserPolicy
 from exitd.chain.broadcast import PackageOutcome, PackageResult, send_raw_transaction, submit_package
 from exitd.chain.fees import FeeEstimator
@@ -84,7 +84,9 @@ from exitd.store.exits import (
 )
 from exitd.store.models import ExitChildRow, ExitRow, ExitTxRow, VtxoRow
 from exitd.store.vtxos import get_vtxo, list_vtxos
+from exitd.wallet.errors import InsufficientFunds
 from exitd.wallet.onchain import CpfpChild
+from exitd.wallet.policy import dust_threshold
 from exitd.wallet.vtxos import VtxoBook, vtxo_of
 
 log = get_logger("engine")
@@ -122,10 +124,22 @@ class CycleGuard(Protocol):
 
 
 # The wallet's "not enough confirmed coins" error, whatever its class: it carries needed and available.
-def _is_insufficient_funds(exc: BaseException) -> bool:
-    return (
-        hasattr(exc, "needed") and hasattr(exc, "available") and type(exc).__name__.startswith("Insufficient")
-    )
+def check_relayable(vtxo_id: str, amount: int, chain: ExitChain) -> None:
+    """bitcoind relays a zero-fee TRUC parent only with its P2A as the one dust output: any other output
+    below its dust threshold (a sub-dust sibling in a tree, a dust VTXO) makes the tx unrelayable, so the
+    exit could never complete. Refuse it at start rather than spend fees on its first levels."""
+    if amount < P2TR_DUST:
+        raise DustLimit(amount, P2TR_DUST)
+    for level, exit_tx in enumerate(chain.txs):
+        for vout, out in enumerate(exit_tx.tx.vout):
+            dust = dust_threshold(bytes(out.scriptPubKey))
+            if vout != exit_tx.fee_anchor_index and out.nValue < dust:
+                raise DustLimit(
+                    out.nValue,
+                    dust,
+                    f"exit tx {level} of {vtxo_id} has output {vout} of {out.nValue} sat, below the dust "
+                    f"limit of {dust}: bitcoind will not relay it, so this VTXO cannot be exited",
+                )
 
 
 @dataclass
@@ -290,24 +304,26 @@ class ExitEngine:
                 existing = self.exits.get(row.vtxo_id)
                 if existing is not None and existing.state.kind is not ExitStateKind.CANCELED:
                     continue
-                if vtxo_ids is None and (row.amount_sat < P2TR_DUST or vtxo_of(row).is_unfinished):
-                    event(log, logging.WARNING, "exit_skipped", vtxo=row.vtxo_id, reason="dust or unfinished")
+                try:
+                    await self._start_one(row, int(tip), started_by)
+                except (DustLimit, InvalidWalletState) as e:
+                    if vtxo_ids is not None:
+                        raise
+                    event(log, logging.WARNING, "exit_skipped", vtxo=row.vtxo_id, reason=str(e))
                     continue
-                await self._start_one(row, int(tip), started_by)
                 started.append(row.vtxo_id)
         if started:
             self.wakeup.set()
         return started
 
     async def _start_one(self, row: VtxoRow, tip: int, started_by: str) -> None:
-        if row.amount_sat < P2TR_DUST:
-            raise DustLimit(row.amount_sat, P2TR_DUST)
         vtxo = vtxo_of(row)
         if vtxo.is_unfinished:
             raise InvalidWalletState(
                 f"VTXO {row.vtxo_id} is not finished (its leaf lacks a preimage or signature)"
             )
         chain = build_exit_chain(vtxo)
+        check_relayable(row.vtxo_id, row.amount_sat, chain)
         txids: list[str] = []
         input_txid = b2lx(vtxo.anchor_point.txid)
         state = ExitState(ExitStateKind.START, tip)
@@ -688,23 +704,23 @@ class ExitEngine:
                     "stored",
                 )
                 session.add(_child_row(child))
-        except Exception as e:
-            if _is_insufficient_funds(e):
-                needed, available = int(getattr(e, "needed", 0)), int(getattr(e, "available", 0))
-                _set_error(sharers, InsufficientConfirmedFunds(needed, available))
-                event(
-                    log,
-                    logging.WARNING,
-                    "wallet_too_poor",
-                    txid=tracked.txid,
-                    needed=needed,
-                    available=available,
-                )
-                return None
-            if isinstance(e, ExitError | RpcError):
-                _set_error(sharers, e if isinstance(e, ExitError) else InternalError(str(e)))
-                return None
-            raise
+        except InsufficientFunds as e:
+            _set_error(sharers, InsufficientConfirmedFunds(e.needed, e.available))
+            event(
+                log,
+                logging.WARNING,
+                "wallet_too_poor",
+                txid=tracked.txid,
+                needed=e.needed,
+                available=e.available,
+            )
+            return None
+        except ExitError as e:
+            _set_error(sharers, e)
+            return None
+        except RpcError as e:
+            _set_error(sharers, InternalError(str(e)))
+            return None
         tracked.children[child.txid] = child
         event(
             log,

@@ -32,10 +32,9 @@ class InternalError(ExitError):
 class DustLimit(ExitError):
     type = "dust-limit"
 
-    def __init__(self, amount: int, dust: int) -> None:
-        super().__init__(
-            f"VTXO of {amount} sat is below the dust limit of {dust} sat", vtxo=amount, dust=dust
-        )
+    def __init__(self, amount: int, dust: int, message: str = "") -> None:
+        message = message or f"VTXO of {amount} sat is below the dust limit of {dust} sat"
+        super().__init__(message, vtxo=amount, dust=dust)
 
 
 class InsufficientConfirmedFunds(ExitError):

@@ -96,8 +96,9 @@ def next_tx_status(facts: TxFacts, target_rate: int) -> tuple[ExitTxStatus, Acti
     if location.state is TxState.MEMPOOL:
         package = facts.spender
         if package is None:
-            # The parent is there but its child is not visible yet (between two RPCs): look again next cycle.
-            return ExitTxStatus(TxStatusKind.NEEDS_SIGNED_PACKAGE), None
+            # The parent sits in the mempool without a child: a reorg re-added it and TRUC's limits evicted
+            # its child. Zero-fee, it will never be mined alone: pay for it again.
+            return ExitTxStatus(TxStatusKind.NEEDS_SIGNED_PACKAGE), Action(ActionKind.BUILD, facts.txid)
         ours = any(c.txid == package.txid for c in facts.pending_children)
         if needs_bump(package.rate, target_rate):
             status = ExitTxStatus(

@@ -220,3 +220,16 @@ def test_fee_estimate_counts_what_is_left_to_broadcast(daemon: DaemonProcess, bi
     assert daemon.request("GET", "/api/v1/exits/fee")[1]["fundable"] is True  # every spendable VTXO
     for bad in ("vtxo_ids=nope", "fee_rate_sat_per_vb=x", f"vtxo_ids={vtxo_id}&destination=bc1qnotours"):
         assert daemon.request("GET", f"/api/v1/exits/fee?{bad}")[0] == 400
+
+
+def test_unrelayable_exit_is_refused_at_start(daemon: DaemonProcess, bitcoind: RegtestNode) -> None:
+    leaves = Forge(bitcoind).tree(
+        [LeafSpec(20_000, owned(daemon, 0)), LeafSpec(200, owned(daemon, 1))], arity=2
+    )
+    status, imported = daemon.request("POST", "/api/v1/wallet/import-vtxo", {"vtxos": [leaves[0].hex]})
+    assert status == 200
+    status, body = daemon.request("POST", "/api/v1/exits/start/vtxos", {"vtxos": [imported[0]["id"]]})
+    assert status == 400 and "below the dust limit" in body["message"], body
+    assert states(daemon) == {}
+    assert daemon.request("POST", "/api/v1/exits/start/all")[0] == 200  # skipped, with a log line
+    assert states(daemon) == {}

@@ -147,3 +147,9 @@ def test_claim_follows_its_tx_and_falls_back_when_dropped() -> None:
     # reorged out and gone from the mempool: claimable again
     back = claim_next(claimed, exit_facts(claim_location=NOT_FOUND))
     assert back.kind is ExitStateKind.CLAIMABLE and back.claimable_since == BLOCK
+
+
+def test_parent_left_alone_in_the_mempool_gets_a_new_child() -> None:
+    status, action = next_tx_status(facts(MEMPOOL, spender=None), 2000)
+    assert status.kind is TxStatusKind.NEEDS_SIGNED_PACKAGE
+    assert action is not None and action.kind is ActionKind.BUILD

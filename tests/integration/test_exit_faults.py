@@ -1,0 +1,177 @@
+"""Exits under faults: the daemon killed mid-broadcast, blocks reorged away, cancels, waits, races."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exitd.daemon import CRASH_EXIT_CODE
+from exitd.regtest.forge import Forge, LeafSpec
+from exitd.regtest.node import RegtestNode
+from tests.integration.test_exits import import_and_start, owned
+from tests.support.daemon import DaemonProcess
+from tests.support.exits import advance_until, all_in, fund_wallet, progress, states
+
+pytestmark = pytest.mark.bitcoind
+
+
+def wait_for_exit(daemon: DaemonProcess, timeout: float = 30.0) -> int:
+    assert daemon.process is not None
+    code = daemon.process.wait(timeout=timeout)
+    daemon.process = None
+    return code
+
+
+def children(daemon: DaemonProcess) -> list[tuple[str, str, str]]:
+    """(child txid, parent txid, status) of every CPFP child the daemon stored."""
+    with sqlite3.connect(daemon.datadir / "exitd.sqlite3") as db:
+        return list(db.execute("select txid, parent_txid, status from exit_children where source = 'wallet'"))
+
+
+def funding_inputs_are_never_shared(daemon: DaemonProcess, node: RegtestNode) -> None:
+    """No wallet coin feeds two children that could both be valid (abandoned/replaced ones excepted)."""
+    seen: dict[tuple[str, int], str] = {}
+    for txid, parent, status in children(daemon):
+        if status in ("abandoned", "replaced"):
+            continue
+        tx = node.rpc("getrawtransaction", txid, 1)
+        for vin in tx["vin"]:
+            outpoint = (vin["txid"], vin["vout"])
+            if vin["txid"] == parent:
+                continue  # the P2A anchor
+            assert outpoint not in seen, f"{outpoint} funds {seen[outpoint]} and {txid}"
+            seen[outpoint] = txid
+
+
+@pytest.mark.parametrize("point", ["after_child_stored", "after_submit"])
+def test_killed_mid_broadcast_resumes_without_double_spend(
+    tmp_path: Path, bitcoind: RegtestNode, point: str
+) -> None:
+    proc = DaemonProcess(tmp_path / "exitd", bitcoind, extra_config=f'\n[testing]\ncrash_point = "{point}"\n')
+    proc.init()
+    proc.start()
+    fund_wallet(proc, bitcoind, coins=2)
+    board = Forge(bitcoind).board(50_000, owned(proc, 0))
+    status, _ = proc.request("POST", "/api/v1/wallet/import-vtxo", {"vtxos": [board.hex]})
+    assert status == 200
+    proc.request("POST", "/api/v1/exits/start/all")  # the background cycle builds the child and dies
+    assert wait_for_exit(proc) == CRASH_EXIT_CODE
+    stored = children(proc)
+    assert len(stored) == 1 and stored[0][2] == "stored"
+    in_mempool = stored[0][0] in bitcoind.rpc("getrawmempool")
+    assert in_mempool == (point == "after_submit")
+
+    proc.config_path.write_text(
+        proc.config_path.read_text().replace(f'crash_point = "{point}"', 'crash_point = ""')
+    )
+    proc.start()
+    try:
+        advance_until(proc, bitcoind, all_in("claimable"))
+        final = children(proc)
+        assert [c[0] for c in final] == [stored[0][0]]  # the stored child itself went out, no second one
+        assert final[0][2] == "confirmed"
+        funding_inputs_are_never_shared(proc, bitcoind)
+    finally:
+        proc.stop()
+
+
+def test_reorg_during_processing_and_awaiting_delta(tmp_path: Path, private_bitcoind: RegtestNode) -> None:
+    node = private_bitcoind
+    node.fund_miner()
+    proc = DaemonProcess(tmp_path / "exitd", node)
+    proc.init()
+    proc.start()
+    try:
+        fund_wallet(proc, node, coins=4)
+        arkoor = Forge(node).arkoor_chain(30_000, owned(proc, 0), hops=1)  # depth 3
+        (vtxo_id,) = import_and_start(proc, [arkoor.hex])
+        progress(proc)
+        first_block = node.mine(1)[0]
+        txs = progress(proc)["exits"][0]["state"]["transactions"]
+        assert [t["status"]["type"] for t in txs][:2] == ["confirmed", "broadcast-with-cpfp"]
+
+        node.rpc("invalidateblock", first_block)  # level 1 goes back to the mempool
+        txs = progress(proc)["exits"][0]["state"]["transactions"]
+        assert txs[0]["status"]["type"] == "broadcast-with-cpfp"
+        assert txs[1]["status"]["type"] == "awaiting-input-confirmation"
+        advance_until(proc, node, all_in("awaiting-delta"))
+
+        status, body = proc.request("GET", f"/api/v1/exits/status/{vtxo_id}")
+        leaf_block = node.rpc("getblockhash", body["state"]["confirmed_block"]["height"])
+        node.rpc("invalidateblock", leaf_block)  # the leaf is unconfirmed again
+        assert progress(proc)["exits"][0]["state"]["type"] == "processing"
+        advance_until(proc, node, all_in("claimable"))
+        status, body = proc.request("POST", "/api/v1/exits/claim/all", {"destination": node.miner_address()})
+        assert status == 200, body
+        node.mine(1)
+        progress(proc)
+        assert states(proc) == {vtxo_id: "claimed"}
+    finally:
+        proc.stop()
+
+
+def test_cancel_before_the_leaf_is_broadcast(daemon: DaemonProcess, bitcoind: RegtestNode) -> None:
+    fund_wallet(daemon, bitcoind, coins=2)
+    forge = Forge(bitcoind)
+    arkoor = forge.arkoor_chain(30_000, owned(daemon, 0), hops=1)
+    (vtxo_id,) = import_and_start(daemon, [arkoor.hex])
+    progress(daemon)  # level 1 out, the leaf (level 3) not
+    for _ in range(2):  # idempotent
+        status, body = daemon.request("POST", f"/api/v1/exits/cancel/{vtxo_id}")
+        assert status == 200 and body == {"message": "Exit canceled successfully"}
+    assert states(daemon) == {vtxo_id: "canceled"}
+    assert daemon.request("GET", f"/api/v1/wallet/vtxos/{vtxo_id}")[1]["state"] == {"type": "spendable"}
+    status, finished = daemon.request("GET", "/api/v1/exits/status/finished")
+    assert [e["vtxo_id"] for e in finished] == [vtxo_id]
+    assert daemon.request("GET", "/api/v1/exits/status/live")[1] == []
+
+    board = forge.board(40_000, owned(daemon, 1))
+    (board_id,) = import_and_start(daemon, [board.hex])
+    progress(daemon)  # a board's only tx is its leaf: now broadcast
+    status, body = daemon.request("POST", f"/api/v1/exits/cancel/{board_id}")
+    assert status == 400 and "already broadcast" in body["message"]
+    status, body = daemon.request("POST", f"/api/v1/exits/cancel/{'ab' * 32}:0")
+    assert status == 404
+
+
+def test_wait_returns_when_done(daemon: DaemonProcess, bitcoind: RegtestNode) -> None:
+    fund_wallet(daemon, bitcoind, coins=1)
+    board = Forge(bitcoind).board(40_000, owned(daemon, 0))
+    import_and_start(daemon, [board.hex])
+    answer: dict[str, Any] = {}
+
+    def waiting_client() -> None:
+        answer.update(daemon.request("POST", "/api/v1/exits/progress", {"wait": True})[1])
+
+    client = threading.Thread(target=waiting_client)
+    client.start()
+    deadline = time.monotonic() + 60
+    while client.is_alive() and time.monotonic() < deadline:
+        bitcoind.mine(1)
+        time.sleep(0.3)
+    client.join(timeout=5)
+    assert not client.is_alive() and answer["done"] is True
+    assert answer["exits"][0]["state"]["type"] == "claimable"
+
+
+def test_concurrent_progress_builds_no_duplicate_children(
+    daemon: DaemonProcess, bitcoind: RegtestNode
+) -> None:
+    fund_wallet(daemon, bitcoind, coins=10)
+    leaves = Forge(bitcoind).tree([LeafSpec(20_000, owned(daemon, i)) for i in range(4)], arity=2)
+    import_and_start(daemon, [leaf.hex for leaf in leaves])
+    for _ in range(3):
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            answers = list(pool.map(lambda _: progress(daemon), range(6)))
+        assert all(a["exits"] for a in answers)
+        bitcoind.mine(1)
+    live = [c for c in children(daemon) if c[2] not in ("abandoned", "replaced")]
+    parents = [c[1] for c in live]
+    assert len(parents) == len(set(parents)), "a tx got two live children"
+    funding_inputs_are_never_shared(daemon, bitcoind)
