@@ -28,7 +28,7 @@ from exitd.regtest.node import MINER_WALLET, RegtestNode
 from exitd.store.db import Store, upgrade
 from exitd.store.wallet import add_reservations, list_reservations
 from exitd.wallet.address import decode_address, script_to_address
-from exitd.wallet.errors import InsufficientFunds
+from exitd.wallet.errors import InsufficientFunds, WalletMismatch
 from exitd.wallet.keys import Keychain
 from exitd.wallet.onchain import OnchainWallet, outpoint_key
 from exitd.wallet.seed import WalletSeed
@@ -225,3 +225,25 @@ async def test_sync_forgets_sends_that_never_reached_bitcoind(
     await wallet.sync()
     async with wallet.store.session() as session:
         assert [(r.txid, r.vout, r.purpose) for r in await list_reservations(session)] == [(*second, "cpfp")]
+
+
+async def test_a_wallet_of_another_mnemonic_is_refused(
+    tmp_path: Path, rpc: BitcoinRpc, open_wallet: Callable[..., OnchainWallet]
+) -> None:
+    name = f"exitd-test-{uuid.uuid4().hex[:8]}"
+    await open_wallet(ABANDON_ABOUT, name).setup()
+
+    # Another datadir pointed at the same bitcoind wallet would list coins it cannot sign for.
+    upgrade(tmp_path / "other.sqlite3")
+    other_seed = WalletSeed(tmp_path / "other-mnemonic")
+    other_seed.create()
+    other_store = Store(tmp_path / "other.sqlite3")
+    other = OnchainWallet(rpc, other_store, FeeEstimator(rpc, 2000, 1000), other_seed, "regtest", name)
+    with pytest.raises(WalletMismatch, match=f"bitcoind wallet '{name}' watches descriptors of another"):
+        await other.setup()
+    await other_store.close()
+
+    # The datadir's mnemonic swapped under its database, whose reservations belong to the first wallet.
+    (tmp_path / "mnemonic").unlink()
+    with pytest.raises(WalletMismatch, match="this database belongs to wallet 73c5da0a"):
+        await open_wallet().setup()
