@@ -97,7 +97,7 @@ def test_a_token_the_daemon_rejects_is_a_configuration_error(
 ) -> None:
     token_file = daemon.datadir / "auth_token"
     token = token_file.read_text()
-    token_file.write_text("AA" + token[2:])
+    token_file.write_text(token[:10] + ("B" if token[10] != "B" else "C") + token[11:])  # another secret
     result = exitd("status")
     token_file.write_text(token)
     assert result.returncode == 2 and "rejected the token" in result.stderr and "--datadir" in result.stderr
