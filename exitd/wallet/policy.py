@@ -30,10 +30,10 @@ TRUC_CHILD_MAX_VSIZE = 1000
 _LEGACY_SPEND_SCRIPT_SIZE = 107
 
 
-def dust_threshold(script_pubkey: bytes, dust_relay_fee: int = DUST_RELAY_TX_FEE) -> int:
+def dust_threshold(script_pubkey: bytes) -> int:
     """GetDustThreshold: the smallest value an output to `script_pubkey` may carry and still be relayed.
 
-    It is the fee, at `dust_relay_fee`, of the output plus an input spending it: 546 sat for P2PKH, 540 for
+    It is the fee, at DUST_RELAY_TX_FEE, of the output plus an input spending it: 546 sat for P2PKH, 540 for
     P2SH, 294 for P2WPKH and 330 for P2WSH and P2TR. Addresses never decode to OP_RETURN, so the
     unspendable case (threshold 0) does not arise here.
     """
@@ -42,4 +42,4 @@ def dust_threshold(script_pubkey: bytes, dust_relay_fee: int = DUST_RELAY_TX_FEE
         size += TXIN_BASE_SIZE + _LEGACY_SPEND_SCRIPT_SIZE // WITNESS_SCALE_FACTOR
     else:
         size += TXIN_BASE_SIZE + _LEGACY_SPEND_SCRIPT_SIZE
-    return fee_at_rate(dust_relay_fee, size)
+    return fee_at_rate(DUST_RELAY_TX_FEE, size)
