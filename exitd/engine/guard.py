@@ -320,7 +320,7 @@ class Guard:
                 v.vtxo_id,
                 NOT_EXITING,
                 txid=txid,
-                level=v.txids.index(txid) + 1,
+                chain_level=v.txids.index(txid) + 1,
                 seen_in=snap.location(txid).state.value,
             )
             starts.append(

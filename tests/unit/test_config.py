@@ -84,3 +84,34 @@ def test_auth_combinations(tmp_path: Path) -> None:
 def test_password_not_in_repr(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "[bitcoind]\nrpc_user='u'\nrpc_password='hunter2'\n"), environ={})
     assert "hunter2" not in repr(config)
+
+
+# BIP350's example P2TR address of mainnet.
+MAINNET_ADDRESS = "bc1pw508d6qejxtdg4y5r3zarvary0c5xw7kw508d6qejxtdg4y5r3zarvary0c5xw7kt5nd6y"
+
+
+def test_guard_is_on_by_default_and_claims_only_when_told(tmp_path: Path) -> None:
+    config = load_config(overrides={"datadir": str(tmp_path)}, environ={})
+    assert config.guard.enabled and config.guard.claim_address == ""
+    assert config.alerts.webhook_url == ""
+    path = write(tmp_path, '[guard]\nenabled = false\nclaim_address = "wallet"\n')
+    config = load_config(path, environ={"EXITD_ALERTS_WEBHOOK_URL": "https://hooks.example/x"})
+    assert not config.guard.enabled and config.guard.claim_address == "wallet"
+    assert config.alerts.webhook_url == "https://hooks.example/x"
+    path = write(tmp_path, f'network = "mainnet"\n[guard]\nclaim_address = "{MAINNET_ADDRESS}"\n')
+    assert load_config(path, environ={}).guard.claim_address == MAINNET_ADDRESS
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        (f"[guard]\nclaim_address = '{MAINNET_ADDRESS}'\n", "'guard.claim_address'"),  # on regtest
+        ("[guard]\nslack_blocks = -1\n", "'guard.slack_blocks'"),
+        ("[guard]\nclaim_max_rate = 10\n", "'guard.claim_max_rate'"),
+        ("[alerts]\nwebhook_url = 'hooks.example/x'\n", "'alerts.webhook_url'"),
+        ("[alerts]\nmax_attempts = 0\n", "'alerts.max_attempts'"),
+    ],
+)
+def test_bad_guard_and_alert_values_are_named(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        load_config(write(tmp_path, text), environ={})

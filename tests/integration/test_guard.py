@@ -1,0 +1,302 @@
+"""Guard mode through the real daemon on regtest: exits start before expiry and when someone else began
+them, are claimed to the wallet on their own, and every step reaches a webhook, in order. Nothing here
+drives an exit over REST: the tests import VTXOs, fund the wallet, mine blocks and read statuses."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from aiohttp import web
+from bitcoin.core import CTransaction, b2lx
+
+from exitd.ark.exit_tx import build_exit_chain
+from exitd.regtest.forge import DEFAULT_EXIT_DELTA, Forge, ForgedVtxo, LeafSpec, UserKey
+from exitd.regtest.node import RegtestNode, free_port
+from tests.support.daemon import DaemonProcess
+from tests.support.exits import daemon_keychain, fund_wallet
+
+pytestmark = pytest.mark.bitcoind
+
+T = TypeVar("T")
+
+# Small enough that an expiring VTXO is due a few blocks after it is forged.
+SLACK_BLOCKS = 2
+# One level's fee window must stay above it, or the fee policy escalates (and the budget alert fires).
+ESCALATION_WINDOW = 2
+CYCLE_LINE = re.compile(r" cycle exits=\d+ tip=(\d+) ms=(\d+)")
+
+
+class WebhookReceiver:
+    """A webhook endpoint on loopback, served by aiohttp from a thread of its own: it keeps every body."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.bodies: list[dict[str, Any]] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/exitd-alerts"
+
+    def events(self, vtxo_id: str) -> list[str]:
+        return [body["event"] for body in list(self.bodies) if body["vtxo"] == vtxo_id]
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        self.bodies.append(await request.json())
+        return web.Response(status=204)
+
+    async def _serve(self) -> None:
+        app = web.Application()
+        app.router.add_post("/exitd-alerts", self._receive)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=10)
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    hook = WebhookReceiver()
+    hook.start()
+    try:
+        yield hook
+    finally:
+        hook.stop()
+
+
+def guard_config(webhook_url: str = "", **alerts: int) -> str:
+    lines = [
+        f"\n[fees]\nescalation_window = {ESCALATION_WINDOW}",
+        f'[guard]\nslack_blocks = {SLACK_BLOCKS}\nclaim_address = "wallet"',
+        f'[alerts]\nwebhook_url = "{webhook_url}"',
+        *(f"{key} = {value}" for key, value in alerts.items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def guarded_daemon(
+    tmp_path: Path, bitcoind: RegtestNode, receiver: WebhookReceiver
+) -> Iterator[DaemonProcess]:
+    """exitd in guard mode, claiming to its own wallet, alerting the test's webhook."""
+    proc = DaemonProcess(tmp_path / "exitd", bitcoind, extra_config=guard_config(receiver.url))
+    proc.init()
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def poll(what: str, probe: Callable[[], T | None], timeout: float = 20.0) -> T:
+    """The first truthy answer of `probe`, asked every 50 ms."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = probe()
+        if answer:
+            return answer
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def exit_status(daemon: DaemonProcess, vtxo_id: str) -> dict[str, Any] | None:
+    status, body = daemon.request("GET", f"/api/v1/exits/status/{vtxo_id}?history=true&transactions=true")
+    if status == 404:
+        return None
+    assert status == 200, body
+    return dict(body)
+
+
+def wait_for_state(daemon: DaemonProcess, vtxo_id: str, kind: str) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        status = exit_status(daemon, vtxo_id)
+        return status if status is not None and status["state"]["type"] == kind else None
+
+    return poll(f"{vtxo_id} to be {kind}", reached)
+
+
+def wait_for_level(daemon: DaemonProcess, vtxo_id: str, level: int, kind: str) -> dict[str, Any]:
+    """The exit's status once its tx at `level` (1: the root) has the status `kind`."""
+
+    def reached() -> dict[str, Any] | None:
+        status = exit_status(daemon, vtxo_id)
+        if status is None or status["state"]["type"] != "processing":
+            return None
+        return status if status["state"]["transactions"][level - 1]["status"]["type"] == kind else None
+
+    return poll(f"level {level} of {vtxo_id} to be {kind}", reached)
+
+
+def cycles(daemon: DaemonProcess) -> list[tuple[int, int]]:
+    """(tip, milliseconds) of every cycle the daemon logged."""
+    return [(int(m[1]), int(m[2])) for m in CYCLE_LINE.finditer(daemon.log_text())]
+
+
+def wait_for_cycle_at(daemon: DaemonProcess, height: int) -> None:
+    poll(f"a cycle at {height}", lambda: any(tip == height for tip, _ in cycles(daemon)))
+
+
+def import_vtxos(daemon: DaemonProcess, forged: list[ForgedVtxo]) -> list[str]:
+    status, imported = daemon.request(
+        "POST", "/api/v1/wallet/import-vtxo", {"vtxos": [f.hex for f in forged]}
+    )
+    assert status == 200, imported
+    return [str(v["id"]) for v in imported]
+
+
+def owned(daemon: DaemonProcess, index: int) -> UserKey:
+    return UserKey.from_secret(daemon_keychain(daemon).seckey(index))
+
+
+def broadcast_with_child(node: RegtestNode, forge: Forge, tx: CTransaction) -> str:
+    """Another party's package: the exit tx and a CPFP child from the miner wallet; the child's txid."""
+    child = forge.cpfp_child(tx, fee_rate=10)
+    answer = node.rpc("submitpackage", [tx.serialize().hex(), child.serialize().hex()])
+    assert answer["package_msg"] == "success", answer
+    return str(b2lx(child.GetTxid()))
+
+
+def finish_unattended(daemon: DaemonProcess, node: RegtestNode, vtxo_id: str) -> dict[str, Any]:
+    """Mine through an exit the guard runs: its levels, its delta, its claim; the claimed status."""
+    status = wait_for_state(daemon, vtxo_id, "awaiting-delta")
+    node.mine(status["state"]["claimable_height"] - node.height())
+    wait_for_state(daemon, vtxo_id, "claim-in-progress")
+    node.mine(1)
+    return wait_for_state(daemon, vtxo_id, "claimed")
+
+
+def run_expiring_board(daemon: DaemonProcess, node: RegtestNode) -> str:
+    """A board whose expiry nears is exited and claimed by the guard alone; its VTXO id."""
+    fund_wallet(daemon, node, coins=1)
+    margin = 1 + DEFAULT_EXIT_DELTA + SLACK_BLOCKS  # depth + delta + slack
+    forged_at = node.height() + 1  # the board's funding block
+    board = Forge(node).board(50_000, owned(daemon, 0), expiry_height=forged_at + margin + 2)
+    (vtxo_id,) = import_vtxos(daemon, [board])
+
+    node.mine(1)  # margin + 1 blocks left: not yet
+    wait_for_cycle_at(daemon, forged_at + 1)
+    assert exit_status(daemon, vtxo_id) is None
+    node.mine(1)  # margin blocks left: the guard starts the exit
+    started = poll("the guard's exit", lambda: exit_status(daemon, vtxo_id))
+    assert started["started_by"] == "expiry-guard"
+    wait_for_state(daemon, vtxo_id, "processing")
+    node.mine(1)
+    claimed = finish_unattended(daemon, node, vtxo_id)
+    assert claimed["error"] is None
+    return vtxo_id
+
+
+def test_expiring_vtxo_is_exited_and_claimed_unattended(
+    guarded_daemon: DaemonProcess, bitcoind: RegtestNode, receiver: WebhookReceiver
+) -> None:
+    daemon = guarded_daemon
+    vtxo_id = run_expiring_board(daemon, bitcoind)
+
+    status = exit_status(daemon, vtxo_id)
+    assert status is not None
+    (package,) = status["transactions"]
+    assert package["child"]["origin"]["type"] == "wallet"
+    claim = bitcoind.rpc("getrawtransaction", status["state"]["txid"], 1)
+    address = claim["vout"][0]["scriptPubKey"]["address"]
+    assert address.startswith("bcrt1p")  # a new taproot address of exitd's own wallet
+    assert 50_000 - 1000 < round(claim["vout"][0]["value"] * 100_000_000) < 50_000
+    _, vtxo = daemon.request("GET", f"/api/v1/wallet/vtxos/{vtxo_id}")
+    assert vtxo["state"] == {"type": "spent"}
+
+    expected = ["exit-started-by-guard", "exit-claimable", "exit-claimed"]
+    poll("three alerts", lambda: receiver.events(vtxo_id) == expected)
+    started, claimable, claimed = [b for b in receiver.bodies if b["vtxo"] == vtxo_id]
+    assert started["started_by"] == "expiry-guard" and started["blocks_left"] == 1 + DEFAULT_EXIT_DELTA + 2
+    assert claimable["amount"] == 50_000
+    assert claimed["txid"] == status["state"]["txid"]
+    assert started["ts"] <= claimable["ts"] <= claimed["ts"]
+
+
+def test_tree_exit_begun_by_another_party_is_picked_up_at_level_three(
+    guarded_daemon: DaemonProcess, bitcoind: RegtestNode, receiver: WebhookReceiver
+) -> None:
+    daemon = guarded_daemon
+    fund_wallet(daemon, bitcoind, coins=1)
+    forge = Forge(bitcoind)
+    leaves = forge.tree([LeafSpec(30_000, owned(daemon, i)) for i in range(4)], arity=2)
+    root, node, leaf = [t.tx for t in build_exit_chain(leaves[0].vtxo).txs]
+
+    # Someone else: the root confirmed, the node in the mempool; then exitd learns of the VTXO.
+    root_child = broadcast_with_child(bitcoind, forge, root)
+    bitcoind.mine(1)
+    node_child = broadcast_with_child(bitcoind, forge, node)
+    (vtxo_id,) = import_vtxos(daemon, [leaves[0]])
+    status, body = daemon.request("POST", "/api/v1/exits/progress", {})  # a mempool pass, as every 30 s
+    assert status == 200, body
+
+    picked_up = wait_for_state(daemon, vtxo_id, "processing")
+    assert picked_up["started_by"] == "foreign-broadcast"
+    levels = [tx["status"] for tx in picked_up["state"]["transactions"]]
+    assert [s["type"] for s in levels] == ["confirmed", "broadcast-with-cpfp", "awaiting-input-confirmation"]
+    assert levels[1]["child_txid"] == node_child and levels[1]["origin"]["type"] == "mempool"
+
+    bitcoind.mine(1)  # the node confirms: exitd pays for the leaf itself
+    wait_for_level(daemon, vtxo_id, 3, "broadcast-with-cpfp")
+    bitcoind.mine(1)
+    claimed = finish_unattended(daemon, bitcoind, vtxo_id)
+    children = [(p["child"]["info"]["txid"], p["child"]["origin"]["type"]) for p in claimed["transactions"]]
+    assert [txid for txid, _ in children[:2]] == [root_child, node_child]
+    assert [origin == "wallet" for _, origin in children] == [False, False, True]
+    assert receiver.events(vtxo_id)[:2] == ["foreign-broadcast-seen", "exit-started-by-guard"]
+    seen = next(b for b in receiver.bodies if b["event"] == "foreign-broadcast-seen")
+    assert (seen["txid"], seen["chain_level"]) == (b2lx(root.GetTxid()), 1)
+    assert leaf.GetTxid() == bytes.fromhex(claimed["transactions"][2]["exit"]["txid"])[::-1]
+
+
+def test_chain_fully_confirmed_by_another_party_is_claimed_after_its_delta(
+    guarded_daemon: DaemonProcess, bitcoind: RegtestNode, receiver: WebhookReceiver
+) -> None:
+    daemon = guarded_daemon  # no coins: nothing is left to pay but the claim, from the VTXO itself
+    forge = Forge(bitcoind)
+    board = forge.board(40_000, owned(daemon, 0))
+    (exit_tx,) = [t.tx for t in build_exit_chain(board.vtxo).txs]
+    broadcast_with_child(bitcoind, forge, exit_tx)
+    bitcoind.mine(1)
+    confirmed_at = bitcoind.height()
+    (vtxo_id,) = import_vtxos(daemon, [board])
+    bitcoind.mine(1)
+
+    waiting = wait_for_state(daemon, vtxo_id, "awaiting-delta")
+    assert waiting["started_by"] == "foreign-broadcast"
+    assert [h["type"] for h in waiting["history"]] == ["start"]  # straight to awaiting-delta
+    assert waiting["state"]["claimable_height"] == confirmed_at + DEFAULT_EXIT_DELTA
+    finish_unattended(daemon, bitcoind, vtxo_id)
+    expected = ["foreign-broadcast-seen", "exit-started-by-guard", "exit-claimable", "exit-claimed"]
+    poll("four alerts in order", lambda: receiver.events(vtxo_id) == expected)
+
+
+def test_dead_webhook_does_not_slow_exits(tmp_path: Path, bitcoind: RegtestNode) -> None:
+    closed = f"http://127.0.0.1:{free_port()}/exitd-alerts"
+    daemon = DaemonProcess(tmp_path / "exitd", bitcoind, extra_config=guard_config(closed, max_attempts=2))
+    daemon.init()
+    daemon.start()
+    try:
+        run_expiring_board(daemon, bitcoind)
+        poll("an alert given up", lambda: "alert_undelivered" in daemon.log_text())
+    finally:
+        daemon.stop()
+    slowest = max(ms for _, ms in cycles(daemon))
+    assert slowest < 500, f"a cycle took {slowest} ms"

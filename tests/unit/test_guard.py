@@ -1,0 +1,271 @@
+"""Guard mode's decisions: when the expiry guard starts an exit, what counts as a foreign broadcast, and
+which alerts a cycle raises; the guard runs here over a stand-in engine and bark's own VTXOs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from exitd.ark.vtxo import decode_vtxo
+from exitd.chain.fees import FeeRates
+from exitd.chain.view import BlockRef, ChainSnapshot, TxLocation, TxState
+from exitd.engine.alerts import Alert, AlertEvent, Alerts, WebhookSettings
+from exitd.engine.engine import ChildRecord, LiveExit, TrackedTx
+from exitd.engine.errors import InsufficientConfirmedFunds
+from exitd.engine.fee_policy import FeePolicy
+from exitd.engine.guard import (
+    Guard,
+    GuardedVtxo,
+    GuardSettings,
+    Verdict,
+    at_risk,
+    exit_fee_estimate,
+    exit_stage,
+    expiry_verdict,
+    foreign_txid,
+    guard_margin,
+    guarded_vtxo,
+    is_due,
+)
+from exitd.engine.states import ExitState, ExitStateKind, ExitTx, ExitTxStatus, TxStatusKind
+from exitd.store.models import VtxoRow
+from tests.unit.vectors import vector
+
+BLOCK = BlockRef(100, "00" * 32)
+TXIDS = ("aa" * 32, "bb" * 32, "cc" * 32)
+
+
+def chain(expiry_height: int = 1000, exit_delta: int = 12, amount: int = 100_000) -> GuardedVtxo:
+    return GuardedVtxo("dd" * 32 + ":0", amount, expiry_height, exit_delta, TXIDS, (150, 150, 120))
+
+
+def test_margin_is_depth_plus_delta_plus_slack() -> None:
+    assert guard_margin(exit_depth=3, exit_delta=12, slack_blocks=144) == 159
+    vtxo = chain(expiry_height=1000)
+    assert not is_due(1000 - 160, vtxo, 144)
+    assert is_due(1000 - 159, vtxo, 144)
+    assert is_due(2000, vtxo, 144)
+
+
+def test_exit_fee_is_a_package_per_level_rounded_up() -> None:
+    # (150 + 153) vB at 2000 sat/kvB = 606 sat; (120 + 153) vB = 546 sat
+    assert exit_fee_estimate(2000, [150, 120]) == 606 + 546
+    assert exit_fee_estimate(1001, [1]) == 155  # 154.154 sat, rounded up
+    assert exit_fee_estimate(2000, []) == 0
+
+
+def test_verdicts() -> None:
+    def verdict(tip: int = 900, amount: int = 10_000, min_amount: int = 0, fee: int = 100) -> Verdict:
+        return expiry_verdict(tip, 1000, amount, min_amount, fee, budget=5000)
+
+    assert verdict() is Verdict.START
+    assert verdict(tip=1000) is Verdict.EXPIRED
+    assert verdict(tip=999) is Verdict.START
+    assert verdict(min_amount=20_000) is Verdict.BELOW_MIN_AMOUNT
+    assert verdict(amount=329) is Verdict.BELOW_MIN_AMOUNT  # dust is never exited
+    assert verdict(fee=5001) is Verdict.OVER_BUDGET
+    assert verdict(fee=5000) is Verdict.START
+
+
+def test_at_risk_when_the_fee_policy_deadline_is_out_of_reach() -> None:
+    # 3 levels, margin 6: the last level must be in by 994, so at least 3 blocks from the tip are needed.
+    assert not at_risk(tip=991, expiry_height=1000, levels_left=3, expiry_margin=6)
+    assert at_risk(tip=992, expiry_height=1000, levels_left=3, expiry_margin=6)
+    assert not at_risk(tip=2000, expiry_height=1000, levels_left=0, expiry_margin=6)
+
+
+def test_foreign_is_the_first_tx_seen_that_exitd_did_not_broadcast() -> None:
+    root, node, leaf = TXIDS
+    assert foreign_txid(TXIDS, present=set(), ours=set()) is None
+    assert foreign_txid(TXIDS, present={root, node}, ours=set()) == root
+    assert foreign_txid(TXIDS, present={root, node}, ours={root}) == node
+    assert foreign_txid(TXIDS, present={root}, ours={root}) is None
+    assert foreign_txid(TXIDS, present={leaf}, ours=set()) == leaf
+
+
+def test_stage_counts_confirmed_levels_while_processing() -> None:
+    confirmed = ExitTxStatus(TxStatusKind.CONFIRMED, child_txid="", block=BLOCK)
+    waiting = ExitTxStatus(TxStatusKind.NEEDS_SIGNED_PACKAGE)
+    txs = (ExitTx(TXIDS[0], confirmed), ExitTx(TXIDS[1], waiting), ExitTx(TXIDS[2], waiting))
+    assert exit_stage(ExitState(ExitStateKind.PROCESSING, 101, transactions=txs)) == "processing:1"
+    assert exit_stage(ExitState(ExitStateKind.START, 100)) == "start"
+    assert exit_stage(ExitState(ExitStateKind.CLAIMABLE, 120, claimable_since=BLOCK)) == "claimable"
+
+
+# The guard over a stand-in engine.
+
+
+def vtxo_row(name: str) -> VtxoRow:
+    """A stored row of one of bark's VTXOs, as the VTXO book keeps it."""
+    vtxo = decode_vtxo(vector(name).data)
+    return VtxoRow(
+        vtxo_id=str(vtxo.id),
+        encoded=vtxo.encode(),
+        amount_sat=vtxo.amount,
+        expiry_height=vtxo.expiry_height,
+        exit_delta=vtxo.exit_delta,
+        exit_depth=vtxo.exit_depth,
+        state="spendable",
+    )
+
+
+@dataclass
+class StubFees:
+    fast: int = 2000
+
+    async def rates(self) -> FeeRates:
+        return FeeRates(self.fast, self.fast, self.fast, True)
+
+
+@dataclass
+class StubBook:
+    rows: list[VtxoRow]
+
+    async def list(self, include_spent: bool) -> list[VtxoRow]:
+        return self.rows
+
+
+@dataclass
+class StubEngine:
+    exits: dict[str, LiveExit] = field(default_factory=dict)
+    txs: dict[str, TrackedTx] = field(default_factory=dict)
+    policy: FeePolicy = field(default_factory=FeePolicy)
+    fees: StubFees = field(default_factory=StubFees)
+    started: list[tuple[list[str], str]] = field(default_factory=list)
+
+    async def start(self, vtxo_ids: Sequence[str], started_by: str) -> list[str]:
+        self.started.append((list(vtxo_ids), started_by))
+        return list(vtxo_ids)
+
+
+def make_guard(engine: StubEngine, rows: list[VtxoRow], **settings: int) -> Guard:
+    alerts = Alerts(WebhookSettings("http://127.0.0.1:9/hook"))
+    return Guard(engine, StubBook(rows), None, alerts, GuardSettings(**settings), "regtest")  # type: ignore[arg-type]
+
+
+def snapshot(tip: int, seen: dict[str, TxState] | None = None) -> ChainSnapshot:
+    where = {
+        txid: TxLocation(state, BLOCK if state is TxState.CONFIRMED else None)
+        for txid, state in (seen or {}).items()
+    }
+    return ChainSnapshot(BlockRef(tip, "11" * 32), txs=where)
+
+
+def alerts_of(guard: Guard) -> list[Alert]:
+    items = []
+    while not guard.alerts.queue.empty():
+        items.append(guard.alerts.queue.get_nowait())
+    return items
+
+
+async def cycle(guard: Guard, snap: ChainSnapshot) -> list[str]:
+    """One cycle's view for the guard; returns the txids it asked to watch."""
+    txids = await guard.watched_txids()
+    await guard.after_cycle(snap)
+    return txids
+
+
+async def carry_out(guard: Guard) -> None:
+    stopping = asyncio.Event()
+    task = asyncio.create_task(guard.run(stopping))
+    await asyncio.sleep(0.01)
+    stopping.set()
+    await task
+
+
+async def test_a_chain_broadcast_by_someone_else_starts_the_exit() -> None:
+    row = vtxo_row("round1_vtxo")
+    engine = StubEngine()
+    guard = make_guard(engine, [row])
+    watched = await cycle(guard, snapshot(100))
+    guarded = guarded_vtxo(row)
+    assert guarded is not None and watched == list(guarded.txids) and len(watched) == 3
+    assert alerts_of(guard) == [] and engine.started == []
+
+    root, node, _ = guarded.txids
+    await cycle(guard, snapshot(101, {root: TxState.CONFIRMED, node: TxState.MEMPOOL}))
+    await carry_out(guard)
+    assert engine.started == [([row.vtxo_id], "foreign-broadcast")]
+    seen, started = alerts_of(guard)
+    assert (seen.event, seen.txid, seen.detail) == (
+        AlertEvent.FOREIGN_BROADCAST_SEEN,
+        root,
+        {"chain_level": 1, "seen_in": "confirmed"},
+    )
+    assert started.event is AlertEvent.EXIT_STARTED_BY_GUARD
+    assert started.detail is not None and started.detail["started_by"] == "foreign-broadcast"
+
+
+async def test_a_shared_tx_exitd_broadcast_for_a_sibling_is_not_foreign() -> None:
+    row = vtxo_row("round1_vtxo")
+    guarded = guarded_vtxo(row)
+    assert guarded is not None
+    root = guarded.txids[0]
+    engine = StubEngine()
+    engine.txs[root] = TrackedTx(root, b"", 150, "ee" * 32, 1)
+    engine.txs[root].children["ff" * 32] = ChildRecord(
+        "ff" * 32, root, b"", 500, 150, 2000, "wallet", "confirmed", BLOCK
+    )
+    guard = make_guard(engine, [row])
+    await cycle(guard, snapshot(101, {root: TxState.CONFIRMED}))
+    await carry_out(guard)
+    assert engine.started == [] and alerts_of(guard) == []
+
+
+async def test_expiry_guard_starts_at_its_margin_and_not_before() -> None:
+    row = vtxo_row("round1_vtxo")  # depth 3, delta 2016, expiry 101010
+    margin = guard_margin(3, 2016, 10)
+    engine = StubEngine()
+    guard = make_guard(engine, [row], slack_blocks=10)
+    await cycle(guard, snapshot(101010 - margin - 1))
+    await carry_out(guard)
+    assert engine.started == []
+    await cycle(guard, snapshot(101010 - margin))
+    await carry_out(guard)
+    assert engine.started == [([row.vtxo_id], "expiry-guard")]
+    (started,) = alerts_of(guard)
+    assert started.detail == {"started_by": "expiry-guard", "expiry_height": 101010, "blocks_left": margin}
+
+
+async def test_a_vtxo_over_its_fee_budget_is_reported_once_and_left_alone() -> None:
+    row = vtxo_row("round1_vtxo")  # 10,000 sat: a budget of 5,000 sat
+    engine = StubEngine(fees=StubFees(fast=50_000))  # three packages at 50 sat/vB: far over it
+    guard = make_guard(engine, [row], slack_blocks=10)
+    for tip in (100_000, 100_001):
+        await cycle(guard, snapshot(tip))
+        await carry_out(guard)
+    assert engine.started == []
+    (risk,) = alerts_of(guard)
+    assert risk.event is AlertEvent.VTXO_AT_RISK and risk.detail is not None
+    assert risk.detail["reason"] == "over-budget" and risk.detail["budget"] == 5000
+
+
+async def test_guard_off_watches_nothing_but_still_tells_of_exits() -> None:
+    engine = StubEngine()
+    vtxo_id = vtxo_row("board_vtxo").vtxo_id
+    exit_ = LiveExit(
+        vtxo_id, 10_000, 101010, list(TXIDS[:1]), ExitState(ExitStateKind.START, 99), [], "user", 0
+    )
+    exit_.error = InsufficientConfirmedFunds(5000, 0)
+    engine.exits[vtxo_id] = exit_
+    guard = make_guard(engine, [vtxo_row("round1_vtxo")], enabled=False)
+    assert await cycle(guard, snapshot(100_000)) == []
+    await cycle(guard, snapshot(100_001))
+    (poor,) = alerts_of(guard)
+    assert (poor.event, poor.vtxo, poor.detail) == (
+        AlertEvent.WALLET_TOO_POOR,
+        vtxo_id,
+        {"needed": 5000, "available": 0},
+    )
+
+
+async def test_exits_loaded_claimed_are_not_announced_again() -> None:
+    engine = StubEngine()
+    vtxo_id = vtxo_row("board_vtxo").vtxo_id
+    claimed = ExitState(ExitStateKind.CLAIMED, 120, claimable_since=BLOCK, txid="99" * 32, block=BLOCK)
+    engine.exits[vtxo_id] = LiveExit(vtxo_id, 10_000, 101010, list(TXIDS[:1]), claimed, [], "user", 0)
+    guard = make_guard(engine, [])
+    guard.prime()
+    await cycle(guard, snapshot(121))
+    assert alerts_of(guard) == []
