@@ -110,7 +110,7 @@ class AlertsConfig:
 
 
 # Named points in the engine where a test may have the daemon die at once (exitd/engine/engine.py).
-CRASH_POINTS = ("after_child_stored", "after_submit", "before_claim_broadcast")
+CRASH_POINTS = ("after_child_stored", "after_submit", "before_claim_broadcast", "after_claim_broadcast")
 
 
 @dataclass(frozen=True)

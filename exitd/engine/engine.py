@@ -809,11 +809,9 @@ class ExitEngine:
         since = e.state.claimable_since
         assert since is not None
         leaf = snap.location(e.txids[-1])
-        if leaf.state is not TxState.CONFIRMED or facts.block_hashes.get(since.height) not in (
-            None,
-            since.hash,
-        ):
-            # Reorged: start over from the txs (the next cycle re-derives everything).
+        if leaf.state is not TxState.CONFIRMED or facts.block_hashes.get(since.height) != since.hash:
+            # Reorged (the block of claimable_since is gone or replaced): start over from the txs, which
+            # the next cycle re-derives.
             return ExitState(
                 ExitStateKind.PROCESSING,
                 snap.tip.height,
@@ -897,6 +895,7 @@ class ExitEngine:
             tx, fee = build_claim_tx(inputs, destination, rate, tip)
             await self._crash_point("before_claim_broadcast")
             txid = await send_raw_transaction(self.rpc, tx.serialize())
+            await self._crash_point("after_claim_broadcast")
             event(log, logging.INFO, "claim_broadcast", txid=txid, exits=len(chosen), fee=fee, rate=rate)
             self.claim_fees_paid += fee
             for e in chosen:

@@ -175,3 +175,119 @@ def test_concurrent_progress_builds_no_duplicate_children(
     parents = [c[1] for c in live]
     assert len(parents) == len(set(parents)), "a tx got two live children"
     funding_inputs_are_never_shared(daemon, bitcoind)
+
+
+def set_crash_point(proc: DaemonProcess, point: str) -> None:
+    text = proc.config_path.read_text().split("\n[testing]")[0]
+    proc.config_path.write_text(text + (f'\n[testing]\ncrash_point = "{point}"\n' if point else ""))
+
+
+@pytest.mark.parametrize("point", ["before_claim_broadcast", "after_claim_broadcast"])
+def test_killed_mid_claim_still_ends_claimed(tmp_path: Path, bitcoind: RegtestNode, point: str) -> None:
+    proc = DaemonProcess(tmp_path / "exitd", bitcoind)
+    proc.init()
+    proc.start()
+    fund_wallet(proc, bitcoind, coins=1)
+    board = Forge(bitcoind).board(50_000, owned(proc, 0))
+    (vtxo_id,) = import_and_start(proc, [board.hex])
+    advance_until(proc, bitcoind, all_in("claimable"))
+    proc.stop()
+    set_crash_point(proc, point)
+    proc.start()
+    destination = bitcoind.miner_address()
+    with pytest.raises(OSError):  # the daemon dies while answering
+        proc.request("POST", "/api/v1/exits/claim/all", {"destination": destination})
+    assert wait_for_exit(proc) == CRASH_EXIT_CODE
+    set_crash_point(proc, "")
+    proc.start()
+    try:
+        if point == "before_claim_broadcast":
+            assert states(proc) == {vtxo_id: "claimable"}
+            status, body = proc.request("POST", "/api/v1/exits/claim/all", {"destination": destination})
+            assert status == 200, body
+        else:  # the claim went out: the next cycle finds it spending the VTXO output
+            assert progress(proc)["exits"][0]["state"]["type"] == "claim-in-progress"
+        bitcoind.mine(1)
+        progress(proc)
+        assert states(proc) == {vtxo_id: "claimed"}
+    finally:
+        proc.stop()
+
+
+def test_bitcoind_outage_mid_exit(tmp_path: Path, private_bitcoind: RegtestNode) -> None:
+    node = private_bitcoind
+    node.fund_miner()
+    proc = DaemonProcess(tmp_path / "exitd", node)
+    proc.init()
+    proc.start()
+    try:
+        fund_wallet(proc, node, coins=3)
+        arkoor = Forge(node).arkoor_chain(30_000, owned(proc, 0), hops=1)
+        (vtxo_id,) = import_and_start(proc, [arkoor.hex])
+        progress(proc)
+        node.mine(1)
+        node.stop()
+        time.sleep(3)  # a few background cycles fail meanwhile
+        assert states(proc) == {vtxo_id: "processing"}  # the REST API still answers from the store
+        status, body = proc.request("POST", "/api/v1/exits/progress", {})
+        assert status == 500 and "bitcoind is unavailable" in body["message"]
+        node.start()
+        advance_until(proc, node, all_in("claimable"))
+    finally:
+        proc.stop()
+
+
+def test_mempool_lost_with_a_bitcoind_restart(tmp_path: Path, private_bitcoind: RegtestNode) -> None:
+    node = private_bitcoind
+    node.fund_miner()
+    proc = DaemonProcess(tmp_path / "exitd", node)
+    proc.init()
+    proc.start()
+    try:
+        fund_wallet(proc, node, coins=2)
+        board = Forge(node).board(50_000, owned(proc, 0))
+        import_and_start(proc, [board.hex])
+        child = progress(proc)["exits"][0]["state"]["transactions"][0]["status"]["child_txid"]
+        node.stop()
+        node.extra_args = ("-persistmempool=0",)
+        node.start()
+        assert node.rpc("getrawmempool") == []
+        status = progress(proc)["exits"][0]["state"]["transactions"][0]["status"]
+        assert (
+            status["type"] == "broadcast-with-cpfp" and status["child_txid"] == child
+        )  # the stored package, resent
+        assert child in node.rpc("getrawmempool")
+        advance_until(proc, node, all_in("claimable"))
+    finally:
+        proc.stop()
+
+
+def test_reorg_of_claimable_and_claimed(tmp_path: Path, private_bitcoind: RegtestNode) -> None:
+    node = private_bitcoind
+    node.fund_miner()
+    proc = DaemonProcess(tmp_path / "exitd", node)
+    proc.init()
+    proc.start()
+    try:
+        fund_wallet(proc, node, coins=2)
+        board = Forge(node).board(50_000, owned(proc, 0))
+        (vtxo_id,) = import_and_start(proc, [board.hex])
+        advance_until(proc, node, all_in("claimable"))
+        tip = node.rpc("getbestblockhash")
+        node.rpc("invalidateblock", tip)  # claimable_since may now be above the tip
+        state = progress(proc)["exits"][0]["state"]["type"]
+        assert state in ("awaiting-delta", "processing")
+        advance_until(proc, node, all_in("claimable"))
+        status, body = proc.request("POST", "/api/v1/exits/claim/all", {"destination": node.miner_address()})
+        assert status == 200, body
+        claim_block = node.mine(1)[0]
+        progress(proc)
+        assert states(proc) == {vtxo_id: "claimed"}
+        node.rpc("invalidateblock", claim_block)  # the claim is back in the mempool
+        progress(proc)
+        assert states(proc) == {vtxo_id: "claim-in-progress"}
+        node.mine(1)
+        progress(proc)
+        assert states(proc) == {vtxo_id: "claimed"}
+    finally:
+        proc.stop()
