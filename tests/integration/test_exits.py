@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -233,3 +234,27 @@ def test_unrelayable_exit_is_refused_at_start(daemon: DaemonProcess, bitcoind: R
     assert states(daemon) == {}
     assert daemon.request("POST", "/api/v1/exits/start/all")[0] == 200  # skipped, with a log line
     assert states(daemon) == {}
+
+
+def test_060_vocabulary_switch(tmp_path: Path, bitcoind: RegtestNode) -> None:
+    proc = DaemonProcess(tmp_path / "exitd", bitcoind)
+    text = proc.config_path.read_text()
+    proc.config_path.write_text(text.replace("[rest]\n", '[rest]\nsubstate_vocabulary = "0.6.0"\n', 1))
+    proc.init()
+    proc.start()
+    try:
+        fund_wallet(proc, bitcoind, coins=1)
+        arkoor = Forge(bitcoind).arkoor_chain(30_000, owned(proc, 0), hops=1)
+        import_and_start(proc, [arkoor.hex])
+        answer = progress(proc)
+        kinds = [t["status"]["type"] for t in answer["exits"][0]["state"]["transactions"]]
+        assert kinds == [
+            "awaiting-confirmation",
+            "awaiting-input-confirmation",
+            "awaiting-input-confirmation",
+        ]
+        status, body = proc.request("GET", "/api/v1/exits/status/all?transactions=true")
+        assert status == 200
+        assert_valid(body[0]["state"], "ExitState", "0.6.0")
+    finally:
+        proc.stop()
