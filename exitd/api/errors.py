@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import sqlalchemy as sa
 from aiohttp import web
 
 from exitd.ark.bip39 import InvalidMnemonic
@@ -151,6 +152,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except RpcError as e:
         event(log, logging.WARNING, "request_failed", path=request.path, error=str(e))
         return json_response({"message": _rpc_message(e)}, 500)
+    except sa.exc.OperationalError as e:
+        event(log, logging.ERROR, "database_unwritable", path=request.path, error=str(e.orig))
+        return json_response(
+            {"message": f"exitd's database cannot be used: {e.orig} (check the datadir's disk)"}, 500
+        )
     except Exception as e:
         status = _status_of(e)
         if status is not None:

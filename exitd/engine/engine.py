@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import sqlalchemy as sa
 from bitcoin.core import CTransaction, b2lx
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -1007,6 +1008,8 @@ class ExitEngine:
                             self.new_block.notify_all()
             except RpcError as e:
                 event(log, logging.WARNING, "cycle_failed", error=str(e))
+            except sa.exc.OperationalError as e:
+                event(log, logging.ERROR, "cycle_failed", error=f"database: {e.orig}")
             except Exception:
                 log.exception("cycle_crashed")
             waiter = asyncio.ensure_future(self.wakeup.wait())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -65,7 +66,10 @@ def upgrade(db_path: Path) -> None:
             )
         command.upgrade(cfg, "head")
     except sa.exc.OperationalError as e:
-        raise StoreError(f"cannot open or migrate {db_path}: {e.orig}") from None
+        hint = (
+            "" if os.access(db_path.parent, os.W_OK) else " (the datadir is not writable: a read-only disk?)"
+        )
+        raise StoreError(f"cannot open or migrate {db_path}: {e.orig}{hint}") from None
 
 
 class Store:
