@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,21 @@ from tests.support.daemon import DaemonProcess
 from tests.support.exits import advance_until, all_in, fund_wallet, progress, states
 
 pytestmark = pytest.mark.bitcoind
+
+
+@pytest.fixture
+def on_private_node(
+    tmp_path: Path, private_bitcoind: RegtestNode
+) -> Iterator[tuple[DaemonProcess, RegtestNode]]:
+    """The real daemon on a node of this test's own, which the test may stop, restart or reorg."""
+    private_bitcoind.fund_miner()
+    proc = DaemonProcess(tmp_path / "exitd", private_bitcoind)
+    proc.init()
+    proc.start()
+    try:
+        yield proc, private_bitcoind
+    finally:
+        proc.stop()
 
 
 def wait_for_exit(daemon: DaemonProcess, timeout: float = 30.0) -> int:
@@ -81,39 +97,34 @@ def test_killed_mid_broadcast_resumes_without_double_spend(
         proc.stop()
 
 
-def test_reorg_during_processing_and_awaiting_delta(tmp_path: Path, private_bitcoind: RegtestNode) -> None:
-    node = private_bitcoind
-    node.fund_miner()
-    proc = DaemonProcess(tmp_path / "exitd", node)
-    proc.init()
-    proc.start()
-    try:
-        fund_wallet(proc, node, coins=4)
-        arkoor = Forge(node).arkoor_chain(30_000, owned(proc, 0), hops=1)  # depth 3
-        (vtxo_id,) = import_and_start(proc, [arkoor.hex])
-        progress(proc)
-        first_block = node.mine(1)[0]
-        txs = progress(proc)["exits"][0]["state"]["transactions"]
-        assert [t["status"]["type"] for t in txs][:2] == ["confirmed", "broadcast-with-cpfp"]
+def test_reorg_during_processing_and_awaiting_delta(
+    on_private_node: tuple[DaemonProcess, RegtestNode],
+) -> None:
+    proc, node = on_private_node
+    fund_wallet(proc, node, coins=4)
+    arkoor = Forge(node).arkoor_chain(30_000, owned(proc, 0), hops=1)  # depth 3
+    (vtxo_id,) = import_and_start(proc, [arkoor.hex])
+    progress(proc)
+    first_block = node.mine(1)[0]
+    txs = progress(proc)["exits"][0]["state"]["transactions"]
+    assert [t["status"]["type"] for t in txs][:2] == ["confirmed", "broadcast-with-cpfp"]
 
-        node.rpc("invalidateblock", first_block)  # level 1 goes back to the mempool
-        txs = progress(proc)["exits"][0]["state"]["transactions"]
-        assert txs[0]["status"]["type"] == "broadcast-with-cpfp"
-        assert txs[1]["status"]["type"] == "awaiting-input-confirmation"
-        advance_until(proc, node, all_in("awaiting-delta"))
+    node.rpc("invalidateblock", first_block)  # level 1 goes back to the mempool
+    txs = progress(proc)["exits"][0]["state"]["transactions"]
+    assert txs[0]["status"]["type"] == "broadcast-with-cpfp"
+    assert txs[1]["status"]["type"] == "awaiting-input-confirmation"
+    advance_until(proc, node, all_in("awaiting-delta"))
 
-        status, body = proc.request("GET", f"/api/v1/exits/status/{vtxo_id}")
-        leaf_block = node.rpc("getblockhash", body["state"]["confirmed_block"]["height"])
-        node.rpc("invalidateblock", leaf_block)  # the leaf is unconfirmed again
-        assert progress(proc)["exits"][0]["state"]["type"] == "processing"
-        advance_until(proc, node, all_in("claimable"))
-        status, body = proc.request("POST", "/api/v1/exits/claim/all", {"destination": node.miner_address()})
-        assert status == 200, body
-        node.mine(1)
-        progress(proc)
-        assert states(proc) == {vtxo_id: "claimed"}
-    finally:
-        proc.stop()
+    status, body = proc.request("GET", f"/api/v1/exits/status/{vtxo_id}")
+    leaf_block = node.rpc("getblockhash", body["state"]["confirmed_block"]["height"])
+    node.rpc("invalidateblock", leaf_block)  # the leaf is unconfirmed again
+    assert progress(proc)["exits"][0]["state"]["type"] == "processing"
+    advance_until(proc, node, all_in("claimable"))
+    status, body = proc.request("POST", "/api/v1/exits/claim/all", {"destination": node.miner_address()})
+    assert status == 200, body
+    node.mine(1)
+    progress(proc)
+    assert states(proc) == {vtxo_id: "claimed"}
 
 
 def test_cancel_before_the_leaf_is_broadcast(daemon: DaemonProcess, bitcoind: RegtestNode) -> None:
@@ -214,80 +225,59 @@ def test_killed_mid_claim_still_ends_claimed(tmp_path: Path, bitcoind: RegtestNo
         proc.stop()
 
 
-def test_bitcoind_outage_mid_exit(tmp_path: Path, private_bitcoind: RegtestNode) -> None:
-    node = private_bitcoind
-    node.fund_miner()
-    proc = DaemonProcess(tmp_path / "exitd", node)
-    proc.init()
-    proc.start()
-    try:
-        fund_wallet(proc, node, coins=3)
-        arkoor = Forge(node).arkoor_chain(30_000, owned(proc, 0), hops=1)
-        (vtxo_id,) = import_and_start(proc, [arkoor.hex])
-        progress(proc)
-        node.mine(1)
-        node.stop()
-        time.sleep(3)  # a few background cycles fail meanwhile
-        assert states(proc) == {vtxo_id: "processing"}  # the REST API still answers from the store
-        status, body = proc.request("POST", "/api/v1/exits/progress", {})
-        assert status == 500 and "bitcoind is unavailable" in body["message"]
-        node.start()
-        advance_until(proc, node, all_in("claimable"))
-    finally:
-        proc.stop()
+def test_bitcoind_outage_mid_exit(on_private_node: tuple[DaemonProcess, RegtestNode]) -> None:
+    proc, node = on_private_node
+    fund_wallet(proc, node, coins=3)
+    arkoor = Forge(node).arkoor_chain(30_000, owned(proc, 0), hops=1)
+    (vtxo_id,) = import_and_start(proc, [arkoor.hex])
+    progress(proc)
+    node.mine(1)
+    node.stop()
+    time.sleep(3)  # a few background cycles fail meanwhile
+    assert states(proc) == {vtxo_id: "processing"}  # the REST API still answers from the store
+    status, body = proc.request("POST", "/api/v1/exits/progress", {})
+    assert status == 500 and "bitcoind is unavailable" in body["message"]
+    node.start()
+    advance_until(proc, node, all_in("claimable"))
 
 
-def test_mempool_lost_with_a_bitcoind_restart(tmp_path: Path, private_bitcoind: RegtestNode) -> None:
-    node = private_bitcoind
-    node.fund_miner()
-    proc = DaemonProcess(tmp_path / "exitd", node)
-    proc.init()
-    proc.start()
-    try:
-        fund_wallet(proc, node, coins=2)
-        board = Forge(node).board(50_000, owned(proc, 0))
-        import_and_start(proc, [board.hex])
-        child = progress(proc)["exits"][0]["state"]["transactions"][0]["status"]["child_txid"]
-        node.stop()
-        node.extra_args = ("-persistmempool=0",)
-        node.start()
-        assert node.rpc("getrawmempool") == []
-        status = progress(proc)["exits"][0]["state"]["transactions"][0]["status"]
-        assert (
-            status["type"] == "broadcast-with-cpfp" and status["child_txid"] == child
-        )  # the stored package, resent
-        assert child in node.rpc("getrawmempool")
-        advance_until(proc, node, all_in("claimable"))
-    finally:
-        proc.stop()
+def test_mempool_lost_with_a_bitcoind_restart(on_private_node: tuple[DaemonProcess, RegtestNode]) -> None:
+    proc, node = on_private_node
+    fund_wallet(proc, node, coins=2)
+    board = Forge(node).board(50_000, owned(proc, 0))
+    import_and_start(proc, [board.hex])
+    child = progress(proc)["exits"][0]["state"]["transactions"][0]["status"]["child_txid"]
+    node.stop()
+    node.extra_args = ("-persistmempool=0",)
+    node.start()
+    assert node.rpc("getrawmempool") == []
+    status = progress(proc)["exits"][0]["state"]["transactions"][0]["status"]
+    assert (
+        status["type"] == "broadcast-with-cpfp" and status["child_txid"] == child
+    )  # the stored package, resent
+    assert child in node.rpc("getrawmempool")
+    advance_until(proc, node, all_in("claimable"))
 
 
-def test_reorg_of_claimable_and_claimed(tmp_path: Path, private_bitcoind: RegtestNode) -> None:
-    node = private_bitcoind
-    node.fund_miner()
-    proc = DaemonProcess(tmp_path / "exitd", node)
-    proc.init()
-    proc.start()
-    try:
-        fund_wallet(proc, node, coins=2)
-        board = Forge(node).board(50_000, owned(proc, 0))
-        (vtxo_id,) = import_and_start(proc, [board.hex])
-        advance_until(proc, node, all_in("claimable"))
-        tip = node.rpc("getbestblockhash")
-        node.rpc("invalidateblock", tip)  # claimable_since may now be above the tip
-        state = progress(proc)["exits"][0]["state"]["type"]
-        assert state in ("awaiting-delta", "processing")
-        advance_until(proc, node, all_in("claimable"))
-        status, body = proc.request("POST", "/api/v1/exits/claim/all", {"destination": node.miner_address()})
-        assert status == 200, body
-        claim_block = node.mine(1)[0]
-        progress(proc)
-        assert states(proc) == {vtxo_id: "claimed"}
-        node.rpc("invalidateblock", claim_block)  # the claim is back in the mempool
-        progress(proc)
-        assert states(proc) == {vtxo_id: "claim-in-progress"}
-        node.mine(1)
-        progress(proc)
-        assert states(proc) == {vtxo_id: "claimed"}
-    finally:
-        proc.stop()
+def test_reorg_of_claimable_and_claimed(on_private_node: tuple[DaemonProcess, RegtestNode]) -> None:
+    proc, node = on_private_node
+    fund_wallet(proc, node, coins=2)
+    board = Forge(node).board(50_000, owned(proc, 0))
+    (vtxo_id,) = import_and_start(proc, [board.hex])
+    advance_until(proc, node, all_in("claimable"))
+    tip = node.rpc("getbestblockhash")
+    node.rpc("invalidateblock", tip)  # claimable_since may now be above the tip
+    state = progress(proc)["exits"][0]["state"]["type"]
+    assert state in ("awaiting-delta", "processing")
+    advance_until(proc, node, all_in("claimable"))
+    status, body = proc.request("POST", "/api/v1/exits/claim/all", {"destination": node.miner_address()})
+    assert status == 200, body
+    claim_block = node.mine(1)[0]
+    progress(proc)
+    assert states(proc) == {vtxo_id: "claimed"}
+    node.rpc("invalidateblock", claim_block)  # the claim is back in the mempool
+    progress(proc)
+    assert states(proc) == {vtxo_id: "claim-in-progress"}
+    node.mine(1)
+    progress(proc)
+    assert states(proc) == {vtxo_id: "claimed"}
