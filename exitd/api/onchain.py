@@ -98,16 +98,10 @@ async def onchain_drain(request: web.Request) -> web.Response:
 
 
 async def onchain_utxos(request: web.Request) -> web.Response:
-    wallet = services_of(request).wallet
-    coins = await wallet.list_unspent()
-    tip = await wallet.tip_height()
+    coins = await services_of(request).wallet.list_unspent()
     return json_response(
         [
-            {
-                "outpoint": str(coin.outpoint),
-                "amount_sat": coin.value,
-                "confirmation_height": tip - coin.confirmations + 1 if coin.confirmations > 0 else None,
-            }
+            {"outpoint": str(coin.outpoint), "amount_sat": coin.value, "confirmation_height": coin.height}
             for coin in coins
         ]
     )

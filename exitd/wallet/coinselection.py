@@ -34,9 +34,14 @@ class Coin:
     script_pubkey: bytes
     keychain: Keychain
     index: int
-    confirmations: int
+    # The block it was confirmed in; None while unconfirmed.
+    height: int | None
     # bitcoind's "safe": confirmed, or unconfirmed but made by this wallet (not double-spendable by others).
     trusted: bool
+
+    @property
+    def confirmed(self) -> bool:
+        return self.height is not None
 
     @property
     def txout(self) -> TxOut:

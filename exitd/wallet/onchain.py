@@ -313,12 +313,32 @@ class OnchainWallet:
 
     async def list_unspent(self) -> list[Coin]:
         """Every wallet UTXO bitcoind knows, confirmed or not (immature coinbase outputs excepted)."""
-        return self._coins(await self._call("listunspent", 0))
+        coins, _ = await self._unspent_and_balances()
+        return coins
 
-    def _coins(self, listunspent: Iterable[dict[str, Any]]) -> list[Coin]:
-        return [coin for coin in map(self._coin, listunspent) if coin is not None]
+    async def balance(self) -> OnchainBalance:
+        """Confirmed and pending amounts from the coins; immature ones from bitcoind's balances
+        (listunspent leaves coinbase outputs out until they mature)."""
+        coins, balances = await self._unspent_and_balances()
+        return OnchainBalance(
+            confirmed=sum(c.value for c in coins if c.confirmed),
+            trusted_pending=sum(c.value for c in coins if not c.confirmed and c.trusted),
+            untrusted_pending=sum(c.value for c in coins if not c.confirmed and not c.trusted),
+            immature=btc_to_sat(balances["mine"]["immature"]),
+        )
 
-    def _coin(self, utxo: dict[str, Any]) -> Coin | None:
+    async def _unspent_and_balances(self) -> tuple[list[Coin], dict[str, Any]]:
+        """One round trip: the coins, and bitcoind's balances with the block the wallet has processed, which
+        is what its confirmation counts are relative to."""
+        unspent, balances = await self._batch([("listunspent", [0]), ("getbalances", [])])
+        for answer in (unspent, balances):
+            if isinstance(answer, RpcError):
+                raise answer
+        wallet_height = int(balances["lastprocessedblock"]["height"])
+        coins = [self._coin(utxo, wallet_height) for utxo in unspent]
+        return [c for c in coins if c is not None], balances
+
+    def _coin(self, utxo: dict[str, Any], wallet_height: int) -> Coin | None:
         """The Coin of a listunspent entry, if this wallet can sign for it (its key origin is in the
         account and the key derived there pays to its script)."""
         spk = bytes.fromhex(utxo["scriptPubKey"])
@@ -326,32 +346,18 @@ class OnchainWallet:
         if located is None or self.account.script_pubkey(*located) != spk:
             event(log, logging.WARNING, "utxo_not_signable", txid=utxo["txid"], vout=utxo["vout"])
             return None
+        confirmations = int(utxo["confirmations"])
         return Coin(
             outpoint=OutPoint.from_str(f"{utxo['txid']}:{utxo['vout']}"),
             value=btc_to_sat(utxo["amount"]),
             script_pubkey=spk,
             keychain=located[0],
             index=located[1],
-            confirmations=int(utxo["confirmations"]),
+            height=wallet_height - confirmations + 1 if confirmations > 0 else None,
             trusted=bool(utxo["safe"]),
         )
 
-    async def balance(self) -> OnchainBalance:
-        """Confirmed and pending amounts from one listing of the coins; immature ones from bitcoind's
-        balances (listunspent leaves coinbase outputs out until they mature)."""
-        unspent, balances = await self._batch([("listunspent", [0]), ("getbalances", [])])
-        for answer in (unspent, balances):
-            if isinstance(answer, RpcError):
-                raise answer
-        coins = self._coins(unspent)
-        return OnchainBalance(
-            confirmed=sum(c.value for c in coins if c.confirmations > 0),
-            trusted_pending=sum(c.value for c in coins if c.confirmations == 0 and c.trusted),
-            untrusted_pending=sum(c.value for c in coins if c.confirmations == 0 and not c.trusted),
-            immature=btc_to_sat(balances["mine"]["immature"]),
-        )
-
-    async def tip_height(self) -> int:
+    async def _tip_height(self) -> int:
         return int(await self.rpc.call("getblockcount"))
 
     async def list_transactions(self) -> list[WalletTx]:
@@ -383,11 +389,7 @@ class OnchainWallet:
         """Confirmed coins no stored transaction has promised elsewhere. Only confirmed ones: a TRUC child
         may have no unconfirmed ancestor but its parent, and sends should not chain on unconfirmed change."""
         taken = await reserved_outpoints(session) | self._pending
-        return [
-            c
-            for c in await self.list_unspent()
-            if c.confirmations > 0 and outpoint_key(c.outpoint) not in taken
-        ]
+        return [c for c in await self.list_unspent() if c.confirmed and outpoint_key(c.outpoint) not in taken]
 
     def _reserve(self, session: AsyncSession, coins: Iterable[Coin], txid: str, purpose: str) -> None:
         """Reserve `coins` for `txid` in `session`; until it commits they are held back in memory."""
@@ -439,7 +441,7 @@ class OnchainWallet:
             coins = await self._spendable(session)
             change_spk = await self._change_script()
             draft = plan_cpfp_child(
-                parent, coins, change_spk, target_rate, min_package_fee, await self.tip_height()
+                parent, coins, change_spk, target_rate, min_package_fee, await self._tip_height()
             )
             tx = sign(draft, account)
             txid = b2lx(tx.GetTxid())
@@ -499,7 +501,7 @@ class OnchainWallet:
         account = self.account
         async with self._coins_lock:
             async with self.store.session() as session:
-                draft = plan(await self._spendable(session), await self.tip_height())
+                draft = plan(await self._spendable(session), await self._tip_height())
                 tx = sign(draft, account)
                 txid = b2lx(tx.GetTxid())
                 self._reserve(session, draft.coins, txid, SEND_PURPOSE)

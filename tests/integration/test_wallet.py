@@ -77,7 +77,7 @@ async def fund(node: RegtestNode, wallet: OnchainWallet, *btc: str) -> None:
 
 
 async def confirmed_count(wallet: OnchainWallet, n: int) -> bool:
-    return len([c for c in await wallet.list_unspent() if c.confirmations > 0]) >= n
+    return len([c for c in await wallet.list_unspent() if c.confirmed]) >= n
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:

@@ -37,7 +37,7 @@ DESTINATION = p2tr_script(bytes(range(32)))
 
 def coin(value: int, n: int = 0, index: int = 0) -> Coin:
     spk = ACCOUNT.script_pubkey(Keychain.EXTERNAL, index)
-    return Coin(OutPoint(bytes([n + 1]) * 32, n), value, spk, Keychain.EXTERNAL, index, 6, True)
+    return Coin(OutPoint(bytes([n + 1]) * 32, n), value, spk, Keychain.EXTERNAL, index, 100, True)
 
 
 def zero_fee_parent(anchor_value: int = 0) -> CTransaction:
