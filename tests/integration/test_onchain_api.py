@@ -21,6 +21,7 @@ from exitd.regtest.node import RegtestNode
 from exitd.wallet.address import script_to_address
 from exitd.wallet.keys import Bip86Account, Keychain
 from exitd.wallet.seed import master_fingerprint
+from tests.support.barkd_schema import assert_valid
 from tests.support.daemon import DaemonProcess
 from tests.unit.vectors import V2_VECTORS
 
@@ -44,7 +45,9 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 def balance(daemon: DaemonProcess) -> dict[str, int]:
-    return dict(ok(daemon, "GET", "/api/v1/onchain/balance"))
+    answer = ok(daemon, "GET", "/api/v1/onchain/balance")
+    assert_valid(answer, "OnchainBalance")
+    return dict(answer)
 
 
 def mine_and_sync(daemon: DaemonProcess, node: RegtestNode) -> None:
@@ -90,12 +93,15 @@ def test_balances_and_sends_at_the_estimated_rate(daemon: DaemonProcess, bitcoin
         "untrusted_pending_sat": 0,
     }
     utxos = ok(daemon, "GET", "/api/v1/onchain/utxos")
+    assert_valid(utxos[0], "UtxoInfo")
     assert sorted(u["amount_sat"] for u in utxos) == [1_000_000, 2_000_000]
     assert {u["confirmation_height"] for u in utxos} == {bitcoind.height()}
     rate = ok(daemon, "GET", "/api/v1/fees/onchain")["regular_sat_per_vb"]
 
     target = bitcoind.miner_address()
-    sent = ok(daemon, "POST", "/api/v1/onchain/send", {"destination": target, "amount_sat": 400_000})["txid"]
+    answer = ok(daemon, "POST", "/api/v1/onchain/send", {"destination": target, "amount_sat": 400_000})
+    assert_valid(answer, "Send")
+    sent = answer["txid"]
     outputs, fee, vsize = paid(bitcoind, sent)
     assert outputs.pop(target) == 400_000 and abs(fee / vsize - rate) <= 1
     (change,) = outputs.values()
@@ -121,6 +127,7 @@ def test_balances_and_sends_at_the_estimated_rate(daemon: DaemonProcess, bitcoin
     wait_until(lambda: balance(daemon)["total_sat"] == 0)
 
     listed = ok(daemon, "GET", "/api/v1/onchain/transactions")
+    assert_valid(listed[0], "TransactionInfo")
     assert [t["txid"] for t in listed][-3:] == [sent, many, drained] and len(listed) == 5
     assert listed[-1]["tx"] == bitcoind.rpc("getrawtransaction", drained)
 
@@ -165,6 +172,7 @@ def test_bad_requests_are_400_and_spend_nothing(daemon: DaemonProcess, bitcoind:
     status, answer = daemon.request("GET", "/api/v1/fees/send-onchain?amount_sat=1000")
     assert status == 400 and "required" in answer["message"]
     estimate = ok(daemon, "GET", f"/api/v1/fees/send-onchain?amount_sat=50000&address={target}")
+    assert_valid(estimate, "FeeEstimateResponse")
     assert estimate["net_amount_sat"] == 50_000 and estimate["fee_sat"] > 0 and estimate["vtxos_spent"] == []
     assert estimate["gross_amount_sat"] == 50_000 + estimate["fee_sat"]
     assert ok(daemon, "GET", "/api/v1/onchain/utxos") == utxos
@@ -179,6 +187,7 @@ def test_walletless_daemon_creates_its_wallet_over_rest(tmp_path: Path, bitcoind
     proc.start()
     try:
         assert ok(proc, "GET", "/api/v1/wallet") == {"fingerprint": None}
+        assert_valid({"fingerprint": None}, "WalletExistsResponse")
         vtxos = {"vtxos": [v.data.hex() for v in V2_VECTORS]}
         for method, path, needing in [
             ("POST", "/api/v1/onchain/addresses/next", None),
@@ -205,12 +214,14 @@ def test_walletless_daemon_creates_its_wallet_over_rest(tmp_path: Path, bitcoind
         assert ok(proc, "POST", "/api/v1/wallet/create", body) == {"fingerprint": master_fingerprint(words)}
         assert mnemonic.read_text() == words + "\n" and stat.S_IMODE(os.stat(mnemonic).st_mode) == 0o600
         assert ok(proc, "GET", "/api/v1/wallet") == {"fingerprint": master_fingerprint(words)}
+        assert_valid({"fingerprint": master_fingerprint(words)}, "CreateWalletResponse")
         status, answer = proc.request("POST", "/api/v1/wallet/create", {"network": "regtest"})
         assert status == 400 and "already exists" in answer["message"]
 
         account = Bip86Account.from_mnemonic(words, "regtest")
         first = script_to_address(account.script_pubkey(Keychain.EXTERNAL, 0), "regtest")
         assert ok(proc, "POST", "/api/v1/onchain/addresses/next") == {"address": first}
+        assert_valid({"address": first}, "Address")
         assert ok(proc, "GET", "/api/v1/wallet/balance") == {
             "spendable_sat": 0,
             "pending_lightning_send_sat": 0,
@@ -225,6 +236,7 @@ def test_walletless_daemon_creates_its_wallet_over_rest(tmp_path: Path, bitcoind
         with sqlite3.connect(tmp_path / "exitd" / "exitd.sqlite3") as db:
             db.execute("update vtxos set state = 'locked' where vtxo_id = ?", (locked,))
         wallet_balance = ok(proc, "GET", "/api/v1/wallet/balance")
+        assert_valid(wallet_balance, "Balance")
         assert wallet_balance["pending_exit_sat"] == amounts[locked]
         assert wallet_balance["spendable_sat"] == sum(amounts.values()) - amounts[locked]
     finally:
