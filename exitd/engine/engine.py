@@ -32,6 +32,7 @@ from exitd.chain.rpc import BitcoinRpc, RpcError
 from exitd.chain.view import BlockRef, ChainSnapshot, ChainView, TxState
 from exitd.engine.claims import ClaimInput, build_claim_tx, claim_tx_vsize, tx_vsize
 from exitd.engine.errors import (
+    BlockRetrievalFailure,
     CannotCancelExit,
     ClaimMissingInputs,
     ClaimMissingSignableClause,
@@ -43,6 +44,7 @@ from exitd.engine.errors import (
     InternalError,
     InvalidWalletState,
     NotExiting,
+    TransactionRetrievalFailure,
     VtxoNotClaimable,
 )
 from exitd.engine.fee_policy import (
@@ -243,6 +245,8 @@ class ExitEngine:
         self.new_block = asyncio.Condition()
         self.cycles = 0
         self.last_tip: BlockRef | None = None
+        # (exit txid, block hash) already searched for the tx's child.
+        self._scanned: set[tuple[str, str]] = set()
         # Counters that /metrics reads (exitd/metrics.py); they only ever grow.
         self.packages_broadcast = 0
         self.cpfp_fees_paid = 0  # sat, of our children accepted into the mempool
@@ -424,9 +428,10 @@ class ExitEngine:
         self.last_tip = snap.tip
         for e in watched:
             e.error = None
-        await self._learn_children(snap)
+        sharers = self._sharers(watched)
+        await self._learn_children(snap, sharers)
         base = override if override is not None else (await self.fees.rates()).fast
-        statuses = await self._tx_statuses(watched, snap, base, override is not None)
+        statuses = await self._tx_statuses(sharers, snap, base, override is not None)
         for e in watched:
             await self._advance(e, snap, statuses)
         if self.guard is not None:
@@ -483,7 +488,7 @@ class ExitEngine:
                     txids.append(claim)
         return await self.view.snapshot(txids, spends, heights, utxos)
 
-    async def _learn_children(self, snap: ChainSnapshot) -> None:
+    async def _learn_children(self, snap: ChainSnapshot, sharers: dict[str, list[LiveExit]]) -> None:
         """Bring our records of children in line with the chain: confirmed, lost, or adopted from others."""
         changed: list[ChildRecord] = []
         adopt: list[tuple[TrackedTx, str]] = []
@@ -510,8 +515,11 @@ class ExitEngine:
             raws = await self.rpc.batch(("getrawtransaction", [txid]) for _, txid in adopt)
             for (tracked, txid), raw in zip(adopt, raws, strict=True):
                 package = snap.packages.get(txid)
-                if isinstance(raw, RpcError) or package is None:
+                if isinstance(raw, RpcError):
+                    _set_error(sharers.get(tracked.txid, ()), TransactionRetrievalFailure(txid, raw.message))
                     continue
+                if package is None:
+                    continue  # confirmed or gone since the snapshot: the next cycle sees where
                 child = ChildRecord(
                     txid,
                     tracked.txid,
@@ -525,12 +533,15 @@ class ExitEngine:
                 tracked.children[txid] = child
                 changed.append(child)
                 event(log, logging.INFO, "child_adopted", txid=tracked.txid, child=txid, rate=package.rate)
-        await self._resolve_confirmed_children(snap, changed)
+        await self._resolve_confirmed_children(snap, changed, sharers)
         if changed:
             await self._save_children(changed, release=[c for c in changed if c.status == "replaced"])
 
-    async def _resolve_confirmed_children(self, snap: ChainSnapshot, changed: list[ChildRecord]) -> None:
-        """For exit txs confirmed without a known child, find the P2A spender in their block."""
+    async def _resolve_confirmed_children(
+        self, snap: ChainSnapshot, changed: list[ChildRecord], sharers: dict[str, list[LiveExit]]
+    ) -> None:
+        """For exit txs confirmed without a known child, find the P2A spender in their block (once per
+        tx and block: a tx mined without its child is not looked for again)."""
         wanted: dict[str, list[TrackedTx]] = {}
         for tracked in self.txs.values():
             loc = snap.txs.get(tracked.txid)
@@ -538,13 +549,20 @@ class ExitEngine:
                 continue
             if any(c.status == "confirmed" and c.block == loc.block for c in tracked.children.values()):
                 continue
+            if (tracked.txid, loc.block.hash) in self._scanned:
+                continue
             wanted.setdefault(loc.block.hash, []).append(tracked)
         if not wanted:
             return
         blocks = await self.rpc.batch(("getblock", [h, 2]) for h in wanted)
         for (block_hash, trackeds), block in zip(wanted.items(), blocks, strict=True):
             if isinstance(block, RpcError):
+                for tracked in trackeds:
+                    height = snap.location(tracked.txid).block
+                    error = BlockRetrievalFailure(height.height if height else 0, block.message)
+                    _set_error(sharers.get(tracked.txid, ()), error)
                 continue
+            self._scanned.update((tracked.txid, block_hash) for tracked in trackeds)
             ref = BlockRef(int(block["height"]), block_hash)
             spends = {
                 (vin.get("txid"), vin.get("vout")): tx
@@ -631,10 +649,10 @@ class ExitEngine:
         return budget_capped_rate(target, budget_left, 1, tracked.vsize + CHILD_VSIZE_ESTIMATE)
 
     async def _tx_statuses(
-        self, watched: list[LiveExit], snap: ChainSnapshot, base: int, explicit: bool
+        self, sharers_of: dict[str, list[LiveExit]], snap: ChainSnapshot, base: int, explicit: bool
     ) -> dict[str, ExitTxStatus]:
         statuses: dict[str, ExitTxStatus] = {}
-        for txid, sharers in self._sharers(watched).items():
+        for txid, sharers in sharers_of.items():
             tracked = self.txs[txid]
             facts = self._facts(tracked, snap)
             target = self._tx_target(sharers, snap, base)

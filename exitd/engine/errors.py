@@ -85,13 +85,6 @@ class TransactionRetrievalFailure(ExitError):
         super().__init__(f"cannot read {txid} from bitcoind: {error}", txid=txid, error=error)
 
 
-class TipRetrievalFailure(ExitError):
-    type = "tip-retrieval-failure"
-
-    def __init__(self, error: str) -> None:
-        super().__init__(f"cannot read the chain tip: {error}", error=error)
-
-
 class ClaimMissingInputs(ExitError):
     type = "claim-missing-inputs"
 

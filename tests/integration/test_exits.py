@@ -167,9 +167,9 @@ def test_low_fee_package_is_replaced_when_the_target_rises(
     forge = Forge(bitcoind)
     board = forge.board(60_000, owned(daemon, 0))
     import_and_start(daemon, [board.hex])
-    first = progress(daemon, fee_rate=1100)["exits"][0]["state"]["transactions"][0]["status"]
+    # Well above any regtest estimate, so the background cycle (at the estimate) never outbids the test.
+    first = progress(daemon, fee_rate=50_000)["exits"][0]["state"]["transactions"][0]["status"]
     assert first["type"] == "broadcast-with-cpfp"
-    # The background cycle may have gone first at the node's estimate: raise well above what is there.
     target = 3 * package_rate(bitcoind, first["child_txid"])
     second = progress(daemon, fee_rate=target)["exits"][0]["state"]["transactions"][0]["status"]
     assert second["type"] == "broadcast-with-cpfp" and second["child_txid"] != first["child_txid"]
