@@ -2,8 +2,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 
-from exitd.store.db import Store, StoreError, current_revision, head_revision, upgrade
+from exitd.store.db import Store, StoreError, alembic_config, current_revision, head_revision, upgrade
 from exitd.store.meta import get_meta, set_meta
 
 
@@ -64,3 +65,30 @@ def test_models_match_migrations(tmp_path: Path) -> None:
     finally:
         engine.dispose()
     assert diff == []
+
+
+def test_killed_mid_migration_upgrades_cleanly_later(tmp_path: Path) -> None:
+    """SQLite DDL is transactional and each revision commits with its version stamp: a migration killed at
+    any instant leaves the file exactly at some revision (never half of one), and the next start finishes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys; from pathlib import Path; from exitd.store.db import upgrade; upgrade(Path(sys.argv[1]))"
+    )
+    known = {
+        rev.revision for rev in ScriptDirectory.from_config(alembic_config(tmp_path / "x")).walk_revisions()
+    }
+    for i, delay in enumerate([0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.5]):
+        db = tmp_path / f"exitd-{i}.sqlite3"
+        proc = subprocess.Popen([sys.executable, "-c", script, str(db)])
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if db.exists():
+            assert current_revision(db) in {None} | known
+        upgrade(db)
+        assert current_revision(db) == head_revision(db)
+        assert sqlite3.connect(db).execute("pragma integrity_check").fetchone()[0] == "ok"
