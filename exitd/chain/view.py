@@ -140,7 +140,10 @@ def _location(answer: Any, tip_height: int) -> TxLocation:
         return NOT_FOUND
     tx = _raise_if_error(answer)
     assert isinstance(tx, dict)
-    confirmations = int(tx.get("confirmations", 0))
-    if "blockhash" not in tx or confirmations <= 0:
+    if "blockhash" not in tx:
         return TxLocation(TxState.MEMPOOL)
+    confirmations = int(tx.get("confirmations", 0))
+    if confirmations <= 0:
+        # Found through the tx index in a block a reorg left behind, and not back in the mempool.
+        return NOT_FOUND
     return TxLocation(TxState.CONFIRMED, BlockRef(tip_height - confirmations + 1, str(tx["blockhash"])))

@@ -45,3 +45,24 @@ async def test_snapshot_in_two_round_trips(bitcoind: RegtestNode) -> None:
         bitcoind.mine(1)
     finally:
         await rpc.close()
+
+
+async def test_a_tx_left_in_a_stale_block_is_not_found(private_bitcoind: RegtestNode) -> None:
+    """getrawtransaction (with -txindex) still returns a tx of a block that was reorged away, with
+    confirmations 0: that is neither the chain nor the mempool."""
+    node = private_bitcoind
+    node.fund_miner()
+    tip = node.height()
+    locked = node.rpc("createrawtransaction", [], [{node.miner_address(): "0.001"}], tip)
+    funded = node.rpc("fundrawtransaction", locked, {"locktime": tip}, wallet="miner")["hex"]
+    signed = node.rpc("signrawtransactionwithwallet", funded, wallet="miner")["hex"]
+    txid = node.rpc("sendrawtransaction", signed)
+    node.mine(1)
+    # Two blocks back, its locktime is in the future again: it cannot return to the mempool.
+    node.rpc("invalidateblock", node.rpc("getblockhash", tip))
+    assert txid not in node.rpc("getrawmempool")
+    rpc = BitcoinRpc(node.rpc_url, RpcCredentials(cookie_file=node.cookie_file))
+    try:
+        assert (await ChainView(rpc).snapshot([txid])).location(txid).state is TxState.NOT_FOUND
+    finally:
+        await rpc.close()

@@ -1,0 +1,75 @@
+"""Reorgs at every exit state where a confirmation matters, one block deep and three blocks deep: every
+exit still ends claimed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exitd.regtest.forge import Forge
+from exitd.regtest.node import RegtestNode
+from tests.integration.test_exits import import_and_start, owned
+from tests.support.daemon import DaemonProcess
+from tests.support.exits import advance_until, all_in, fund_wallet, progress, states
+
+pytestmark = [pytest.mark.bitcoind, pytest.mark.slow]
+
+
+def level_confirmed(answer: dict[str, Any]) -> bool:
+    """Processing with its first exit tx confirmed and the next one in the mempool."""
+    state = answer["exits"][0]["state"]
+    return state["type"] == "processing" and state["transactions"][0]["status"]["type"] == "confirmed"
+
+
+def claim(proc: DaemonProcess, node: RegtestNode) -> None:
+    status, body = proc.request("POST", "/api/v1/exits/claim/all", {"destination": node.miner_address()})
+    assert status == 200, body
+
+
+STAGES: dict[str, Callable[[DaemonProcess, RegtestNode], None]] = {
+    "processing": lambda proc, node: advance_until(proc, node, level_confirmed) and None,
+    "awaiting-delta": lambda proc, node: advance_until(proc, node, all_in("awaiting-delta")) and None,
+    "claimable": lambda proc, node: advance_until(proc, node, all_in("claimable")) and None,
+    "claimed": lambda proc, node: (
+        (
+            advance_until(proc, node, all_in("claimable")),
+            claim(proc, node),
+            node.mine(1),
+            progress(proc),
+        )
+        and None
+    ),
+}
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_reorg_then_complete(tmp_path: Path, private_bitcoind: RegtestNode, stage: str, depth: int) -> None:
+    node = private_bitcoind
+    node.fund_miner()
+    proc = DaemonProcess(tmp_path / "exitd", node)
+    proc.init()
+    proc.start()
+    try:
+        fund_wallet(proc, node, coins=4)
+        arkoor = Forge(node).arkoor_chain(30_000, owned(proc, 0), hops=1)  # three exit txs
+        node.mine(3)  # keep the reorgs to the exit's own blocks (the chain anchor is the server's business)
+        (vtxo_id,) = import_and_start(proc, [arkoor.hex])
+        STAGES[stage](proc, node)
+        assert states(proc) == {vtxo_id: stage}
+
+        node.rpc("invalidateblock", node.rpc("getblockhash", node.height() - depth + 1))
+        progress(proc)  # the exit moves back as far as the chain says
+        node.mine(depth + 1)  # the other branch overtakes; the mempool's txs confirm again
+
+        def done(answer: dict[str, Any]) -> bool:
+            if states(proc)[vtxo_id] == "claimable":
+                claim(proc, node)
+            return states(proc)[vtxo_id] == "claimed"
+
+        advance_until(proc, node, done)
+    finally:
+        proc.stop()
