@@ -29,19 +29,30 @@ def claim(proc: DaemonProcess, node: RegtestNode) -> None:
     assert status == 200, body
 
 
+def to_processing(proc: DaemonProcess, node: RegtestNode) -> None:
+    advance_until(proc, node, level_confirmed)
+
+
+def to_awaiting_delta(proc: DaemonProcess, node: RegtestNode) -> None:
+    advance_until(proc, node, all_in("awaiting-delta"))
+
+
+def to_claimable(proc: DaemonProcess, node: RegtestNode) -> None:
+    advance_until(proc, node, all_in("claimable"))
+
+
+def to_claimed(proc: DaemonProcess, node: RegtestNode) -> None:
+    to_claimable(proc, node)
+    claim(proc, node)
+    node.mine(1)
+    progress(proc)
+
+
 STAGES: dict[str, Callable[[DaemonProcess, RegtestNode], None]] = {
-    "processing": lambda proc, node: advance_until(proc, node, level_confirmed) and None,
-    "awaiting-delta": lambda proc, node: advance_until(proc, node, all_in("awaiting-delta")) and None,
-    "claimable": lambda proc, node: advance_until(proc, node, all_in("claimable")) and None,
-    "claimed": lambda proc, node: (
-        (
-            advance_until(proc, node, all_in("claimable")),
-            claim(proc, node),
-            node.mine(1),
-            progress(proc),
-        )
-        and None
-    ),
+    "processing": to_processing,
+    "awaiting-delta": to_awaiting_delta,
+    "claimable": to_claimable,
+    "claimed": to_claimed,
 }
 
 
