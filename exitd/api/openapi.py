@@ -122,6 +122,27 @@ def not_served_operation(operation: dict[str, Any]) -> dict[str, Any]:
     return operation
 
 
+def _message_response(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"{SCHEMA_PREFIX}{schema}"}}},
+    }
+
+
+def with_exitd_answers(operation: dict[str, Any], served: bool) -> dict[str, Any]:
+    """An operation plus the answers exitd really gives that barkd leaves out: 400 when a served operation's
+    input fails exitd's checks (barkd lists it on some operations with input, not all), 401 without a valid
+    token, 413 for a body over `rest.max_body_bytes`."""
+    responses = operation["responses"]
+    if served and (operation.get("parameters") or "requestBody" in operation):
+        responses.setdefault("400", _message_response("Invalid input", "BadRequestError"))
+    if operation.get("security") != _open():
+        responses.setdefault("401", _message_response("Missing or invalid auth token", "ErrorMessage"))
+    if "requestBody" in operation:
+        responses.setdefault("413", _message_response("Body over rest.max_body_bytes", "ErrorMessage"))
+    return operation
+
+
 def _references(node: Any) -> Iterator[str]:
     if isinstance(node, dict):
         for key, value in node.items():
@@ -138,7 +159,7 @@ def component_schemas(paths: dict[str, Any], vocabulary: str) -> dict[str, Any]:
     """The schemas the operations reach, each from the document of the configured exit-state vocabulary
     when it defines it (its exit sub-state names are what exitd answers with), else from the other."""
     order = [vocabulary, *(v for v in CONTRACT_VERSIONS if v != vocabulary)]
-    available: dict[str, Any] = {"NotImplementedError": MESSAGE_SCHEMA}
+    available: dict[str, Any] = {"NotImplementedError": MESSAGE_SCHEMA, "ErrorMessage": MESSAGE_SCHEMA}
     for version in reversed(order):
         available.update(contract(version)["components"]["schemas"])
     schemas: dict[str, Any] = {}
@@ -163,6 +184,7 @@ def build_document(app: web.Application, vocabulary: str, metrics_open: bool) ->
             continue
         if route.handler is not_served:
             operation = not_served_operation(operation)
+        operation = with_exitd_answers(operation, served=route.handler is not not_served)
         paths.setdefault(route.path, {})[route.method] = operation
     unrouted = [f"{m.upper()} {p}" for m, p in own if m not in paths.get(p, {})]
     if undocumented or unrouted:

@@ -82,7 +82,7 @@ async def create_wallet(request: web.Request) -> web.Response:
     services = services_of(request)
     body = await read_json_object(request)
     network = body.get("network")
-    if network not in BARK_NETWORKS:
+    if not isinstance(network, str) or network not in BARK_NETWORKS:
         raise BadRequest(f"field 'network' must be one of {', '.join(BARK_NETWORKS)}")
     if BARK_NETWORKS[network] != services.config.network:
         raise BadRequest(f"this exitd runs on {services.config.network}, not {network}")

@@ -52,7 +52,7 @@ def test_ark_server_routes_document_their_501() -> None:
     paths = build_document(real_app(), "0.1.4", metrics_open=False)["paths"]
     for method, path in ARK_SERVER_ROUTES:
         operation = paths[path][method.lower()]
-        assert list(operation["responses"]) == ["501"] and "requestBody" not in operation
+        assert list(operation["responses"]) == ["501", "401"] and "requestBody" not in operation
 
 
 def test_open_paths_are_marked_open() -> None:

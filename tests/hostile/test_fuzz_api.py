@@ -1,0 +1,100 @@
+"""schemathesis against the live daemon: first over the document it serves (valid and invalid input), then
+with barkd's own document as the judge of what a barkd client sees."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import schemathesis
+from jsonschema import Draft202012Validator
+from schemathesis import Case, GenerationMode, Response
+from schemathesis.checks import CheckContext, not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from exitd.api.openapi import MESSAGE_SCHEMA
+from exitd.api.unsupported import ARK_SERVER_ROUTES
+from tests.support.barkd_schema import REFERENCE
+from tests.support.daemon import DaemonProcess
+from tests.support.fuzz import fuzz_operation, live_config, operations
+
+pytestmark = pytest.mark.bitcoind
+
+ARK_SERVER_OPERATIONS = frozenset(f"{method} {path}" for method, path in ARK_SERVER_ROUTES)
+# barkd 0.1.4 operations exitd has no route for (barkd's Ark-wallet sync; exitd's node is always in sync).
+NOT_ROUTED = {"POST /api/v1/wallet/sync"}
+# Enough to reach each operation's validation branches; the two runs stay well under a minute each.
+MAX_EXAMPLES = 15
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+def answers_501(operation: Any) -> bool:
+    """An operation that needs an Ark server: exitd's document gives it exactly one answer, 501."""
+    return "501" in operation.definition.raw["responses"]
+
+
+def test_served_document_holds_for_generated_input(daemon: DaemonProcess) -> None:
+    """No 5xx on any input, valid or not, and every answer documented and valid against the served document
+    (the Ark-server operations answer their documented 501)."""
+    schema = schemathesis.openapi.from_url(
+        f"http://127.0.0.1:{daemon.port}/api-docs/openapi.json", config=live_config(daemon)
+    )
+    failures = []
+    for operation in operations(schema):
+        checks = CONFORMANCE if answers_501(operation) else [not_a_server_error, *CONFORMANCE]
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            failures.append(fuzz_operation(operation, mode, checks, MAX_EXAMPLES))
+    assert daemon.process is not None and daemon.process.poll() is None
+    assert [f for f in failures if f] == []
+
+
+def barkd_document() -> dict[str, Any]:
+    return dict(json.loads((REFERENCE / "barkd-openapi-0.1.4.json").read_text()))
+
+
+def barkd_060_statuses(method: str, path: str) -> set[str]:
+    document = json.loads((REFERENCE / "barkd-openapi-0.6.0.json").read_text())
+    return set(document["paths"].get(path, {}).get(method, {}).get("responses", {}))
+
+
+def documented_or_exitd_extra(ctx: CheckContext, response: Response, case: Case) -> bool:
+    """The status barkd documents for the operation (0.1.4, or 0.6.0 which documents more), or one of
+    exitd's precise additions: 400 where exitd checks an input barkd's schema lets through, 501 where the
+    operation needs an Ark server. Any body but a documented one is barkd's error shape, {message}."""
+    operation = case.operation
+    status = str(response.status_code)
+    documented = set(operation.definition.raw["responses"]) | barkd_060_statuses(
+        operation.method.lower(), operation.path
+    )
+    has_input = bool(operation.definition.raw.get("parameters")) or "requestBody" in operation.definition.raw
+    extra = {"501"} if operation.label in ARK_SERVER_OPERATIONS else ({"400"} if has_input else set())
+    assert status in documented | extra, f"{operation.label}: {status} is neither barkd's nor exitd's"
+    if status not in documented:
+        errors = list(Draft202012Validator(MESSAGE_SCHEMA).iter_errors(response.json()))
+        assert not errors, f"{operation.label} {status}: {errors[0].message}"
+    return True
+
+
+def test_barkd_document_judges_the_daemon(daemon: DaemonProcess) -> None:
+    """What a barkd client sends (input valid by barkd's 0.1.4 document) gets what barkd's document promises:
+    no 5xx but the Ark-server operations' 501, documented statuses, bodies valid by barkd's schemas."""
+    schema = schemathesis.openapi.from_dict(barkd_document(), config=live_config(daemon))
+    served = operations(schema)
+    assert {o.label for o in served} >= NOT_ROUTED
+    failures = []
+    for operation in (o for o in served if o.label not in NOT_ROUTED):
+        ark_server = operation.label in ARK_SERVER_OPERATIONS
+        checks = [
+            *([] if ark_server else [not_a_server_error]),
+            documented_or_exitd_extra,
+            content_type_conformance,
+            response_schema_conformance,
+        ]
+        failures.append(fuzz_operation(operation, GenerationMode.POSITIVE, checks, MAX_EXAMPLES))
+    assert daemon.process is not None and daemon.process.poll() is None
+    assert [f for f in failures if f] == []
