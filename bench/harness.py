@@ -1,0 +1,155 @@
+"""What every benchmark shares: a private regtest node, exitd's own Daemon wired in-process on it, forged
+VTXOs imported and started, the wallet funded, and the figures (median, percentiles, the machine).
+
+The daemon runs in the benchmark's process so that its cycles, RPC counters and memory can be read
+exactly; it is the same object `exitd run` builds (exitd.daemon.Daemon), with the same store, wallet,
+engine and guard, against a real bitcoind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from decimal import Decimal
+from pathlib import Path
+
+# The checkout's own packages first: the editable install's finder maps `migrations` as a namespace
+# package whose resources alembic cannot list when the script's directory, not the checkout, is first.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from exitd.config import BitcoindConfig, Config, RestConfig
+from exitd.daemon import Daemon
+from exitd.datadir import init_datadir
+from exitd.regtest.forge import Forge, ForgedVtxo, LeafSpec
+from exitd.regtest.node import MINER_WALLET, RegtestNode
+
+# A leaf's amount: far above dust, small enough that a tree of thousands costs the miner little.
+LEAF_AMOUNT = 20_000
+# Each coin given to exitd's wallet: pays one CPFP child, change included, many times over.
+COIN_BTC = Decimal("0.001")
+# sendmany outputs per funding tx: well inside standard tx size.
+OUTPUTS_PER_FUNDING_TX = 500
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="smaller scales and fewer repetitions")
+    return parser.parse_args()
+
+
+def quiet_logs() -> None:
+    """The engine logs one line per exit and per package: at thousands of exits the logging, not the
+    engine, would be measured."""
+    logging.getLogger("exitd").setLevel(logging.ERROR)
+
+
+@contextmanager
+def regtest_node() -> Iterator[RegtestNode]:
+    """A private node with a mature miner wallet, removed afterwards."""
+    node = RegtestNode(extra_args=("-maxmempool=1000",))
+    node.start()
+    try:
+        node.fund_miner(200)
+        yield node
+    finally:
+        node.cleanup()
+
+
+@asynccontextmanager
+async def running_daemon(node: RegtestNode) -> AsyncIterator[Daemon]:
+    """exitd's Daemon on `node` with a fresh datadir and wallet, started as `exitd run` starts it, its
+    background cycle not running (a benchmark runs cycles itself or starts `run_engine`)."""
+    with tempfile.TemporaryDirectory(prefix="exitd-bench-") as tmp:
+        config = Config(
+            network="regtest",
+            datadir=Path(tmp),
+            bitcoind=BitcoindConfig(rpc_url=node.rpc_url, rpc_cookie=str(node.cookie_file)),
+            rest=RestConfig(port=0),
+        )
+        init_datadir(config)
+        daemon = Daemon(config)
+        await daemon.start()
+        try:
+            assert await daemon.connect_node() is not None
+            await daemon.setup_wallet()
+            yield daemon
+        finally:
+            await daemon.stop()
+
+
+def forge_trees(forge: Forge, count: int, tree_sizes: Iterable[int]) -> list[ForgedVtxo]:
+    """`count` leaves in round trees of `tree_sizes` leaves, in that order (arity 4: depth 3 up to 16
+    leaves, 4 up to 64, 5 up to 256); the leaves of a tree share its ancestors and its one anchor."""
+    minted: list[ForgedVtxo] = []
+    for size in tree_sizes:
+        if len(minted) >= count:
+            return minted
+        size = min(size, count - len(minted))
+        minted += forge.tree([LeafSpec(LEAF_AMOUNT + len(minted) + i) for i in range(size)])
+    raise ValueError(f"tree sizes ran out before {count} leaves")
+
+
+async def import_and_start(daemon: Daemon, vtxos: Sequence[ForgedVtxo]) -> list[str]:
+    """Import (in batches the REST endpoint would take) and start exits of every VTXO."""
+    ids: list[str] = []
+    for first in range(0, len(vtxos), 1000):
+        rows = await daemon.vtxos.import_vtxos([v.hex for v in vtxos[first : first + 1000]])
+        ids += [r.vtxo_id for r in rows]
+    await daemon.engine.start(ids)
+    return ids
+
+
+async def fund_wallet(daemon: Daemon, node: RegtestNode, coins: int) -> None:
+    """`coins` confirmed coins of COIN_BTC in exitd's wallet: one CPFP child each per block."""
+    addresses = [await daemon.wallet.next_address() for _ in range(coins)]
+    for first in range(0, coins, OUTPUTS_PER_FUNDING_TX):
+        batch = addresses[first : first + OUTPUTS_PER_FUNDING_TX]
+        node.fund_miner(int(COIN_BTC * len(batch)) + 1)
+        node.rpc("sendmany", "", {a: str(COIN_BTC) for a in batch}, wallet=MINER_WALLET)
+    node.mine(1)
+    await daemon.wallet.sync()
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The nearest-rank percentile: a value that was really measured."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * p // 100))
+    return ordered[int(rank) - 1]
+
+
+def machine() -> str:
+    """nproc, CPU model, RAM, Python and the load now: the context any figure here needs."""
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown",
+    )
+    mem_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return (
+        f"{os.cpu_count()} cpus, {model}, {mem_kb / 1024 / 1024:.1f} GiB RAM, "
+        f"Python {platform.python_version()}, load {load_now()}, {date}"
+    )
+
+
+def load_now() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
