@@ -5,10 +5,12 @@ drives an exit over REST: the tests import VTXOs, fund the wallet, mine blocks a
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,6 +19,7 @@ from aiohttp import web
 from bitcoin.core import CTransaction, b2lx
 
 from exitd.ark.exit_tx import build_exit_chain
+from exitd.chain.fees import btc_to_sat, fee_at_rate
 from exitd.regtest.forge import DEFAULT_EXIT_DELTA, Forge, ForgedVtxo, LeafSpec, UserKey
 from exitd.regtest.node import RegtestNode, free_port
 from tests.support.daemon import DaemonProcess
@@ -30,6 +33,8 @@ T = TypeVar("T")
 SLACK_BLOCKS = 2
 # One level's fee window must stay above it, or the fee policy escalates (and the budget alert fires).
 ESCALATION_WINDOW = 2
+# sat/kvB: auto-claims pay the node's estimate up to this.
+CLAIM_MAX_RATE = 3000
 CYCLE_LINE = re.compile(r" cycle exits=\d+ tip=(\d+) ms=(\d+)")
 
 
@@ -83,13 +88,20 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 def guard_config(webhook_url: str = "", **alerts: int) -> str:
-    lines = [
-        f"\n[fees]\nescalation_window = {ESCALATION_WINDOW}",
-        f'[guard]\nslack_blocks = {SLACK_BLOCKS}\nclaim_address = "wallet"',
-        f'[alerts]\nwebhook_url = "{webhook_url}"',
-        *(f"{key} = {value}" for key, value in alerts.items()),
-    ]
-    return "\n".join(lines) + "\n"
+    """TOML for exitd in guard mode, claiming to its own wallet, alerting `webhook_url`."""
+    extra = "".join(f"{key} = {value}\n" for key, value in alerts.items())
+    return f"""
+[fees]
+escalation_window = {ESCALATION_WINDOW}
+
+[guard]
+slack_blocks = {SLACK_BLOCKS}
+claim_address = "wallet"
+claim_max_rate = {CLAIM_MAX_RATE}
+
+[alerts]
+webhook_url = "{webhook_url}"
+{extra}"""
 
 
 @pytest.fixture
@@ -166,9 +178,15 @@ def owned(daemon: DaemonProcess, index: int) -> UserKey:
     return UserKey.from_secret(daemon_keychain(daemon).seckey(index))
 
 
+def above_the_market(node: RegtestNode) -> int:
+    """sat/vB: twice the node's ~1-block estimate (what exitd aims at), so exitd has no cause to outbid it."""
+    estimate = node.rpc("estimatesmartfee", 1, "economical").get("feerate", Decimal("0.0001"))
+    return max(10, math.ceil(2 * estimate * 100_000))
+
+
 def broadcast_with_child(node: RegtestNode, forge: Forge, tx: CTransaction) -> str:
     """Another party's package: the exit tx and a CPFP child from the miner wallet; the child's txid."""
-    child = forge.cpfp_child(tx, fee_rate=10)
+    child = forge.cpfp_child(tx, fee_rate=above_the_market(node))
     answer = node.rpc("submitpackage", [tx.serialize().hex(), child.serialize().hex()])
     assert answer["package_msg"] == "success", answer
     return str(b2lx(child.GetTxid()))
@@ -215,9 +233,9 @@ def test_expiring_vtxo_is_exited_and_claimed_unattended(
     (package,) = status["transactions"]
     assert package["child"]["origin"]["type"] == "wallet"
     claim = bitcoind.rpc("getrawtransaction", status["state"]["txid"], 1)
-    address = claim["vout"][0]["scriptPubKey"]["address"]
-    assert address.startswith("bcrt1p")  # a new taproot address of exitd's own wallet
-    assert 50_000 - 1000 < round(claim["vout"][0]["value"] * 100_000_000) < 50_000
+    (output,) = claim["vout"]
+    assert output["scriptPubKey"]["address"].startswith("bcrt1p")  # a new address of exitd's wallet
+    assert 0 < 50_000 - btc_to_sat(output["value"]) <= fee_at_rate(CLAIM_MAX_RATE, claim["vsize"])
     _, vtxo = daemon.request("GET", f"/api/v1/wallet/vtxos/{vtxo_id}")
     assert vtxo["state"] == {"type": "spent"}
 
