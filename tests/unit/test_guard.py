@@ -12,7 +12,7 @@ from exitd.chain.fees import FeeRates
 from exitd.chain.view import BlockRef, ChainSnapshot, TxLocation, TxState
 from exitd.engine.alerts import Alert, AlertEvent, Alerts, WebhookSettings
 from exitd.engine.engine import ChildRecord, LiveExit, TrackedTx
-from exitd.engine.errors import InsufficientConfirmedFunds
+from exitd.engine.errors import FeeBudgetExceeded, InsufficientConfirmedFunds
 from exitd.engine.fee_policy import FeePolicy
 from exitd.engine.guard import (
     Guard,
@@ -241,23 +241,29 @@ async def test_a_vtxo_over_its_fee_budget_is_reported_once_and_left_alone() -> N
     assert risk.detail["reason"] == "over-budget" and risk.detail["budget"] == 5000
 
 
+def exiting(engine: StubEngine, vtxo_id: str, expiry_height: int = 101010) -> LiveExit:
+    """A three-level exit just started, known to the stand-in engine."""
+    e = LiveExit(
+        vtxo_id, 10_000, expiry_height, list(TXIDS), ExitState(ExitStateKind.START, 99), [], "user", 0
+    )
+    engine.exits[vtxo_id] = e
+    return e
+
+
 async def test_guard_off_watches_nothing_but_still_tells_of_exits() -> None:
     engine = StubEngine()
-    vtxo_id = vtxo_row("board_vtxo").vtxo_id
-    exit_ = LiveExit(
-        vtxo_id, 10_000, 101010, list(TXIDS[:1]), ExitState(ExitStateKind.START, 99), [], "user", 0
-    )
-    exit_.error = InsufficientConfirmedFunds(5000, 0)
-    engine.exits[vtxo_id] = exit_
+    poor, capped, late = (f"{i:02x}" * 32 + ":0" for i in (1, 2, 3))
+    exiting(engine, poor).error = InsufficientConfirmedFunds(5000, 0)
+    exiting(engine, capped).error = FeeBudgetExceeded(4000, 9000, 0.5)
+    exiting(engine, late, expiry_height=100_000 + 6 + 2)  # three levels, two blocks before the deadline
     guard = make_guard(engine, [vtxo_row("round1_vtxo")], enabled=False)
     assert await cycle(guard, snapshot(100_000)) == []
-    await cycle(guard, snapshot(100_001))
-    (poor,) = alerts_of(guard)
-    assert (poor.event, poor.vtxo, poor.detail) == (
-        AlertEvent.WALLET_TOO_POOR,
-        vtxo_id,
-        {"needed": 5000, "available": 0},
-    )
+    await cycle(guard, snapshot(100_000))
+    assert [(a.event, a.vtxo, a.detail) for a in alerts_of(guard)] == [
+        (AlertEvent.WALLET_TOO_POOR, poor, {"needed": 5000, "available": 0}),
+        (AlertEvent.FEE_BUDGET_HIT, capped, {"rate": 4000, "target": 9000}),
+        (AlertEvent.VTXO_AT_RISK, late, {"reason": "late", "blocks_left": 8, "levels_left": 3}),
+    ]
 
 
 async def test_exits_loaded_claimed_are_not_announced_again() -> None:
