@@ -48,10 +48,12 @@ from exitd.engine.errors import (
     VtxoNotClaimable,
 )
 from exitd.engine.fee_policy import (
+    CHILD_VSIZE_ESTIMATE,
     MIN_RELAY_RATE,
     FeePolicy,
     budget_capped_rate,
     deadline_rate,
+    exit_fee_estimate,
     fee_budget,
 )
 from exitd.engine.states import (
@@ -98,9 +100,6 @@ log = get_logger("engine")
 P2TR_DUST = 330
 # A tx this deep is final enough: no more questions about it.
 FINAL_DEPTH = 100
-# What a CPFP child adds to a package before it is built: P2A input, one P2TR key-path input, one P2TR
-# output and the tx overhead; used only to size the budget cap.
-CHILD_VSIZE_ESTIMATE = 41 + 58 + 43 + 11
 
 
 class CpfpFunder(Protocol):
@@ -960,7 +959,7 @@ class ExitEngine:
             )
         snap = await self.view.snapshot(vsizes)
         pending = [v for txid, v in vsizes.items() if snap.location(txid).state is TxState.NOT_FOUND]
-        broadcast = sum(-(-broadcast_rate * (v + CHILD_VSIZE_ESTIMATE) // 1000) for v in pending)
+        broadcast = exit_fee_estimate(broadcast_rate, pending)
         claim = -(-claim_rate * claim_tx_vsize(clauses, destination) // 1000) if clauses else 0
         return FeeEstimate(broadcast, claim, broadcast_rate, len(pending), confirmed_balance >= broadcast)
 

@@ -16,10 +16,16 @@ fees (a share of its amount); a rate given explicitly in a request is the user's
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from exitd.chain.fees import fee_at_rate
 
 # The relay floor: below this bitcoind refuses the package whatever the budget says.
 MIN_RELAY_RATE = 1000  # sat/kvB
+# What a CPFP child adds to a package before it is built: the P2A input, one P2TR key-path input, one
+# P2TR output and the tx overhead. For budgets and estimates; the real child is measured when built.
+CHILD_VSIZE_ESTIMATE = 41 + 58 + 43 + 11
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,11 @@ def deadline_rate(base: int, tip: int, expiry_height: int, levels_left: int, pol
     if window <= 1 or span <= 1:
         return ceiling
     return base + -(-(ceiling - base) * (span - window) // (span - 1))
+
+
+def exit_fee_estimate(rate: int, vsizes: Iterable[int]) -> int:
+    """The CPFP fees of broadcasting exit txs of these vsizes at `rate` sat/kvB, one package each."""
+    return sum(fee_at_rate(rate, vsize + CHILD_VSIZE_ESTIMATE) for vsize in vsizes)
 
 
 def fee_budget(amount: int, policy: FeePolicy) -> int:

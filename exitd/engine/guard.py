@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -47,18 +47,17 @@ from bitcoin.core import b2lx
 
 from exitd.ark.exit_tx import build_exit_chain
 from exitd.ark.weight import tx_vsize
-from exitd.chain.fees import fee_at_rate
 from exitd.chain.rpc import RpcError
 from exitd.chain.view import ChainSnapshot, TxState
 from exitd.engine.alerts import AlertEvent, Alerts
-from exitd.engine.engine import CHILD_VSIZE_ESTIMATE, P2TR_DUST, ExitEngine
+from exitd.engine.engine import P2TR_DUST, ExitEngine
 from exitd.engine.errors import (
     ClaimMissingSignableClause,
     ExitError,
     FeeBudgetExceeded,
     InsufficientConfirmedFunds,
 )
-from exitd.engine.fee_policy import blocks_per_level, fee_budget
+from exitd.engine.fee_policy import blocks_per_level, exit_fee_estimate, fee_budget
 from exitd.engine.states import ExitState, ExitStateKind, TxStatusKind
 from exitd.log import event, get_logger
 from exitd.store.models import VtxoRow
@@ -144,11 +143,6 @@ def guard_margin(exit_depth: int, exit_delta: int, slack_blocks: int) -> int:
 
 def is_due(tip: int, vtxo: GuardedVtxo, slack_blocks: int) -> bool:
     return vtxo.expiry_height - tip <= guard_margin(vtxo.exit_depth, vtxo.exit_delta, slack_blocks)
-
-
-def exit_fee_estimate(rate: int, vsizes: Iterable[int]) -> int:
-    """The CPFP fees of broadcasting exit txs of these vsizes at `rate` sat/kvB, one package each."""
-    return sum(fee_at_rate(rate, vsize + CHILD_VSIZE_ESTIMATE) for vsize in vsizes)
 
 
 def expiry_verdict(

@@ -13,14 +13,13 @@ from exitd.chain.view import BlockRef, ChainSnapshot, TxLocation, TxState
 from exitd.engine.alerts import Alert, AlertEvent, Alerts, WebhookSettings
 from exitd.engine.engine import ChildRecord, LiveExit, TrackedTx
 from exitd.engine.errors import FeeBudgetExceeded, InsufficientConfirmedFunds
-from exitd.engine.fee_policy import FeePolicy
+from exitd.engine.fee_policy import FeePolicy, exit_fee_estimate
 from exitd.engine.guard import (
     Guard,
     GuardedVtxo,
     GuardSettings,
     Verdict,
     at_risk,
-    exit_fee_estimate,
     exit_stage,
     expiry_verdict,
     foreign_txid,
