@@ -155,8 +155,11 @@ class Config:
 
 
 def _parse_str(value: Any) -> str:
+    """A string; never one holding a NUL, which no path, URL or name may contain (the OS refuses them)."""
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {type(value).__name__}")
+    if "\0" in value:
+        raise ValueError("a NUL character is not allowed")
     return value
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from exitd.api.context import services_of
 from exitd.api.errors import BadRequest, NotFound, json_response, read_json_object
+from exitd.api.onchain import whole_number
 from exitd.api.wallet import parse_bool_query
 from exitd.engine.engine import ExitEngine, LiveExit, ProgressReport
 from exitd.engine.states import MempoolOrigin, WalletOrigin
@@ -214,9 +215,10 @@ def _query_fee_rate(request: web.Request) -> int | None:
     raw = request.query.get("fee_rate_sat_per_vb")
     if raw is None or raw == "":
         return None
-    if not raw.isdecimal() or not 1 <= int(raw) <= MAX_FEE_RATE // 1000:
+    rate = whole_number(raw, "'fee_rate_sat_per_vb'")
+    if not 1 <= rate <= MAX_FEE_RATE // 1000:
         raise BadRequest(f"'fee_rate_sat_per_vb' must be an integer from 1 to {MAX_FEE_RATE // 1000}")
-    return int(raw) * 1000
+    return rate * 1000
 
 
 async def fee_estimate(request: web.Request) -> web.Response:

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from exitd.api.context import services_of
 from exitd.api.errors import BadRequest, json_response
-from exitd.api.onchain import sat_amount
+from exitd.api.onchain import sat_amount, whole_number
 from exitd.chain.fees import sat_per_vb_ceil
 
 
@@ -27,11 +27,7 @@ async def send_onchain_fee(request: web.Request) -> web.Response:
     amount_text, address = request.query.get("amount_sat"), request.query.get("address")
     if not amount_text or not address:
         raise BadRequest("query parameters 'amount_sat' and 'address' are required")
-    if not amount_text.isdigit():
-        raise BadRequest(
-            f"query parameter 'amount_sat' must be a whole number of sat, got {amount_text[:40]!r}"
-        )
-    amount = sat_amount(int(amount_text), "amount_sat")
+    amount = sat_amount(whole_number(amount_text, "query parameter 'amount_sat'"), "amount_sat")
     fee = await services_of(request).wallet.send_fee(address, amount)
     return json_response(
         {"gross_amount_sat": amount + fee, "fee_sat": fee, "net_amount_sat": amount, "vtxos_spent": []}

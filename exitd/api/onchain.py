@@ -28,6 +28,14 @@ def sat_amount(value: Any, what: str) -> int:
     return value
 
 
+def whole_number(text: str, what: str) -> int:
+    """A whole number written in a query string: ASCII digits only (str.isdigit also takes '²', which int()
+    refuses) and at most 20 of them (int() refuses over 4300, and no amount or rate has more than 20)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+        raise BadRequest(f"{what} must be a whole number, got {text[:40]!r}")
+    return int(text)
+
+
 def parse_amount(text: str, what: str) -> int:
     """An amount written as rust-bitcoin writes one ("1000 sat", "0.001 BTC"), or a bare number of sat."""
     match = _AMOUNT.fullmatch(text.strip())
