@@ -92,6 +92,11 @@ def engine_metrics(engine: ExitEngine) -> list[Metric]:
         ),
         counter("exitd_cycles_total", "Progress cycles completed.", engine.cycles),
         counter("exitd_cycle_errors_total", "Progress cycles that failed as a whole.", engine.cycle_errors),
+        gauge(
+            "exitd_cycles_max_concurrent",
+            "Most progress cycles ever running at once (1: they never overlapped).",
+            engine.max_concurrent_cycles,
+        ),
         summary(
             "exitd_cycle_duration_seconds",
             "Time spent in progress cycles, failed ones included.",

@@ -252,6 +252,9 @@ class ExitEngine:
         self.claim_fees_paid = 0  # sat
         self.cycle_errors = 0  # cycles that raised; every cycle ends in `cycles` or here
         self.cycle_seconds = 0.0
+        # Cycles running right now, and the most ever at once: 1 proves the single-flight (load tests read it).
+        self.cycles_running = 0
+        self.max_concurrent_cycles = 0
         # Test-only crash points (fault injection); empty in production.
         self.crash_hook: Callable[[str], Awaitable[None]] | None = None
         # Guard mode, set by the daemon; None: the cycle only advances exits.
@@ -387,12 +390,15 @@ class ExitEngine:
     async def progress(self, fee_rate: int | None = None) -> ProgressReport:
         async with self.cycle_lock:
             started = time.monotonic()
+            self.cycles_running += 1
+            self.max_concurrent_cycles = max(self.max_concurrent_cycles, self.cycles_running)
             try:
                 return await self._cycle(fee_rate)
             except Exception:
                 self.cycle_errors += 1
                 raise
             finally:
+                self.cycles_running -= 1
                 self.cycle_seconds += time.monotonic() - started
 
     def packages(self, e: LiveExit) -> list[tuple[TrackedTx, ChildRecord | None, ExitTxStatus | None]]:
