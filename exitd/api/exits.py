@@ -11,7 +11,6 @@ from exitd.api.errors import BadRequest, NotFound, json_response, read_json_obje
 from exitd.api.onchain import whole_number
 from exitd.api.wallet import parse_bool_query
 from exitd.engine.engine import ExitEngine, LiveExit, ProgressReport
-from exitd.engine.states import MempoolOrigin, WalletOrigin
 from exitd.wallet.address import decode_address
 from exitd.wallet.vtxos import parse_vtxo_id
 
@@ -57,18 +56,9 @@ def exit_status_json(
         doc["history"] = e.history
     if transactions:
         packages = []
-        for tracked, child, status in engine.packages(e):
+        for tracked, child, origin in engine.packages(e):
             child_doc = None
-            if child is not None:
-                origin = (
-                    status.origin
-                    if status is not None and status.origin is not None
-                    else (
-                        WalletOrigin(child.block)
-                        if child.source == "wallet"
-                        else MempoolOrigin(child.package_rate, child.fee)
-                    )
-                )
+            if child is not None and origin is not None:
                 child_doc = {"info": {"txid": child.txid, "tx": child.raw.hex()}, "origin": origin.to_json()}
             packages.append({"exit": {"txid": tracked.txid, "tx": tracked.raw.hex()}, "child": child_doc})
         if packages:

@@ -58,10 +58,13 @@ from exitd.engine.fee_policy import (
 )
 from exitd.engine.states import (
     VERIFY_INPUTS,
+    BlockOrigin,
     ExitState,
     ExitStateKind,
     ExitTx,
+    ExitTxOrigin,
     ExitTxStatus,
+    MempoolOrigin,
     TxStatusKind,
     WalletOrigin,
 )
@@ -159,6 +162,13 @@ class ChildRecord:
     @property
     def pending(self) -> bool:
         return self.source == "wallet" and self.status in ("stored", "broadcast")
+
+    def origin(self) -> ExitTxOrigin:
+        if self.source == "wallet":
+            return WalletOrigin(self.block)
+        if self.block is not None:
+            return BlockOrigin(self.block)
+        return MempoolOrigin(self.package_rate, self.fee)
 
     def as_child(self) -> Child:
         return Child(self.txid, self.fee, self.package_rate, self.source == "wallet", self.block)
@@ -401,10 +411,11 @@ class ExitEngine:
                 self.cycles_running -= 1
                 self.cycle_seconds += time.monotonic() - started
 
-    def packages(self, e: LiveExit) -> list[tuple[TrackedTx, ChildRecord | None, ExitTxStatus | None]]:
-        """Each exit tx with the child that matters now (in flight or confirmed) and its status, if any."""
+    def packages(self, e: LiveExit) -> list[tuple[TrackedTx, ChildRecord | None, ExitTxOrigin | None]]:
+        """Each exit tx with the child that matters now (in flight or confirmed) and where that child came
+        from: as the current status says, else from what the engine recorded of it."""
         statuses = {tx.txid: tx.status for tx in e.state.transactions}
-        result = []
+        result: list[tuple[TrackedTx, ChildRecord | None, ExitTxOrigin | None]] = []
         for txid in e.txids:
             tracked = self.txs[txid]
             status = statuses.get(txid)
@@ -412,7 +423,10 @@ class ExitEngine:
             if child is None:
                 live = [c for c in tracked.children.values() if c.status in ("confirmed", "broadcast")]
                 child = live[-1] if live else None
-            result.append((tracked, child, status))
+            origin = status.origin if status is not None and status.origin is not None else None
+            if origin is None and child is not None:
+                origin = child.origin()
+            result.append((tracked, child, origin))
         return result
 
     def _report(self) -> ProgressReport:

@@ -203,7 +203,8 @@ def test_third_party_child_is_adopted(daemon: DaemonProcess, bitcoind: RegtestNo
     bitcoind.mine(1)
     advance_until(daemon, bitcoind, all_in("awaiting-delta", "claimable"))
     status, body = daemon.request("GET", "/api/v1/exits/status?transactions=true")
-    assert body[0]["transactions"][0]["child"]["info"]["txid"] == child.GetTxid()[::-1].hex()
+    adopted = body[0]["transactions"][0]["child"]
+    assert adopted["info"]["txid"] == child.GetTxid()[::-1].hex() and adopted["origin"]["type"] == "block"
     assert body[0]["fees_paid_sat"] == 0  # exitd paid nothing for this exit's tx
 
 
