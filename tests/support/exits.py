@@ -6,7 +6,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from exitd.regtest.node import RegtestNode
+from exitd.regtest.node import MINER_WALLET, RegtestNode
 from exitd.wallet.keys import VtxoKeychain
 from tests.support.daemon import DaemonProcess
 
@@ -16,11 +16,14 @@ def daemon_keychain(daemon: DaemonProcess) -> VtxoKeychain:
 
 
 def fund_wallet(daemon: DaemonProcess, node: RegtestNode, coins: int = 3, btc: str = "0.01") -> None:
-    """Give the daemon's on-chain wallet `coins` confirmed coins to pay CPFP children with."""
+    """Give the daemon's on-chain wallet `coins` confirmed coins to pay CPFP children with (one sendmany:
+    the miner's wallet refuses long chains of unconfirmed sends)."""
+    addresses = []
     for _ in range(coins):
         status, body = daemon.request("POST", "/api/v1/onchain/addresses/next")
         assert status == 200, body
-        node.send(body["address"], Decimal(btc))
+        addresses.append(body["address"])
+    node.rpc("sendmany", "", dict.fromkeys(addresses, str(Decimal(btc))), wallet=MINER_WALLET)
     node.mine(1)
     status, body = daemon.request("POST", "/api/v1/onchain/sync")
     assert status == 200, body
