@@ -203,6 +203,8 @@ class LiveExit:
     error: ExitError | None = None
     claim_delay: int | None = None
     claim_locktime: int | None = None
+    # The error as the store holds it (JSON): a cycle that changes neither it nor the state writes nothing.
+    stored_error: str | None = None
 
     @property
     def outpoint(self) -> tuple[str, int]:
@@ -304,6 +306,7 @@ class ExitEngine:
                 started_by=row.started_by,
                 created_at=row.created_at,
                 error=None,
+                stored_error=row.error,
             )
 
     # Starting.
@@ -451,8 +454,8 @@ class ExitEngine:
         await self._learn_children(snap, sharers)
         base = override if override is not None else (await self.fees.rates()).fast
         statuses = await self._tx_statuses(sharers, snap, base, override is not None)
-        for e in watched:
-            await self._advance(e, snap, statuses)
+        await self._learn_claim_timelocks(watched)
+        await self._persist([(e, self._advance(e, snap, statuses)) for e in watched])
         if self.guard is not None:
             await self.guard.after_cycle(snap)
         self.cycles += 1
@@ -634,13 +637,20 @@ class ExitEngine:
                     sharers.setdefault(txid, []).append(e)
         return sharers
 
-    def fees_paid(self, e: LiveExit) -> int:
-        """CPFP fees of this exit's live children; a shared tx's child counts once, split among its exits."""
+    def _refcounts(self) -> dict[str, int]:
+        """How many exits (canceled ones aside) need each exit tx, to split a shared tx's fees among them."""
         refcount: dict[str, int] = {}
         for other in self.exits.values():
             if other.state.kind is not ExitStateKind.CANCELED:
                 for txid in other.txids:
                     refcount[txid] = refcount.get(txid, 0) + 1
+        return refcount
+
+    def fees_paid(self, e: LiveExit, refcount: dict[str, int] | None = None) -> int:
+        """CPFP fees of this exit's live children; a shared tx's child counts once, split among its exits.
+        `refcount`: _refcounts(), when the caller asks for many exits (each call would recount all)."""
+        if refcount is None:
+            refcount = self._refcounts()
         total = 0
         for txid in e.txids:
             for c in self.txs[txid].children.values():
@@ -658,10 +668,15 @@ class ExitEngine:
         )
 
     def _budget_rate(
-        self, sharers: list[LiveExit], snap: ChainSnapshot, tracked: TrackedTx, target: int
+        self,
+        sharers: list[LiveExit],
+        snap: ChainSnapshot,
+        tracked: TrackedTx,
+        target: int,
+        refcount: dict[str, int],
     ) -> int:
         budget_left = sum(
-            max(0, fee_budget(e.amount, self.policy) - self.fees_paid(e))
+            max(0, fee_budget(e.amount, self.policy) - self.fees_paid(e, refcount))
             // max(1, self._levels_left(e, snap))
             for e in sharers
         )
@@ -671,13 +686,14 @@ class ExitEngine:
         self, sharers_of: dict[str, list[LiveExit]], snap: ChainSnapshot, base: int, explicit: bool
     ) -> dict[str, ExitTxStatus]:
         statuses: dict[str, ExitTxStatus] = {}
+        refcount = self._refcounts()
         for txid, sharers in sharers_of.items():
             tracked = self.txs[txid]
             facts = self._facts(tracked, snap)
             target = self._tx_target(sharers, snap, base)
             status, action = next_tx_status(facts, target)
             if action is not None:
-                rate = target if explicit else self._budget_rate(sharers, snap, tracked, target)
+                rate = target if explicit else self._budget_rate(sharers, snap, tracked, target, refcount)
                 if rate < target:
                     _set_error(sharers, FeeBudgetExceeded(rate, target, self.policy.budget_ratio))
                 if rate < MIN_RELAY_RATE:
@@ -827,8 +843,9 @@ class ExitEngine:
         if self.crash_hook is not None:
             await self.crash_hook(name)
 
-    async def _advance(self, e: LiveExit, snap: ChainSnapshot, statuses: dict[str, ExitTxStatus]) -> None:
-        facts = await self._exit_facts(e, snap)
+    def _advance(self, e: LiveExit, snap: ChainSnapshot, statuses: dict[str, ExitTxStatus]) -> ExitState:
+        """The exit's next state from the snapshot and this cycle's tx statuses."""
+        facts = self._exit_facts(e, snap)
         state = e.state
         kind = state.kind
         tip = snap.tip.height
@@ -841,7 +858,7 @@ class ExitEngine:
             new = self._claimable_checked(e, facts, snap)
         else:
             new = claim_next(state, facts)
-        await self._persist(e, new)
+        return new
 
     def _claimable_checked(self, e: LiveExit, facts: ExitFacts, snap: ChainSnapshot) -> ExitState:
         since = e.state.claimable_since
@@ -857,9 +874,8 @@ class ExitEngine:
             )
         return claimable_next(e.state, facts)
 
-    async def _exit_facts(self, e: LiveExit, snap: ChainSnapshot) -> ExitFacts:
-        if e.claim_delay is None:
-            e.claim_delay, e.claim_locktime = await self._claim_timelocks(e)
+    def _exit_facts(self, e: LiveExit, snap: ChainSnapshot) -> ExitFacts:
+        assert e.claim_delay is not None
         claim_txid = e.state.claim_txid or e.state.txid
         return ExitFacts(
             tip=snap.tip,
@@ -871,39 +887,57 @@ class ExitEngine:
             claim_location=snap.location(claim_txid) if claim_txid else None,
         )
 
-    async def _claim_timelocks(self, e: LiveExit) -> tuple[int, int | None]:
-        row = await self.vtxos.get(e.vtxo_id)
-        vtxo = vtxo_of(row)
-        assert isinstance(vtxo.policy, UserPolicy)
-        clause = vtxo.policy.user_claim_clause(vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
-        return clause.csv_blocks, clause.cltv_height
+    async def _learn_claim_timelocks(self, exits: Iterable[LiveExit]) -> None:
+        """The claim clause's timelocks of exits that lack them (first cycle after a start or a load), from
+        one read of their VTXOs: decoding them every cycle, or one read per exit, costs O(N) round trips."""
+        missing = [e for e in exits if e.claim_delay is None]
+        if not missing:
+            return
+        rows = await self.vtxos.get_many([e.vtxo_id for e in missing])
+        for e, row in zip(missing, rows, strict=True):
+            vtxo = vtxo_of(row)
+            assert isinstance(vtxo.policy, UserPolicy)
+            clause = vtxo.policy.user_claim_clause(vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
+            e.claim_delay, e.claim_locktime = clause.csv_blocks, clause.cltv_height
 
-    async def _persist(self, e: LiveExit, new: ExitState) -> None:
-        changed = not new.same_as(e.state)
-        if changed:
-            e.history.append(e.state.to_json())
-            event(
-                log,
-                logging.INFO,
-                "exit_state",
-                vtxo=e.vtxo_id,
-                old=e.state.kind.value,
-                new=new.kind.value,
-                tip=new.tip_height,
-            )
-            e.state = new
-        async with self.store.session() as session:
-            row = await session.get(ExitRow, e.vtxo_id)
-            assert row is not None
+    async def _persist(self, changes: Sequence[tuple[LiveExit, ExitState]]) -> None:
+        """Give each exit its new state, and write in one session the exits whose state or error changed
+        (a session per exit per cycle would cost more than the rest of the cycle at a thousand exits)."""
+        writes: list[tuple[LiveExit, bool, str | None]] = []
+        for e, new in changes:
+            changed = not new.same_as(e.state)
             if changed:
-                row.state, row.state_kind = json.dumps(new.to_json()), new.kind.value
-                row.history = json.dumps(e.history, separators=(",", ":"))
-                row.updated_at = now()
-                if new.kind is ExitStateKind.CLAIMED:
-                    vrow = await get_vtxo(session, e.vtxo_id)
-                    if vrow is not None:
-                        vrow.state = "spent"
-            row.error = json.dumps(e.error.to_json()) if e.error else None
+                e.history.append(e.state.to_json())
+                event(
+                    log,
+                    logging.INFO,
+                    "exit_state",
+                    vtxo=e.vtxo_id,
+                    old=e.state.kind.value,
+                    new=new.kind.value,
+                    tip=new.tip_height,
+                )
+                e.state = new
+            error = json.dumps(e.error.to_json()) if e.error else None
+            if changed or error != e.stored_error:
+                writes.append((e, changed, error))
+        if not writes:
+            return
+        async with self.store.session() as session:
+            for e, changed, error in writes:
+                row = await session.get(ExitRow, e.vtxo_id)
+                assert row is not None
+                if changed:
+                    row.state, row.state_kind = json.dumps(e.state.to_json()), e.state.kind.value
+                    row.history = json.dumps(e.history, separators=(",", ":"))
+                    row.updated_at = now()
+                    if e.state.kind is ExitStateKind.CLAIMED:
+                        vrow = await get_vtxo(session, e.vtxo_id)
+                        if vrow is not None:
+                            vrow.state = "spent"
+                row.error = error
+        for e, _, error in writes:
+            e.stored_error = error
 
     # Claims.
 
@@ -936,11 +970,20 @@ class ExitEngine:
             await self._crash_point("after_claim_broadcast")
             event(log, logging.INFO, "claim_broadcast", txid=txid, exits=len(chosen), fee=fee, rate=rate)
             self.claim_fees_paid += fee
-            for e in chosen:
-                since = e.state.claimable_since
-                await self._persist(
-                    e, ExitState(ExitStateKind.CLAIM_IN_PROGRESS, tip, claimable_since=since, claim_txid=txid)
-                )
+            await self._persist(
+                [
+                    (
+                        e,
+                        ExitState(
+                            ExitStateKind.CLAIM_IN_PROGRESS,
+                            tip,
+                            claimable_since=e.state.claimable_since,
+                            claim_txid=txid,
+                        ),
+                    )
+                    for e in chosen
+                ]
+            )
             return txid
 
     async def _claim_input(self, e: LiveExit, preimage: bytes | None) -> ClaimInput:
@@ -1001,7 +1044,7 @@ class ExitEngine:
             snap = await self.view.snapshot([leaf])
             if snap.location(leaf).state is not TxState.NOT_FOUND:
                 raise CannotCancelExit(f"the leaf transaction {leaf} of {vtxo_id} is already broadcast")
-            await self._persist(e, ExitState(ExitStateKind.CANCELED, snap.tip.height))
+            await self._persist([(e, ExitState(ExitStateKind.CANCELED, snap.tip.height))])
             still_needed = {
                 t for o in self.exits.values() if o.state.kind is not ExitStateKind.CANCELED for t in o.txids
             }

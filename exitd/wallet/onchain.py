@@ -143,6 +143,9 @@ class OnchainWallet:
         self._coins_lock = asyncio.Lock()
         # Coins reserved in sessions not committed yet: invisible to other sessions, but taken all the same.
         self._pending: set[Outpoint] = set()
+        # Scripts of the account's keys already derived: every coin listing checks each coin's script, and
+        # a BIP32 derivation per coin per listing made each CPFP child cost O(coins) derivations.
+        self._scripts: dict[tuple[Keychain, int], bytes] = {}
 
     # Keys.
 
@@ -152,6 +155,12 @@ class OnchainWallet:
         if self._account is None:
             self._account = Bip86Account.from_mnemonic(self.seed.mnemonic, self.network)
         return self._account
+
+    def _script_pubkey(self, keychain: Keychain, index: int) -> bytes:
+        script = self._scripts.get((keychain, index))
+        if script is None:
+            script = self._scripts[(keychain, index)] = self.account.script_pubkey(keychain, index)
+        return script
 
     @property
     def fingerprint(self) -> str | None:
@@ -343,7 +352,7 @@ class OnchainWallet:
         account and the key derived there pays to its script)."""
         spk = bytes.fromhex(utxo["scriptPubKey"])
         located = self.account.locate(str(utxo.get("desc", "")))
-        if located is None or self.account.script_pubkey(*located) != spk:
+        if located is None or self._script_pubkey(*located) != spk:
             event(log, logging.WARNING, "utxo_not_signable", txid=utxo["txid"], vout=utxo["vout"])
             return None
         confirmations = int(utxo["confirmations"])
