@@ -47,5 +47,4 @@ def test_clients_on_status_progress_and_import_while_exits_progress(
     assert set(states(daemon).values()) - {"start"}, "no exit moved while under load"
     _, samples = parse_exposition(daemon.request("GET", "/metrics")[1])
     assert samples[("exitd_cycles_max_concurrent", ())] == 1
-    assert samples[("exitd_cycles_total", ())] >= len(result.latencies["POST /api/v1/exits/progress"])
     assert samples[("exitd_cycle_errors_total", ())] == 0
