@@ -6,6 +6,7 @@ import json
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -23,12 +24,16 @@ def _document(version: str) -> dict[str, Any]:
 
 
 def validator(component: str, version: str = "0.1.4") -> Draft202012Validator:
+    return _pointer_validator(f"/components/schemas/{component}", version)
+
+
+def _pointer_validator(pointer: str, version: str) -> Draft202012Validator:
+    """A validator of the schema at JSON `pointer` in barkd's document, its $refs resolved there."""
     document = _document(version)
     registry = Registry().with_resource(
         "barkd", Resource.from_contents(document, default_specification=_spec())
     )
-    schema = {"$ref": f"barkd#/components/schemas/{component}"}
-    return Draft202012Validator(schema, registry=registry)
+    return Draft202012Validator({"$ref": f"barkd#{quote(pointer, safe='/~')}"}, registry=registry)
 
 
 def _spec() -> Any:
@@ -40,3 +45,18 @@ def _spec() -> Any:
 def assert_valid(instance: Any, component: str, version: str = "0.1.4") -> None:
     errors = sorted(validator(component, version).iter_errors(instance), key=str)
     assert not errors, f"{component}: " + "; ".join(e.message for e in errors[:5])
+
+
+def assert_answer(method: str, template: str, status: int, body: Any, version: str = "0.1.4") -> None:
+    """What barkd's document promises for the operation: `status` is one it documents, and `body` is valid
+    against that response's schema (or empty, where the response has no content)."""
+    responses = _document(version)["paths"][template][method.lower()]["responses"]
+    assert str(status) in responses, f"{method} {template}: {status} is not documented by barkd {version}"
+    content = responses[str(status)].get("content", {})
+    if "application/json" not in content:
+        assert body == "", f"{method} {template} {status}: barkd documents no body, got {body!r}"
+        return
+    escaped = template.replace("~", "~0").replace("/", "~1")
+    pointer = f"/paths/{escaped}/{method.lower()}/responses/{status}/content/application~1json/schema"
+    errors = sorted(_pointer_validator(pointer, version).iter_errors(body), key=str)
+    assert not errors, f"{method} {template} {status}: " + "; ".join(e.message for e in errors[:5])
