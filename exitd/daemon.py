@@ -131,6 +131,7 @@ class Daemon:
             self.engine, self.vtxos, self.wallet, self.alerts, guard_settings(config), config.network
         )
         self.engine.guard = self.guard
+        self.engine.funding = self.wallet
         if config.testing.crash_point:
             self.engine.crash_hook = crash_at(config.testing.crash_point)
         self.services = Services(

@@ -12,6 +12,7 @@ from exitd.api.onchain import whole_number
 from exitd.api.wallet import parse_bool_query
 from exitd.engine.engine import ExitEngine, LiveExit, ProgressReport
 from exitd.wallet.address import decode_address
+from exitd.wallet.planner import FundingOutlook
 from exitd.wallet.vtxos import parse_vtxo_id
 
 MAX_FEE_RATE = 10_000_000  # sat/kvB (10,000 sat/vB): anything above is a typo, not a fee market
@@ -211,8 +212,24 @@ def _query_fee_rate(request: web.Request) -> int | None:
     return rate * 1000
 
 
+def funding_json(outlook: FundingOutlook) -> dict[str, Any]:
+    """The wallet's funding plan (exitd/wallet/planner.py) for the exits in flight and the estimated ones:
+    the coins it needs and has, and the blocks this wallet costs beyond one level per block."""
+    return {
+        "blocks_needed": outlook.blocks_needed,
+        "extra_blocks": outlook.extra_blocks,
+        "coins_needed": outlook.coins_needed,
+        "coin_size_sat": outlook.coin_size,
+        "coins_available": outlook.coins_available,
+        "coins_arriving": outlook.coins_arriving,
+        "missing_sat": outlook.missing,
+        "split_txid": outlook.split_txid,
+    }
+
+
 async def fee_estimate(request: web.Request) -> web.Response:
-    """barkd 0.6.0's emergency-exit estimate: the CPFP packages still to broadcast and one batched claim."""
+    """barkd 0.6.0's emergency-exit estimate: the CPFP packages still to broadcast and one batched claim;
+    plus `funding` (an extra field): the funding plan for these VTXOs and the exits in flight."""
     services = services_of(request)
     raw_ids = request.query.get("vtxo_ids")
     if raw_ids:
@@ -230,6 +247,7 @@ async def fee_estimate(request: web.Request) -> web.Response:
     )
     balance = await services.wallet.balance()
     estimate = await services.engine.estimate(rows, _query_fee_rate(request), destination, balance.confirmed)
+    funding = await services.wallet.funding_outlook(estimate.planned)
     return json_response(
         {
             "exit_broadcast_fee_sat": estimate.exit_broadcast_fee,
@@ -238,6 +256,7 @@ async def fee_estimate(request: web.Request) -> web.Response:
             "fee_rate_sat_per_vb": -(-estimate.fee_rate // 1000),
             "txs_to_broadcast": estimate.txs_to_broadcast,
             "fundable": estimate.fundable,
+            "funding": funding_json(funding),
         }
     )
 

@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -92,8 +92,9 @@ from exitd.store.exits import (
 )
 from exitd.store.models import ExitChildRow, ExitRow, ExitTxRow, VtxoRow
 from exitd.store.vtxos import get_vtxo, list_vtxos
-from exitd.wallet.errors import InsufficientFunds
+from exitd.wallet.errors import InsufficientFunds, NoWallet
 from exitd.wallet.onchain import CpfpChild
+from exitd.wallet.planner import FundingOutlook, PlannedTx
 from exitd.wallet.policy import dust_threshold
 from exitd.wallet.vtxos import VtxoBook, vtxo_of
 
@@ -117,6 +118,12 @@ class CpfpFunder(Protocol):
     ) -> CpfpChild: ...
 
     async def release_reservations(self, session: AsyncSession, spending_txid: str) -> None: ...
+
+
+class Funding(Protocol):
+    """The on-chain wallet's funding plan (exitd.wallet.planner) as the cycle drives it."""
+
+    async def ensure_funding(self, txs: Sequence[PlannedTx]) -> FundingOutlook: ...
 
 
 class CycleGuard(Protocol):
@@ -221,6 +228,8 @@ class FeeEstimate:
     fee_rate: int  # sat/kvB of the broadcast leg
     txs_to_broadcast: int
     fundable: bool
+    # The exit txs in flight and those of the estimate, as the wallet's funding plan sees them.
+    planned: tuple[PlannedTx, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -273,6 +282,10 @@ class ExitEngine:
         self.crash_hook: Callable[[str], Awaitable[None]] | None = None
         # Guard mode, set by the daemon; None: the cycle only advances exits.
         self.guard: CycleGuard | None = None
+        # Funding ahead, set by the daemon (the wallet); None: children take whatever coins there are.
+        self.funding: Funding | None = None
+        # The exit txs in flight, as the last cycle planned their funding.
+        self.planned: tuple[PlannedTx, ...] = ()
 
     # Loading.
 
@@ -466,6 +479,7 @@ class ExitEngine:
         sharers = self._sharers(watched)
         await self._learn_children(snap, sharers)
         base = override if override is not None else (await self.fees.rates()).fast
+        await self._fund_ahead(sharers, snap, base)
         statuses = await self._tx_statuses(sharers, snap, base, override is not None)
         await self._learn_claim_timelocks(watched)
         await self._persist([(e, self._advance(e, snap, statuses)) for e in watched])
@@ -715,6 +729,35 @@ class ExitEngine:
                 status = await self._act(action, tracked, rate, sharers, status)
             statuses[txid] = status
         return statuses
+
+    async def _fund_ahead(
+        self, sharers_of: dict[str, list[LiveExit]], snap: ChainSnapshot, base: int
+    ) -> None:
+        """The funding hook: before this cycle's children choose their coins, the wallet plans the coins
+        of the levels left and splits one ahead of need (exitd/wallet/planner.py). A failure there costs
+        speed, never correctness: it is logged and the cycle goes on."""
+        self.planned = tuple(self._planned_txs(sharers_of, snap, base))
+        if self.funding is None:
+            return
+        try:
+            await self.funding.ensure_funding(self.planned)
+        except (RpcError, NoWallet) as e:
+            event(log, logging.WARNING, "funding_failed", error=str(e))
+
+    def _planned_txs(
+        self, sharers_of: dict[str, list[LiveExit]], snap: ChainSnapshot, base: int
+    ) -> Iterator[PlannedTx]:
+        """Each exit tx not confirmed yet, once however many exits share it, at its target rate; funded
+        when a child pays for it already (in the mempool, or ours stored for broadcast)."""
+        for txid, sharers in sharers_of.items():
+            if snap.is_confirmed(txid):
+                continue
+            tracked = self.txs[txid]
+            funded = snap.location(txid).state is TxState.MEMPOOL or any(
+                c.status == "stored" for c in tracked.children.values()
+            )
+            target = self._tx_target(sharers, snap, base)
+            yield PlannedTx(txid, tracked.input_txid, tracked.vsize, target, funded)
 
     def _facts(self, tracked: TrackedTx, snap: ChainSnapshot) -> TxFacts:
         location = snap.location(tracked.txid)
@@ -1024,11 +1067,16 @@ class ExitEngine:
         broadcast_rate = fee_rate if fee_rate is not None else rates.fast
         claim_rate = fee_rate if fee_rate is not None else rates.regular
         vsizes: dict[str, int] = {}
+        inputs: dict[str, str] = {}
         clauses = []
         for row in rows:
             vtxo = vtxo_of(row)
+            input_txid = b2lx(vtxo.anchor_point.txid)
             for exit_tx in build_exit_chain(vtxo).txs:
-                vsizes[b2lx(exit_tx.tx.GetTxid())] = tx_vsize(exit_tx.tx)
+                txid = b2lx(exit_tx.tx.GetTxid())
+                vsizes[txid] = tx_vsize(exit_tx.tx)
+                inputs[txid] = input_txid
+                input_txid = txid
             assert isinstance(vtxo.policy, UserPolicy)
             clauses.append(
                 vtxo.policy.user_claim_clause(vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
@@ -1037,7 +1085,20 @@ class ExitEngine:
         pending = [v for txid, v in vsizes.items() if snap.location(txid).state is TxState.NOT_FOUND]
         broadcast = exit_fee_estimate(broadcast_rate, pending)
         claim = -(-claim_rate * claim_tx_vsize(clauses, destination) // 1000) if clauses else 0
-        return FeeEstimate(broadcast, claim, broadcast_rate, len(pending), confirmed_balance >= broadcast)
+        planned = {p.txid: p for p in self.planned}
+        for txid, vsize in vsizes.items():
+            state = snap.location(txid).state
+            if txid not in planned and state is not TxState.CONFIRMED:
+                funded = state is TxState.MEMPOOL
+                planned[txid] = PlannedTx(txid, inputs[txid], vsize, broadcast_rate, funded)
+        return FeeEstimate(
+            broadcast,
+            claim,
+            broadcast_rate,
+            len(pending),
+            confirmed_balance >= broadcast,
+            tuple(planned.values()),
+        )
 
     # Cancel (barkd 0.6.0).
 

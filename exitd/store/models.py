@@ -120,3 +120,20 @@ class CoinReservationRow(Base):
     # cpfp (the exit engine releases it) | send (the wallet does, when bitcoind never saw the send)
     purpose: Mapped[str] = mapped_column(String(16), nullable=False)
     created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class FundingSplitRow(Base):
+    """A fan-out tx of the wallet turning a coin into the coins the funding plan needs
+    (exitd/wallet/planner.py). Stored with its inputs' reservations before it is broadcast, so that after a
+    restart it is broadcast again or found in the mempool, and never made a second time."""
+
+    __tablename__ = "funding_splits"
+
+    txid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    fee: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # The coins it makes (its outputs).
+    coins: Mapped[int] = mapped_column(Integer, nullable=False)
+    # stored | broadcast | confirmed | abandoned
+    status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -1,4 +1,4 @@
-"""Repository of the on-chain wallet's coin reservations."""
+"""Repository of the on-chain wallet's coin reservations and funding splits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exitd.store.exits import now
-from exitd.store.models import CoinReservationRow
+from exitd.store.models import CoinReservationRow, FundingSplitRow
 
 Outpoint = tuple[str, int]
 
@@ -53,3 +53,19 @@ async def delete_reservations(session: AsyncSession, outpoints: Iterable[Outpoin
                 tuple_(CoinReservationRow.txid, CoinReservationRow.vout).in_(keys)
             )
         )
+
+
+def add_split(session: AsyncSession, txid: str, raw: bytes, fee: int, coins: int) -> None:
+    session.add(FundingSplitRow(txid=txid, raw=raw, fee=fee, coins=coins, status="stored", created_at=now()))
+
+
+async def unsettled_splits(session: AsyncSession) -> list[FundingSplitRow]:
+    """Funding splits neither confirmed nor abandoned: stored, or broadcast and not yet in a block."""
+    query = select(FundingSplitRow).where(FundingSplitRow.status.in_(("stored", "broadcast")))
+    return list((await session.execute(query.order_by(FundingSplitRow.created_at))).scalars())
+
+
+async def set_split_status(session: AsyncSession, txid: str, status: str) -> None:
+    row = await session.get(FundingSplitRow, txid)
+    assert row is not None
+    row.status = status

@@ -161,6 +161,37 @@ def plan_drain(coins: Sequence[Coin], destination_spk: bytes, fee_rate: int, loc
     return Draft(tuple(coins), (TxOut(total - fee, destination_spk),), SEND_TX_VERSION, locktime)
 
 
+def plan_fan_out(
+    coins: Sequence[Coin], coins_out: Sequence[TxOut], leftover_spk: bytes, fee_rate: int, locktime: int
+) -> Draft:
+    """A version-2 tx splitting wallet coins into `coins_out` (new coins of the wallet's), at `fee_rate`.
+
+    What is left over becomes one more coin, to `leftover_spk`, when it is worth at least the smallest of
+    `coins_out` (a smaller coin would pay for nothing the split is made for); else it goes to the largest
+    one. So no coin below a useful size is made, and dust never is.
+    """
+    for out in coins_out:
+        dust = dust_threshold(out.script_pubkey)
+        if out.value < dust:
+            raise AmountBelowDust(out.value, dust)
+    with_leftover = [*coins_out, TxOut(0, leftover_spk)]
+    total = sum(o.value for o in coins_out)
+    max_inputs = max_wallet_inputs(with_leftover, MAX_STANDARD_TX_WEIGHT // WITNESS_SCALE_FACTOR)
+    chosen = select_coins(
+        coins, lambda k: total + fee_at_rate(fee_rate, wallet_tx_vsize(k, with_leftover)), max_inputs
+    )
+    value = sum(c.value for c in chosen)
+    leftover = value - total - fee_at_rate(fee_rate, wallet_tx_vsize(len(chosen), with_leftover))
+    outputs = list(coins_out)
+    if leftover >= min(o.value for o in coins_out):
+        outputs.append(TxOut(leftover, leftover_spk))
+    else:
+        largest = max(range(len(outputs)), key=lambda i: outputs[i].value)
+        fee = fee_at_rate(fee_rate, wallet_tx_vsize(len(chosen), coins_out))
+        outputs[largest] = TxOut(value - total - fee + outputs[largest].value, outputs[largest].script_pubkey)
+    return Draft(tuple(chosen), tuple(outputs), SEND_TX_VERSION, locktime)
+
+
 def fee_anchor(parent: CTransaction) -> Anchor:
     """The parent's P2A output, which exit txs always put last."""
     vout = len(parent.vout) - 1
@@ -176,12 +207,14 @@ def plan_cpfp_child(
     target_rate: int,
     min_package_fee: int | None,
     locktime: int,
+    floor: int = 0,
 ) -> Draft:
     """A TRUC child spending the parent's anchor and confirmed wallet coins into one change output.
 
     The parent pays nothing, so the child pays for both: its fee is the package's at `target_rate` over
     the parent's size plus the child's own signed size (exact for each number of inputs, see
     wallet_tx_vsize), at least the RBF minimum when replacing. The anchor's value counts as input.
+    `floor`: the coin the funding plan meant for this level's chain is worth at least this (select_coins).
     """
     if parent.nVersion != TRUC_VERSION:
         raise ValueError(f"a CPFP child of a version {parent.nVersion} parent would not be a TRUC package")
@@ -194,7 +227,7 @@ def plan_cpfp_child(
 
     dust = dust_threshold(change_spk)
     max_inputs = max_wallet_inputs(change_only, TRUC_CHILD_MAX_VSIZE, True)
-    chosen = select_coins(coins, lambda k: fee(k) + dust - anchor.value, max_inputs)
+    chosen = select_coins(coins, lambda k: fee(k) + dust - anchor.value, max_inputs, floor)
     change = anchor.value + sum(c.value for c in chosen) - fee(len(chosen))
     return Draft(tuple(chosen), (TxOut(change, change_spk),), TRUC_VERSION, locktime, anchor)
 

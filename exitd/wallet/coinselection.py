@@ -4,7 +4,9 @@ Every wallet coin is a BIP86 output spent by key path, so each input adds the sa
 knows need(k), the coin value a transaction with k wallet inputs must gather (its outputs, its fee at k
 inputs, a change floor), before choosing which k. The rule (Core's old "lowest larger" with a fewest-inputs
 fallback, a sound equivalent of branch-and-bound for same-sized inputs):
-- the smallest single coin that covers need(1): large coins stay whole and the leftover is small;
+- the smallest single coin that covers need(1): large coins stay whole and the leftover is small; with a
+  floor (a CPFP child's, from the funding plan in exitd/wallet/planner.py), the smallest single coin worth
+  the floor first: a coin carrying its whole chain of levels, whose change pays for the next level;
 - else the k largest coins for the smallest k that covers need(k); no k coins are worth more.
 The builder then turns the leftover into change if it clears the change output's fee and dust threshold,
 and into fee otherwise, so change below dust is never made.
@@ -48,17 +50,22 @@ class Coin:
         return TxOut(self.value, self.script_pubkey)
 
 
-def select_coins(coins: Sequence[Coin], need: Callable[[int], int], max_inputs: int) -> list[Coin]:
+def select_coins(
+    coins: Sequence[Coin], need: Callable[[int], int], max_inputs: int, floor: int = 0
+) -> list[Coin]:
     """The fewest coins whose value reaches need(k) for k inputs, or InsufficientFunds.
 
     need(0) <= 0 (an anchor that pays for its own child) selects nothing. `max_inputs` bounds k (a TRUC
-    child's size limit); InsufficientFunds then counts only the coins that could be used.
+    child's size limit); InsufficientFunds then counts only the coins that could be used. A single coin
+    worth `floor` is preferred to a smaller single coin that only covers need(1).
     """
     if need(0) <= 0:
         return []
     by_value = sorted(coins, key=lambda c: (c.value, str(c.outpoint)))
     if max_inputs >= 1:
-        single = next((c for c in by_value if c.value >= need(1)), None)
+        single = next((c for c in by_value if c.value >= max(need(1), floor)), None) or next(
+            (c for c in by_value if c.value >= need(1)), None
+        )
         if single is not None:
             return [single]
     usable = by_value[::-1][:max_inputs]

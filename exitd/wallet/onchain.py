@@ -9,6 +9,10 @@ What bitcoind cannot know is which coins exitd has promised to transactions that
 even broadcast yet (a CPFP child is stored before it is broadcast). Those are reserved in the store, in the
 same database transaction as what spends them, and every builder skips them; so two builders, or one on
 each side of a restart, never pick the same coin.
+
+Funding ahead (exitd/wallet/planner.py): every cycle, before any child chooses its coin, the engine hands
+the exit txs in flight to ensure_funding, which splits a coin into the coins the next blocks need when
+that saves blocks, and leaves each tx's floor for build_cpfp_child to choose by.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy
@@ -44,16 +48,20 @@ from exitd.store.meta import WALLET_BIRTHDAY_HEIGHT, WALLET_CREATED_AT, WALLET_F
 from exitd.store.wallet import (
     Outpoint,
     add_reservations,
+    add_split,
     delete_reservations,
     delete_reservations_by,
     list_reservations,
     reserved_outpoints,
+    set_split_status,
+    unsettled_splits,
 )
 from exitd.wallet.address import decode_address
 from exitd.wallet.builder import Draft, plan_cpfp_child, plan_drain, plan_payment, sign
 from exitd.wallet.coinselection import Coin
 from exitd.wallet.errors import WalletDisabled, WalletMismatch
 from exitd.wallet.keys import Bip86Account, Keychain
+from exitd.wallet.planner import FundingOutlook, FundingPlan, PlannedTx, plan_funding
 from exitd.wallet.seed import WalletSeed, master_fingerprint
 
 log = get_logger("wallet")
@@ -61,6 +69,8 @@ log = get_logger("wallet")
 # Reservations of sends: the wallet releases them itself when bitcoind never saw the send (a crash between
 # storing and broadcasting). Others (a CPFP child's) are released by whoever stored the spending tx.
 SEND_PURPOSE = "send"
+# Reservations of funding splits: the wallet keeps them until the split confirms or is abandoned.
+SPLIT_PURPOSE = "split"
 # bitcoind processes blocks for its wallets asynchronously; sync waits this long for it to catch up.
 WALLET_CATCH_UP_SECONDS = 10.0
 
@@ -143,6 +153,8 @@ class OnchainWallet:
         self._coins_lock = asyncio.Lock()
         # Coins reserved in sessions not committed yet: invisible to other sessions, but taken all the same.
         self._pending: set[Outpoint] = set()
+        # The funding plan's floor of each exit tx in flight (txid -> sat), from the last ensure_funding.
+        self._floors: dict[str, int] = {}
         # Scripts of the account's keys already derived: every coin listing checks each coin's script, and
         # a BIP32 derivation per coin per listing made each CPFP child cost O(coins) derivations.
         self._scripts: dict[tuple[Keychain, int], bytes] = {}
@@ -394,11 +406,15 @@ class OnchainWallet:
 
     # Coins and reservations.
 
+    async def _unpromised(self, session: AsyncSession) -> list[Coin]:
+        """Coins, confirmed or not, that no stored transaction has promised elsewhere."""
+        taken = await reserved_outpoints(session) | self._pending
+        return [c for c in await self.list_unspent() if outpoint_key(c.outpoint) not in taken]
+
     async def _spendable(self, session: AsyncSession) -> list[Coin]:
         """Confirmed coins no stored transaction has promised elsewhere. Only confirmed ones: a TRUC child
         may have no unconfirmed ancestor but its parent, and sends should not chain on unconfirmed change."""
-        taken = await reserved_outpoints(session) | self._pending
-        return [c for c in await self.list_unspent() if c.confirmed and outpoint_key(c.outpoint) not in taken]
+        return [c for c in await self._unpromised(session) if c.confirmed]
 
     def _reserve(self, session: AsyncSession, coins: Iterable[Coin], txid: str, purpose: str) -> None:
         """Reserve `coins` for `txid` in `session`; until it commits they are held back in memory."""
@@ -440,7 +456,8 @@ class OnchainWallet:
         """A signed version-3 child of `parent` (a zero-fee TRUC tx whose last output is its P2A anchor),
         paying `target_rate` (sat/kvB) for the package of both, and at least `min_package_fee` plus the
         incremental relay fee when it replaces a package that paid that. Funded by confirmed, unreserved
-        coins, with one change output back to the wallet.
+        coins (a single one worth the funding plan's floor for `parent` if there is one), with one change
+        output back to the wallet.
 
         The coins are reserved in `session` (not committed): the caller stores the child in the same
         transaction, commits, and only then broadcasts. InsufficientFunds when the coins fall short.
@@ -449,9 +466,9 @@ class OnchainWallet:
         async with self._coins_lock:
             coins = await self._spendable(session)
             change_spk = await self._change_script()
-            draft = plan_cpfp_child(
-                parent, coins, change_spk, target_rate, min_package_fee, await self._tip_height()
-            )
+            tip = await self._tip_height()
+            floor = self._floors.get(b2lx(parent.GetTxid()), 0)
+            draft = plan_cpfp_child(parent, coins, change_spk, target_rate, min_package_fee, tip, floor)
             tx = sign(draft, account)
             txid = b2lx(tx.GetTxid())
             self._reserve(session, draft.coins, txid, purpose)
@@ -523,6 +540,101 @@ class OnchainWallet:
                 raise
         event(log, logging.INFO, "send_broadcast", txid=txid, fee=draft.fee, outputs=len(draft.outputs))
         return txid
+
+    # Funding ahead.
+
+    async def ensure_funding(self, txs: Sequence[PlannedTx]) -> FundingOutlook:
+        """Plan the coins the exit txs `txs` need (exitd/wallet/planner.py) and make the split that saves
+        blocks, if any: stored with its input's reservation, then broadcast. One split at a time: while one
+        is unconfirmed, its outputs count as arriving and no other is made. The engine calls this every
+        cycle before its children choose their coins, which the plan's floors then guide."""
+        await self._wait_for_wallet_tip()
+        split_rate = (await self.fees.rates()).fast
+        async with self._coins_lock:
+            pending = await self._settle_splits()
+            plan = await self._plan(txs, split_rate, may_split=pending is None)
+            self._floors = dict(plan.floors)
+            if plan.split is not None:
+                pending = await self._split(plan.split)
+        return replace(plan.outlook, split_txid=pending)
+
+    async def funding_outlook(self, txs: Sequence[PlannedTx]) -> FundingOutlook:
+        """The plan for `txs` as ensure_funding would make it (with the split it would make), making
+        nothing."""
+        split_rate = (await self.fees.rates()).fast
+        async with self.store.session() as session:
+            pending = [row.txid for row in await unsettled_splits(session)]
+        plan = await self._plan(txs, split_rate, may_split=not pending)
+        return replace(plan.outlook, split_txid=pending[0] if pending else None)
+
+    async def _plan(self, txs: Sequence[PlannedTx], split_rate: int, may_split: bool) -> FundingPlan:
+        """The funding plan with the wallet's unpromised coins: confirmed ones now, ours in the mempool
+        (children's change, a split's outputs) from the next block."""
+        async with self.store.session() as session:
+            coins = await self._unpromised(session)
+        confirmed = [c for c in coins if c.confirmed]
+        arriving = [c.value for c in coins if not c.confirmed and c.trusted]
+        return plan_funding(txs, confirmed, arriving, split_rate, await self._tip_height(), may_split)
+
+    async def _split(self, draft: Draft) -> str | None:
+        """Make the planned split: a fresh change script for each output (the plan sized them with one of
+        the same size), signed, stored with its inputs' reservations, then broadcast."""
+        answers = await self._batch([("getrawchangeaddress", ["bech32m"])] * len(draft.outputs))
+        scripts = []
+        for answer in answers:
+            if isinstance(answer, RpcError):
+                raise answer
+            scripts.append(decode_address(str(answer), self.network))
+        outputs = tuple(TxOut(o.value, s) for o, s in zip(draft.outputs, scripts, strict=True))
+        tx = sign(replace(draft, outputs=outputs), self.account)
+        txid = b2lx(tx.GetTxid())
+        async with self.store.session() as session:
+            self._reserve(session, draft.coins, txid, SPLIT_PURPOSE)
+            add_split(session, txid, tx.serialize(), draft.fee, len(outputs))
+        event(log, logging.INFO, "split_stored", txid=txid, coins=len(outputs), fee=draft.fee)
+        return await self._broadcast_split(txid, tx.serialize())
+
+    async def _broadcast_split(self, txid: str, raw: bytes) -> str | None:
+        """Broadcast a stored split: its txid once bitcoind has it; None if refused (its coins are freed)."""
+        try:
+            await send_raw_transaction(self.rpc, raw)
+        except RpcError as e:
+            async with self.store.session() as session:
+                await set_split_status(session, txid, "abandoned")
+                await self.release_reservations(session, txid)
+            event(log, logging.WARNING, "split_rejected", txid=txid, error=str(e))
+            return None
+        async with self.store.session() as session:
+            await set_split_status(session, txid, "broadcast")
+        event(log, logging.INFO, "split_broadcast", txid=txid)
+        return txid
+
+    async def _settle_splits(self) -> str | None:
+        """Bring stored splits in line with bitcoind: confirmed, conflicted (abandoned, its coins freed), or
+        unknown to it (stored but not broadcast before a restart, or evicted: broadcast again). The txid
+        of the one still unconfirmed, if any."""
+        async with self.store.session() as session:
+            rows = await unsettled_splits(session)
+        answers = await self._batch([("gettransaction", [row.txid]) for row in rows])
+        unconfirmed = None
+        for row, answer in zip(rows, answers, strict=True):
+            if isinstance(answer, RpcInvalidAddressOrKey):
+                unconfirmed = await self._broadcast_split(row.txid, row.raw) or unconfirmed
+            elif isinstance(answer, RpcError):
+                raise answer
+            elif int(answer["confirmations"]) > 0:
+                async with self.store.session() as session:
+                    await set_split_status(session, row.txid, "confirmed")
+                    await delete_reservations_by(session, row.txid)
+                event(log, logging.INFO, "split_confirmed", txid=row.txid)
+            elif int(answer["confirmations"]) < 0:
+                async with self.store.session() as session:
+                    await set_split_status(session, row.txid, "abandoned")
+                    await self.release_reservations(session, row.txid)
+                event(log, logging.WARNING, "split_conflicted", txid=row.txid)
+            else:
+                unconfirmed = row.txid
+        return unconfirmed
 
     # Sync.
 

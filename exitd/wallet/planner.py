@@ -1,0 +1,294 @@
+"""The funding plan: confirmed coins enough, and of the right sizes, for every exit to advance one level per
+block, whatever the shape of the wallet.
+
+A CPFP child of an unconfirmed TRUC parent may spend only confirmed coins besides the parent's anchor (the
+parent is its one unconfirmed ancestor), and its change confirms with it, so it is usable a block later.
+A wallet of one big coin thus funds one package per block, and a tree of many VTXOs advances one package,
+not one level, per block. TRUC's own limit is one level per block for every exit; this module plans for
+it (fee-bumping-anchors.md section 4 item 9: ts-sdk's splitter, Blink's fan-out, Spark's threading).
+
+- Chains. One coin pays for a whole chain of levels: a child's change, confirmed with its level, pays for
+  the next level. A tx shared by several exits is paid once; where a tree branches, the costliest branch
+  carries the coin on and every other branch needs a coin of its own. A tx's floor is what its coin must
+  hold for that: its package, then the costliest floor below it, and a change above dust at the end.
+- The schedule plays the blocks ahead at today's rates: in each block every ready level takes the
+  smallest coin worth its floor, else the smallest that pays for its own package (the CPFP builder's
+  rule, select_coins), else it waits a block. Our coins in the mempool (children's change, a split's
+  outputs) arrive in the next block.
+- The split. When the schedule with the wallet as it is takes more blocks than there are levels left, one
+  version-2 fan-out tx at the next-block rate turns confirmed coins into the coins the schedule lacks,
+  each HEADROOM over its floor so that a replacement at a higher rate is paid from the same coin. Two
+  splits are weighed, and one is made only if it saves blocks: the coins this block's levels take are
+  kept for them and the rest is split; or everything is split (a wallet of one coin), which costs the
+  levels ready now one block.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import count
+
+from exitd.ark.encoding import TxOut
+from exitd.ark.script import p2tr_script
+from exitd.wallet.builder import Draft, package_fee, plan_fan_out, wallet_tx_vsize
+from exitd.wallet.coinselection import Coin
+from exitd.wallet.errors import InsufficientFunds
+from exitd.wallet.policy import dust_threshold
+
+# Every output of the wallet is P2TR, all of one size: plans are sized with this script, and the wallet
+# gives each output of a split a fresh one of its own.
+SIZING_SPK = p2tr_script(bytes(32))
+# A CPFP child as the plan funds it: the anchor and one coin in, one change out.
+PLANNED_CHILD_VSIZE = wallet_tx_vsize(1, [TxOut(0, SIZING_SPK)], anchor=True)
+CHANGE_DUST = dust_threshold(SIZING_SPK)
+# A split's coin holds its floor times 3/2: a replacement at up to 1.5x the rate (the fee policy's
+# escalation between two blocks, or a new estimate) is paid from the same coin.
+HEADROOM_NUMERATOR, HEADROOM_DENOMINATOR = 3, 2
+# Outputs of one split (~22 kvB): far within a standard tx; more coins come from the next split.
+MAX_FAN_OUT = 500
+
+
+@dataclass(frozen=True)
+class PlannedTx:
+    """An exit tx not confirmed yet, as the plan sees it (a tx shared by several exits is listed once)."""
+
+    txid: str
+    # The tx whose output it spends: when that is not among the planned txs (it is confirmed), this one
+    # is ready now.
+    parent: str
+    vsize: int
+    rate: int  # sat/kvB its package aims at
+    # A child pays for it already (ours stored or in the mempool, or someone else's in the mempool).
+    funded: bool
+
+
+@dataclass(frozen=True)
+class Lack:
+    """A coin the schedule needed and did not have: worth `value` (a floor), `block` blocks from now."""
+
+    value: int
+    block: int
+
+
+@dataclass(frozen=True)
+class Schedule:
+    # Blocks until every planned tx is confirmed; None when the coins never suffice.
+    blocks: int | None
+    # Indices of the coins given to `schedule` that the levels ready now take.
+    taken_now: frozenset[int]
+    lacking: tuple[Lack, ...]
+
+
+@dataclass(frozen=True)
+class FundingOutlook:
+    """The plan as the API and the CLI show it (amounts in sat)."""
+
+    blocks_needed: int  # the limit: one block per level left
+    extra_blocks: int | None  # blocks beyond the limit with this wallet; None: it cannot finish
+    coins_needed: int  # one per chain of levels not paid for yet
+    coin_size: int  # the largest of them
+    coins_available: int  # confirmed, promised to nothing, worth at least the cheapest level
+    coins_arriving: int  # ours in the mempool: usable from the next block
+    missing: int  # what the wallet lacks to fund the plan
+    split_txid: str | None = None
+
+
+@dataclass(frozen=True)
+class FundingPlan:
+    # The floor of each planned tx: the CPFP builder prefers a coin worth it.
+    floors: Mapping[str, int]
+    # The fan-out to make now, its outputs still to the sizing script; None: no split saves a block.
+    split: Draft | None
+    outlook: FundingOutlook
+
+
+def package_need(tx: PlannedTx) -> int:
+    """What one coin pays for `tx`'s package: its child spends the anchor and that coin."""
+    return package_fee(tx.rate, tx.vsize + PLANNED_CHILD_VSIZE)
+
+
+def with_headroom(value: int) -> int:
+    return -(-value * HEADROOM_NUMERATOR // HEADROOM_DENOMINATOR)
+
+
+def depths(txs: Sequence[PlannedTx]) -> dict[str, int]:
+    """Each tx's planned ancestors: the blocks before it can be ready, one level per block."""
+    parent = {t.txid: t.parent for t in txs}
+    depth: dict[str, int] = {}
+    for tx in txs:
+        path, txid = [], tx.txid
+        while txid in parent and txid not in depth:
+            path.append(txid)
+            txid = parent[txid]
+        known = depth.get(txid, -1)
+        for step, above in enumerate(reversed(path), start=1):
+            depth[above] = known + step
+    return depth
+
+
+def floors(txs: Sequence[PlannedTx]) -> dict[str, int]:
+    """Each tx's floor: its package, then the costliest floor among the txs spending it (the branch its
+    coin carries on to), and a change above dust after the last level."""
+    depth = depths(txs)
+    below: dict[str, int] = {}
+    floor: dict[str, int] = {}
+    for tx in sorted(txs, key=lambda t: -depth[t.txid]):
+        floor[tx.txid] = package_need(tx) + below.get(tx.txid, CHANGE_DUST)
+        below[tx.parent] = max(below.get(tx.parent, 0), floor[tx.txid])
+    return floor
+
+
+def blocks_needed(txs: Sequence[PlannedTx]) -> int:
+    """The limit: TRUC confirms one level of a chain per block."""
+    return max(depths(txs).values(), default=-1) + 1
+
+
+def schedule(
+    txs: Sequence[PlannedTx], coins: Sequence[tuple[int, int]], mint_from: int | None = None
+) -> Schedule:
+    """The blocks ahead with `coins` (value, the block from which it is spendable: 0 confirmed, 1 in the
+    mempool): each ready level takes a coin as the CPFP builder would, its change arriving a block later.
+
+    With `mint_from`, a level ready from that block on that finds no coin gets one worth its floor,
+    recorded as lacking; before it, or without `mint_from`, it waits a block for coins to arrive.
+    """
+    floor = floors(txs)
+    spending: dict[str, list[PlannedTx]] = {}
+    for tx in txs:
+        spending.setdefault(tx.parent, []).append(tx)
+    planned = {t.txid for t in txs}
+    ready = {0: [t for t in txs if t.parent not in planned]}
+    arriving: dict[int, list[tuple[int, int]]] = {}
+    for seq, (value, block) in enumerate(coins):
+        arriving.setdefault(block, []).append((value, seq))
+    usable: list[tuple[int, int]] = []
+    changes = count(len(coins))  # the changes' places in `usable`, after the coins given
+    taken: set[int] = set()
+    lacking: list[Lack] = []
+    left, blocks, block = len(txs), 0, 0
+    while left:
+        for arrived in arriving.pop(block, ()):
+            insort(usable, arrived)
+        waiting: list[PlannedTx] = []
+        for tx in sorted(ready.pop(block, ()), key=lambda t: -floor[t.txid]):
+            if not tx.funded:
+                need = package_need(tx)
+                coin = _take(usable, floor[tx.txid], need + CHANGE_DUST)
+                if coin is not None:
+                    value = coin[0]
+                    if block == 0 and coin[1] < len(coins):
+                        taken.add(coin[1])
+                elif mint_from is not None and block >= mint_from:
+                    value = floor[tx.txid]
+                    lacking.append(Lack(value, block))
+                else:
+                    waiting.append(tx)
+                    continue
+                arriving.setdefault(block + 1, []).append((value - need, next(changes)))
+            left -= 1
+            blocks = block + 1
+            ready.setdefault(block + 1, []).extend(spending.get(tx.txid, ()))
+        if waiting:
+            if mint_from is None and not ready.get(block + 1) and not arriving:
+                return Schedule(None, frozenset(taken), tuple(lacking))  # nothing will ever pay for them
+            ready.setdefault(block + 1, []).extend(waiting)
+        block += 1
+    return Schedule(blocks, frozenset(taken), tuple(lacking))
+
+
+def _take(usable: list[tuple[int, int]], floor: int, least: int) -> tuple[int, int] | None:
+    """Remove and return the smallest coin worth `floor`, else the smallest worth `least`."""
+    i = bisect_left(usable, (floor, -1))
+    if i == len(usable):
+        i = bisect_left(usable, (least, -1))
+    return usable.pop(i) if i < len(usable) else None
+
+
+def fan_out(coins: Sequence[Coin], lacking: Sequence[Lack], fee_rate: int, locktime: int) -> Draft | None:
+    """The split of some of `coins` into the lacking coins, the earliest needed first: each with headroom
+    if the coins afford it, else at its bare floor, else as many as they afford; None if not one."""
+    wanted = sorted(lacking, key=lambda lack: (lack.block, -lack.value))[:MAX_FAN_OUT]
+    if not wanted or not coins:
+        return None
+
+    def split(values: Sequence[int]) -> Draft:
+        return plan_fan_out(coins, [TxOut(v, SIZING_SPK) for v in values], SIZING_SPK, fee_rate, locktime)
+
+    try:
+        return split([with_headroom(lack.value) for lack in wanted])
+    except InsufficientFunds:
+        pass
+    bare = [lack.value for lack in wanted]
+    best, low, high = None, 1, len(bare)
+    while low <= high:  # the longest affordable prefix: more coins never cost less
+        middle = (low + high) // 2
+        try:
+            best, low = split(bare[:middle]), middle + 1
+        except InsufficientFunds:
+            high = middle - 1
+    return best
+
+
+def plan_funding(
+    txs: Sequence[PlannedTx],
+    confirmed: Sequence[Coin],
+    arriving: Sequence[int],
+    split_rate: int,
+    locktime: int,
+    may_split: bool = True,
+) -> FundingPlan:
+    """The plan for `txs` with the wallet's `confirmed` coins promised to nothing and the values of its
+    coins `arriving` from the mempool: the floors, the split that saves the most blocks (if any, and if
+    `may_split`: not while another split is unconfirmed), and the outlook once it is made."""
+    limit = blocks_needed(txs)
+    now = schedule(txs, _spendable(confirmed, arriving))
+    split, blocks = None, now.blocks
+    if may_split and now.blocks != limit:
+        keeps = [[c for i, c in enumerate(confirmed) if i in now.taken_now]] if now.taken_now else []
+        for kept in [*keeps, []]:
+            lacking = schedule(txs, _spendable(kept, arriving), mint_from=1).lacking
+            free = [c for c in confirmed if c not in kept]
+            draft = fan_out(free, lacking, split_rate, locktime)
+            if draft is None:
+                continue
+            after = schedule(txs, _spendable(*_after_split(confirmed, arriving, draft))).blocks
+            if after is not None and (blocks is None or after < blocks):
+                split, blocks = draft, after
+    if split is not None:
+        confirmed, arriving = _after_split(confirmed, arriving, split)
+    return FundingPlan(floors(txs), split, funding_outlook(txs, confirmed, arriving, limit, blocks))
+
+
+def _spendable(confirmed: Sequence[Coin], arriving: Sequence[int]) -> list[tuple[int, int]]:
+    return [(c.value, 0) for c in confirmed] + [(value, 1) for value in arriving]
+
+
+def _after_split(
+    confirmed: Sequence[Coin], arriving: Sequence[int], split: Draft
+) -> tuple[list[Coin], list[int]]:
+    """The wallet once `split` is in the mempool: its inputs spent, its outputs arriving."""
+    return [c for c in confirmed if c not in split.coins], [*arriving, *(o.value for o in split.outputs)]
+
+
+def funding_outlook(
+    txs: Sequence[PlannedTx],
+    confirmed: Sequence[Coin],
+    arriving: Sequence[int],
+    limit: int,
+    blocks: int | None,
+) -> FundingOutlook:
+    """What the plan needs (a coin per chain not paid for, from an empty wallet) against what there is."""
+    needed = [lack.value for lack in schedule(txs, [], mint_from=0).lacking]
+    cheapest = min((package_need(t) + CHANGE_DUST for t in txs), default=0)
+    have = sum(c.value for c in confirmed) + sum(arriving)
+    return FundingOutlook(
+        blocks_needed=limit,
+        extra_blocks=None if blocks is None else blocks - limit,
+        coins_needed=len(needed),
+        coin_size=max(needed, default=0),
+        coins_available=sum(1 for c in confirmed if c.value >= cheapest),
+        coins_arriving=len(arriving),
+        missing=max(0, sum(needed) - have),
+    )
