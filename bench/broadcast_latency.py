@@ -32,15 +32,23 @@ from exitd.regtest.node import RegtestNode
 BLOCKS = 50
 QUICK_BLOCKS = 10
 CHAINS = 3
+CHAIN_AMOUNT = 1_000_000
+EXPIRY_BLOCKS = 20_000
 # Seconds between two looks at the mempool: the resolution of every sample.
 POLL = 0.02
 # A level not in the mempool this long after its block is a failure, not a slow sample.
 TIMEOUT = 30.0
 
 
-def arkoor_chains(forge: Forge, chains: int, levels: int) -> list[ForgedVtxo]:
-    """`chains` arkoor chains at least `levels` deep (1 + 2 * hops)."""
-    return [forge.arkoor_chain(30_000 + i, hops=levels // 2) for i in range(chains)]
+def arkoor_chains(node: RegtestNode, forge: Forge, chains: int, levels: int) -> list[ForgedVtxo]:
+    """`chains` arkoor chains at least `levels` deep (1 + 2 * hops). Their expiry is far enough that the
+    fee policy keeps to the base rate, and their amount gives a fee budget that pays every level at it:
+    a small VTXO this deep, or near expiry, would stall once its budget ran out (fee_accuracy.py and the
+    engine tests cover those)."""
+    expiry = node.height() + EXPIRY_BLOCKS
+    return [
+        forge.arkoor_chain(CHAIN_AMOUNT + i, hops=levels // 2, expiry_height=expiry) for i in range(chains)
+    ]
 
 
 def txids_by_level(vtxos: Sequence[ForgedVtxo]) -> list[list[str]]:
@@ -77,7 +85,7 @@ async def main() -> None:
     blocks = QUICK_BLOCKS if args.quick else BLOCKS
     print(machine(), flush=True)
     with regtest_node() as node:
-        vtxos = arkoor_chains(Forge(node), CHAINS, blocks + 1)
+        vtxos = arkoor_chains(node, Forge(node), CHAINS, blocks + 1)
         levels = txids_by_level(vtxos)
         async with running_daemon(node) as daemon:
             await fund_wallet(daemon, node, 4 * CHAINS)
