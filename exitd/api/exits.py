@@ -48,7 +48,7 @@ def parse_vtxo_ids(body: dict[str, Any]) -> list[str]:
 
 
 def exit_status_json(
-    engine: ExitEngine, e: LiveExit, history: bool, transactions: bool, vocab: str
+    engine: ExitEngine, e: LiveExit, fees_paid: int, history: bool, transactions: bool, vocab: str
 ) -> dict[str, Any]:
     """barkd's ExitTransactionStatus, plus `started_by`, `fees_paid_sat` and `error` (extra fields; `error`
     is the exit's last error as in a progress answer, so a status read shows it without running a cycle)."""
@@ -65,7 +65,7 @@ def exit_status_json(
         if packages:
             doc["transactions"] = packages
     doc["started_by"] = e.started_by
-    doc["fees_paid_sat"] = engine.fees_paid(e)
+    doc["fees_paid_sat"] = fees_paid
     doc["error"] = e.error.to_json() if e.error else None
     return doc
 
@@ -80,7 +80,10 @@ def _statuses(request: web.Request, which: str) -> web.Response:
     elif which == "finished":
         exits = [e for e in exits if e.state.kind.is_finished]
     vocab = _vocabulary(request)
-    return json_response([exit_status_json(engine, e, history, transactions, vocab) for e in exits])
+    paid = engine.fees_paid_each(exits)
+    return json_response(
+        [exit_status_json(engine, e, paid[e.vtxo_id], history, transactions, vocab) for e in exits]
+    )
 
 
 async def status_all(request: web.Request) -> web.Response:
@@ -104,6 +107,7 @@ async def status_one(request: web.Request) -> web.Response:
     doc = exit_status_json(
         engine,
         e,
+        engine.fees_paid(e),
         parse_bool_query(request, "history"),
         parse_bool_query(request, "transactions"),
         _vocabulary(request),

@@ -275,7 +275,7 @@ class ExitEngine:
         self.claim_fees_paid = 0  # sat
         self.cycle_errors = 0  # cycles that raised; every cycle ends in `cycles` or here
         self.cycle_seconds = 0.0
-        # Cycles running right now, and the most ever at once: 1 proves the single-flight (load tests read it).
+        # Cycles running now, and the most ever at once: 1 proves the single-flight (load tests read it).
         self.cycles_running = 0
         self.max_concurrent_cycles = 0
         # Test-only crash points (fault injection); empty in production.
@@ -684,6 +684,12 @@ class ExitEngine:
                 if c.source == "wallet" and c.status in ("broadcast", "confirmed"):
                     total += c.fee // max(1, refcount.get(txid, 1))
         return total
+
+    def fees_paid_each(self, exits: Iterable[LiveExit]) -> dict[str, int]:
+        """fees_paid of many exits by VTXO id, the shared txs counted once for all (a status listing of N
+        exits would otherwise recount every exit N times)."""
+        refcount = self._refcounts()
+        return {e.vtxo_id: self.fees_paid(e, refcount) for e in exits}
 
     def _levels_left(self, e: LiveExit, snap: ChainSnapshot) -> int:
         return sum(1 for txid in e.txids if not snap.is_confirmed(txid))

@@ -31,10 +31,15 @@ class LoadResult:
 
 
 def requests_of(import_hexes: Sequence[str]) -> list[tuple[str, str, Any]]:
-    """The mix each client cycles through; importing VTXOs already imported is idempotent, so it can
-    repeat for as long as the load lasts."""
-    imports = [("POST", "/api/v1/wallet/import-vtxo", {"vtxos": [h]}) for h in import_hexes]
-    return [STATUS, PROGRESS, *imports] if imports else [STATUS, PROGRESS]
+    """The mix each client cycles through: status, progress and an import in turn (importing a VTXO
+    already imported is idempotent, so it can repeat for as long as the load lasts)."""
+    if not import_hexes:
+        return [STATUS, PROGRESS]
+    return [
+        request
+        for h in import_hexes
+        for request in (STATUS, PROGRESS, ("POST", "/api/v1/wallet/import-vtxo", {"vtxos": [h]}))
+    ]
 
 
 async def _client(
