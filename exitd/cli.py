@@ -24,7 +24,7 @@ from exitd.client import DaemonRefused, DaemonUnreachable, ExitdClient
 from exitd.config import LOG_FORMATS, LOG_LEVELS, NETWORKS, Config, ConfigError, load_config
 from exitd.datadir import DatadirError, init_datadir, read_token
 from exitd.log import setup_logging
-from exitd.store.db import StoreError
+from exitd.store.errors import StoreError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

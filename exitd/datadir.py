@@ -10,11 +10,9 @@ import json
 import time
 from dataclasses import dataclass
 
-from exitd.api.auth import decode_token, new_token
 from exitd.ark.bip39 import InvalidMnemonic
 from exitd.config import CONFIG_FILENAME, Config
-from exitd.store.db import upgrade
-from exitd.store.meta import WALLET_CREATED_AT, write_meta
+from exitd.token import decode_token, new_token
 from exitd.wallet.seed import WalletSeed, normalized_mnemonic, write_private_file
 
 
@@ -46,6 +44,10 @@ def init_datadir(config: Config, mnemonic: str | None = None, wallet: bool = Tru
     Without `wallet` no mnemonic is made: the daemon then runs walletless until a client creates the
     wallet over REST (POST /api/v1/wallet/create), as barkd clients expect to.
     """
+    # SQLAlchemy and alembic load only here: the CLI's client commands read the token from this module.
+    from exitd.store.db import upgrade
+    from exitd.store.meta import WALLET_CREATED_AT, write_meta
+
     config.datadir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if mnemonic is not None:
         try:

@@ -17,9 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-
-class StoreError(Exception):
-    """The database cannot be opened or migrated (permissions, full disk, a newer schema)."""
+from exitd.store.errors import StoreError
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -12,7 +12,8 @@ from contextlib import ExitStack, contextmanager
 
 import pytest
 
-from exitd.api.auth import OPEN_PATHS, encode_token
+from exitd.api.auth import OPEN_PATHS
+from exitd.token import encode_token
 from tests.support.daemon import DaemonProcess
 
 pytestmark = pytest.mark.bitcoind
