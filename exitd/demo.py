@@ -73,6 +73,7 @@ class ExitOutcome:
     claim_fee_sat: int
     amount_out_sat: int
     blocks: int
+    state: str
 
 
 def demo_config(home: Path, node: RegtestNode) -> Config:
@@ -270,6 +271,7 @@ def outcomes(
                 claim_fee_sat=amount_in - amount_out,
                 amount_out_sat=amount_out,
                 blocks=claimed_at[vtxo_id] - start_height,
+                state=status["state"]["type"],
             )
         )
     return result
@@ -286,7 +288,7 @@ def summary_table(results: Sequence[ExitOutcome]) -> str:
             console.sat(r.claim_fee_sat),
             console.sat(r.amount_out_sat),
             str(r.blocks),
-            "claimed",
+            r.state,
         )
         for r in results
     ]
