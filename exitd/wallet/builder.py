@@ -91,13 +91,23 @@ class Draft:
 def wallet_tx_vsize(n_coins: int, outputs: Sequence[TxOut], anchor: bool = False) -> int:
     """The virtual size, once signed, of a tx with `n_coins` key-path inputs (after an anchor input, if any)
     and these outputs."""
+    return sized_wallet_tx_vsize(n_coins, outputs_size(outputs), anchor)
+
+
+def outputs_size(outputs: Sequence[TxOut]) -> int:
+    """The bytes these outputs and their count add to a tx."""
+    return len(ser_compact_size(len(outputs))) + sum(len(o.encode()) for o in outputs)
+
+
+def sized_wallet_tx_vsize(n_coins: int, outputs_bytes: int, anchor: bool = False) -> int:
+    """wallet_tx_vsize with the outputs' size (outputs_size) known: for callers that try many input counts
+    for the same outputs, where encoding the outputs again each time made a large split quadratic."""
     n_inputs = n_coins + anchor
     stripped = (
         4  # nVersion
         + len(ser_compact_size(n_inputs))
         + n_inputs * TXIN_BASE_SIZE
-        + len(ser_compact_size(len(outputs)))
-        + sum(len(o.encode()) for o in outputs)
+        + outputs_bytes
         + 4  # nLockTime
     )
     witness = 0
@@ -110,7 +120,8 @@ def wallet_tx_vsize(n_coins: int, outputs: Sequence[TxOut], anchor: bool = False
 def max_wallet_inputs(outputs: Sequence[TxOut], max_vsize: int, anchor: bool = False) -> int:
     """The most key-path inputs a tx with these outputs may have and stay within `max_vsize`."""
     n = (max_vsize * WITNESS_SCALE_FACTOR) // P2TR_KEY_PATH_INPUT_WEIGHT
-    while n > 0 and wallet_tx_vsize(n, outputs, anchor) > max_vsize:
+    size = outputs_size(outputs)
+    while n > 0 and sized_wallet_tx_vsize(n, size, anchor) > max_vsize:
         n -= 1
     return n
 
@@ -136,8 +147,9 @@ def plan_payment(
             raise AmountBelowDust(payment.value, dust)
     amount = sum(p.value for p in payments)
     max_inputs = max_wallet_inputs(payments, MAX_STANDARD_TX_WEIGHT // WITNESS_SCALE_FACTOR)
+    size = outputs_size(payments)
     chosen = select_coins(
-        coins, lambda k: amount + fee_at_rate(fee_rate, wallet_tx_vsize(k, payments)), max_inputs
+        coins, lambda k: amount + fee_at_rate(fee_rate, sized_wallet_tx_vsize(k, size)), max_inputs
     )
     with_change = [*payments, TxOut(0, change_spk)]
     change = (
@@ -177,8 +189,9 @@ def plan_fan_out(
     with_leftover = [*coins_out, TxOut(0, leftover_spk)]
     total = sum(o.value for o in coins_out)
     max_inputs = max_wallet_inputs(with_leftover, MAX_STANDARD_TX_WEIGHT // WITNESS_SCALE_FACTOR)
+    size = outputs_size(with_leftover)
     chosen = select_coins(
-        coins, lambda k: total + fee_at_rate(fee_rate, wallet_tx_vsize(k, with_leftover)), max_inputs
+        coins, lambda k: total + fee_at_rate(fee_rate, sized_wallet_tx_vsize(k, size)), max_inputs
     )
     value = sum(c.value for c in chosen)
     leftover = value - total - fee_at_rate(fee_rate, wallet_tx_vsize(len(chosen), with_leftover))
