@@ -1,11 +1,12 @@
 """exitd's own OpenAPI 3.1 document, generated from the routes the app really serves.
 
-barkd's specification is the contract, so every route barkd defines gets barkd's operation (summary,
-parameters, request body, responses and their schemas), taken from the copies of barkd's documents that
-ship with exitd (exitd/api/contract/, kept byte-equal to the reference by a test). A route exitd answers
-with 501 keeps barkd's words but documents the 501 it really gets. exitd's own routes (/metrics, these docs)
-have their operations here. A route without an operation, or an operation here without a route, raises
-DocumentDrift: the document is built from the router, so it cannot describe an API that is not there.
+barkd's specification is the contract, so every route barkd defines gets barkd's operation (parameters,
+request body, responses and their schemas), taken from the facts of barkd's documents that ship with exitd
+(exitd/api/contract/: contract_facts of the reference documents, checked by a test; barkd's prose stays
+with barkd). A route exitd answers with 501 documents the 501 it really gets. exitd's own routes
+(/metrics, these docs) have their operations here. A route without an operation, or an operation here
+without a route, raises DocumentDrift: the document is built from the router, so it cannot describe an API
+that is not there.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
+from http import HTTPStatus
 from importlib import resources
 from typing import Any
 
@@ -26,6 +28,10 @@ from exitd.api.unsupported import not_served
 # barkd's versions, the contract first: an operation both define is taken from 0.1.4.
 CONTRACT_VERSIONS = ("0.1.4", "0.6.0")
 SCHEMA_PREFIX = "#/components/schemas/"
+
+# Human text in an OpenAPI document: barkd's words are barkd's, so the packaged contract keeps none of them.
+PROSE_KEYWORDS = frozenset({"description", "summary", "title"})
+INFO_PROSE = frozenset({"contact", "license"})
 
 MESSAGE_SCHEMA = {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}}
 
@@ -41,9 +47,31 @@ class Route:
     handler: Any
 
 
+def contract_facts(document: Any, parent: str = "") -> Any:
+    """An OpenAPI document without its prose: paths, methods, parameters, schemas, enums, required lists,
+    formats and status codes stay; every description, summary and title text, and the info's contact and
+    license, go. Only text values are prose: a property that happens to be named `description` is a
+    schema (an object) and stays."""
+    if isinstance(document, dict):
+        return {
+            key: contract_facts(value, key)
+            for key, value in document.items()
+            if not (key in PROSE_KEYWORDS and isinstance(value, str))
+            and not (parent == "info" and key in INFO_PROSE)
+        }
+    if isinstance(document, list):
+        return [contract_facts(item, parent) for item in document]
+    return document
+
+
+def render_contract(document: Any) -> str:
+    """The packaged file's text of a contract document (contrib/extract_contract.py writes it)."""
+    return json.dumps(contract_facts(document), indent=2, ensure_ascii=False) + "\n"
+
+
 @cache
 def contract(version: str) -> dict[str, Any]:
-    """barkd's OpenAPI document of `version`, as packaged with exitd."""
+    """The facts of barkd's OpenAPI document of `version`, as packaged with exitd."""
     text = resources.files("exitd.api").joinpath(f"contract/barkd-openapi-{version}.json").read_text()
     return dict(json.loads(text))
 
@@ -111,7 +139,7 @@ def contract_operation(method: str, path: str) -> dict[str, Any] | None:
 
 
 def not_served_operation(operation: dict[str, Any]) -> dict[str, Any]:
-    """barkd's operation for a route that needs an Ark server: same words, exitd's real answer."""
+    """barkd's operation for a route that needs an Ark server, with exitd's real answer."""
     operation.pop("requestBody", None)
     operation["responses"] = {
         "501": {
@@ -132,7 +160,8 @@ def _message_response(description: str, schema: str) -> dict[str, Any]:
 def with_exitd_answers(operation: dict[str, Any], served: bool) -> dict[str, Any]:
     """An operation plus the answers exitd really gives that barkd leaves out: 400 when a served operation's
     input fails exitd's checks (barkd lists it on some operations with input, not all), 401 without a valid
-    token, 413 for a body over `rest.max_body_bytes`."""
+    token, 413 for a body over `rest.max_body_bytes`. Every answer gets the description OpenAPI requires:
+    its HTTP status phrase, where the contract (prose-free) has none."""
     responses = operation["responses"]
     if served and (operation.get("parameters") or "requestBody" in operation):
         responses.setdefault("400", _message_response("Invalid input", "BadRequestError"))
@@ -140,6 +169,8 @@ def with_exitd_answers(operation: dict[str, Any], served: bool) -> dict[str, Any
         responses.setdefault("401", _message_response("Missing or invalid auth token", "ErrorMessage"))
     if "requestBody" in operation:
         responses.setdefault("413", _message_response("Body over rest.max_body_bytes", "ErrorMessage"))
+    for status, response in responses.items():
+        response.setdefault("description", HTTPStatus(int(status)).phrase)
     return operation
 
 

@@ -1,6 +1,7 @@
 """The served OpenAPI document is built from the router: it cannot list a route that is not served, nor
-miss one that is; and the copies of barkd's documents it is built from are barkd's, byte for byte."""
+miss one that is; and the contract it is built from holds barkd's facts exactly, and none of barkd's prose."""
 
+import json
 from dataclasses import fields
 from pathlib import Path
 
@@ -10,7 +11,15 @@ from jsonschema import Draft202012Validator
 
 from exitd.api.app import create_app
 from exitd.api.context import Services
-from exitd.api.openapi import CONTRACT_VERSIONS, DocumentDrift, build_document, served_routes
+from exitd.api.openapi import (
+    CONTRACT_VERSIONS,
+    DocumentDrift,
+    build_document,
+    contract,
+    contract_facts,
+    render_contract,
+    served_routes,
+)
 from exitd.api.unsupported import ARK_SERVER_ROUTES
 from exitd.config import Config
 
@@ -76,8 +85,46 @@ def test_schemas_are_complete_and_valid_json_schema() -> None:
 
 
 @pytest.mark.parametrize("version", CONTRACT_VERSIONS)
-def test_packaged_contract_is_barkds(version: str) -> None:
+def test_packaged_contract_is_the_facts_of_barkds(version: str) -> None:
     reference = REFERENCE / f"barkd-openapi-{version}.json"
     if not reference.exists():
         pytest.skip(f"{reference} not available")
-    assert (PACKAGED / reference.name).read_bytes() == reference.read_bytes()
+    expected = render_contract(json.loads(reference.read_text()))
+    assert (PACKAGED / reference.name).read_text() == expected, "run contrib/extract_contract.py"
+
+
+def test_contract_facts_drop_prose_only() -> None:
+    document = {
+        "info": {"title": "t", "description": "d", "contact": {"name": "n"}, "license": {}, "version": "1"},
+        "tags": [{"name": "exits", "description": "d"}],
+        "paths": {"/x": {"get": {"summary": "s", "operationId": "x", "deprecated": True}}},
+        "components": {
+            "schemas": {
+                "Note": {
+                    "title": "Note",
+                    "type": "object",
+                    "required": ["description"],
+                    "properties": {"description": {"type": "string", "description": "d", "format": "f"}},
+                }
+            }
+        },
+    }
+    assert contract_facts(document) == {
+        "info": {"version": "1"},
+        "tags": [{"name": "exits"}],
+        "paths": {"/x": {"get": {"operationId": "x", "deprecated": True}}},
+        "components": {
+            "schemas": {
+                "Note": {
+                    "type": "object",
+                    "required": ["description"],
+                    "properties": {"description": {"type": "string", "format": "f"}},
+                }
+            }
+        },
+    }
+
+
+@pytest.mark.parametrize("version", CONTRACT_VERSIONS)
+def test_packaged_contract_carries_no_prose(version: str) -> None:
+    assert contract_facts(contract(version)) == contract(version)
