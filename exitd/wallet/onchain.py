@@ -569,11 +569,15 @@ class OnchainWallet:
 
     async def _plan(self, txs: Sequence[PlannedTx], split_rate: int, may_split: bool) -> FundingPlan:
         """The funding plan with the wallet's unpromised coins: confirmed ones now, ours in the mempool
-        (children's change, a split's outputs) from the next block."""
+        from the next block. Ours: what bitcoind trusts (a split's outputs, a send's change), and the change
+        of the txs coins were reserved for (a CPFP child, whose anchor input bitcoind does not trust)."""
         async with self.store.session() as session:
             coins = await self._unpromised(session)
+            spenders = {row.reserved_by for row in await list_reservations(session)}
         confirmed = [c for c in coins if c.confirmed]
-        arriving = [c.value for c in coins if not c.confirmed and c.trusted]
+        arriving = [
+            c.value for c in coins if not c.confirmed and (c.trusted or b2lx(c.outpoint.txid) in spenders)
+        ]
         return plan_funding(txs, confirmed, arriving, split_rate, await self._tip_height(), may_split)
 
     async def _split(self, draft: Draft) -> str | None:

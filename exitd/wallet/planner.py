@@ -17,10 +17,11 @@ it (fee-bumping-anchors.md section 4 item 9: ts-sdk's splitter, Blink's fan-out,
   outputs) arrive in the next block.
 - The split. When the schedule with the wallet as it is takes more blocks than there are levels left, one
   version-2 fan-out tx at the next-block rate turns confirmed coins into the coins the schedule lacks,
-  each HEADROOM over its floor so that a replacement at a higher rate is paid from the same coin. Two
-  splits are weighed, and one is made only if it saves blocks: the coins this block's levels take are
-  kept for them and the rest is split; or everything is split (a wallet of one coin), which costs the
-  levels ready now one block.
+  each with headroom over its floor (3/2) so that a replacement at a higher rate is paid from the same
+  coin, or at its bare floor when the coins cannot afford more. Two splits are weighed, and one is made
+  only if the exits then finish sooner: the coins this block's levels take are kept for them and the
+  rest is split; or everything is split (a wallet of one coin), which costs the levels ready now a block.
+  A wallet that cannot finish the exits makes no split; the outlook says how much is missing.
 """
 
 from __future__ import annotations
@@ -207,28 +208,37 @@ def _take(usable: list[tuple[int, int]], floor: int, least: int) -> tuple[int, i
 
 
 def fan_out(coins: Sequence[Coin], lacking: Sequence[Lack], fee_rate: int, locktime: int) -> Draft | None:
-    """The split of some of `coins` into the lacking coins, the earliest needed first: each with headroom
-    if the coins afford it, else at its bare floor, else as many as they afford; None if not one."""
+    """The split of some of `coins` into the lacking coins (the earliest needed first, MAX_FAN_OUT at
+    most): each with headroom if the coins afford it, else at its bare floor; None if they cannot."""
     wanted = sorted(lacking, key=lambda lack: (lack.block, -lack.value))[:MAX_FAN_OUT]
-    if not wanted or not coins:
+    if not wanted:
         return None
-
-    def split(values: Sequence[int]) -> Draft:
-        return plan_fan_out(coins, [TxOut(v, SIZING_SPK) for v in values], SIZING_SPK, fee_rate, locktime)
-
-    try:
-        return split([with_headroom(lack.value) for lack in wanted])
-    except InsufficientFunds:
-        pass
-    bare = [lack.value for lack in wanted]
-    best, low, high = None, 1, len(bare)
-    while low <= high:  # the longest affordable prefix: more coins never cost less
-        middle = (low + high) // 2
+    for values in ([with_headroom(lack.value) for lack in wanted], [lack.value for lack in wanted]):
         try:
-            best, low = split(bare[:middle]), middle + 1
+            return plan_fan_out(coins, [TxOut(v, SIZING_SPK) for v in values], SIZING_SPK, fee_rate, locktime)
         except InsufficientFunds:
-            high = middle - 1
-    return best
+            continue
+    return None
+
+
+def split_keeping(
+    txs: Sequence[PlannedTx],
+    confirmed: Sequence[Coin],
+    arriving: Sequence[int],
+    kept: Sequence[Coin],
+    fee_rate: int,
+    locktime: int,
+) -> Draft | None:
+    """A split of confirmed coins other than `kept` into what the blocks after this one lack, `kept` and
+    the coins `arriving` paying for what they can; then cut down to what the coins it does not spend
+    leave lacking."""
+    lacking = schedule(txs, _spendable(kept, arriving), mint_from=1).lacking
+    draft = fan_out([c for c in confirmed if c not in kept], lacking, fee_rate, locktime)
+    if draft is None:
+        return None
+    left = [c for c in confirmed if c not in draft.coins]
+    still = schedule(txs, _spendable(left, arriving), mint_from=1).lacking
+    return fan_out(draft.coins, still, fee_rate, locktime) or draft
 
 
 def plan_funding(
@@ -246,11 +256,9 @@ def plan_funding(
     now = schedule(txs, _spendable(confirmed, arriving))
     split, blocks = None, now.blocks
     if may_split and now.blocks != limit:
-        keeps = [[c for i, c in enumerate(confirmed) if i in now.taken_now]] if now.taken_now else []
-        for kept in [*keeps, []]:
-            lacking = schedule(txs, _spendable(kept, arriving), mint_from=1).lacking
-            free = [c for c in confirmed if c not in kept]
-            draft = fan_out(free, lacking, split_rate, locktime)
+        kept_now = [c for i, c in enumerate(confirmed) if i in now.taken_now]
+        for kept in [kept_now, []] if kept_now else [[]]:
+            draft = split_keeping(txs, confirmed, arriving, kept, split_rate, locktime)
             if draft is None:
                 continue
             after = schedule(txs, _spendable(*_after_split(confirmed, arriving, draft))).blocks
