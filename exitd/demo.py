@@ -188,9 +188,11 @@ class ProgressDisplay:
         self._shown: dict[str, tuple[str, str, int]] = {}
 
     def show(self, height: int, statuses: Sequence[Mapping[str, Any]]) -> None:
+        by_id = {s["vtxo_id"]: s for s in statuses}
         rows = {
-            s["vtxo_id"]: (s["state"]["type"], console.exit_level(s), int(s.get("fees_paid_sat", 0)))
-            for s in statuses
+            vtxo: (s["state"]["type"], console.exit_level(s), int(s.get("fees_paid_sat", 0)))
+            for vtxo in self.shapes
+            if (s := by_id.get(vtxo)) is not None
         }
         if self.live:
             self._redraw(height, rows)
