@@ -33,6 +33,40 @@ SCHEMA_PREFIX = "#/components/schemas/"
 PROSE_KEYWORDS = frozenset({"description", "summary", "title"})
 INFO_PROSE = frozenset({"contact", "license"})
 
+# exitd's own one-line summaries of the contract's operations it serves, by operationId.
+SUMMARIES = {
+    "tip": "Height of bitcoind's best block",
+    "import_vtxo": "Import hex-encoded bark VTXOs",
+    "vtxos": "List imported VTXOs",
+    "get_vtxo": "One imported VTXO",
+    "get_vtxo_encoded": "One imported VTXO, hex-encoded",
+    "wallet_exists": "Whether the on-chain wallet exists",
+    "create_wallet": "Create or restore the on-chain wallet",
+    "balance": "Balance of the imported VTXOs",
+    "exit_start_all": "Start the exit of every imported VTXO",
+    "exit_start_vtxos": "Start the exits of the given VTXOs",
+    "exit_progress": "Run a progress cycle now",
+    "exit_claim_all": "Claim every claimable exit to an address",
+    "exit_claim_vtxos": "Claim the given claimable exits to an address",
+    "exit_cancel": "Cancel an exit before its last tx is broadcast",
+    "emergency_exit_fee": "Estimated fees to exit VTXOs, and the wallet's funding plan",
+    "get_all_exit_status": "Status of every exit",
+    "get_live_exit_status": "Status of the exits still running",
+    "get_finished_exits": "Status of the exits claimed or canceled",
+    "get_exit_status_by_vtxo_id": "Status of one VTXO's exit",
+    "onchain_address": "Next receive address of the on-chain wallet (it pays the CPFP fees)",
+    "onchain_balance": "On-chain wallet balance",
+    "onchain_sync": "Refresh the on-chain wallet from bitcoind",
+    "onchain_utxos": "On-chain wallet coins",
+    "onchain_transactions": "On-chain wallet transactions",
+    "onchain_send": "Send from the on-chain wallet",
+    "onchain_send_many": "Send to several addresses from the on-chain wallet",
+    "onchain_drain": "Send the whole on-chain wallet to an address",
+    "onchain_fee_rates": "bitcoind's fee rate estimates",
+    "send_onchain_fee": "Fee of an on-chain send",
+    "ping": "Liveness check",
+}
+
 MESSAGE_SCHEMA = {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}}
 
 
@@ -215,6 +249,8 @@ def build_document(app: web.Application, vocabulary: str, metrics_open: bool) ->
             continue
         if route.handler is not_served:
             operation = not_served_operation(operation)
+        elif operation.get("operationId") in SUMMARIES:
+            operation["summary"] = SUMMARIES[operation["operationId"]]
         operation = with_exitd_answers(operation, served=route.handler is not not_served)
         paths.setdefault(route.path, {})[route.method] = operation
     unrouted = [f"{m.upper()} {p}" for m, p in own if m not in paths.get(p, {})]
