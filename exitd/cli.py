@@ -311,7 +311,18 @@ def read_vtxo_sources(sources: list[str]) -> list[str]:
 def _status(client: ExitdClient, _args: argparse.Namespace) -> Answer:
     statuses = client.exit_statuses()
     amounts = {v["id"]: int(v["amount_sat"]) for v in client.vtxos()}
-    return statuses, console.status_table(statuses, amounts)
+    funding = _funding_lines(client) if statuses else []
+    return statuses, "\n\n".join([console.status_table(statuses, amounts), *funding])
+
+
+def _funding_lines(client: ExitdClient) -> list[str]:
+    """The funding plan, under the status table while anything is left to fund; a daemon that cannot
+    estimate (no wallet yet, node down) costs the table nothing."""
+    try:
+        funding = client.fee_estimate()["funding"]
+    except DaemonRefused as e:
+        return [f"funding: unknown ({e})"]
+    return [console.funding_text(funding)] if funding["blocks_needed"] else []
 
 
 def _import(client: ExitdClient, args: argparse.Namespace) -> Answer:

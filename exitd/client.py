@@ -96,6 +96,10 @@ class ExitdClient:
     def exit_statuses(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/api/v1/exits/status?transactions=true"))
 
+    def fee_estimate(self) -> dict[str, Any]:
+        """The cost of exiting every VTXO not exiting yet, and the wallet's funding plan (`funding`)."""
+        return dict(self.request("GET", "/api/v1/exits/fee"))
+
     def vtxos(self) -> list[dict[str, Any]]:
         """Every imported VTXO, spent ones too (an exit's VTXO is locked, then spent)."""
         return list(self.request("GET", "/api/v1/wallet/vtxos?all=true"))

@@ -98,6 +98,27 @@ def status_table(statuses: Sequence[Mapping[str, Any]], amounts: Mapping[str, in
     return table(("VTXO", "AMOUNT", "STATE", "LEVEL", "NEXT", "ERROR"), rows)
 
 
+def funding_text(funding: Mapping[str, Any]) -> str:
+    """The wallet's funding plan (the `funding` of GET /exits/fee) in one line: the coins it needs and
+    has, the blocks this wallet costs beyond one level per block, and what is missing."""
+    parts = [
+        f"funding: {funding['coins_needed']} coins needed (up to {sat(funding['coin_size_sat'])} each), "
+        f"{funding['coins_available']} available, {funding['coins_arriving']} arriving next block"
+    ]
+    extra, limit = funding["extra_blocks"], funding["blocks_needed"]
+    if extra is None:
+        parts.append("the wallet cannot finish the exits")
+    elif extra:
+        parts.append(f"{extra} block{'s' if extra > 1 else ''} beyond the {limit}-block limit")
+    else:
+        parts.append(f"one level per block ({limit} block{'s' if limit > 1 else ''} left)")
+    if funding["missing_sat"]:
+        parts.append(f"{sat(funding['missing_sat'])} missing")
+    if funding["split_txid"]:
+        parts.append(f"split {funding['split_txid']} confirming")
+    return "; ".join(parts)
+
+
 def progress_text(progress: Mapping[str, Any]) -> str:
     exits = progress["exits"]
     rows = [

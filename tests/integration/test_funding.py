@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 from typing import Any
 
 import pytest
@@ -52,6 +53,12 @@ def test_one_coin_funds_every_level_of_a_tree_and_a_board_per_block(
     depth = max(v.vtxo.exit_depth for v in vtxos)
     assert depth == 3 and {v.vtxo.exit_delta for v in vtxos} == {vtxos[0].vtxo.exit_delta}
     import_and_start(daemon, [v.hex for v in vtxos])
+    progress(daemon)
+    plan = funding(daemon)
+    assert (plan["blocks_needed"], plan["extra_blocks"], plan["coins_needed"]) == (depth, 1, 9)
+    assert plan["split_txid"] in bitcoind.rpc("getrawmempool") and plan["coins_arriving"] >= 9
+    status = subprocess.run(daemon.command("status"), capture_output=True, text=True, check=True)
+    assert f"1 block beyond the {depth}-block limit; split {plan['split_txid']} confirming" in status.stdout
 
     mined = advance_until(daemon, bitcoind, all_in("claimable"))
     assert mined == depth + vtxos[0].vtxo.exit_delta + 1  # one level per block, after the split's block

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from exitd.console import exit_error_text, exit_level, next_action, status_table, table
+from exitd.console import exit_error_text, exit_level, funding_text, next_action, status_table, table
 
 TXID = "ab" * 32
 
@@ -75,3 +75,24 @@ def test_status_table_joins_amounts_and_says_what_to_do_when_empty() -> None:
     lines = status_table([status], {f"{TXID}:0": 12345}).split("\n")
     assert lines[0].split() == ["VTXO", "AMOUNT", "STATE", "LEVEL", "NEXT", "ERROR"]
     assert lines[1].split()[:5] == [f"{TXID}:0", "12,345", "sat", "start", "0/1"]
+
+
+def test_funding_plan_in_one_line() -> None:
+    split = {
+        "blocks_needed": 3,
+        "extra_blocks": 1,
+        "coins_needed": 9,
+        "coin_size_sat": 2308,
+        "coins_available": 0,
+        "coins_arriving": 10,
+        "missing_sat": 0,
+        "split_txid": TXID,
+    }
+    assert funding_text(split) == (
+        "funding: 9 coins needed (up to 2,308 sat each), 0 available, 10 arriving next block; "
+        f"1 block beyond the 3-block limit; split {TXID} confirming"
+    )
+    on_time = {**split, "extra_blocks": 0, "blocks_needed": 1, "split_txid": None}
+    assert funding_text(on_time).endswith("; one level per block (1 block left)")
+    short = {**split, "extra_blocks": None, "missing_sat": 4870, "split_txid": None}
+    assert funding_text(short).endswith("; the wallet cannot finish the exits; 4,870 sat missing")
