@@ -28,6 +28,7 @@ from typing import Any, TextIO
 from exitd import console
 from exitd.client import ExitdClient
 from exitd.config import Config, load_config
+from exitd.daemon import Daemon
 from exitd.datadir import init_datadir, read_token
 from exitd.log import event, get_logger, setup_logging
 from exitd.regtest.forge import Forge, ForgedVtxo, LeafSpec, UserKey
@@ -111,6 +112,10 @@ class DaemonThread:
             raise DemoFailed(f"the daemon failed to start: {self._failure}")
 
     def stop(self) -> None:
+        """Ask the daemon to stop and wait until it has; a daemon still starting is let finish first."""
+        if self._thread.ident is None:  # never started
+            return
+        self._ready.wait()
         if self._loop is not None and self._stopping is not None:
             with contextlib.suppress(RuntimeError):  # the loop already ended
                 self._loop.call_soon_threadsafe(self._stopping.set)
@@ -125,8 +130,6 @@ class DaemonThread:
             self._ready.set()
 
     async def _serve(self) -> None:
-        from exitd.daemon import Daemon
-
         daemon = Daemon(self.config)
         self._loop, self._stopping = asyncio.get_running_loop(), daemon.stopping
         try:
