@@ -26,11 +26,12 @@ from exitd.chain.fees import FeeEstimator, btc_to_sat
 from exitd.chain.rpc import BitcoinRpc, RpcCredentials
 from exitd.regtest.node import MINER_WALLET, RegtestNode
 from exitd.store.db import Store, upgrade
-from exitd.store.wallet import add_reservations, list_reservations
+from exitd.store.wallet import add_reservations, list_reservations, unsettled_splits
 from exitd.wallet.address import decode_address, script_to_address
 from exitd.wallet.errors import InsufficientFunds, WalletMismatch
 from exitd.wallet.keys import Keychain
 from exitd.wallet.onchain import OnchainWallet, outpoint_key
+from exitd.wallet.planner import PlannedTx
 from exitd.wallet.seed import WalletSeed
 
 pytestmark = pytest.mark.bitcoind
@@ -247,3 +248,36 @@ async def test_a_wallet_of_another_mnemonic_is_refused(
     (tmp_path / "mnemonic").unlink()
     with pytest.raises(WalletMismatch, match="this database belongs to wallet 73c5da0a"):
         await open_wallet().setup()
+
+
+class Killed(BaseException):
+    """The process dying at this instant (nothing after it runs)."""
+
+
+async def test_a_split_stored_but_not_broadcast_is_sent_after_a_restart_not_made_again(
+    bitcoind: RegtestNode, open_wallet: Callable[..., OnchainWallet], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wallet = open_wallet()
+    await fund(bitcoind, wallet, "0.01")
+    # Three exits of one level ready now: with one coin, a split saves a block.
+    txs = [PlannedTx(f"{n:02x}" * 32, "ff" * 32, 150, 2_000, False) for n in range(3)]
+
+    async def killed(*_: object) -> str:
+        raise Killed()
+
+    monkeypatch.setattr("exitd.wallet.onchain.send_raw_transaction", killed)
+    with pytest.raises(Killed):
+        await wallet.ensure_funding(txs)
+    monkeypatch.undo()
+    async with wallet.store.session() as session:
+        ((stored, status),) = [(r.txid, r.status) for r in await unsettled_splits(session)]
+    assert status == "stored" and stored not in bitcoind.rpc("getrawmempool")
+    await wallet.store.close()
+
+    restarted = open_wallet()
+    outlook = await restarted.ensure_funding(txs)
+    assert outlook.split_txid == stored and stored in bitcoind.rpc("getrawmempool")
+    assert outlook.coins_arriving >= 3 and outlook.extra_blocks == 1
+    async with restarted.store.session() as session:
+        assert [(r.txid, r.status) for r in await unsettled_splits(session)] == [(stored, "broadcast")]
+        assert {r.reserved_by for r in await list_reservations(session)} == {stored}
