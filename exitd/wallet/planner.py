@@ -17,18 +17,19 @@ it (fee-bumping-anchors.md section 4 item 9: ts-sdk's splitter, Blink's fan-out,
   outputs) arrive in the next block.
 - The split. When the schedule with the wallet as it is takes more blocks than there are levels left, one
   version-2 fan-out tx at the next-block rate turns confirmed coins into the coins the schedule lacks,
-  each with headroom over its floor (3/2) so that a replacement at a higher rate is paid from the same
-  coin, or at its bare floor when the coins cannot afford more. Two splits are weighed, and one is made
-  only if the exits then finish sooner: the coins this block's levels take are kept for them and the
-  rest is split; or everything is split (a wallet of one coin), which costs the levels ready now a block.
-  A wallet that cannot finish the exits makes no split; the outlook says how much is missing.
+  each with headroom over its floor (3/2) so that it still carries its chain when the rate rises, or at
+  its bare floor when the coins cannot afford more. Two splits are weighed, and one is made only if the
+  exits then finish sooner: the coins this block's levels take are kept for them and the rest is split;
+  or everything is split (a wallet of one coin), which costs the levels ready now a block. A wallet that
+  cannot finish the exits makes no split; the outlook says how much is missing.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from heapq import heappop, heappush
 from itertools import count
 
 from exitd.ark.encoding import TxOut
@@ -44,11 +45,12 @@ SIZING_SPK = p2tr_script(bytes(32))
 # A CPFP child as the plan funds it: the anchor and one coin in, one change out.
 PLANNED_CHILD_VSIZE = wallet_tx_vsize(1, [TxOut(0, SIZING_SPK)], anchor=True)
 CHANGE_DUST = dust_threshold(SIZING_SPK)
-# A split's coin holds its floor times 3/2: a replacement at up to 1.5x the rate (the fee policy's
-# escalation between two blocks, or a new estimate) is paid from the same coin.
+# A split's coin holds its floor times 3/2: its chain's later levels may pay up to 1.5x today's rate (the
+# fee policy's escalation as expiry nears, a higher estimate, a replacement) and still be paid from it.
 HEADROOM_NUMERATOR, HEADROOM_DENOMINATOR = 3, 2
-# Outputs of one split (~22 kvB): far within a standard tx; more coins come from the next split.
-MAX_FAN_OUT = 500
+# Outputs of one split: 2,000 P2TR outputs are 86 kvB, within a standard tx (100 kvB) with a few inputs;
+# more coins come from the next split.
+MAX_FAN_OUT = 2_000
 
 
 @dataclass(frozen=True)
@@ -159,11 +161,22 @@ def schedule(
     spending: dict[str, list[PlannedTx]] = {}
     for tx in txs:
         spending.setdefault(tx.parent, []).append(tx)
+    # Ready levels, those paid for already first, then the costliest floor: a heap, so that a block that
+    # has one coin for thousands of waiting levels costs one step, not thousands.
+    ready: list[tuple[bool, int, int, PlannedTx]] = []
+    order = count()
+
+    def make_ready(batch: Iterable[PlannedTx]) -> None:
+        for tx in batch:
+            heappush(ready, (not tx.funded, -floor[tx.txid], next(order), tx))
+
     planned = {t.txid for t in txs}
-    ready = {0: [t for t in txs if t.parent not in planned]}
+    make_ready(t for t in txs if t.parent not in planned)
     arriving: dict[int, list[tuple[int, int]]] = {}
     for seq, (value, block) in enumerate(coins):
         arriving.setdefault(block, []).append((value, seq))
+    # Coins that pay for no level at all are left out: the levels they cannot fund are not tried again.
+    useless = min((package_need(t) + CHANGE_DUST for t in txs), default=0)
     usable: list[tuple[int, int]] = []
     changes = count(len(coins))  # the changes' places in `usable`, after the coins given
     taken: set[int] = set()
@@ -171,9 +184,13 @@ def schedule(
     left, blocks, block = len(txs), 0, 0
     while left:
         for arrived in arriving.pop(block, ()):
-            insort(usable, arrived)
+            if arrived[0] >= useless:
+                insort(usable, arrived)
+        minting = mint_from is not None and block >= mint_from
         waiting: list[PlannedTx] = []
-        for tx in sorted(ready.pop(block, ()), key=lambda t: -floor[t.txid]):
+        confirming: list[PlannedTx] = []
+        while ready and (usable or minting or not ready[0][0]):
+            tx = heappop(ready)[-1]
             if not tx.funded:
                 need = package_need(tx)
                 coin = _take(usable, floor[tx.txid], need + CHANGE_DUST)
@@ -181,20 +198,20 @@ def schedule(
                     value = coin[0]
                     if block == 0 and coin[1] < len(coins):
                         taken.add(coin[1])
-                elif mint_from is not None and block >= mint_from:
+                elif minting:
                     value = floor[tx.txid]
                     lacking.append(Lack(value, block))
                 else:
                     waiting.append(tx)
                     continue
                 arriving.setdefault(block + 1, []).append((value - need, next(changes)))
-            left -= 1
-            blocks = block + 1
-            ready.setdefault(block + 1, []).extend(spending.get(tx.txid, ()))
-        if waiting:
-            if mint_from is None and not ready.get(block + 1) and not arriving:
-                return Schedule(None, frozenset(taken), tuple(lacking))  # nothing will ever pay for them
-            ready.setdefault(block + 1, []).extend(waiting)
+            confirming.append(tx)
+        if not confirming and not arriving and (mint_from is None or minting):
+            return Schedule(None, frozenset(taken), tuple(lacking))  # nothing will ever pay for them
+        left -= len(confirming)
+        blocks = block + 1 if confirming else blocks
+        make_ready(waiting)
+        make_ready(child for tx in confirming for child in spending.get(tx.txid, ()))
         block += 1
     return Schedule(blocks, frozenset(taken), tuple(lacking))
 
@@ -233,10 +250,10 @@ def split_keeping(
     the coins `arriving` paying for what they can; then cut down to what the coins it does not spend
     leave lacking."""
     lacking = schedule(txs, _spendable(kept, arriving), mint_from=1).lacking
-    draft = fan_out([c for c in confirmed if c not in kept], lacking, fee_rate, locktime)
+    draft = fan_out(_without(confirmed, kept), lacking, fee_rate, locktime)
     if draft is None:
         return None
-    left = [c for c in confirmed if c not in draft.coins]
+    left = _without(confirmed, draft.coins)
     still = schedule(txs, _spendable(left, arriving), mint_from=1).lacking
     return fan_out(draft.coins, still, fee_rate, locktime) or draft
 
@@ -269,6 +286,11 @@ def plan_funding(
     return FundingPlan(floors(txs), split, funding_outlook(txs, confirmed, arriving, limit, blocks))
 
 
+def _without(coins: Sequence[Coin], spent: Iterable[Coin]) -> list[Coin]:
+    gone = set(spent)
+    return [c for c in coins if c not in gone]
+
+
 def _spendable(confirmed: Sequence[Coin], arriving: Sequence[int]) -> list[tuple[int, int]]:
     return [(c.value, 0) for c in confirmed] + [(value, 1) for value in arriving]
 
@@ -277,7 +299,7 @@ def _after_split(
     confirmed: Sequence[Coin], arriving: Sequence[int], split: Draft
 ) -> tuple[list[Coin], list[int]]:
     """The wallet once `split` is in the mempool: its inputs spent, its outputs arriving."""
-    return [c for c in confirmed if c not in split.coins], [*arriving, *(o.value for o in split.outputs)]
+    return _without(confirmed, split.coins), [*arriving, *(o.value for o in split.outputs)]
 
 
 def funding_outlook(
