@@ -284,8 +284,9 @@ class ExitEngine:
         self.guard: CycleGuard | None = None
         # Funding ahead, set by the daemon (the wallet); None: children take whatever coins there are.
         self.funding: Funding | None = None
-        # The exit txs in flight, as the last cycle planned their funding.
+        # The exit txs in flight, as the last cycle planned their funding, and the wallet's outlook for them.
         self.planned: tuple[PlannedTx, ...] = ()
+        self.funding_outlook: FundingOutlook | None = None
 
     # Loading.
 
@@ -743,10 +744,11 @@ class ExitEngine:
         of the levels left and splits one ahead of need (exitd/wallet/planner.py). A failure there costs
         speed, never correctness: it is logged and the cycle goes on."""
         self.planned = tuple(self._planned_txs(sharers_of, snap, base))
+        self.funding_outlook = None
         if self.funding is None:
             return
         try:
-            await self.funding.ensure_funding(self.planned)
+            self.funding_outlook = await self.funding.ensure_funding(self.planned)
         except (RpcError, NoWallet) as e:
             event(log, logging.WARNING, "funding_failed", error=str(e))
 
@@ -821,6 +823,11 @@ class ExitEngine:
                 )
                 session.add(_child_row(child))
         except InsufficientFunds as e:
+            outlook = self.funding_outlook
+            if outlook is not None and outlook.split_txid is not None and not outlook.missing:
+                # Not poor: this child's coin is in the funding split, confirmed in the next block.
+                event(log, logging.INFO, "child_awaits_split", txid=tracked.txid, split=outlook.split_txid)
+                return None
             _set_error(sharers, InsufficientConfirmedFunds(e.needed, e.available))
             event(
                 log,

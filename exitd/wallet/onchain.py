@@ -615,8 +615,8 @@ class OnchainWallet:
 
     async def _settle_splits(self) -> str | None:
         """Bring stored splits in line with bitcoind: confirmed, conflicted (abandoned, its coins freed), or
-        unknown to it (stored but not broadcast before a restart, or evicted: broadcast again). The txid
-        of the one still unconfirmed, if any."""
+        unknown to it (stored, then killed before its broadcast: broadcast now). The txid of the one still
+        unconfirmed, if any."""
         async with self.store.session() as session:
             rows = await unsettled_splits(session)
         answers = await self._batch([("gettransaction", [row.txid]) for row in rows])

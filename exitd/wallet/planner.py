@@ -77,6 +77,8 @@ class Lack:
 
 @dataclass(frozen=True)
 class Schedule:
+    """The blocks ahead as `schedule` plays them."""
+
     # Blocks until every planned tx is confirmed; None when the coins never suffice.
     blocks: int | None
     # Indices of the coins given to `schedule` that the levels ready now take.
@@ -110,6 +112,12 @@ class FundingPlan:
 def package_need(tx: PlannedTx) -> int:
     """What one coin pays for `tx`'s package: its child spends the anchor and that coin."""
     return package_fee(tx.rate, tx.vsize + PLANNED_CHILD_VSIZE)
+
+
+def least_useful(txs: Sequence[PlannedTx]) -> int:
+    """The smallest coin that pays for a level (its package, and a change above dust): any smaller pays
+    for nothing the plan needs."""
+    return min((package_need(t) + CHANGE_DUST for t in txs), default=0)
 
 
 def with_headroom(value: int) -> int:
@@ -175,8 +183,8 @@ def schedule(
     arriving: dict[int, list[tuple[int, int]]] = {}
     for seq, (value, block) in enumerate(coins):
         arriving.setdefault(block, []).append((value, seq))
-    # Coins that pay for no level at all are left out: the levels they cannot fund are not tried again.
-    useless = min((package_need(t) + CHANGE_DUST for t in txs), default=0)
+    # Coins that pay for no level are left out: the levels they cannot fund are not tried again.
+    useful = least_useful(txs)
     usable: list[tuple[int, int]] = []
     changes = count(len(coins))  # the changes' places in `usable`, after the coins given
     taken: set[int] = set()
@@ -184,7 +192,7 @@ def schedule(
     left, blocks, block = len(txs), 0, 0
     while left:
         for arrived in arriving.pop(block, ()):
-            if arrived[0] >= useless:
+            if arrived[0] >= useful:
                 insort(usable, arrived)
         minting = mint_from is not None and block >= mint_from
         waiting: list[PlannedTx] = []
@@ -311,14 +319,14 @@ def funding_outlook(
 ) -> FundingOutlook:
     """What the plan needs (a coin per chain not paid for, from an empty wallet) against what there is."""
     needed = [lack.value for lack in schedule(txs, [], mint_from=0).lacking]
-    cheapest = min((package_need(t) + CHANGE_DUST for t in txs), default=0)
+    useful = least_useful(txs)
     have = sum(c.value for c in confirmed) + sum(arriving)
     return FundingOutlook(
         blocks_needed=limit,
         extra_blocks=None if blocks is None else blocks - limit,
         coins_needed=len(needed),
         coin_size=max(needed, default=0),
-        coins_available=sum(1 for c in confirmed if c.value >= cheapest),
+        coins_available=sum(1 for c in confirmed if c.value >= useful),
         coins_arriving=len(arriving),
         missing=max(0, sum(needed) - have),
     )

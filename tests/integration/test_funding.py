@@ -53,7 +53,8 @@ def test_one_coin_funds_every_level_of_a_tree_and_a_board_per_block(
     depth = max(v.vtxo.exit_depth for v in vtxos)
     assert depth == 3 and {v.vtxo.exit_delta for v in vtxos} == {vtxos[0].vtxo.exit_delta}
     import_and_start(daemon, [v.hex for v in vtxos])
-    progress(daemon)
+    waiting = progress(daemon)["exits"]
+    assert all(e["error"] is None for e in waiting)  # waiting for the split is not being short of funds
     plan = funding(daemon)
     assert (plan["blocks_needed"], plan["extra_blocks"], plan["coins_needed"]) == (depth, 1, 9)
     assert plan["split_txid"] in bitcoind.rpc("getrawmempool") and plan["coins_arriving"] >= 9
