@@ -111,10 +111,18 @@ async def balance(request: web.Request) -> web.Response:
     )
 
 
+async def sync(request: web.Request) -> web.Response:
+    """barkd's wallet sync, answered as barkd does (200, no body): exitd's one wallet is the on-chain one, so
+    that is what is synced; exits follow the chain on their own, every block."""
+    await services_of(request).wallet.sync()
+    return web.Response(status=200)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/wallet", wallet_exists)
     app.router.add_post("/api/v1/wallet/create", create_wallet)
     app.router.add_get("/api/v1/wallet/balance", balance)
+    app.router.add_post("/api/v1/wallet/sync", sync)
     app.router.add_post("/api/v1/wallet/import-vtxo", import_vtxo)
     app.router.add_get("/api/v1/wallet/vtxos", list_vtxos)
     app.router.add_get("/api/v1/wallet/vtxos/{id}", get_vtxo)

@@ -47,6 +47,7 @@ def test_whole_exit_as_a_barkd_client(daemon: DaemonProcess, bitcoind: RegtestNo
     bitcoind.rpc("sendmany", "", dict.fromkeys(addresses, "0.01"), wallet="miner")
     bitcoind.mine(1)
     ok(daemon, "POST", "/api/v1/onchain/sync")
+    ok(daemon, "POST", "/api/v1/wallet/sync")
     assert len(ok(daemon, "GET", "/api/v1/onchain/utxos")) == 3
     ok(daemon, "GET", "/api/v1/onchain/transactions")
     assert ok(daemon, "GET", "/api/v1/onchain/balance")["confirmed_sat"] == 3_000_000
