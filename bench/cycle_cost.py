@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
-import resource
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,6 @@ from harness import (
     import_and_start,
     load_now,
     machine,
-    median,
     parse_args,
     quiet_logs,
     regtest_node,
@@ -70,9 +69,9 @@ async def one_cycle(daemon: Daemon) -> Cycle:
 
 def median_cycle(cycles: list[Cycle]) -> Cycle:
     return Cycle(
-        median([c.seconds for c in cycles]),
-        int(median([c.round_trips for c in cycles])),
-        int(median([c.packages for c in cycles])),
+        statistics.median([c.seconds for c in cycles]),
+        int(statistics.median([c.round_trips for c in cycles])),
+        int(statistics.median([c.packages for c in cycles])),
     )
 
 
@@ -128,8 +127,7 @@ async def measure(node: RegtestNode, forge: Forge, exits: int, repeats: int) -> 
         now_rss, peak_rss = rss_mb()
         print(
             f"  memory       {now_rss - base_rss:6.1f} MB more resident than before this scale; "
-            f"process now {now_rss:.0f} MB, peak {peak_rss:.0f} MB "
-            f"(ru_maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)",
+            f"process now {now_rss:.0f} MB, peak {peak_rss:.0f} MB",
             flush=True,
         )
 

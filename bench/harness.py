@@ -12,7 +12,6 @@ import argparse
 import logging
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from exitd.daemon import Daemon
 from exitd.datadir import init_datadir
 from exitd.regtest.forge import Forge, ForgedVtxo, LeafSpec
 from exitd.regtest.node import MINER_WALLET, RegtestNode
+from exitd.wallet.vtxos import MAX_IMPORT_BATCH
 
 # A leaf's amount: far above dust, small enough that a tree of thousands costs the miner little.
 LEAF_AMOUNT = 20_000
@@ -100,8 +100,8 @@ def forge_trees(forge: Forge, count: int, tree_sizes: Iterable[int]) -> list[For
 async def import_and_start(daemon: Daemon, vtxos: Sequence[ForgedVtxo]) -> list[str]:
     """Import (in batches the REST endpoint would take) and start exits of every VTXO."""
     ids: list[str] = []
-    for first in range(0, len(vtxos), 1000):
-        rows = await daemon.vtxos.import_vtxos([v.hex for v in vtxos[first : first + 1000]])
+    for first in range(0, len(vtxos), MAX_IMPORT_BATCH):
+        rows = await daemon.vtxos.import_vtxos([v.hex for v in vtxos[first : first + MAX_IMPORT_BATCH]])
         ids += [r.vtxo_id for r in rows]
     await daemon.engine.start(ids)
     return ids
@@ -116,10 +116,6 @@ async def fund_wallet(daemon: Daemon, node: RegtestNode, coins: int) -> None:
         node.rpc("sendmany", "", {a: str(COIN_BTC) for a in batch}, wallet=MINER_WALLET)
     node.mine(1)
     await daemon.wallet.sync()
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values)
 
 
 def percentile(values: Sequence[float], p: float) -> float:
