@@ -155,9 +155,10 @@ class OnchainWallet:
         self._pending: set[Outpoint] = set()
         # The funding plan's floor of each exit tx in flight (txid -> sat), from the last ensure_funding.
         self._floors: dict[str, int] = {}
-        # Scripts of the account's keys already derived: every coin listing checks each coin's script, and
-        # a BIP32 derivation per coin per listing made each CPFP child cost O(coins) derivations.
-        self._scripts: dict[tuple[Keychain, int], bytes] = {}
+        # The key of each (descriptor, script) a coin listing showed, or None when not ours: every listing
+        # checks every coin, and a descriptor parse and BIP32 derivation per coin per listing made each
+        # CPFP child cost O(coins) derivations.
+        self._keys: dict[tuple[str, bytes], tuple[Keychain, int] | None] = {}
 
     # Keys.
 
@@ -168,11 +169,14 @@ class OnchainWallet:
             self._account = Bip86Account.from_mnemonic(self.seed.mnemonic, self.network)
         return self._account
 
-    def _script_pubkey(self, keychain: Keychain, index: int) -> bytes:
-        script = self._scripts.get((keychain, index))
-        if script is None:
-            script = self._scripts[(keychain, index)] = self.account.script_pubkey(keychain, index)
-        return script
+    def _own_key(self, descriptor: str, script_pubkey: bytes) -> tuple[Keychain, int] | None:
+        """The (keychain, index) of the account's key that `descriptor` names and that pays to
+        `script_pubkey`; None when the coin is not ours to sign for."""
+        if (descriptor, script_pubkey) not in self._keys:
+            located = self.account.locate(descriptor)
+            ours = located is not None and self.account.script_pubkey(*located) == script_pubkey
+            self._keys[(descriptor, script_pubkey)] = located if ours else None
+        return self._keys[(descriptor, script_pubkey)]
 
     @property
     def fingerprint(self) -> str | None:
@@ -363,8 +367,8 @@ class OnchainWallet:
         """The Coin of a listunspent entry, if this wallet can sign for it (its key origin is in the
         account and the key derived there pays to its script)."""
         spk = bytes.fromhex(utxo["scriptPubKey"])
-        located = self.account.locate(str(utxo.get("desc", "")))
-        if located is None or self._script_pubkey(*located) != spk:
+        located = self._own_key(str(utxo.get("desc", "")), spk)
+        if located is None:
             event(log, logging.WARNING, "utxo_not_signable", txid=utxo["txid"], vout=utxo["vout"])
             return None
         confirmations = int(utxo["confirmations"])
