@@ -7,6 +7,7 @@ the second asks for the package fee data of the spenders found. The engine decid
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -16,6 +17,10 @@ from exitd.chain.fees import btc_to_sat
 from exitd.chain.rpc import BitcoinRpc, RpcError, RpcInvalidAddressOrKey, RpcInvalidParameter
 
 Outpoint = tuple[str, int]
+
+# How long a snapshot waits for the tx index to reach a block that just arrived.
+INDEX_WAIT_ATTEMPTS = 40
+INDEX_WAIT_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -90,17 +95,23 @@ class ChainView:
         outpoints = list(dict.fromkeys(spent_outpoints))
         heights = list(dict.fromkeys(heights))
         utxos = list(dict.fromkeys(utxos))
-        calls: list[tuple[str, list[object]]] = [("getblockchaininfo", [])]
+        calls: list[tuple[str, list[object]]] = [("getblockchaininfo", []), ("getindexinfo", ["txindex"])]
         calls += [("getrawtransaction", [txid, 1]) for txid in txids]
         calls += [("getblockhash", [h]) for h in heights]
         calls += [("gettxout", [txid, vout, False]) for txid, vout in utxos]
         if outpoints:
             calls.append(("gettxspendingprevout", [[{"txid": t, "vout": v} for t, v in outpoints]]))
-        answers = await self.rpc.batch(calls)
-        info = _raise_if_error(answers[0])
+        for _ in range(INDEX_WAIT_ATTEMPTS):
+            answers = await self.rpc.batch(calls)
+            info = _raise_if_error(answers[0])
+            if _index_caught_up(answers[1], int(info["blocks"])):
+                break
+            # bitcoind indexes a new block's txs just after connecting it: asked now, a tx mined in that
+            # block would look unknown and the engine would pay for it again.
+            await asyncio.sleep(INDEX_WAIT_SECONDS)
         tip = BlockRef(int(info["blocks"]), str(info["bestblockhash"]))
         snap = ChainSnapshot(tip)
-        pos = 1
+        pos = 2
         for txid in txids:
             snap.txs[txid] = _location(answers[pos], tip.height)
             pos += 1
@@ -127,6 +138,12 @@ class ChainView:
                 txid, btc_to_sat(entry["fees"]["ancestor"]), int(entry["ancestorsize"])
             )
         return snap
+
+
+def _index_caught_up(answer: Any, tip_height: int) -> bool:
+    """Whether the tx index has reached the tip (a node without one has nothing to wait for)."""
+    index = answer.get("txindex") if isinstance(answer, dict) else None
+    return index is None or int(index.get("best_block_height", tip_height)) >= tip_height
 
 
 def _raise_if_error(answer: Any) -> Any:
