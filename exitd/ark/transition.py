@@ -113,13 +113,30 @@ class Transition(ABC):
         return ser_u8(self.type) + self.encode_fields()
 
 
+class KeySpendTransition(Transition):
+    """A transition whose stored signature spends the output key directly (BIP341 key path)."""
+
+    def witness(self, server_pubkey: bytes, exit_delta: int, expiry_height: int) -> list[bytes]:
+        return [] if self.signature is None else [self.signature]
+
+    def sighash_and_key(
+        self,
+        tx: CTransaction,
+        prevout: Prevout,
+        server_pubkey: bytes,
+        exit_delta: int,
+        expiry_height: int,
+    ) -> tuple[bytes, bytes]:
+        return _key_spend_sighash_and_key(tx, prevout)
+
+
 def _key_spend_sighash_and_key(tx: CTransaction, prevout: Prevout) -> tuple[bytes, bytes]:
     """A BIP341 key-path spend signs for the prevout's output key (its scriptPubKey minus `OP_1 <32>`)."""
     return taproot_sighash(tx, 0, [prevout]), prevout[1][2:]
 
 
 @dataclass(frozen=True)
-class CosignedTransition(Transition):
+class CosignedTransition(KeySpendTransition):
     """Spends an output locked to MuSig(pubkeys), with the server's sweep after expiry as the only leaf:
     a board's funding output or a round tree node."""
 
@@ -148,22 +165,9 @@ class CosignedTransition(Transition):
     def input_script_pubkey(self, server_pubkey: bytes, exit_delta: int, expiry_height: int) -> bytes:
         return self.input_taproot(server_pubkey, expiry_height).script_pubkey
 
-    def witness(self, server_pubkey: bytes, exit_delta: int, expiry_height: int) -> list[bytes]:
-        return [] if self.signature is None else [self.signature]
-
-    def sighash_and_key(
-        self,
-        tx: CTransaction,
-        prevout: Prevout,
-        server_pubkey: bytes,
-        exit_delta: int,
-        expiry_height: int,
-    ) -> tuple[bytes, bytes]:
-        return _key_spend_sighash_and_key(tx, prevout)
-
 
 @dataclass(frozen=True)
-class ArkoorTransition(Transition):
+class ArkoorTransition(KeySpendTransition):
     """Spends a VTXO-policy output out of round (checkpoint, arkoor and fanout txs). The stored TapTweak of
     the spent output's taproot stands in for its script tree, so the output key is MuSig(cosigners,
     server) tweaked by it."""
@@ -191,19 +195,6 @@ class ArkoorTransition(Transition):
 
     def input_script_pubkey(self, server_pubkey: bytes, exit_delta: int, expiry_height: int) -> bytes:
         return p2tr_script(self.output_key(server_pubkey))
-
-    def witness(self, server_pubkey: bytes, exit_delta: int, expiry_height: int) -> list[bytes]:
-        return [] if self.signature is None else [self.signature]
-
-    def sighash_and_key(
-        self,
-        tx: CTransaction,
-        prevout: Prevout,
-        server_pubkey: bytes,
-        exit_delta: int,
-        expiry_height: int,
-    ) -> tuple[bytes, bytes]:
-        return _key_spend_sighash_and_key(tx, prevout)
 
 
 @dataclass(frozen=True)
