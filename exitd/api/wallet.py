@@ -8,6 +8,7 @@ from aiohttp import web
 
 from exitd.api.context import services_of
 from exitd.api.errors import BadRequest, json_response, read_json_object
+from exitd.api.onchain import onchain_sync
 from exitd.store.models import VtxoRow
 
 # barkd's BarkNetwork names (and exitd's "testnet", which bark lacks) -> exitd's network names.
@@ -111,18 +112,12 @@ async def balance(request: web.Request) -> web.Response:
     )
 
 
-async def sync(request: web.Request) -> web.Response:
-    """barkd's wallet sync, answered as barkd does (200, no body): exitd's one wallet is the on-chain one, so
-    that is what is synced; exits follow the chain on their own, every block."""
-    await services_of(request).wallet.sync()
-    return web.Response(status=200)
-
-
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/wallet", wallet_exists)
     app.router.add_post("/api/v1/wallet/create", create_wallet)
     app.router.add_get("/api/v1/wallet/balance", balance)
-    app.router.add_post("/api/v1/wallet/sync", sync)
+    # barkd's wallet sync: exitd's one wallet is the on-chain one (exits follow the chain every block).
+    app.router.add_post("/api/v1/wallet/sync", onchain_sync)
     app.router.add_post("/api/v1/wallet/import-vtxo", import_vtxo)
     app.router.add_get("/api/v1/wallet/vtxos", list_vtxos)
     app.router.add_get("/api/v1/wallet/vtxos/{id}", get_vtxo)
