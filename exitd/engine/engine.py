@@ -213,6 +213,10 @@ class LiveExit:
     # The error as the store holds it (JSON): a cycle that changes neither it nor the state writes nothing.
     stored_error: str | None = None
 
+    def levels_left(self, snap: ChainSnapshot) -> int:
+        """Exit txs the snapshot does not show confirmed: the blocks this exit still needs at the least."""
+        return sum(1 for txid in self.txids if not snap.is_confirmed(txid))
+
     @property
     def outpoint(self) -> tuple[str, int]:
         txid, _, vout = self.vtxo_id.partition(":")
@@ -692,12 +696,9 @@ class ExitEngine:
         refcount = self._refcounts()
         return {e.vtxo_id: self.fees_paid(e, refcount) for e in exits}
 
-    def _levels_left(self, e: LiveExit, snap: ChainSnapshot) -> int:
-        return sum(1 for txid in e.txids if not snap.is_confirmed(txid))
-
     def _tx_target(self, sharers: list[LiveExit], snap: ChainSnapshot, base: int) -> int:
         return max(
-            deadline_rate(base, snap.tip.height, e.expiry_height, self._levels_left(e, snap), self.policy)
+            deadline_rate(base, snap.tip.height, e.expiry_height, e.levels_left(snap), self.policy)
             for e in sharers
         )
 
@@ -711,7 +712,7 @@ class ExitEngine:
     ) -> int:
         budget_left = sum(
             max(0, fee_budget(e.amount, self.policy) - self.fees_paid(e, refcount))
-            // max(1, self._levels_left(e, snap))
+            // max(1, e.levels_left(snap))
             for e in sharers
         )
         return budget_capped_rate(target, budget_left, 1, tracked.vsize + CHILD_VSIZE_ESTIMATE)

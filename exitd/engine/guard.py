@@ -274,7 +274,7 @@ class Guard:
                     block_height=state.block.height,
                 )
             elif state.kind in (ExitStateKind.START, ExitStateKind.PROCESSING):
-                levels_left = sum(1 for txid in e.txids if not snap.is_confirmed(txid))
+                levels_left = e.levels_left(snap)
                 if at_risk(tip, e.expiry_height, levels_left, margin):
                     self.alerts.raise_once(
                         AlertEvent.VTXO_AT_RISK,
