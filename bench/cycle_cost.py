@@ -133,12 +133,13 @@ async def measure(node: RegtestNode, forge: Forge, exits: int, repeats: int) -> 
 
 
 async def main() -> None:
-    args = parse_args(__doc__ or "")
+    args = parse_args(__doc__ or "", scales=True)
     quiet_logs()
     print(machine(), flush=True)
     with regtest_node() as node:
         forge = Forge(node)
-        for exits in QUICK_SCALES if args.quick else SCALES:
+        scales = args.scales or (QUICK_SCALES if args.quick else SCALES)
+        for exits in scales:
             await measure(node, forge, exits, QUICK_REPEATS if args.quick else REPEATS)
 
 

@@ -13,7 +13,6 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bitcoin.core import CTransaction
 from harness import (
     fund_wallet,
     import_and_start,
@@ -32,7 +31,8 @@ from exitd.engine.engine import CpfpFunder
 from exitd.engine.states import ExitStateKind
 from exitd.regtest.forge import Forge, ForgedVtxo, LeafSpec
 from exitd.regtest.node import RegtestNode
-from exitd.wallet.onchain import CpfpChild
+from exitd.wallet.errors import InsufficientFunds
+from exitd.wallet.onchain import CpfpChild, CpfpRequest
 
 # sat/kvB given to progress; None: the engine's own rate (the node's estimate, or the fallback).
 RATES: tuple[int | None, ...] = (None, 1_000, 3_333, 12_345, 50_000)
@@ -48,16 +48,14 @@ class RecordingFunder:
     wallet: CpfpFunder
     targets: dict[str, int] = field(default_factory=dict)
 
-    async def build_cpfp_child(
-        self,
-        session: AsyncSession,
-        parent: CTransaction,
-        target_rate: int,
-        min_package_fee: int | None = None,
-    ) -> CpfpChild:
-        child = await self.wallet.build_cpfp_child(session, parent, target_rate, min_package_fee)
-        self.targets[child.txid] = target_rate
-        return child
+    async def build_cpfp_children(
+        self, session: AsyncSession, requests: Sequence[CpfpRequest]
+    ) -> list[CpfpChild | InsufficientFunds]:
+        children = await self.wallet.build_cpfp_children(session, requests)
+        for request, child in zip(requests, children, strict=True):
+            if isinstance(child, CpfpChild):
+                self.targets[child.txid] = request.target_rate
+        return children
 
     async def release_reservations(self, session: AsyncSession, spending_txid: str) -> None:
         await self.wallet.release_reservations(session, spending_txid)

@@ -39,9 +39,11 @@ COIN_BTC = Decimal("0.001")
 OUTPUTS_PER_FUNDING_TX = 500
 
 
-def parse_args(description: str) -> argparse.Namespace:
+def parse_args(description: str, scales: bool = False) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="smaller scales and fewer repetitions")
+    if scales:
+        parser.add_argument("--scales", type=int, nargs="+", metavar="N", help="these numbers of exits only")
     return parser.parse_args()
 
 

@@ -17,6 +17,8 @@ class PackageOutcome(Enum):
     MISSING_OR_SPENT_INPUTS = "missing-or-spent-inputs"
     REPLACEMENT_FEE_TOO_LOW = "replacement-fee-too-low"
     REJECTED = "rejected"
+    # No answer came (the node went away mid-call): the package may or may not be in the mempool.
+    NOT_ANSWERED = "not-answered"
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,18 @@ def classify_package_answer(answer: Any) -> PackageResult:
     return PackageResult(PackageOutcome.REJECTED, "; ".join(real))
 
 
-async def submit_package(rpc: BitcoinRpc, raw_txs: list[bytes]) -> PackageResult:
+async def submit_packages(rpc: BitcoinRpc, packages: list[list[bytes]]) -> list[PackageResult]:
+    """Every package in one round trip (bitcoind takes them in order, as if sent one by one)."""
     try:
-        answer = await rpc.call("submitpackage", [raw.hex() for raw in raw_txs])
+        answers = await rpc.batch(("submitpackage", [[raw.hex() for raw in p]]) for p in packages)
     except RpcError as e:
-        return PackageResult(PackageOutcome.REJECTED, e.message)
-    return classify_package_answer(answer)
+        return [PackageResult(PackageOutcome.NOT_ANSWERED, e.message) for _ in packages]
+    return [
+        PackageResult(PackageOutcome.REJECTED, a.message)
+        if isinstance(a, RpcError)
+        else classify_package_answer(a)
+        for a in answers
+    ]
 
 
 async def send_raw_transaction(rpc: BitcoinRpc, raw: bytes) -> str:

@@ -26,7 +26,7 @@ from exitd.ark.claim import ClaimSigner
 from exitd.ark.encoding import OutPoint
 from exitd.ark.exit_tx import ExitChain, build_exit_chain
 from exitd.ark.policy import UserPolicy
-from exitd.chain.broadcast import PackageOutcome, PackageResult, send_raw_transaction, submit_package
+from exitd.chain.broadcast import PackageOutcome, PackageResult, send_raw_transaction, submit_packages
 from exitd.chain.fees import FeeEstimator
 from exitd.chain.rpc import BitcoinRpc, RpcError
 from exitd.chain.view import BlockRef, ChainSnapshot, ChainView, TxState
@@ -93,7 +93,7 @@ from exitd.store.exits import (
 from exitd.store.models import ExitChildRow, ExitRow, ExitTxRow, VtxoRow
 from exitd.store.vtxos import get_vtxo, list_vtxos
 from exitd.wallet.errors import InsufficientFunds, NoWallet
-from exitd.wallet.onchain import CpfpChild
+from exitd.wallet.onchain import CpfpChild, CpfpRequest
 from exitd.wallet.planner import FundingOutlook, PlannedTx
 from exitd.wallet.policy import dust_threshold
 from exitd.wallet.vtxos import VtxoBook, vtxo_of
@@ -109,13 +109,9 @@ FINAL_DEPTH = 100
 class CpfpFunder(Protocol):
     """The on-chain wallet as the engine uses it (exitd.wallet.onchain)."""
 
-    async def build_cpfp_child(
-        self,
-        session: AsyncSession,
-        parent: CTransaction,
-        target_rate: int,
-        min_package_fee: int | None = None,
-    ) -> CpfpChild: ...
+    async def build_cpfp_children(
+        self, session: AsyncSession, requests: Sequence[CpfpRequest]
+    ) -> list[CpfpChild | InsufficientFunds]: ...
 
     async def release_reservations(self, session: AsyncSession, spending_txid: str) -> None: ...
 
@@ -195,6 +191,19 @@ class TrackedTx:
     @property
     def tx(self) -> CTransaction:
         return CTransaction.deserialize(self.raw)
+
+
+@dataclass
+class PackageWork:
+    """An exit tx this cycle pays for or broadcasts: what to do, at what rate, for whom; the child once
+    there is one, and the tx's status as the cycle leaves it."""
+
+    tracked: TrackedTx
+    action: Action
+    rate: int
+    sharers: list[LiveExit]
+    status: ExitTxStatus
+    child: ChildRecord | None = None
 
 
 @dataclass
@@ -721,21 +730,23 @@ class ExitEngine:
         self, sharers_of: dict[str, list[LiveExit]], snap: ChainSnapshot, base: int, explicit: bool
     ) -> dict[str, ExitTxStatus]:
         statuses: dict[str, ExitTxStatus] = {}
+        work: list[PackageWork] = []
         refcount = self._refcounts()
         for txid, sharers in sharers_of.items():
             tracked = self.txs[txid]
             facts = self._facts(tracked, snap)
             target = self._tx_target(sharers, snap, base)
             status, action = next_tx_status(facts, target)
-            if action is not None:
-                rate = target if explicit else self._budget_rate(sharers, snap, tracked, target, refcount)
-                if rate < target:
-                    _set_error(sharers, FeeBudgetExceeded(rate, target, self.policy.budget_ratio))
-                if rate < MIN_RELAY_RATE:
-                    statuses[txid] = status
-                    continue
-                status = await self._act(action, tracked, rate, sharers, status)
             statuses[txid] = status
+            if action is None:
+                continue
+            rate = target if explicit else self._budget_rate(sharers, snap, tracked, target, refcount)
+            if rate < target:
+                _set_error(sharers, FeeBudgetExceeded(rate, target, self.policy.budget_ratio))
+            if rate >= MIN_RELAY_RATE:
+                work.append(PackageWork(tracked, action, rate, sharers, status))
+        await self._act(work)
+        statuses.update((w.tracked.txid, w.status) for w in work)
         return statuses
 
     async def _fund_ahead(
@@ -787,127 +798,142 @@ class ExitEngine:
             confirmed_child=confirmed_child,
         )
 
-    async def _act(
-        self, action: Action, tracked: TrackedTx, rate: int, sharers: list[LiveExit], status: ExitTxStatus
-    ) -> ExitTxStatus:
-        if action.kind is ActionKind.BROADCAST:
-            assert action.child_txid is not None
-            child = tracked.children[action.child_txid]
-        else:
-            built = await self._build_child(tracked, rate, action.min_package_fee, sharers)
-            if built is None:
-                return status
-            child = built
+    async def _act(self, work: list[PackageWork]) -> None:
+        """This cycle's packages, whatever their number, in three steps: the new children built and stored
+        in one transaction, every package submitted in one round trip, every answer recorded in one
+        transaction. Each step ends before the next starts, so a child is never broadcast unless stored."""
+        for w in work:
+            if w.action.kind is ActionKind.BROADCAST:
+                assert w.action.child_txid is not None
+                w.child = w.tracked.children[w.action.child_txid]
+        await self._build_children([w for w in work if w.child is None])
+        ready = [w for w in work if w.child is not None]
+        if not ready:
+            return
         await self._crash_point("after_child_stored")
-        result = await submit_package(self.rpc, [tracked.raw, child.raw])
+        results = await submit_packages(self.rpc, [[w.tracked.raw, w.child.raw] for w in ready if w.child])
         await self._crash_point("after_submit")
-        return await self._record_broadcast(tracked, child, result, sharers, status)
+        await self._record_broadcasts(ready, results)
 
-    async def _build_child(
-        self, tracked: TrackedTx, rate: int, min_fee: int | None, sharers: list[LiveExit]
-    ) -> ChildRecord | None:
+    async def _build_children(self, work: list[PackageWork]) -> None:
+        if not work:
+            return
         if self.wallet is None:
-            _set_error(sharers, InternalError("no on-chain wallet to fund CPFP children"))
-            return None
+            for w in work:
+                _set_error(w.sharers, InternalError("no on-chain wallet to fund CPFP children"))
+            return
+        requests = [CpfpRequest(w.tracked.tx, w.rate, w.action.min_package_fee) for w in work]
         try:
             async with self.store.session() as session:
-                built = await self.wallet.build_cpfp_child(session, tracked.tx, rate, min_fee)
-                child = ChildRecord(
-                    built.txid,
-                    tracked.txid,
-                    built.tx.serialize(),
-                    built.fee,
-                    built.vsize,
-                    built.package_rate,
-                    "wallet",
-                    "stored",
+                built = await self.wallet.build_cpfp_children(session, requests)
+                for w, result in zip(work, built, strict=True):
+                    if isinstance(result, CpfpChild):
+                        w.child = ChildRecord(
+                            result.txid,
+                            w.tracked.txid,
+                            result.tx.serialize(),
+                            result.fee,
+                            result.vsize,
+                            result.package_rate,
+                            "wallet",
+                            "stored",
+                        )
+                        session.add(_child_row(w.child))
+                    else:
+                        self._too_poor(w, result)
+        except (ExitError, RpcError) as e:
+            error = e if isinstance(e, ExitError) else InternalError(str(e))
+            for w in work:
+                w.child = None
+                _set_error(w.sharers, error)
+            return
+        for w in work:
+            if w.child is not None:
+                w.tracked.children[w.child.txid] = w.child
+                event(
+                    log,
+                    logging.INFO,
+                    "child_stored",
+                    txid=w.tracked.txid,
+                    child=w.child.txid,
+                    fee=w.child.fee,
+                    rate=w.child.package_rate,
                 )
-                session.add(_child_row(child))
-        except InsufficientFunds as e:
-            outlook = self.funding_outlook
-            if outlook is not None and outlook.split_txid is not None and not outlook.missing:
-                # Not poor: this child's coin is in the funding split, confirmed in the next block.
-                event(log, logging.INFO, "child_awaits_split", txid=tracked.txid, split=outlook.split_txid)
-                return None
-            _set_error(sharers, InsufficientConfirmedFunds(e.needed, e.available))
-            event(
-                log,
-                logging.WARNING,
-                "wallet_too_poor",
-                txid=tracked.txid,
-                needed=e.needed,
-                available=e.available,
-            )
-            return None
-        except ExitError as e:
-            _set_error(sharers, e)
-            return None
-        except RpcError as e:
-            _set_error(sharers, InternalError(str(e)))
-            return None
-        tracked.children[child.txid] = child
-        event(
-            log,
-            logging.INFO,
-            "child_stored",
-            txid=tracked.txid,
-            child=child.txid,
-            fee=child.fee,
-            rate=child.package_rate,
-        )
-        return child
 
-    async def _record_broadcast(
-        self,
-        tracked: TrackedTx,
-        child: ChildRecord,
-        result: PackageResult,
-        sharers: list[LiveExit],
-        status: ExitTxStatus,
-    ) -> ExitTxStatus:
-        if result.in_mempool:
-            losers = [c for c in tracked.children.values() if c.pending and c.txid != child.txid]
-            self.packages_broadcast += 1
-            self.cpfp_fees_paid += child.fee if child.status != "broadcast" else 0
-            child.status = "broadcast"
-            for c in losers:
-                c.status = "replaced"
-            await self._save_children([child, *losers], release=losers)
-            event(
-                log,
-                logging.INFO,
-                "package_broadcast",
-                txid=tracked.txid,
-                child=child.txid,
-                fee=child.fee,
-                rate=child.package_rate,
-            )
-            return ExitTxStatus(
-                TxStatusKind.BROADCAST_WITH_CPFP, child_txid=child.txid, origin=WalletOrigin()
-            )
-        if result.outcome is PackageOutcome.REPLACEMENT_FEE_TOO_LOW:
-            event(
-                log,
-                logging.INFO,
-                "replacement_refused",
-                txid=tracked.txid,
-                child=child.txid,
-                error=result.message,
-            )
-            return status
-        # The child can never be valid (a funding coin spent elsewhere, or rejected): drop it.
-        child.status = "abandoned"
-        await self._save_children([child], release=[child])
+    def _too_poor(self, w: PackageWork, e: InsufficientFunds) -> None:
+        outlook = self.funding_outlook
+        if outlook is not None and outlook.split_txid is not None and not outlook.missing:
+            # Not poor: this child's coin is in the funding split, confirmed in the next block.
+            event(log, logging.INFO, "child_awaits_split", txid=w.tracked.txid, split=outlook.split_txid)
+            return
+        _set_error(w.sharers, InsufficientConfirmedFunds(e.needed, e.available))
         event(
             log,
             logging.WARNING,
-            "package_rejected",
-            txid=tracked.txid,
-            child=child.txid,
-            error=result.message,
+            "wallet_too_poor",
+            txid=w.tracked.txid,
+            needed=e.needed,
+            available=e.available,
         )
-        _set_error(sharers, ExitPackageBroadcastFailure(tracked.txid, result.message))
-        return status
+
+    async def _record_broadcasts(self, ready: list[PackageWork], results: list[PackageResult]) -> None:
+        """Each package's answer: the child broadcast (and the children it replaced), a refused replacement
+        kept for a later try, or the child abandoned; saved together."""
+        changed: list[ChildRecord] = []
+        release: list[ChildRecord] = []
+        for w, result in zip(ready, results, strict=True):
+            child, tracked = w.child, w.tracked
+            assert child is not None
+            if result.in_mempool:
+                losers = [c for c in tracked.children.values() if c.pending and c.txid != child.txid]
+                self.packages_broadcast += 1
+                self.cpfp_fees_paid += child.fee if child.status != "broadcast" else 0
+                child.status = "broadcast"
+                for c in losers:
+                    c.status = "replaced"
+                changed += [child, *losers]
+                release += losers
+                event(
+                    log,
+                    logging.INFO,
+                    "package_broadcast",
+                    txid=tracked.txid,
+                    child=child.txid,
+                    fee=child.fee,
+                    rate=child.package_rate,
+                )
+                w.status = ExitTxStatus(
+                    TxStatusKind.BROADCAST_WITH_CPFP, child_txid=child.txid, origin=WalletOrigin()
+                )
+            elif result.outcome is PackageOutcome.NOT_ANSWERED:
+                # Kept as stored: the next snapshot shows whether it got in, else it is sent again.
+                event(log, logging.WARNING, "package_unanswered", txid=tracked.txid, child=child.txid)
+                _set_error(w.sharers, ExitPackageBroadcastFailure(tracked.txid, result.message))
+            elif result.outcome is PackageOutcome.REPLACEMENT_FEE_TOO_LOW:
+                event(
+                    log,
+                    logging.INFO,
+                    "replacement_refused",
+                    txid=tracked.txid,
+                    child=child.txid,
+                    error=result.message,
+                )
+            else:
+                # The child can never be valid (a funding coin spent elsewhere, or rejected): drop it.
+                child.status = "abandoned"
+                changed.append(child)
+                release.append(child)
+                event(
+                    log,
+                    logging.WARNING,
+                    "package_rejected",
+                    txid=tracked.txid,
+                    child=child.txid,
+                    error=result.message,
+                )
+                _set_error(w.sharers, ExitPackageBroadcastFailure(tracked.txid, result.message))
+        if changed:
+            await self._save_children(changed, release=release)
 
     async def _crash_point(self, name: str) -> None:
         if self.crash_hook is not None:

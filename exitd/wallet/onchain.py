@@ -12,7 +12,7 @@ each side of a restart, never pick the same coin.
 
 Funding ahead (exitd/wallet/planner.py): every cycle, before any child chooses its coin, the engine hands
 the exit txs in flight to ensure_funding, which splits a coin into the coins the next blocks need when
-that saves blocks, and leaves each tx's floor for build_cpfp_child to choose by.
+that saves blocks, and leaves each tx's floor for build_cpfp_children to choose by.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from exitd.store.wallet import (
 from exitd.wallet.address import decode_address
 from exitd.wallet.builder import Draft, plan_cpfp_child, plan_drain, plan_payment, sign
 from exitd.wallet.coinselection import Coin
-from exitd.wallet.errors import WalletDisabled, WalletMismatch
+from exitd.wallet.errors import InsufficientFunds, WalletDisabled, WalletMismatch
 from exitd.wallet.keys import Bip86Account, Keychain
 from exitd.wallet.planner import FundingOutlook, FundingPlan, PlannedTx, plan_funding
 from exitd.wallet.seed import WalletSeed, master_fingerprint
@@ -107,6 +107,30 @@ class CpfpChild:
     package_rate: int
     # Every outpoint the child spends: the parent's anchor first, then the wallet coins.
     inputs: tuple[OutPoint, ...]
+
+
+@dataclass(frozen=True)
+class CpfpRequest:
+    """A CPFP child to build: for `parent`, paying `target_rate` (sat/kvB) for the package; when it replaces
+    a package that paid `min_package_fee`, at least that plus the incremental relay fee."""
+
+    parent: CTransaction
+    target_rate: int
+    min_package_fee: int | None = None
+
+
+def _cpfp_child(parent: CTransaction, draft: Draft, tx: CTransaction) -> CpfpChild:
+    child_vsize = tx_vsize(tx)
+    package_vsize = tx_vsize(parent) + child_vsize
+    return CpfpChild(
+        tx=tx,
+        txid=b2lx(tx.GetTxid()),
+        fee=draft.fee,
+        vsize=child_vsize,
+        package_vsize=package_vsize,
+        package_rate=draft.fee * 1000 // package_vsize,
+        inputs=tuple(OutPoint(txin.prevout.hash, txin.prevout.n) for txin in tx.vin),
+    )
 
 
 @dataclass(frozen=True)
@@ -412,13 +436,23 @@ class OnchainWallet:
 
     async def _unpromised(self, session: AsyncSession) -> list[Coin]:
         """Coins, confirmed or not, that no stored transaction has promised elsewhere."""
-        taken = await reserved_outpoints(session) | self._pending
-        return [c for c in await self.list_unspent() if outpoint_key(c.outpoint) not in taken]
+        coins, _ = await self._unpromised_at(session)
+        return coins
 
-    async def _spendable(self, session: AsyncSession) -> list[Coin]:
-        """Confirmed coins no stored transaction has promised elsewhere. Only confirmed ones: a TRUC child
-        may have no unconfirmed ancestor but its parent, and sends should not chain on unconfirmed change."""
-        return [c for c in await self._unpromised(session) if c.confirmed]
+    async def _unpromised_at(self, session: AsyncSession) -> tuple[list[Coin], int]:
+        """_unpromised, with the height the wallet has processed, which their confirmations count from: in
+        one round trip. That height is a new tx's locktime (anti fee sniping), never above the tip."""
+        taken = await reserved_outpoints(session) | self._pending
+        coins, balances = await self._unspent_and_balances()
+        height = int(balances["lastprocessedblock"]["height"])
+        return [c for c in coins if outpoint_key(c.outpoint) not in taken], height
+
+    async def _spendable(self, session: AsyncSession) -> tuple[list[Coin], int]:
+        """Confirmed coins no stored transaction has promised elsewhere, and the wallet's height (see
+        _unpromised_at). Only confirmed ones: a TRUC child may have no unconfirmed ancestor but its parent,
+        and sends should not chain on unconfirmed change."""
+        coins, height = await self._unpromised_at(session)
+        return [c for c in coins if c.confirmed], height
 
     def _reserve(self, session: AsyncSession, coins: Iterable[Coin], txid: str, purpose: str) -> None:
         """Reserve `coins` for `txid` in `session`; until it commits they are held back in memory."""
@@ -444,60 +478,76 @@ class OnchainWallet:
             event(log, logging.WARNING, "abandon_failed", txid=spending_txid, error=str(e))
         event(log, logging.INFO, "reservation_released", txid=spending_txid, coins=freed)
 
-    async def _change_script(self) -> bytes:
-        return decode_address(str(await self._call("getrawchangeaddress", "bech32m")), self.network)
+    async def _change_scripts(self, n: int) -> list[bytes]:
+        """`n` fresh change scripts, in one round trip."""
+        answers = await self._batch([("getrawchangeaddress", ["bech32m"])] * n)
+        scripts = []
+        for answer in answers:
+            if isinstance(answer, RpcError):
+                raise answer
+            scripts.append(decode_address(str(answer), self.network))
+        return scripts
 
     # Building.
 
-    async def build_cpfp_child(
-        self,
-        session: AsyncSession,
-        parent: CTransaction,
-        target_rate: int,
-        min_package_fee: int | None = None,
-        purpose: str = "cpfp",
-    ) -> CpfpChild:
-        """A signed version-3 child of `parent` (a zero-fee TRUC tx whose last output is its P2A anchor),
-        paying `target_rate` (sat/kvB) for the package of both, and at least `min_package_fee` plus the
-        incremental relay fee when it replaces a package that paid that. Funded by confirmed, unreserved
-        coins (a single one worth the funding plan's floor for `parent` if there is one), with one change
+    async def build_cpfp_children(
+        self, session: AsyncSession, requests: Sequence[CpfpRequest], purpose: str = "cpfp"
+    ) -> list[CpfpChild | InsufficientFunds]:
+        """For each request, a signed version-3 child of its parent (a zero-fee TRUC tx whose last output is
+        its P2A anchor) paying the request's rate (sat/kvB) for the package of both, and at least its
+        `min_package_fee` plus the incremental relay fee when it replaces a package that paid that; or the
+        InsufficientFunds that stopped it. Funded by confirmed, unreserved coins (a single one worth the
+        funding plan's floor for the parent if there is one), no coin in two children, with one change
         output back to the wallet.
 
-        The coins are reserved in `session` (not committed): the caller stores the child in the same
-        transaction, commits, and only then broadcasts. InsufficientFunds when the coins fall short.
+        A cycle that pays for many exit txs at once asks here once: one coin listing and one batch of change
+        addresses, whatever the number of children (a round trip or three per child made a block that needs
+        eighty packages cost seconds). The coins are reserved in `session` (not committed): the caller
+        stores the children in the same transaction, commits, and only then broadcasts.
         """
         account = self.account
+        # Sized with a change script of the right type; each child's own is asked of bitcoind once planned.
+        sizing_spk = account.script_pubkey(Keychain.INTERNAL, 0)
         async with self._coins_lock:
-            coins = await self._spendable(session)
-            change_spk = await self._change_script()
-            tip = await self._tip_height()
-            floor = self._floors.get(b2lx(parent.GetTxid()), 0)
-            draft = plan_cpfp_child(parent, coins, change_spk, target_rate, min_package_fee, tip, floor)
-            tx = sign(draft, account)
-            txid = b2lx(tx.GetTxid())
-            self._reserve(session, draft.coins, txid, purpose)
-        child_vsize = tx_vsize(tx)
-        package_vsize = tx_vsize(parent) + child_vsize
-        child = CpfpChild(
-            tx=tx,
-            txid=txid,
-            fee=draft.fee,
-            vsize=child_vsize,
-            package_vsize=package_vsize,
-            package_rate=draft.fee * 1000 // package_vsize,
-            inputs=tuple(OutPoint(txin.prevout.hash, txin.prevout.n) for txin in tx.vin),
-        )
-        event(
-            log,
-            logging.INFO,
-            "cpfp_child_built",
-            txid=txid,
-            parent=b2lx(parent.GetTxid()),
-            fee=child.fee,
-            package_rate=child.package_rate,
-            coins=len(draft.coins),
-        )
-        return child
+            coins, tip = await self._spendable(session)
+            taken: set[Outpoint] = set()
+            drafts: list[Draft | InsufficientFunds] = []
+            for r in requests:
+                free = [c for c in coins if outpoint_key(c.outpoint) not in taken]
+                floor = self._floors.get(b2lx(r.parent.GetTxid()), 0)
+                try:
+                    draft = plan_cpfp_child(
+                        r.parent, free, sizing_spk, r.target_rate, r.min_package_fee, tip, floor
+                    )
+                except InsufficientFunds as e:
+                    drafts.append(e)
+                    continue
+                taken.update(outpoint_key(c.outpoint) for c in draft.coins)
+                drafts.append(draft)
+            scripts = iter(await self._change_scripts(sum(isinstance(d, Draft) for d in drafts)))
+            results: list[CpfpChild | InsufficientFunds] = []
+            for r, planned in zip(requests, drafts, strict=True):
+                if isinstance(planned, InsufficientFunds):
+                    results.append(planned)
+                    continue
+                (change,) = planned.outputs
+                draft = replace(planned, outputs=(TxOut(change.value, next(scripts)),))
+                child = _cpfp_child(r.parent, draft, sign(draft, account))
+                self._reserve(session, draft.coins, child.txid, purpose)
+                results.append(child)
+        for r, result in zip(requests, results, strict=True):
+            if isinstance(result, CpfpChild):
+                event(
+                    log,
+                    logging.INFO,
+                    "cpfp_child_built",
+                    txid=result.txid,
+                    parent=b2lx(r.parent.GetTxid()),
+                    fee=result.fee,
+                    package_rate=result.package_rate,
+                    coins=len(result.inputs) - 1,
+                )
+        return results
 
     async def send(self, address: str, amount: int, fee_rate: int | None = None) -> str:
         return await self.send_many([(address, amount)], fee_rate)
@@ -507,7 +557,7 @@ class OnchainWallet:
         3-block estimate, as barkd); returns the txid once bitcoind accepted it."""
         outputs = [TxOut(amount, decode_address(address, self.network)) for address, amount in payments]
         rate = fee_rate if fee_rate is not None else (await self.fees.rates()).regular
-        change_spk = await self._change_script()
+        (change_spk,) = await self._change_scripts(1)
         return await self._send(lambda coins, tip: plan_payment(coins, outputs, change_spk, rate, tip))
 
     async def drain(self, address: str, fee_rate: int | None = None) -> str:
@@ -523,7 +573,7 @@ class OnchainWallet:
         # A change script of the right type, for sizing only: no address is taken from bitcoind.
         change_spk = self.account.script_pubkey(Keychain.INTERNAL, 0)
         async with self.store.session() as session:
-            coins = await self._spendable(session)
+            coins, _ = await self._spendable(session)
         return plan_payment(coins, outputs, change_spk, rate, 0).fee
 
     async def _send(self, plan: Callable[[list[Coin], int], Draft]) -> str:
@@ -531,7 +581,7 @@ class OnchainWallet:
         account = self.account
         async with self._coins_lock:
             async with self.store.session() as session:
-                draft = plan(await self._spendable(session), await self._tip_height())
+                draft = plan(*await self._spendable(session))
                 tx = sign(draft, account)
                 txid = b2lx(tx.GetTxid())
                 self._reserve(session, draft.coins, txid, SEND_PURPOSE)
@@ -587,12 +637,7 @@ class OnchainWallet:
     async def _split(self, draft: Draft) -> str | None:
         """Make the planned split: a fresh change script for each output (the plan sized them with one of
         the same size), signed, stored with its inputs' reservations, then broadcast."""
-        answers = await self._batch([("getrawchangeaddress", ["bech32m"])] * len(draft.outputs))
-        scripts = []
-        for answer in answers:
-            if isinstance(answer, RpcError):
-                raise answer
-            scripts.append(decode_address(str(answer), self.network))
+        scripts = await self._change_scripts(len(draft.outputs))
         outputs = tuple(TxOut(o.value, s) for o, s in zip(draft.outputs, scripts, strict=True))
         tx = sign(replace(draft, outputs=outputs), self.account)
         txid = b2lx(tx.GetTxid())

@@ -20,6 +20,7 @@ from bitcoin.core import (
     CTransaction,
     lx,
 )
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from exitd.ark.script import P2A_SCRIPT
 from exitd.chain.fees import FeeEstimator, btc_to_sat
@@ -30,7 +31,7 @@ from exitd.store.wallet import add_reservations, list_reservations, unsettled_sp
 from exitd.wallet.address import decode_address, script_to_address
 from exitd.wallet.errors import InsufficientFunds, WalletMismatch
 from exitd.wallet.keys import Keychain
-from exitd.wallet.onchain import OnchainWallet, outpoint_key
+from exitd.wallet.onchain import CpfpChild, CpfpRequest, OnchainWallet, outpoint_key
 from exitd.wallet.planner import PlannedTx
 from exitd.wallet.seed import WalletSeed
 
@@ -81,6 +82,19 @@ async def confirmed_count(wallet: OnchainWallet, n: int) -> bool:
     return len([c for c in await wallet.list_unspent() if c.confirmed]) >= n
 
 
+async def build_child(
+    wallet: OnchainWallet,
+    session: AsyncSession,
+    parent: CTransaction,
+    rate: int,
+    min_package_fee: int | None = None,
+) -> CpfpChild:
+    (child,) = await wallet.build_cpfp_children(session, [CpfpRequest(parent, rate, min_package_fee)])
+    if isinstance(child, InsufficientFunds):
+        raise child
+    return child
+
+
 async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
     """bitcoind tells its wallets about blocks and mempool txs asynchronously."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -89,15 +103,16 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> 
         await asyncio.sleep(0.05)
 
 
-def zero_fee_parent(node: RegtestNode) -> CTransaction:
-    """A TRUC tx paying a miner coin back to the miner in full, with a 0-value P2A anchor last: the shape of
-    a bark exit tx, which relays only in a package with a child that pays for both. Make it after funding:
-    a later send from the miner wallet may spend its coin."""
-    utxo = next(
+def zero_fee_parent(node: RegtestNode, nth: int = 0) -> CTransaction:
+    """A TRUC tx paying a miner coin (the nth it lists) back to the miner in full, with a 0-value P2A anchor
+    last: the shape of a bark exit tx, which relays only in a package with a child that pays for both. Make
+    it after funding: a later send from the miner wallet may spend its coin."""
+    utxos = [
         u
         for u in node.rpc("listunspent", 1, 9_999_999, [], True, wallet=MINER_WALLET)
         if Decimal(u["amount"]) >= 1 and u["spendable"]
-    )
+    ]
+    utxo = utxos[nth]
     tx = CMutableTransaction(
         [CMutableTxIn(COutPoint(lx(utxo["txid"]), utxo["vout"]))],
         [
@@ -142,7 +157,7 @@ async def test_children_built_concurrently_never_share_a_coin(
 
     async def build(parent: CTransaction) -> set[str]:
         async with wallet.store.session() as session:
-            child = await wallet.build_cpfp_child(session, parent, 2_000)
+            child = await build_child(wallet, session, parent, 2_000)
             await asyncio.sleep(0.1)  # the other builder runs while this one has not committed
             return {str(outpoint) for outpoint in child.inputs[1:]}
 
@@ -155,6 +170,32 @@ async def test_children_built_concurrently_never_share_a_coin(
         assert {f"{r.txid}:{r.vout}" for r in await list_reservations(session)} == first | second
 
 
+async def test_one_batch_builds_many_children_from_one_listing_without_sharing_a_coin(
+    bitcoind: RegtestNode, open_wallet: Callable[..., OnchainWallet]
+) -> None:
+    """A cycle that pays for many exit txs asks the wallet once: two round trips (the coins, then the change
+    addresses of the children it could plan) whatever the number of children, each child on coins of its
+    own, and the one the coins do not cover reported, not raised."""
+    wallet = open_wallet()
+    await fund(bitcoind, wallet, "0.001", "0.001")
+    parents = [zero_fee_parent(bitcoind, nth) for nth in range(3)]
+    before = wallet.rpc.round_trips
+    async with wallet.store.session() as session:
+        built = await wallet.build_cpfp_children(session, [CpfpRequest(p, 2_000) for p in parents])
+    assert wallet.rpc.round_trips - before == 2
+    first, second, third = built
+    assert isinstance(first, CpfpChild) and isinstance(second, CpfpChild)
+    assert isinstance(third, InsufficientFunds) and third.available == 0
+    assert not set(first.inputs[1:]) & set(second.inputs[1:])
+    assert first.tx.vout[0].scriptPubKey != second.tx.vout[0].scriptPubKey  # a change address each
+    async with wallet.store.session() as session:
+        reserved = {(r.txid, r.vout, r.reserved_by) for r in await list_reservations(session)}
+    assert reserved == {(*outpoint_key(o), child.txid) for child in (first, second) for o in child.inputs[1:]}
+    for parent, child in zip(parents, (first, second), strict=False):
+        answer = bitcoind.rpc("submitpackage", [parent.serialize().hex(), child.tx.serialize().hex()])
+        assert answer["package_msg"] == "success", answer
+
+
 async def test_reservation_survives_a_restart_and_is_released_for_an_abandoned_child(
     bitcoind: RegtestNode, open_wallet: Callable[..., OnchainWallet]
 ) -> None:
@@ -162,17 +203,17 @@ async def test_reservation_survives_a_restart_and_is_released_for_an_abandoned_c
     await fund(bitcoind, wallet, "0.001")
     parent = zero_fee_parent(bitcoind)
     async with wallet.store.session() as session:
-        child = await wallet.build_cpfp_child(session, parent, 2_000)
+        child = await build_child(wallet, session, parent, 2_000)
     await wallet.store.close()
 
     restarted = open_wallet()
     with pytest.raises(InsufficientFunds):
         async with restarted.store.session() as session:
-            await restarted.build_cpfp_child(session, parent, 2_000)
+            await build_child(restarted, session, parent, 2_000)
     async with restarted.store.session() as session:
         await restarted.release_reservations(session, child.txid)
     async with restarted.store.session() as session:
-        rebuilt = await restarted.build_cpfp_child(session, parent, 2_000)
+        rebuilt = await build_child(restarted, session, parent, 2_000)
     assert rebuilt.inputs[1:] == child.inputs[1:]
 
 
@@ -183,7 +224,7 @@ async def test_child_and_zero_fee_parent_are_accepted_at_the_target_rate_and_rep
     await fund(bitcoind, wallet, "0.001", "0.002")
     parent = zero_fee_parent(bitcoind)
     async with wallet.store.session() as session:
-        child = await wallet.build_cpfp_child(session, parent, 5_000)
+        child = await build_child(wallet, session, parent, 5_000)
     answer = bitcoind.rpc("submitpackage", [parent.serialize().hex(), child.tx.serialize().hex()])
     assert answer["package_msg"] == "success", answer
     effective = {btc_to_sat(r["fees"]["effective-feerate"]) for r in answer["tx-results"].values()}
@@ -192,7 +233,7 @@ async def test_child_and_zero_fee_parent_are_accepted_at_the_target_rate_and_rep
 
     # A replacement (package RBF on the same anchor) pays the old package fee plus the incremental relay fee.
     async with wallet.store.session() as session:
-        replacement = await wallet.build_cpfp_child(session, parent, 6_000, min_package_fee=child.fee)
+        replacement = await build_child(wallet, session, parent, 6_000, child.fee)
     assert not set(replacement.inputs[1:]) & set(child.inputs[1:])
     answer = bitcoind.rpc("submitpackage", [parent.serialize().hex(), replacement.tx.serialize().hex()])
     assert answer["package_msg"] == "success" and answer["replaced-transactions"] == [child.txid], answer
