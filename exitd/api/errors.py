@@ -81,8 +81,12 @@ class NotImplementedByExitd(ApiError):
     status = 501
 
 
+def json_body(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, separators=(",", ":")))
+    return web.Response(body=json_body(data), status=status, content_type="application/json", charset="utf-8")
 
 
 def error_response(error: ApiError) -> web.Response:

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from exitd.api.context import services_of
-from exitd.api.errors import BadRequest, NotFound, json_response, read_json_object
+from exitd.api.errors import BadRequest, NotFound, json_body, json_response, read_json_object
 from exitd.api.onchain import whole_number
 from exitd.api.wallet import parse_bool_query
 from exitd.engine.engine import ExitEngine, LiveExit, ProgressReport
@@ -70,20 +70,32 @@ def exit_status_json(
     return doc
 
 
+# A listing's body by (which, history, transactions, vocabulary), with the engine version it was rendered
+# at. Clients poll the listing far more often than exits change: at a thousand exits a rendering holds the
+# event loop for tens of ms, and fifty clients between two cycles would queue fifty of them.
+StatusListings = dict[tuple[str, bool, bool, str], tuple[int, bytes]]
+STATUS_LISTINGS = web.AppKey("status_listings", StatusListings)
+
+
 def _statuses(request: web.Request, which: str) -> web.Response:
     engine = _engine(request)
     history = parse_bool_query(request, "history")
     transactions = parse_bool_query(request, "transactions")
-    exits = list(engine.exits.values())
-    if which == "live":
-        exits = [e for e in exits if not e.state.kind.is_finished]
-    elif which == "finished":
-        exits = [e for e in exits if e.state.kind.is_finished]
     vocab = _vocabulary(request)
-    paid = engine.fees_paid_each(exits)
-    return json_response(
-        [exit_status_json(engine, e, paid[e.vtxo_id], history, transactions, vocab) for e in exits]
-    )
+    listings = request.app[STATUS_LISTINGS]
+    key = (which, history, transactions, vocab)
+    version = engine.version
+    cached = listings.get(key)
+    if cached is None or cached[0] != version:
+        exits = list(engine.exits.values())
+        if which == "live":
+            exits = [e for e in exits if not e.state.kind.is_finished]
+        elif which == "finished":
+            exits = [e for e in exits if e.state.kind.is_finished]
+        paid = engine.fees_paid_each(exits)
+        docs = [exit_status_json(engine, e, paid[e.vtxo_id], history, transactions, vocab) for e in exits]
+        cached = listings[key] = (version, json_body(docs))
+    return web.Response(body=cached[1], content_type="application/json", charset="utf-8")
 
 
 async def status_all(request: web.Request) -> web.Response:
@@ -272,6 +284,7 @@ async def cancel(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app[STATUS_LISTINGS] = {}
     app.router.add_get("/api/v1/exits/status", status_all)
     app.router.add_get("/api/v1/exits/status/all", status_all)
     app.router.add_get("/api/v1/exits/status/live", status_live)

@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -82,16 +82,20 @@ from exitd.engine.transitions import (
 from exitd.log import event, get_logger
 from exitd.store.db import Store
 from exitd.store.exits import (
+    ExitUpdate,
+    encode_history,
     ensure_exit_tx,
+    get_children,
     load_children,
     load_exit_txs,
     load_exits,
     load_links,
     now,
     replace_links,
+    update_exits,
 )
 from exitd.store.models import ExitChildRow, ExitRow, ExitTxRow, VtxoRow
-from exitd.store.vtxos import get_vtxo, list_vtxos
+from exitd.store.vtxos import get_vtxo, list_vtxos, set_vtxos_state
 from exitd.wallet.errors import InsufficientFunds, NoWallet
 from exitd.wallet.onchain import CpfpChild, CpfpRequest
 from exitd.wallet.planner import FundingOutlook, PlannedTx
@@ -274,6 +278,9 @@ class ExitEngine:
         self.exits: dict[str, LiveExit] = {}
         self.txs: dict[str, TrackedTx] = {}
         self.cycle_lock = asyncio.Lock()
+        # Counts what held the cycle lock (cycles, starts, claims, cancels) and loads: whatever was computed
+        # from the exits (a status listing) under one version still holds under it.
+        self.version = 0
         # The cycle of each fee-rate override that waits for the lock: callers arriving meanwhile share it.
         self._next_cycle: dict[int | None, asyncio.Task[ProgressReport]] = {}
         self.wakeup = asyncio.Event()
@@ -300,6 +307,15 @@ class ExitEngine:
         # The exit txs in flight, as the last cycle planned their funding, and the wallet's outlook for them.
         self.planned: tuple[PlannedTx, ...] = ()
         self.funding_outlook: FundingOutlook | None = None
+
+    @contextlib.asynccontextmanager
+    async def _changing(self) -> AsyncIterator[None]:
+        """Hold the cycle lock to change exits; the version moves on when done, changed or not."""
+        async with self.cycle_lock:
+            try:
+                yield
+            finally:
+                self.version += 1
 
     # Loading.
 
@@ -337,6 +353,7 @@ class ExitEngine:
                 error=None,
                 stored_error=row.error,
             )
+        self.version += 1
 
     # Starting.
 
@@ -347,7 +364,7 @@ class ExitEngine:
         else:
             rows = await self.vtxos.get_many(vtxo_ids)
         started: list[str] = []
-        async with self.cycle_lock:
+        async with self._changing():
             tip = await self.rpc.call("getblockcount")
             for row in rows:
                 existing = self.exits.get(row.vtxo_id)
@@ -440,7 +457,7 @@ class ExitEngine:
         return await asyncio.shield(task)
 
     async def _single_cycle(self, fee_rate: int | None) -> ProgressReport:
-        async with self.cycle_lock:
+        async with self._changing():
             del self._next_cycle[fee_rate]  # started: a caller from now on needs the next cycle
             started = time.monotonic()
             self.cycles_running += 1
@@ -657,9 +674,11 @@ class ExitEngine:
     async def _save_children(
         self, children: Iterable[ChildRecord], release: Iterable[ChildRecord] = ()
     ) -> None:
+        children = list(children)
         async with self.store.session() as session:
+            stored = await get_children(session, [c.txid for c in children])
             for c in children:
-                row = await session.get(ExitChildRow, c.txid)
+                row = stored.get(c.txid)
                 if row is None:
                     session.add(_child_row(c))
                 else:
@@ -1020,18 +1039,25 @@ class ExitEngine:
         if not writes:
             return
         async with self.store.session() as session:
-            for e, changed, error in writes:
-                row = await session.get(ExitRow, e.vtxo_id)
-                assert row is not None
-                if changed:
-                    row.state, row.state_kind = json.dumps(e.state.to_json()), e.state.kind.value
-                    row.history = json.dumps(e.history, separators=(",", ":"))
-                    row.updated_at = now()
-                    if e.state.kind is ExitStateKind.CLAIMED:
-                        vrow = await get_vtxo(session, e.vtxo_id)
-                        if vrow is not None:
-                            vrow.state = "spent"
-                row.error = error
+            await update_exits(
+                session,
+                [
+                    ExitUpdate(
+                        e.vtxo_id,
+                        error,
+                        json.dumps(e.state.to_json()),
+                        e.state.kind.value,
+                        encode_history(e.history),
+                    )
+                    if changed
+                    else ExitUpdate(e.vtxo_id, error)
+                    for e, changed, error in writes
+                ],
+            )
+            claimed = [
+                e.vtxo_id for e, changed, _ in writes if changed and e.state.kind is ExitStateKind.CLAIMED
+            ]
+            await set_vtxos_state(session, claimed, "spent")
         for e, _, error in writes:
             e.stored_error = error
 
@@ -1045,7 +1071,7 @@ class ExitEngine:
         preimages: dict[str, bytes] | None = None,
     ) -> str:
         """Broadcast one claim tx for the given (or all) claimable exits; returns its txid."""
-        async with self.cycle_lock:
+        async with self._changing():
             if vtxo_ids is None:
                 chosen = [e for e in self.exits.values() if e.state.kind is ExitStateKind.CLAIMABLE]
             else:
@@ -1143,7 +1169,7 @@ class ExitEngine:
     # Cancel (barkd 0.6.0).
 
     async def cancel(self, vtxo_id: str) -> None:
-        async with self.cycle_lock:
+        async with self._changing():
             e = self.exits.get(vtxo_id)
             if e is None:
                 raise NotExiting(vtxo_id)

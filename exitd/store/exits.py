@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exitd.store.models import ExitChildRow, ExitRow, ExitTxLinkRow, ExitTxRow
@@ -43,6 +44,44 @@ async def load_children(session: AsyncSession, parent_txids: Sequence[str]) -> l
         .order_by(ExitChildRow.created_at, ExitChildRow.txid)
     )
     return list((await session.execute(query)).scalars())
+
+
+@dataclass(frozen=True)
+class ExitUpdate:
+    """An exit's row as a cycle leaves it: its error always, its state and history when they changed."""
+
+    vtxo_id: str
+    error: str | None
+    state: str | None = None
+    state_kind: str | None = None
+    history: str | None = None
+
+
+async def update_exits(session: AsyncSession, updates: Sequence[ExitUpdate]) -> None:
+    """Every update in two executemany statements (state changes, then error-only ones): a cycle at a
+    thousand exits changes most of them, and one ORM load and flush per row cost seconds."""
+    stamp = now()
+    changed = [
+        {
+            "vtxo_id": u.vtxo_id,
+            "error": u.error,
+            "state": u.state,
+            "state_kind": u.state_kind,
+            "history": u.history,
+            "updated_at": stamp,
+        }
+        for u in updates
+        if u.state is not None
+    ]
+    errors = [{"vtxo_id": u.vtxo_id, "error": u.error} for u in updates if u.state is None]
+    for rows in (changed, errors):
+        if rows:
+            await session.execute(update(ExitRow), rows)
+
+
+async def get_children(session: AsyncSession, txids: Sequence[str]) -> dict[str, ExitChildRow]:
+    rows = await session.execute(select(ExitChildRow).where(ExitChildRow.txid.in_(list(txids))))
+    return {row.txid: row for row in rows.scalars()}
 
 
 async def replace_links(session: AsyncSession, vtxo_id: str, txids: Sequence[str]) -> None:

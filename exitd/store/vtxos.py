@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exitd.store.models import VtxoRow
@@ -30,6 +30,11 @@ async def set_vtxo_state(session: AsyncSession, vtxo_id: str, state: str) -> Non
     row = await session.get(VtxoRow, vtxo_id)
     if row is not None:
         row.state = state
+
+
+async def set_vtxos_state(session: AsyncSession, vtxo_ids: Sequence[str], state: str) -> None:
+    if vtxo_ids:
+        await session.execute(update(VtxoRow).where(VtxoRow.vtxo_id.in_(list(vtxo_ids))).values(state=state))
 
 
 async def amounts_by_state(session: AsyncSession) -> dict[str, int]:

@@ -161,6 +161,31 @@ def test_wallet_short_of_funds_then_funded(daemon: DaemonProcess, bitcoind: Regt
     assert progress(daemon)["exits"][0]["error"] is None
 
 
+def test_status_listing_follows_every_change(daemon: DaemonProcess, bitcoind: RegtestNode) -> None:
+    """The listing is rendered once per engine version and served from then on: after a start, a cycle
+    or a cancel it must still say what each exit's own status says (that one is never cached)."""
+    forge = Forge(bitcoind)
+    first, second = forge.board(40_000, owned(daemon, 0)), forge.board(41_000, owned(daemon, 1))
+
+    def listing() -> dict[str, Any]:
+        status, body = daemon.request("GET", "/api/v1/exits/status")
+        assert status == 200, body
+        return {e["vtxo_id"]: e for e in body}
+
+    def each(ids: list[str]) -> dict[str, Any]:
+        return {i: daemon.request("GET", f"/api/v1/exits/status/{i}")[1] for i in ids}
+
+    (a,) = import_and_start(daemon, [first.hex])
+    assert listing() == each([a]) and listing() == listing()
+    (b,) = import_and_start(daemon, [second.hex])
+    assert set(listing()) == {a, b}
+    progress(daemon)  # the wallet is empty: both exits get an error, neither tx is broadcast
+    assert listing() == each([a, b])
+    assert listing()[a]["error"]["type"] == "insufficient-confirmed-funds"
+    assert daemon.request("POST", f"/api/v1/exits/cancel/{b}")[0] == 200
+    assert listing()[b]["state"]["type"] == "canceled" and listing() == each([a, b])
+
+
 def test_low_fee_package_is_replaced_when_the_target_rises(
     daemon: DaemonProcess, bitcoind: RegtestNode
 ) -> None:
