@@ -230,10 +230,12 @@ class Guard:
         """The exit txids of every imported VTXO that is not exiting, for this cycle's snapshot."""
         if not self.settings.enabled:
             return []
-        rows = [r for r in await self.vtxos.list(include_spent=False) if r.state == "spendable"]
-        self._chains = {
-            r.vtxo_id: self._chains[r.vtxo_id] if r.vtxo_id in self._chains else guarded_vtxo(r) for r in rows
-        }
+        # Ids only, and rows only for VTXOs new to the guard: every cycle reads this, and loading every
+        # row (encoded VTXO included) cost a tenth of a second per cycle at a thousand VTXOs.
+        ids = await self.vtxos.ids_in_state("spendable")
+        new = [i for i in ids if i not in self._chains]
+        rows = {r.vtxo_id: r for r in await self.vtxos.get_many(new)} if new else {}
+        self._chains = {i: self._chains[i] if i in self._chains else guarded_vtxo(rows[i]) for i in ids}
         return [txid for v in self._guarded() for txid in v.txids]
 
     async def after_cycle(self, snap: ChainSnapshot) -> None:

@@ -26,6 +26,12 @@ async def list_vtxos(session: AsyncSession, include_spent: bool = False) -> list
     return list((await session.execute(query)).scalars())
 
 
+async def vtxo_ids_in_state(session: AsyncSession, state: str) -> list[str]:
+    query = select(VtxoRow.vtxo_id).where(VtxoRow.state == state)
+    query = query.order_by(VtxoRow.imported_at, VtxoRow.vtxo_id)
+    return list((await session.execute(query)).scalars())
+
+
 async def set_vtxo_state(session: AsyncSession, vtxo_id: str, state: str) -> None:
     row = await session.get(VtxoRow, vtxo_id)
     if row is not None:

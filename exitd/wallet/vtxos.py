@@ -21,7 +21,7 @@ from exitd.chain.rpc import BitcoinRpc, RpcError, RpcInvalidAddressOrKey
 from exitd.log import event, get_logger
 from exitd.store.db import Store
 from exitd.store.models import VtxoRow
-from exitd.store.vtxos import amounts_by_state, get_vtxo, get_vtxos, list_vtxos
+from exitd.store.vtxos import amounts_by_state, get_vtxo, get_vtxos, list_vtxos, vtxo_ids_in_state
 from exitd.wallet.errors import NoWallet
 from exitd.wallet.keys import VtxoKeychain
 from exitd.wallet.seed import WalletSeed
@@ -233,6 +233,10 @@ class VtxoBook:
             error.resources = missing
             raise error
         return [rows[v] for v in ids]
+
+    async def ids_in_state(self, state: str) -> list[str]:
+        async with self.store.session() as session:
+            return await vtxo_ids_in_state(session, state)
 
     async def list(self, include_spent: bool) -> list[VtxoRow]:
         async with self.store.session() as session:

@@ -121,8 +121,12 @@ class StubFees:
 class StubBook:
     rows: list[VtxoRow]
 
-    async def list(self, include_spent: bool) -> list[VtxoRow]:
-        return self.rows
+    async def ids_in_state(self, state: str) -> list[str]:
+        return [r.vtxo_id for r in self.rows if r.state == state]
+
+    async def get_many(self, vtxo_ids: Sequence[str]) -> list[VtxoRow]:
+        by_id = {r.vtxo_id: r for r in self.rows}
+        return [by_id[i] for i in vtxo_ids]
 
 
 @dataclass
