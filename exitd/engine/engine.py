@@ -510,8 +510,9 @@ class ExitEngine:
         sharers = self._sharers(watched)
         await self._learn_children(snap, sharers)
         base = override if override is not None else (await self.fees.rates()).fast
-        await self._fund_ahead(sharers, snap, base)
-        statuses = await self._tx_statuses(sharers, snap, base, override is not None)
+        targets = self._tx_targets(sharers, snap, base)
+        await self._fund_ahead(snap, targets)
+        statuses = await self._tx_statuses(sharers, snap, targets, override is not None)
         await self._learn_claim_timelocks(watched)
         await self._persist([(e, self._advance(e, snap, statuses)) for e in watched])
         if self.guard is not None:
@@ -724,11 +725,17 @@ class ExitEngine:
         refcount = self._refcounts()
         return {e.vtxo_id: self.fees_paid(e, refcount) for e in exits}
 
-    def _tx_target(self, sharers: list[LiveExit], snap: ChainSnapshot, base: int) -> int:
-        return max(
-            deadline_rate(base, snap.tip.height, e.expiry_height, e.levels_left(snap), self.policy)
-            for e in sharers
-        )
+    def _tx_targets(
+        self, sharers_of: dict[str, list[LiveExit]], snap: ChainSnapshot, base: int
+    ) -> dict[str, int]:
+        """Each exit tx's target rate: the most urgent deadline rate of the exits that need it (each exit's
+        counted once, not once per tx it shares)."""
+        exits = {e.vtxo_id: e for sharers in sharers_of.values() for e in sharers}
+        rate_of = {
+            vtxo_id: deadline_rate(base, snap.tip.height, e.expiry_height, e.levels_left(snap), self.policy)
+            for vtxo_id, e in exits.items()
+        }
+        return {txid: max(rate_of[e.vtxo_id] for e in sharers) for txid, sharers in sharers_of.items()}
 
     def _budget_rate(
         self,
@@ -746,7 +753,11 @@ class ExitEngine:
         return budget_capped_rate(target, budget_left, 1, tracked.vsize + CHILD_VSIZE_ESTIMATE)
 
     async def _tx_statuses(
-        self, sharers_of: dict[str, list[LiveExit]], snap: ChainSnapshot, base: int, explicit: bool
+        self,
+        sharers_of: dict[str, list[LiveExit]],
+        snap: ChainSnapshot,
+        targets: dict[str, int],
+        explicit: bool,
     ) -> dict[str, ExitTxStatus]:
         statuses: dict[str, ExitTxStatus] = {}
         work: list[PackageWork] = []
@@ -754,7 +765,7 @@ class ExitEngine:
         for txid, sharers in sharers_of.items():
             tracked = self.txs[txid]
             facts = self._facts(tracked, snap)
-            target = self._tx_target(sharers, snap, base)
+            target = targets[txid]
             status, action = next_tx_status(facts, target)
             statuses[txid] = status
             if action is None:
@@ -768,13 +779,11 @@ class ExitEngine:
         statuses.update((w.tracked.txid, w.status) for w in work)
         return statuses
 
-    async def _fund_ahead(
-        self, sharers_of: dict[str, list[LiveExit]], snap: ChainSnapshot, base: int
-    ) -> None:
+    async def _fund_ahead(self, snap: ChainSnapshot, targets: dict[str, int]) -> None:
         """The funding hook: before this cycle's children choose their coins, the wallet plans the coins
         of the levels left and splits one ahead of need (exitd/wallet/planner.py). A failure there costs
         speed, never correctness: it is logged and the cycle goes on."""
-        self.planned = tuple(self._planned_txs(sharers_of, snap, base))
+        self.planned = tuple(self._planned_txs(snap, targets))
         self.funding_outlook = None
         if self.funding is None:
             return
@@ -783,19 +792,16 @@ class ExitEngine:
         except (RpcError, NoWallet) as e:
             event(log, logging.WARNING, "funding_failed", error=str(e))
 
-    def _planned_txs(
-        self, sharers_of: dict[str, list[LiveExit]], snap: ChainSnapshot, base: int
-    ) -> Iterator[PlannedTx]:
+    def _planned_txs(self, snap: ChainSnapshot, targets: dict[str, int]) -> Iterator[PlannedTx]:
         """Each exit tx not confirmed yet, once however many exits share it, at its target rate; funded
         when a child pays for it already (in the mempool, or ours stored for broadcast)."""
-        for txid, sharers in sharers_of.items():
+        for txid, target in targets.items():
             if snap.is_confirmed(txid):
                 continue
             tracked = self.txs[txid]
             funded = snap.location(txid).state is TxState.MEMPOOL or any(
                 c.status == "stored" for c in tracked.children.values()
             )
-            target = self._tx_target(sharers, snap, base)
             yield PlannedTx(txid, tracked.input_txid, tracked.vsize, target, funded)
 
     def _facts(self, tracked: TrackedTx, snap: ChainSnapshot) -> TxFacts:
