@@ -30,6 +30,7 @@ from exitd.datadir import init_datadir
 from exitd.regtest.forge import Forge, ForgedVtxo, LeafSpec
 from exitd.regtest.node import MINER_WALLET, RegtestNode
 from exitd.wallet.vtxos import MAX_IMPORT_BATCH
+from tests.support.daemon import DaemonProcess
 
 # A leaf's amount: far above dust, small enough that a tree of thousands costs the miner little.
 LEAF_AMOUNT = 20_000
@@ -37,6 +38,8 @@ LEAF_AMOUNT = 20_000
 COIN_BTC = Decimal("0.001")
 # sendmany outputs per funding tx: well inside standard tx size.
 OUTPUTS_PER_FUNDING_TX = 500
+# Hex characters per import request: half of rest.max_body_bytes' default (1 MiB).
+IMPORT_BYTES = 512 * 1024
 
 
 def parse_args(description: str, scales: bool = False) -> argparse.Namespace:
@@ -151,3 +154,28 @@ def machine() -> str:
 
 def load_now() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+# A daemon in its own process (bench/load.py, bench/memory.py), as `exitd run` runs it.
+
+
+def from_checkout() -> None:
+    """Run `exitd` from the checkout: from bench/ the editable install cannot list the migrations (see
+    harness.py), and the daemon is a subprocess with the script's working directory."""
+    os.chdir(Path(__file__).resolve().parents[1])
+
+
+def quiet(daemon: DaemonProcess) -> None:
+    """Warnings only: at 1,000 exits a debug line per package would measure the log, not the daemon."""
+    text = daemon.config_path.read_text()
+    daemon.config_path.write_text(text.replace('level = "debug"', 'level = "warning"'))
+
+
+def import_batches(hexes: list[str]) -> list[list[str]]:
+    """The VTXOs in requests of at most IMPORT_BYTES of hex each (a deep tree's VTXO is kilobytes)."""
+    batches: list[list[str]] = [[]]
+    for h in hexes:
+        if batches[-1] and sum(map(len, batches[-1])) + len(h) > IMPORT_BYTES:
+            batches.append([])
+        batches[-1].append(h)
+    return batches

@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import tempfile
 from collections import Counter
 from pathlib import Path
 
-from harness import forge_trees, machine, parse_args, percentile, regtest_node
+from harness import (
+    forge_trees,
+    from_checkout,
+    import_batches,
+    machine,
+    parse_args,
+    percentile,
+    quiet,
+    regtest_node,
+)
 
 from exitd.regtest.forge import Forge
 from tests.support.daemon import DaemonProcess
@@ -31,30 +39,6 @@ BLOCK_INTERVAL = 3.0
 TREE_SIZE = 256
 # Each funding coin pays one CPFP child; a level of the trees has at most one tx per exit.
 COIN_BTC = "0.001"
-# Hex characters per import request: half of rest.max_body_bytes' default (1 MiB).
-IMPORT_BYTES = 512 * 1024
-
-
-def from_checkout() -> None:
-    """Run `exitd` from the checkout: from bench/ the editable install cannot list the migrations (see
-    harness.py), and the daemon is a subprocess with the script's working directory."""
-    os.chdir(Path(__file__).resolve().parents[1])
-
-
-def quiet(daemon: DaemonProcess) -> None:
-    """Warnings only: at 1,000 exits a debug line per package would measure the log, not the daemon."""
-    text = daemon.config_path.read_text()
-    daemon.config_path.write_text(text.replace('level = "debug"', 'level = "warning"'))
-
-
-def import_batches(hexes: list[str]) -> list[list[str]]:
-    """The VTXOs in requests of at most IMPORT_BYTES of hex each (a deep tree's VTXO is kilobytes)."""
-    batches: list[list[str]] = [[]]
-    for h in hexes:
-        if batches[-1] and sum(map(len, batches[-1])) + len(h) > IMPORT_BYTES:
-            batches.append([])
-        batches[-1].append(h)
-    return batches
 
 
 def ms(seconds: float) -> str:
