@@ -179,6 +179,8 @@ class OnchainWallet:
         self._pending: set[Outpoint] = set()
         # The funding plan's floor of each exit tx in flight (txid -> sat), from the last ensure_funding.
         self._floors: dict[str, int] = {}
+        # The last funding plan and what it was made from (see _plan).
+        self._last_plan: tuple[tuple[object, ...], FundingPlan] | None = None
         # The key of each (descriptor, script) a coin listing showed, or None when not ours: every listing
         # checks every coin, and a descriptor parse and BIP32 derivation per coin per listing made each
         # CPFP child cost O(coins) derivations.
@@ -406,9 +408,6 @@ class OnchainWallet:
             trusted=bool(utxo["safe"]),
         )
 
-    async def _tip_height(self) -> int:
-        return int(await self.rpc.call("getblockcount"))
-
     async def list_transactions(self) -> list[WalletTx]:
         """Every transaction touching the wallet, oldest first (by block, then by time seen), except those a
         block conflicts with. listsinceblock with change entries is the one listing that includes a CPFP
@@ -626,13 +625,18 @@ class OnchainWallet:
         from the next block. Ours: what bitcoind trusts (a split's outputs, a send's change), and the change
         of the txs coins were reserved for (a CPFP child, whose anchor input bitcoind does not trust)."""
         async with self.store.session() as session:
-            coins = await self._unpromised(session)
+            coins, height = await self._unpromised_at(session)
             spenders = {row.reserved_by for row in await list_reservations(session)}
         confirmed = [c for c in coins if c.confirmed]
         arriving = [
             c.value for c in coins if not c.confirmed and (c.trusted or b2lx(c.outpoint.txid) in spenders)
         ]
-        return plan_funding(txs, confirmed, arriving, split_rate, await self._tip_height(), may_split)
+        # Every cycle plans, most of them (no new block, no coin moved) for what the last one planned:
+        # comparing is a few ms at a thousand exits, planning tens.
+        key = (tuple(txs), tuple(confirmed), tuple(arriving), split_rate, height, may_split)
+        if self._last_plan is None or self._last_plan[0] != key:
+            self._last_plan = (key, plan_funding(txs, confirmed, arriving, split_rate, height, may_split))
+        return self._last_plan[1]
 
     async def _split(self, draft: Draft) -> str | None:
         """Make the planned split: a fresh change script for each output (the plan sized them with one of
