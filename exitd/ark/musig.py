@@ -6,6 +6,7 @@ spend. bark (through libsecp256k1-zkp) sorts the keys first, so the order in whi
 cosigners does not matter.
 """
 
+import functools
 from collections.abc import Sequence
 
 from coincurve import PublicKey
@@ -24,6 +25,11 @@ class InvalidPubkey(ValueError):
         self.index = index
 
 
+# Aggregates remembered (by the keys as given): the leaves of a tree share their ancestors' cosigners, so
+# validating or rebuilding each leaf's chain aggregated the same keys again, level by level.
+KEY_AGG_CACHE_SIZE = 4096
+
+
 def key_sort(pubkeys: Sequence[bytes]) -> list[bytes]:
     """BIP327 KeySort: lexicographic order of the 33-byte encodings."""
     return sorted(pubkeys)
@@ -35,6 +41,11 @@ def key_agg(pubkeys: Sequence[bytes]) -> bytes:
     Returns the 33-byte compressed aggregate point Q. Ark uses x(Q) as a taproot internal key.
     InvalidPubkey.index refers to the position in the given (unsorted) sequence.
     """
+    return _key_agg(tuple(pubkeys))
+
+
+@functools.lru_cache(maxsize=KEY_AGG_CACHE_SIZE)
+def _key_agg(pubkeys: tuple[bytes, ...]) -> bytes:
     _check_pubkeys(pubkeys)
     return key_agg_unsorted(key_sort(pubkeys))
 
