@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from aiohttp import web
@@ -138,6 +139,12 @@ async def start_all(request: web.Request) -> web.Response:
     return json_response({"message": "Exit started successfully"})
 
 
+# Each cycle's report rendered once per vocabulary: every caller of a cycle shares its report, and fifty
+# callers rendering a thousand exits each held the event loop longer than the cycle itself.
+ProgressBodies = weakref.WeakKeyDictionary[ProgressReport, dict[str, bytes]]
+PROGRESS_BODIES = web.AppKey("progress_bodies", ProgressBodies)
+
+
 def progress_json(report: ProgressReport, vocab: str) -> dict[str, Any]:
     return {
         "exits": [
@@ -169,7 +176,11 @@ async def progress(request: web.Request) -> web.Response:
             break
         await engine.wait_for_block(timeout=5.0)
         report = await engine.progress(fee_rate)
-    return json_response(progress_json(report, _vocabulary(request)))
+    vocab = _vocabulary(request)
+    bodies = request.app[PROGRESS_BODIES].setdefault(report, {})
+    if vocab not in bodies:
+        bodies[vocab] = json_body(progress_json(report, vocab))
+    return web.Response(body=bodies[vocab], content_type="application/json", charset="utf-8")
 
 
 def _destination(request: web.Request, body: dict[str, Any]) -> bytes:
@@ -285,6 +296,7 @@ async def cancel(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app[STATUS_LISTINGS] = {}
+    app[PROGRESS_BODIES] = weakref.WeakKeyDictionary()
     app.router.add_get("/api/v1/exits/status", status_all)
     app.router.add_get("/api/v1/exits/status/all", status_all)
     app.router.add_get("/api/v1/exits/status/live", status_live)

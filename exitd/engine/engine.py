@@ -250,8 +250,20 @@ class FeeEstimate:
 
 
 @dataclass(frozen=True)
+class ExitProgress:
+    """An exit as a cycle left it: a report keeps the state and error of then, whatever later cycles do."""
+
+    vtxo_id: str
+    state: ExitState
+    error: ExitError | None
+
+
+@dataclass(frozen=True, eq=False)
 class ProgressReport:
-    exits: list[LiveExit]
+    """What one cycle did; shared by every caller of that cycle (eq=False: compared and hashed by
+    identity, so that the API renders each report once)."""
+
+    exits: tuple[ExitProgress, ...]
     done: bool
     claimable_height: int | None
 
@@ -494,7 +506,11 @@ class ExitEngine:
         pending = [e for e in exits if e.state.kind.is_pending]
         heights = [h for e in exits if (h := _claimable_height(e.state)) is not None]
         unknown = any(_claimable_height(e.state) is None for e in pending)
-        return ProgressReport(exits, not pending, None if unknown or not heights else max(heights))
+        return ProgressReport(
+            tuple(ExitProgress(e.vtxo_id, e.state, e.error) for e in exits),
+            not pending,
+            None if unknown or not heights else max(heights),
+        )
 
     async def _cycle(self, override: int | None) -> ProgressReport:
         started = time.monotonic()
