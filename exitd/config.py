@@ -44,6 +44,8 @@ class RestConfig:
     host: str = "127.0.0.1"
     port: int = 3000
     max_body_bytes: int = 1 << 20
+    # Seconds a client has to send a request body in full: one trickling it would hold its connection open.
+    body_timeout: float = 30.0
     # /metrics without the bearer token (for a Prometheus that cannot send one); off: it needs the token.
     metrics_open: bool = False
     # Names of per-transaction exit sub-states: barkd 0.1.4's (the contract) or 0.6.0's.
@@ -259,6 +261,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "host": _parse_str,
         "port": _bounded(0, 65535),
         "max_body_bytes": _bounded(1024, 1 << 30),
+        "body_timeout": _positive_float,
         "metrics_open": _parse_bool,
         "substate_vocabulary": _choice("0.1.4", "0.6.0"),
     },

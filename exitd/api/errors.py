@@ -7,6 +7,7 @@ and unexpected exceptions are logged with their trace but answered with a plain 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from aiohttp import web
 
+from exitd.api.context import services_of
 from exitd.ark.bip39 import InvalidMnemonic
 from exitd.chain.rpc import NodeUnreachable, RpcAuthFailed, RpcError, RpcInWarmup
 from exitd.engine.errors import (
@@ -75,6 +77,13 @@ class NotFound(ApiError):
 
     def body(self) -> dict[str, Any]:
         return {"message": self.message, "resources": self.resources}
+
+
+class BodyTimeout(ApiError):
+    """The body did not arrive in time; the connection is closed after the answer, not kept alive for a
+    client that may still be trickling the rest."""
+
+    status = 408
 
 
 class NotImplementedByExitd(ApiError):
@@ -139,6 +148,10 @@ def _rpc_message(exc: RpcError) -> str:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except BodyTimeout as e:
+        response = error_response(e)
+        response.force_close()
+        return response
     except ApiError as e:
         return error_response(e)
     except web.HTTPRequestEntityTooLarge:
@@ -172,9 +185,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_response({"message": f"internal error ({type(e).__name__}); see the daemon log"}, 500)
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, within `rest.body_timeout`: a client trickling it a byte at a time would otherwise
+    hold its connection, and the handler waiting for it, open forever."""
+    seconds = services_of(request).config.rest.body_timeout
+    try:
+        async with asyncio.timeout(seconds):
+            return await request.read()
+    except TimeoutError:
+        raise BodyTimeout(f"request body not received in full within {seconds:g} s") from None
+
+
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 that says what is wrong with it."""
-    raw = await request.read()
+    raw = await read_body(request)
     if not raw:
         raise BadRequest("request body is empty; expected a JSON object")
     try:

@@ -8,7 +8,14 @@ from typing import Any
 from aiohttp import web
 
 from exitd.api.context import services_of
-from exitd.api.errors import BadRequest, NotFound, json_body, json_response, read_json_object
+from exitd.api.errors import (
+    BadRequest,
+    NotFound,
+    json_body,
+    json_response,
+    read_body,
+    read_json_object,
+)
 from exitd.api.onchain import whole_number
 from exitd.api.wallet import parse_bool_query
 from exitd.engine.engine import ExitEngine, LiveExit, ProgressReport
@@ -163,7 +170,7 @@ def progress_json(report: ProgressReport, vocab: str) -> dict[str, Any]:
 async def progress(request: web.Request) -> web.Response:
     """One cycle now; with `wait: true`, a cycle per new block until every exit is done or the client
     goes away (barkd accepts `wait` and ignores it)."""
-    raw = await request.read()
+    raw = await read_body(request)
     body = await read_json_object(request) if raw.strip() else {}
     fee_rate = parse_fee_rate(body)
     wait = body.get("wait")

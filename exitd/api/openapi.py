@@ -194,8 +194,9 @@ def _message_response(description: str, schema: str) -> dict[str, Any]:
 def with_exitd_answers(operation: dict[str, Any], served: bool) -> dict[str, Any]:
     """An operation plus the answers exitd really gives that barkd leaves out: 400 when a served operation's
     input fails exitd's checks (barkd lists it on some operations with input, not all), 401 without a valid
-    token, 413 for a body over `rest.max_body_bytes`. Every answer gets the description OpenAPI requires:
-    its HTTP status phrase, where the contract (prose-free) has none."""
+    token, 413 for a body over `rest.max_body_bytes`, 408 for one not sent within `rest.body_timeout`.
+    Every answer gets the description OpenAPI requires: its HTTP status phrase, where the contract
+    (prose-free) has none."""
     responses = operation["responses"]
     if served and (operation.get("parameters") or "requestBody" in operation):
         responses.setdefault("400", _message_response("Invalid input", "BadRequestError"))
@@ -203,6 +204,8 @@ def with_exitd_answers(operation: dict[str, Any], served: bool) -> dict[str, Any
         responses.setdefault("401", _message_response("Missing or invalid auth token", "ErrorMessage"))
     if "requestBody" in operation:
         responses.setdefault("413", _message_response("Body over rest.max_body_bytes", "ErrorMessage"))
+        late = _message_response("Body not sent within rest.body_timeout", "ErrorMessage")
+        responses.setdefault("408", late)
     for status, response in responses.items():
         response.setdefault("description", HTTPStatus(int(status)).phrase)
     return operation

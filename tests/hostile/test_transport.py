@@ -9,10 +9,12 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import pytest
 
 from exitd.api.auth import OPEN_PATHS
+from exitd.regtest.node import RegtestNode
 from exitd.token import encode_token
 from tests.support.daemon import DaemonProcess
 
@@ -114,6 +116,33 @@ def test_slow_clients_do_not_hold_up_others(daemon: DaemonProcess) -> None:
         assert timed_status(daemon)[0] == 200
     assert daemon.process is not None and daemon.process.poll() is None
     assert "Traceback" not in daemon.log_text()
+
+
+def test_a_body_not_sent_in_time_gets_408_and_the_connection_is_not_kept(
+    tmp_path: Path, bitcoind: RegtestNode
+) -> None:
+    daemon = DaemonProcess(tmp_path / "exitd", bitcoind)
+    daemon.init()
+    daemon.start(env={"EXITD_REST_BODY_TIMEOUT": "1.0"})
+    try:
+        with ExitStack() as stack:
+            slow = [
+                stack.enter_context(trickling_client(daemon, path))
+                for path in ("/api/v1/wallet/import-vtxo", "/api/v1/exits/progress")
+            ]
+            started = time.monotonic()
+            for sock in slow:
+                answer = b""
+                while b"}" not in answer:  # the whole {message} body
+                    answer += sock.recv(4096)
+                head, _, body = answer.partition(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 408") and b"Connection: close" in head, answer
+                assert b"within 1 s" in body, body
+            assert time.monotonic() - started < 10
+            assert timed_status(daemon)[0] == 200
+        assert "Traceback" not in daemon.log_text()
+    finally:
+        daemon.stop()
 
 
 def test_many_idle_connections_then_a_request_answers(daemon: DaemonProcess) -> None:
