@@ -1231,7 +1231,8 @@ class ExitEngine:
     async def run(
         self, stopping: asyncio.Event, poll_interval: float = 1.0, cycle_interval: float = 30.0
     ) -> None:
-        """Advance exits on every new block (polled every `poll_interval`), on a timer and when woken."""
+        """Advance exits on every new block (waited for, and polled every `poll_interval`), on a timer and
+        when woken."""
         best: str | None = None
         last_cycle = 0.0
         while not stopping.is_set():
@@ -1254,11 +1255,23 @@ class ExitEngine:
                 event(log, logging.ERROR, "cycle_failed", error=f"database: {e.orig}")
             except Exception:
                 log.exception("cycle_crashed")
-            waiter = asyncio.ensure_future(self.wakeup.wait())
-            stopper = asyncio.ensure_future(stopping.wait())
-            await asyncio.wait({waiter, stopper}, timeout=poll_interval, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            stopper.cancel()
+            waiters = {
+                asyncio.ensure_future(self.wakeup.wait()),
+                asyncio.ensure_future(stopping.wait()),
+                asyncio.ensure_future(self._next_block(poll_interval)),
+            }
+            await asyncio.wait(waiters, timeout=poll_interval, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _next_block(self, timeout: float) -> None:
+        """Return as soon as bitcoind connects a block, or after `timeout` s. waitfornewblock is a long
+        poll: a block is acted on within milliseconds, not at the next poll (half a poll late on average).
+        A block that came just before the call is caught by the next poll."""
+        try:
+            await self.rpc.call("waitfornewblock", int(timeout * 1000))
+        except RpcError:
+            await asyncio.sleep(timeout)  # a node without it: polling alone
 
     async def wait_for_block(self, timeout: float) -> None:
         async with self.new_block:
