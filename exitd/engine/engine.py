@@ -83,9 +83,10 @@ from exitd.log import event, get_logger
 from exitd.store.db import Store
 from exitd.store.exits import (
     ExitUpdate,
+    add_missing_exit_txs,
     encode_history,
-    ensure_exit_tx,
     get_children,
+    get_exits,
     load_children,
     load_exit_txs,
     load_exits,
@@ -106,6 +107,8 @@ log = get_logger("engine")
 
 # barkd's dust check on a VTXO before its exit starts: a P2TR output below this cannot be relayed.
 P2TR_DUST = 330
+# VTXOs whose exit chains a start rebuilds between two looks at the event loop.
+START_BATCH = 50
 # A tx this deep is final enough: no more questions about it.
 FINAL_DEPTH = 100
 
@@ -152,6 +155,18 @@ def check_relayable(vtxo_id: str, amount: int, chain: ExitChain) -> None:
                     f"exit tx {level} of {vtxo_id} has output {vout} of {out.nValue} sat, below the dust "
                     f"limit of {dust}: bitcoind will not relay it, so this VTXO cannot be exited",
                 )
+
+
+def exit_chain_of(row: VtxoRow) -> ExitChain:
+    """The exit chain of a stored VTXO that can be exited: finished, and every tx relayable."""
+    vtxo = vtxo_of(row)
+    if vtxo.is_unfinished:
+        raise InvalidWalletState(
+            f"VTXO {row.vtxo_id} is not finished (its leaf lacks a preimage or signature)"
+        )
+    chain = build_exit_chain(vtxo)
+    check_relayable(row.vtxo_id, row.amount_sat, chain)
+    return chain
 
 
 @dataclass
@@ -370,91 +385,100 @@ class ExitEngine:
     # Starting.
 
     async def start(self, vtxo_ids: Sequence[str] | None, started_by: str = "user") -> list[str]:
-        """Start exits (all spendable VTXOs when `vtxo_ids` is None); running exits are left as they are."""
+        """Start exits (all spendable VTXOs when `vtxo_ids` is None); running exits are left as they are.
+        Given ids are all started or, when one cannot be exited, none is; of all, those that can be."""
         if vtxo_ids is None:
             rows = [r for r in await self.vtxos.list(include_spent=False) if r.state == "spendable"]
         else:
             rows = await self.vtxos.get_many(vtxo_ids)
-        started: list[str] = []
+        rows = list({r.vtxo_id: r for r in rows}.values())
         async with self._changing():
-            tip = await self.rpc.call("getblockcount")
-            for row in rows:
+            tip = int(await self.rpc.call("getblockcount"))
+            chains: list[tuple[VtxoRow, ExitChain]] = []
+            for n, row in enumerate(rows):
                 existing = self.exits.get(row.vtxo_id)
                 if existing is not None and existing.state.kind is not ExitStateKind.CANCELED:
                     continue
                 try:
-                    await self._start_one(row, int(tip), started_by)
+                    chains.append((row, exit_chain_of(row)))
                 except (DustLimit, InvalidWalletState) as e:
                     if vtxo_ids is not None:
                         raise
                     event(log, logging.WARNING, "exit_skipped", vtxo=row.vtxo_id, reason=str(e))
-                    continue
-                started.append(row.vtxo_id)
-        if started:
+                if n % START_BATCH == START_BATCH - 1:
+                    await asyncio.sleep(0)  # thousands of chains to rebuild: let requests in meanwhile
+            if chains:
+                await self._store_starts(chains, tip, started_by)
+        if chains:
             self.wakeup.set()
-        return started
+        return [row.vtxo_id for row, _ in chains]
 
-    async def _start_one(self, row: VtxoRow, tip: int, started_by: str) -> None:
-        vtxo = vtxo_of(row)
-        if vtxo.is_unfinished:
-            raise InvalidWalletState(
-                f"VTXO {row.vtxo_id} is not finished (its leaf lacks a preimage or signature)"
-            )
-        chain = build_exit_chain(vtxo)
-        check_relayable(row.vtxo_id, row.amount_sat, chain)
-        txids: list[str] = []
-        input_txid = b2lx(vtxo.anchor_point.txid)
+    async def _store_starts(
+        self, chains: Sequence[tuple[VtxoRow, ExitChain]], tip: int, started_by: str
+    ) -> None:
+        """Every new exit, its txs (once each, however many exits share them) and links, in one
+        transaction: a session per exit made starting thousands take minutes."""
         state = ExitState(ExitStateKind.START, tip)
+        state_json = json.dumps(state.to_json())
         stamp = now()
-        async with self.store.session() as session:
+        tracked: dict[str, TrackedTx] = {}
+        links: dict[str, list[str]] = {}
+        for row, chain in chains:
+            input_txid = b2lx(chain.vtxo.anchor_point.txid)
+            links[row.vtxo_id] = []
             for exit_tx in chain.txs:
                 txid = b2lx(exit_tx.tx.GetTxid())
-                raw = exit_tx.tx.serialize()
-                tracked = self.txs.get(txid) or TrackedTx(
-                    txid, raw, tx_vsize(exit_tx.tx), input_txid, exit_tx.fee_anchor_index
-                )
-                await ensure_exit_tx(
-                    session,
-                    ExitTxRow(
-                        txid=txid,
-                        raw=raw,
-                        vsize=tracked.vsize,
-                        input_txid=input_txid,
-                        anchor_vout=tracked.anchor_vout,
-                    ),
-                )
-                self.txs[txid] = tracked
-                txids.append(txid)
-                input_txid = txid
-            existing = await session.get(ExitRow, row.vtxo_id)
-            if existing is None:
-                session.add(
-                    ExitRow(
-                        vtxo_id=row.vtxo_id,
-                        state=json.dumps(state.to_json()),
-                        state_kind=state.kind.value,
-                        history="[]",
-                        started_by=started_by,
-                        created_at=stamp,
-                        updated_at=stamp,
+                if txid not in tracked:
+                    raw = exit_tx.tx.serialize()
+                    tracked[txid] = self.txs.get(txid) or TrackedTx(
+                        txid, raw, tx_vsize(exit_tx.tx), input_txid, exit_tx.fee_anchor_index
                     )
-                )
-                await session.flush()
-            else:
-                existing.state, existing.state_kind, existing.history = (
-                    json.dumps(state.to_json()),
-                    state.kind.value,
-                    "[]",
-                )
-                existing.started_by, existing.error, existing.updated_at = started_by, None, stamp
-            await replace_links(session, row.vtxo_id, txids)
-            vrow = await get_vtxo(session, row.vtxo_id)
-            assert vrow is not None
-            vrow.state = "locked"
-        self.exits[row.vtxo_id] = LiveExit(
-            row.vtxo_id, row.amount_sat, row.expiry_height, txids, state, [], started_by, stamp
-        )
-        event(log, logging.INFO, "exit_started", vtxo=row.vtxo_id, depth=len(txids), started_by=started_by)
+                links[row.vtxo_id].append(txid)
+                input_txid = txid
+        async with self.store.session() as session:
+            await add_missing_exit_txs(
+                session,
+                [
+                    ExitTxRow(
+                        txid=t.txid,
+                        raw=t.raw,
+                        vsize=t.vsize,
+                        input_txid=t.input_txid,
+                        anchor_vout=t.anchor_vout,
+                    )
+                    for t in tracked.values()
+                ],
+            )
+            restarted = await get_exits(session, list(links))
+            for row, _ in chains:
+                existing = restarted.get(row.vtxo_id)
+                if existing is None:
+                    session.add(
+                        ExitRow(
+                            vtxo_id=row.vtxo_id,
+                            state=state_json,
+                            state_kind=state.kind.value,
+                            history="[]",
+                            started_by=started_by,
+                            created_at=stamp,
+                            updated_at=stamp,
+                        )
+                    )
+                else:
+                    existing.state, existing.state_kind, existing.history = state_json, state.kind.value, "[]"
+                    existing.started_by, existing.error, existing.updated_at = started_by, None, stamp
+            await session.flush()
+            await replace_links(session, links)
+            await set_vtxos_state(session, list(links), "locked")
+        self.txs.update(tracked)
+        for row, _ in chains:
+            txids = links[row.vtxo_id]
+            self.exits[row.vtxo_id] = LiveExit(
+                row.vtxo_id, row.amount_sat, row.expiry_height, txids, state, [], started_by, stamp
+            )
+            event(
+                log, logging.INFO, "exit_started", vtxo=row.vtxo_id, depth=len(txids), started_by=started_by
+            )
 
     # The cycle.
 
@@ -1234,10 +1258,12 @@ class ExitEngine:
         """Advance exits on every new block (waited for, and polled every `poll_interval`), on a timer and
         when woken."""
         best: str | None = None
+        height = 0
         last_cycle = 0.0
         while not stopping.is_set():
             try:
-                current = await self.rpc.call("getbestblockhash")
+                info = await self.rpc.call("getblockchaininfo")
+                current, height = str(info["bestblockhash"]), int(info["blocks"])
                 due = (
                     current != best or self.wakeup.is_set() or time.monotonic() - last_cycle > cycle_interval
                 )
@@ -1258,18 +1284,19 @@ class ExitEngine:
             waiters = {
                 asyncio.ensure_future(self.wakeup.wait()),
                 asyncio.ensure_future(stopping.wait()),
-                asyncio.ensure_future(self._next_block(poll_interval)),
+                asyncio.ensure_future(self._next_block(height, poll_interval)),
             }
             await asyncio.wait(waiters, timeout=poll_interval, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
 
-    async def _next_block(self, timeout: float) -> None:
-        """Return as soon as bitcoind connects a block, or after `timeout` s. waitfornewblock is a long
-        poll: a block is acted on within milliseconds, not at the next poll (half a poll late on average).
-        A block that came just before the call is caught by the next poll."""
+    async def _next_block(self, height: int, timeout: float) -> None:
+        """Return once bitcoind's tip is above `height` (at once if it already is: a block that came during
+        the cycle), or after `timeout` s. waitforblockheight is a long poll: a block is acted on within
+        milliseconds, not at the next poll (half a poll late on average). A reorg to another chain of the
+        same height is seen by the next poll."""
         try:
-            await self.rpc.call("waitfornewblock", int(timeout * 1000))
+            await self.rpc.call("waitforblockheight", height + 1, int(timeout * 1000))
         except RpcError:
             await asyncio.sleep(timeout)  # a node without it: polling alone
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select, update
@@ -84,15 +84,41 @@ async def get_children(session: AsyncSession, txids: Sequence[str]) -> dict[str,
     return {row.txid: row for row in rows.scalars()}
 
 
-async def replace_links(session: AsyncSession, vtxo_id: str, txids: Sequence[str]) -> None:
-    await session.execute(delete(ExitTxLinkRow).where(ExitTxLinkRow.vtxo_id == vtxo_id))
-    for level, txid in enumerate(txids):
-        session.add(ExitTxLinkRow(vtxo_id=vtxo_id, level=level, txid=txid))
+async def get_exits(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict[str, ExitRow]:
+    rows: dict[str, ExitRow] = {}
+    for chunk in _chunks(vtxo_ids):
+        result = await session.execute(select(ExitRow).where(ExitRow.vtxo_id.in_(chunk)))
+        rows.update((row.vtxo_id, row) for row in result.scalars())
+    return rows
 
 
-async def ensure_exit_tx(session: AsyncSession, row: ExitTxRow) -> None:
-    if await session.get(ExitTxRow, row.txid) is None:
-        session.add(row)
+async def replace_links(session: AsyncSession, links: Mapping[str, Sequence[str]]) -> None:
+    """Each exit's txids (vtxo id -> txids, root first), instead of what it had."""
+    for chunk in _chunks(list(links)):
+        await session.execute(delete(ExitTxLinkRow).where(ExitTxLinkRow.vtxo_id.in_(chunk)))
+    session.add_all(
+        ExitTxLinkRow(vtxo_id=vtxo_id, level=level, txid=txid)
+        for vtxo_id, txids in links.items()
+        for level, txid in enumerate(txids)
+    )
+
+
+async def add_missing_exit_txs(session: AsyncSession, rows: Sequence[ExitTxRow]) -> None:
+    """Store the exit txs not stored yet (those of a tree's shared ancestors often are)."""
+    stored: set[str] = set()
+    for chunk in _chunks([r.txid for r in rows]):
+        stored.update(
+            (await session.execute(select(ExitTxRow.txid).where(ExitTxRow.txid.in_(chunk)))).scalars()
+        )
+    session.add_all(r for r in rows if r.txid not in stored)
+
+
+# SQLite binds at most 32,766 parameters in one statement: long id lists are asked in parts.
+IN_CHUNK = 10_000
+
+
+def _chunks(ids: Sequence[str]) -> list[list[str]]:
+    return [list(ids[i : i + IN_CHUNK]) for i in range(0, len(ids), IN_CHUNK)]
 
 
 def encode_history(states: Sequence[dict[str, object]]) -> str:
