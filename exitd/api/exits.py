@@ -56,13 +56,18 @@ def parse_vtxo_ids(body: dict[str, Any]) -> list[str]:
 
 
 def exit_status_json(
-    engine: ExitEngine, e: LiveExit, fees_paid: int, history: bool, transactions: bool, vocab: str
+    engine: ExitEngine,
+    e: LiveExit,
+    fees_paid: int,
+    history: list[Any] | None,
+    transactions: bool,
+    vocab: str,
 ) -> dict[str, Any]:
     """barkd's ExitTransactionStatus, plus `started_by`, `fees_paid_sat` and `error` (extra fields; `error`
     is the exit's last error as in a progress answer, so a status read shows it without running a cycle)."""
     doc: dict[str, Any] = {"vtxo_id": e.vtxo_id, "state": e.state.to_json(vocab)}
-    if history:
-        doc["history"] = e.history
+    if history is not None:
+        doc["history"] = history
     if transactions:
         packages = []
         for tracked, child, origin in engine.packages(e):
@@ -83,9 +88,12 @@ def exit_status_json(
 # event loop for tens of ms, and fifty clients between two cycles would queue fifty of them.
 StatusListings = dict[tuple[str, bool, bool, str], tuple[int, bytes]]
 STATUS_LISTINGS = web.AppKey("status_listings", StatusListings)
+# Bodies above this are rendered for each request, not kept: with histories and raw transactions, a
+# listing of thousands of exits is tens of MB (asked for now and then, not polled).
+STATUS_LISTING_CACHE_MAX_BYTES = 8 << 20
 
 
-def _statuses(request: web.Request, which: str) -> web.Response:
+async def _statuses(request: web.Request, which: str) -> web.Response:
     engine = _engine(request)
     history = parse_bool_query(request, "history")
     transactions = parse_bool_query(request, "transactions")
@@ -101,21 +109,34 @@ def _statuses(request: web.Request, which: str) -> web.Response:
         elif which == "finished":
             exits = [e for e in exits if e.state.kind.is_finished]
         paid = engine.fees_paid_each(exits)
-        docs = [exit_status_json(engine, e, paid[e.vtxo_id], history, transactions, vocab) for e in exits]
-        cached = listings[key] = (version, json_body(docs))
+        histories = await engine.histories([e.vtxo_id for e in exits]) if history else {}
+        docs = [
+            exit_status_json(
+                engine,
+                e,
+                paid[e.vtxo_id],
+                histories.get(e.vtxo_id, []) if history else None,
+                transactions,
+                vocab,
+            )
+            for e in exits
+        ]
+        cached = (version, json_body(docs))
+        if len(cached[1]) <= STATUS_LISTING_CACHE_MAX_BYTES:
+            listings[key] = cached
     return web.Response(body=cached[1], content_type="application/json", charset="utf-8")
 
 
 async def status_all(request: web.Request) -> web.Response:
-    return _statuses(request, "all")
+    return await _statuses(request, "all")
 
 
 async def status_live(request: web.Request) -> web.Response:
-    return _statuses(request, "live")
+    return await _statuses(request, "live")
 
 
 async def status_finished(request: web.Request) -> web.Response:
-    return _statuses(request, "finished")
+    return await _statuses(request, "finished")
 
 
 async def status_one(request: web.Request) -> web.Response:
@@ -124,11 +145,12 @@ async def status_one(request: web.Request) -> web.Response:
     e = engine.exits.get(vtxo_id)
     if e is None:
         raise NotFound(f"no exit for VTXO {vtxo_id}", [vtxo_id])
+    history = (await engine.histories([vtxo_id]))[vtxo_id] if parse_bool_query(request, "history") else None
     doc = exit_status_json(
         engine,
         e,
         engine.fees_paid(e),
-        parse_bool_query(request, "history"),
+        history,
         parse_bool_query(request, "transactions"),
         _vocabulary(request),
     )

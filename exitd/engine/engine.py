@@ -84,12 +84,12 @@ from exitd.store.db import Store
 from exitd.store.exits import (
     ExitUpdate,
     add_missing_exit_txs,
-    encode_history,
     get_children,
     get_exits,
     load_children,
     load_exit_txs,
     load_exits,
+    load_histories,
     load_links,
     now,
     replace_links,
@@ -232,7 +232,6 @@ class LiveExit:
     expiry_height: int
     txids: list[str]
     state: ExitState
-    history: list[dict[str, Any]]
     started_by: str
     created_at: int
     error: ExitError | None = None
@@ -374,7 +373,6 @@ class ExitEngine:
                 expiry_height=vrow.expiry_height,
                 txids=links.get(row.vtxo_id, []),
                 state=ExitState.from_json(json.loads(row.state)),
-                history=json.loads(row.history),
                 started_by=row.started_by,
                 created_at=row.created_at,
                 error=None,
@@ -474,7 +472,7 @@ class ExitEngine:
         for row, _ in chains:
             txids = links[row.vtxo_id]
             self.exits[row.vtxo_id] = LiveExit(
-                row.vtxo_id, row.amount_sat, row.expiry_height, txids, state, [], started_by, stamp
+                row.vtxo_id, row.amount_sat, row.expiry_height, txids, state, started_by, stamp
             )
             event(
                 log, logging.INFO, "exit_started", vtxo=row.vtxo_id, depth=len(txids), started_by=started_by
@@ -758,6 +756,12 @@ class ExitEngine:
                 if c.source == "wallet" and c.status in ("broadcast", "confirmed"):
                     total += c.fee // max(1, refcount.get(txid, 1))
         return total
+
+    async def histories(self, vtxo_ids: Sequence[str]) -> dict[str, list[Any]]:
+        """The earlier states of these exits, from the store (not held in memory: at thousands of exits
+        they would be most of the daemon's size)."""
+        async with self.store.session() as session:
+            return await load_histories(session, vtxo_ids)
 
     def fees_paid_each(self, exits: Iterable[LiveExit]) -> dict[str, int]:
         """fees_paid of many exits by VTXO id, the shared txs counted once for all (a status listing of N
@@ -1064,11 +1068,11 @@ class ExitEngine:
     async def _persist(self, changes: Sequence[tuple[LiveExit, ExitState]]) -> None:
         """Give each exit its new state, and write in one session the exits whose state or error changed
         (a session per exit per cycle would cost more than the rest of the cycle at a thousand exits)."""
-        writes: list[tuple[LiveExit, bool, str | None]] = []
+        writes: list[tuple[LiveExit, str | None, str | None]] = []
         for e, new in changes:
-            changed = not new.same_as(e.state)
-            if changed:
-                e.history.append(e.state.to_json())
+            previous = None
+            if not new.same_as(e.state):
+                previous = json.dumps(e.state.to_json(), separators=(",", ":"))
                 event(
                     log,
                     logging.INFO,
@@ -1080,28 +1084,24 @@ class ExitEngine:
                 )
                 e.state = new
             error = json.dumps(e.error.to_json()) if e.error else None
-            if changed or error != e.stored_error:
-                writes.append((e, changed, error))
+            if previous is not None or error != e.stored_error:
+                writes.append((e, previous, error))
         if not writes:
             return
         async with self.store.session() as session:
             await update_exits(
                 session,
                 [
-                    ExitUpdate(
-                        e.vtxo_id,
-                        error,
-                        json.dumps(e.state.to_json()),
-                        e.state.kind.value,
-                        encode_history(e.history),
-                    )
-                    if changed
+                    ExitUpdate(e.vtxo_id, error, json.dumps(e.state.to_json()), e.state.kind.value, previous)
+                    if previous is not None
                     else ExitUpdate(e.vtxo_id, error)
-                    for e, changed, error in writes
+                    for e, previous, error in writes
                 ],
             )
             claimed = [
-                e.vtxo_id for e, changed, _ in writes if changed and e.state.kind is ExitStateKind.CLAIMED
+                e.vtxo_id
+                for e, previous, _ in writes
+                if previous is not None and e.state.kind is ExitStateKind.CLAIMED
             ]
             await set_vtxos_state(session, claimed, "spent")
         for e, _, error in writes:

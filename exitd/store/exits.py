@@ -6,9 +6,11 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from exitd.store.models import ExitChildRow, ExitRow, ExitTxLinkRow, ExitTxRow
 
@@ -16,7 +18,8 @@ CHILD_LIVE_STATUSES = ("stored", "broadcast", "confirmed")
 
 
 async def load_exits(session: AsyncSession, kinds: Sequence[str] | None = None) -> list[ExitRow]:
-    query = select(ExitRow).order_by(ExitRow.created_at, ExitRow.vtxo_id)
+    """The exits, without their histories (load_histories reads those)."""
+    query = select(ExitRow).options(defer(ExitRow.history)).order_by(ExitRow.created_at, ExitRow.vtxo_id)
     if kinds is not None:
         query = query.where(ExitRow.state_kind.in_(list(kinds)))
     return list((await session.execute(query)).scalars())
@@ -54,29 +57,56 @@ class ExitUpdate:
     error: str | None
     state: str | None = None
     state_kind: str | None = None
-    history: str | None = None
+    # The state it leaves (JSON), appended to its history.
+    previous: str | None = None
 
 
 async def update_exits(session: AsyncSession, updates: Sequence[ExitUpdate]) -> None:
     """Every update in two executemany statements (state changes, then error-only ones): a cycle at a
-    thousand exits changes most of them, and one ORM load and flush per row cost seconds."""
+    thousand exits changes most of them, and one ORM load and flush per row cost seconds. SQLite appends
+    the previous state to the history itself (json_insert at '$[#]'), so the history is never held in
+    memory nor encoded again whole."""
+    table = cast(Table, ExitRow.__table__)
     stamp = now()
     changed = [
         {
-            "vtxo_id": u.vtxo_id,
-            "error": u.error,
-            "state": u.state,
-            "state_kind": u.state_kind,
-            "history": u.history,
-            "updated_at": stamp,
+            "b_id": u.vtxo_id,
+            "b_error": u.error,
+            "b_state": u.state,
+            "b_kind": u.state_kind,
+            "b_previous": u.previous,
+            "b_at": stamp,
         }
         for u in updates
         if u.state is not None
     ]
+    if changed:
+        await session.execute(
+            update(table)
+            .where(table.c.vtxo_id == bindparam("b_id"))
+            .values(
+                error=bindparam("b_error"),
+                state=bindparam("b_state"),
+                state_kind=bindparam("b_kind"),
+                history=func.json_insert(table.c.history, "$[#]", func.json(bindparam("b_previous"))),
+                updated_at=bindparam("b_at"),
+            ),
+            changed,
+        )
     errors = [{"vtxo_id": u.vtxo_id, "error": u.error} for u in updates if u.state is None]
-    for rows in (changed, errors):
-        if rows:
-            await session.execute(update(ExitRow), rows)
+    if errors:
+        await session.execute(update(ExitRow), errors)
+
+
+async def load_histories(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict[str, list[Any]]:
+    """Each exit's earlier states (barkd's JSON), oldest first."""
+    histories: dict[str, list[Any]] = {}
+    for chunk in _chunks(vtxo_ids):
+        result = await session.execute(
+            select(ExitRow.vtxo_id, ExitRow.history).where(ExitRow.vtxo_id.in_(chunk))
+        )
+        histories.update((vtxo_id, json.loads(history)) for vtxo_id, history in result)
+    return histories
 
 
 async def get_children(session: AsyncSession, txids: Sequence[str]) -> dict[str, ExitChildRow]:
@@ -119,10 +149,6 @@ IN_CHUNK = 10_000
 
 def _chunks(ids: Sequence[str]) -> list[list[str]]:
     return [list(ids[i : i + IN_CHUNK]) for i in range(0, len(ids), IN_CHUNK)]
-
-
-def encode_history(states: Sequence[dict[str, object]]) -> str:
-    return json.dumps(list(states), separators=(",", ":"))
 
 
 def now() -> int:

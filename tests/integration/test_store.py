@@ -1,3 +1,4 @@
+import json
 import sqlite3
 from pathlib import Path
 
@@ -5,7 +6,9 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from exitd.store.db import Store, StoreError, alembic_config, current_revision, head_revision, upgrade
+from exitd.store.exits import ExitUpdate, load_histories, update_exits
 from exitd.store.meta import get_meta, set_meta
+from exitd.store.models import ExitRow, VtxoRow
 
 
 def test_upgrade_from_empty_file_and_idempotent_rerun(tmp_path: Path) -> None:
@@ -92,3 +95,54 @@ def test_killed_mid_migration_upgrades_cleanly_later(tmp_path: Path) -> None:
         upgrade(db)
         assert current_revision(db) == head_revision(db)
         assert sqlite3.connect(db).execute("pragma integrity_check").fetchone()[0] == "ok"
+
+
+async def test_a_state_change_appends_the_state_it_leaves_to_the_history(tmp_path: Path) -> None:
+    """update_exits has SQLite append to the stored history: the daemon keeps none of it in memory."""
+    upgrade(tmp_path / "exitd.sqlite3")
+    store = Store(tmp_path / "exitd.sqlite3")
+    vtxo_id = "ab" * 32 + ":0"
+    start, processing, done = (
+        {"type": kind, "tip_height": h} for kind, h in (("start", 1), ("processing", 2), ("x", 3))
+    )
+    try:
+        async with store.session() as session:
+            session.add(
+                VtxoRow(
+                    vtxo_id=vtxo_id,
+                    encoded=b"",
+                    amount_sat=1,
+                    expiry_height=1,
+                    exit_delta=1,
+                    exit_depth=1,
+                    policy_type="pubkey",
+                    user_pubkey="",
+                    server_pubkey="",
+                    chain_anchor="",
+                    imported_at=0,
+                )
+            )
+            await session.flush()
+            session.add(
+                ExitRow(
+                    vtxo_id=vtxo_id,
+                    state=json.dumps(start),
+                    state_kind="start",
+                    history="[]",
+                    started_by="user",
+                    created_at=0,
+                    updated_at=0,
+                )
+            )
+        for previous, new in ((start, processing), (processing, done)):
+            async with store.session() as session:
+                await update_exits(
+                    session, [ExitUpdate(vtxo_id, None, json.dumps(new), new["type"], json.dumps(previous))]
+                )
+        async with store.session() as session:
+            await update_exits(session, [ExitUpdate(vtxo_id, '{"type":"e"}')])  # an error alone
+            assert await load_histories(session, [vtxo_id]) == {vtxo_id: [start, processing]}
+            row = await session.get(ExitRow, vtxo_id)
+            assert row is not None and json.loads(row.state) == done and row.error == '{"type":"e"}'
+    finally:
+        await store.close()

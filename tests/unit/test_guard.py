@@ -246,9 +246,7 @@ async def test_a_vtxo_over_its_fee_budget_is_reported_once_and_left_alone() -> N
 
 def exiting(engine: StubEngine, vtxo_id: str, expiry_height: int = 101010) -> LiveExit:
     """A three-level exit just started, known to the stand-in engine."""
-    e = LiveExit(
-        vtxo_id, 10_000, expiry_height, list(TXIDS), ExitState(ExitStateKind.START, 99), [], "user", 0
-    )
+    e = LiveExit(vtxo_id, 10_000, expiry_height, list(TXIDS), ExitState(ExitStateKind.START, 99), "user", 0)
     engine.exits[vtxo_id] = e
     return e
 
@@ -273,7 +271,7 @@ async def test_exits_loaded_claimed_are_not_announced_again() -> None:
     engine = StubEngine()
     vtxo_id = vtxo_row("board_vtxo").vtxo_id
     claimed = ExitState(ExitStateKind.CLAIMED, 120, claimable_since=BLOCK, txid="99" * 32, block=BLOCK)
-    engine.exits[vtxo_id] = LiveExit(vtxo_id, 10_000, 101010, list(TXIDS[:1]), claimed, [], "user", 0)
+    engine.exits[vtxo_id] = LiveExit(vtxo_id, 10_000, 101010, list(TXIDS[:1]), claimed, "user", 0)
     guard = make_guard(engine, [])
     guard.prime()
     await cycle(guard, snapshot(121))
