@@ -82,20 +82,20 @@ from exitd.engine.transitions import (
 from exitd.log import event, get_logger
 from exitd.store.db import Store
 from exitd.store.exits import (
+    ExitStart,
     ExitUpdate,
-    add_missing_exit_txs,
     get_children,
-    get_exits,
+    insert_exit_txs,
     load_children,
     load_exit_txs,
     load_exits,
     load_histories,
     load_links,
     now,
-    replace_links,
+    start_exits,
     update_exits,
 )
-from exitd.store.models import ExitChildRow, ExitRow, ExitTxRow, VtxoRow
+from exitd.store.models import ExitChildRow, VtxoRow
 from exitd.store.vtxos import get_vtxo, list_vtxos, set_vtxos_state
 from exitd.wallet.errors import InsufficientFunds, NoWallet
 from exitd.wallet.onchain import CpfpChild, CpfpRequest
@@ -384,7 +384,11 @@ class ExitEngine:
 
     async def start(self, vtxo_ids: Sequence[str] | None, started_by: str = "user") -> list[str]:
         """Start exits (all spendable VTXOs when `vtxo_ids` is None); running exits are left as they are.
-        Given ids are all started or, when one cannot be exited, none is; of all, those that can be."""
+        Given ids are all started or, when one cannot be exited, none is; of all, those that can be.
+
+        One transaction for all: a session per exit made starting thousands take minutes. Each chain is
+        rebuilt, reduced to its txids and the txs not tracked yet, and dropped: holding thousands of
+        rebuilt chains at once cost hundreds of MB."""
         if vtxo_ids is None:
             rows = [r for r in await self.vtxos.list(include_spent=False) if r.state == "spendable"]
         else:
@@ -392,90 +396,88 @@ class ExitEngine:
         rows = list({r.vtxo_id: r for r in rows}.values())
         async with self._changing():
             tip = int(await self.rpc.call("getblockcount"))
-            chains: list[tuple[VtxoRow, ExitChain]] = []
+            starts: list[tuple[VtxoRow, ExitStart]] = []
+            new_txs: dict[str, TrackedTx] = {}
             for n, row in enumerate(rows):
                 existing = self.exits.get(row.vtxo_id)
                 if existing is not None and existing.state.kind is not ExitStateKind.CANCELED:
                     continue
                 try:
-                    chains.append((row, exit_chain_of(row)))
+                    chain = exit_chain_of(row)
                 except (DustLimit, InvalidWalletState) as e:
                     if vtxo_ids is not None:
                         raise
                     event(log, logging.WARNING, "exit_skipped", vtxo=row.vtxo_id, reason=str(e))
+                    continue
+                starts.append((row, ExitStart(row.vtxo_id, self._track(chain, new_txs))))
                 if n % START_BATCH == START_BATCH - 1:
                     await asyncio.sleep(0)  # thousands of chains to rebuild: let requests in meanwhile
-            if chains:
-                await self._store_starts(chains, tip, started_by)
-        if chains:
+            if starts:
+                await self._store_starts(starts, new_txs, tip, started_by)
+        if starts:
             self.wakeup.set()
-        return [row.vtxo_id for row, _ in chains]
+        return [row.vtxo_id for row, _ in starts]
+
+    def _track(self, chain: ExitChain, new_txs: dict[str, TrackedTx]) -> tuple[str, ...]:
+        """The chain's txids, root first; its txs that are tracked nowhere yet go to `new_txs`."""
+        txids: list[str] = []
+        input_txid = b2lx(chain.vtxo.anchor_point.txid)
+        for exit_tx in chain.txs:
+            txid = b2lx(exit_tx.tx.GetTxid())
+            if txid not in self.txs and txid not in new_txs:
+                new_txs[txid] = TrackedTx(
+                    txid, exit_tx.tx.serialize(), tx_vsize(exit_tx.tx), input_txid, exit_tx.fee_anchor_index
+                )
+            txids.append(txid)
+            input_txid = txid
+        return tuple(txids)
 
     async def _store_starts(
-        self, chains: Sequence[tuple[VtxoRow, ExitChain]], tip: int, started_by: str
+        self,
+        starts: Sequence[tuple[VtxoRow, ExitStart]],
+        new_txs: dict[str, TrackedTx],
+        tip: int,
+        started_by: str,
     ) -> None:
-        """Every new exit, its txs (once each, however many exits share them) and links, in one
-        transaction: a session per exit made starting thousands take minutes."""
         state = ExitState(ExitStateKind.START, tip)
-        state_json = json.dumps(state.to_json())
         stamp = now()
-        tracked: dict[str, TrackedTx] = {}
-        links: dict[str, list[str]] = {}
-        for row, chain in chains:
-            input_txid = b2lx(chain.vtxo.anchor_point.txid)
-            links[row.vtxo_id] = []
-            for exit_tx in chain.txs:
-                txid = b2lx(exit_tx.tx.GetTxid())
-                if txid not in tracked:
-                    raw = exit_tx.tx.serialize()
-                    tracked[txid] = self.txs.get(txid) or TrackedTx(
-                        txid, raw, tx_vsize(exit_tx.tx), input_txid, exit_tx.fee_anchor_index
-                    )
-                links[row.vtxo_id].append(txid)
-                input_txid = txid
+        restarted = {row.vtxo_id for row, _ in starts if row.vtxo_id in self.exits}
         async with self.store.session() as session:
-            await add_missing_exit_txs(
+            await insert_exit_txs(
                 session,
                 [
-                    ExitTxRow(
-                        txid=t.txid,
-                        raw=t.raw,
-                        vsize=t.vsize,
-                        input_txid=t.input_txid,
-                        anchor_vout=t.anchor_vout,
-                    )
-                    for t in tracked.values()
+                    {
+                        "txid": t.txid,
+                        "raw": t.raw,
+                        "vsize": t.vsize,
+                        "input_txid": t.input_txid,
+                        "anchor_vout": t.anchor_vout,
+                    }
+                    for t in new_txs.values()
                 ],
             )
-            restarted = await get_exits(session, list(links))
-            for row, _ in chains:
-                existing = restarted.get(row.vtxo_id)
-                if existing is None:
-                    session.add(
-                        ExitRow(
-                            vtxo_id=row.vtxo_id,
-                            state=state_json,
-                            state_kind=state.kind.value,
-                            history="[]",
-                            started_by=started_by,
-                            created_at=stamp,
-                            updated_at=stamp,
-                        )
-                    )
-                else:
-                    existing.state, existing.state_kind, existing.history = state_json, state.kind.value, "[]"
-                    existing.started_by, existing.error, existing.updated_at = started_by, None, stamp
-            await session.flush()
-            await replace_links(session, links)
-            await set_vtxos_state(session, list(links), "locked")
-        self.txs.update(tracked)
-        for row, _ in chains:
-            txids = links[row.vtxo_id]
+            await start_exits(
+                session,
+                [s for _, s in starts],
+                restarted,
+                json.dumps(state.to_json()),
+                state.kind.value,
+                started_by,
+                stamp,
+            )
+            await set_vtxos_state(session, [row.vtxo_id for row, _ in starts], "locked")
+        self.txs.update(new_txs)
+        for row, start in starts:
             self.exits[row.vtxo_id] = LiveExit(
-                row.vtxo_id, row.amount_sat, row.expiry_height, txids, state, started_by, stamp
+                row.vtxo_id, row.amount_sat, row.expiry_height, list(start.txids), state, started_by, stamp
             )
             event(
-                log, logging.INFO, "exit_started", vtxo=row.vtxo_id, depth=len(txids), started_by=started_by
+                log,
+                logging.INFO,
+                "exit_started",
+                vtxo=row.vtxo_id,
+                depth=len(start.txids),
+                started_by=started_by,
             )
 
     # The cycle.

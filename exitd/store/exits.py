@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
-from exitd.store.models import ExitChildRow, ExitRow, ExitTxLinkRow, ExitTxRow
+from exitd.store.models import Base, ExitChildRow, ExitRow, ExitTxLinkRow, ExitTxRow
 
 CHILD_LIVE_STATUSES = ("stored", "broadcast", "confirmed")
 
@@ -27,26 +27,32 @@ async def load_exits(session: AsyncSession, kinds: Sequence[str] | None = None) 
 
 async def load_links(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict[str, list[str]]:
     """vtxo id -> its exit txids, root first."""
-    rows = await session.execute(
-        select(ExitTxLinkRow).where(ExitTxLinkRow.vtxo_id.in_(list(vtxo_ids))).order_by(ExitTxLinkRow.level)
-    )
     links: dict[str, list[str]] = {}
-    for link in rows.scalars():
-        links.setdefault(link.vtxo_id, []).append(link.txid)
+    for chunk in _chunks(vtxo_ids):
+        query = select(ExitTxLinkRow).where(ExitTxLinkRow.vtxo_id.in_(chunk)).order_by(ExitTxLinkRow.level)
+        for link in (await session.execute(query)).scalars():
+            links.setdefault(link.vtxo_id, []).append(link.txid)
     return links
 
 
 async def load_exit_txs(session: AsyncSession, txids: Sequence[str]) -> list[ExitTxRow]:
-    return list((await session.execute(select(ExitTxRow).where(ExitTxRow.txid.in_(list(txids))))).scalars())
+    rows: list[ExitTxRow] = []
+    for chunk in _chunks(txids):
+        rows += (await session.execute(select(ExitTxRow).where(ExitTxRow.txid.in_(chunk)))).scalars()
+    return rows
 
 
 async def load_children(session: AsyncSession, parent_txids: Sequence[str]) -> list[ExitChildRow]:
-    query = (
-        select(ExitChildRow)
-        .where(ExitChildRow.parent_txid.in_(list(parent_txids)))
-        .order_by(ExitChildRow.created_at, ExitChildRow.txid)
-    )
-    return list((await session.execute(query)).scalars())
+    """The children of these txs, each tx's in the order they were made."""
+    rows: list[ExitChildRow] = []
+    for chunk in _chunks(parent_txids):
+        query = (
+            select(ExitChildRow)
+            .where(ExitChildRow.parent_txid.in_(chunk))
+            .order_by(ExitChildRow.created_at, ExitChildRow.txid)
+        )
+        rows += (await session.execute(query)).scalars()
+    return rows
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,7 @@ async def update_exits(session: AsyncSession, updates: Sequence[ExitUpdate]) -> 
     thousand exits changes most of them, and one ORM load and flush per row cost seconds. SQLite appends
     the previous state to the history itself (json_insert at '$[#]'), so the history is never held in
     memory nor encoded again whole."""
-    table = cast(Table, ExitRow.__table__)
+    table = _table(ExitRow)
     stamp = now()
     changed = [
         {
@@ -114,33 +120,56 @@ async def get_children(session: AsyncSession, txids: Sequence[str]) -> dict[str,
     return {row.txid: row for row in rows.scalars()}
 
 
-async def get_exits(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict[str, ExitRow]:
-    rows: dict[str, ExitRow] = {}
-    for chunk in _chunks(vtxo_ids):
-        result = await session.execute(select(ExitRow).where(ExitRow.vtxo_id.in_(chunk)))
-        rows.update((row.vtxo_id, row) for row in result.scalars())
-    return rows
+@dataclass(frozen=True)
+class ExitStart:
+    """A new exit: its VTXO and its txids, root first."""
+
+    vtxo_id: str
+    txids: tuple[str, ...]
 
 
-async def replace_links(session: AsyncSession, links: Mapping[str, Sequence[str]]) -> None:
-    """Each exit's txids (vtxo id -> txids, root first), instead of what it had."""
-    for chunk in _chunks(list(links)):
-        await session.execute(delete(ExitTxLinkRow).where(ExitTxLinkRow.vtxo_id.in_(chunk)))
-    session.add_all(
-        ExitTxLinkRow(vtxo_id=vtxo_id, level=level, txid=txid)
-        for vtxo_id, txids in links.items()
-        for level, txid in enumerate(txids)
-    )
+async def insert_exit_txs(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Exit txs (ExitTxRow's columns), those not stored yet: a tree's shared ancestors often are."""
+    if rows:
+        await session.execute(insert(_table(ExitTxRow)).prefix_with("OR IGNORE"), rows)
 
 
-async def add_missing_exit_txs(session: AsyncSession, rows: Sequence[ExitTxRow]) -> None:
-    """Store the exit txs not stored yet (those of a tree's shared ancestors often are)."""
-    stored: set[str] = set()
-    for chunk in _chunks([r.txid for r in rows]):
-        stored.update(
-            (await session.execute(select(ExitTxRow.txid).where(ExitTxRow.txid.in_(chunk)))).scalars()
+async def start_exits(
+    session: AsyncSession,
+    starts: Sequence[ExitStart],
+    restarted: Collection[str],
+    state: str,
+    state_kind: str,
+    started_by: str,
+    stamp: int,
+) -> None:
+    """The rows of new exits and their links, as plain executemany statements: ORM objects for the tens
+    of thousands of rows of a large start cost hundreds of MB. An exit `restarted` (canceled before) gets
+    its row reset and its links replaced."""
+    fields = {"state": state, "state_kind": state_kind, "error": None, "started_by": started_by}
+    new = [
+        {"vtxo_id": s.vtxo_id, "history": "[]", "created_at": stamp, "updated_at": stamp, **fields}
+        for s in starts
+        if s.vtxo_id not in restarted
+    ]
+    if new:
+        await session.execute(insert(_table(ExitRow)), new)
+    for chunk in _chunks(list(restarted)):
+        await session.execute(
+            update(ExitRow).where(ExitRow.vtxo_id.in_(chunk)).values(history="[]", updated_at=stamp, **fields)
         )
-    session.add_all(r for r in rows if r.txid not in stored)
+        await session.execute(delete(ExitTxLinkRow).where(ExitTxLinkRow.vtxo_id.in_(chunk)))
+    links = [
+        {"vtxo_id": s.vtxo_id, "level": level, "txid": txid}
+        for s in starts
+        for level, txid in enumerate(s.txids)
+    ]
+    if links:
+        await session.execute(insert(_table(ExitTxLinkRow)), links)
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
 
 
 # SQLite binds at most 32,766 parameters in one statement: long id lists are asked in parts.

@@ -142,6 +142,14 @@ def test_cancel_before_the_leaf_is_broadcast(daemon: DaemonProcess, bitcoind: Re
     assert [e["vtxo_id"] for e in finished] == [vtxo_id]
     assert daemon.request("GET", "/api/v1/exits/status/live")[1] == []
 
+    # Started again: a fresh exit over the same txs, its canceled past gone from its history.
+    assert daemon.request("POST", "/api/v1/exits/start/vtxos", {"vtxos": [vtxo_id]})[0] == 200
+    status, again = daemon.request("GET", f"/api/v1/exits/status/{vtxo_id}?history=true&transactions=true")
+    assert status == 200 and again["state"]["type"] in ("start", "processing"), again
+    assert "canceled" not in [h["type"] for h in again["history"]]
+    assert len(again["transactions"]) == arkoor.vtxo.exit_depth
+    assert daemon.request("POST", f"/api/v1/exits/cancel/{vtxo_id}")[0] == 200
+
     board = forge.board(40_000, owned(daemon, 1))
     (board_id,) = import_and_start(daemon, [board.hex])
     progress(daemon)  # a board's only tx is its leaf: now broadcast
