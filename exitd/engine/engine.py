@@ -107,7 +107,7 @@ log = get_logger("engine")
 
 # barkd's dust check on a VTXO before its exit starts: a P2TR output below this cannot be relayed.
 P2TR_DUST = 330
-# VTXOs whose exit chains a start rebuilds between two looks at the event loop.
+# VTXOs a start reads and rebuilds the exit chains of between two looks at the event loop.
 START_BATCH = 50
 # A tx this deep is final enough: no more questions about it.
 FINAL_DEPTH = 100
@@ -386,39 +386,44 @@ class ExitEngine:
         """Start exits (all spendable VTXOs when `vtxo_ids` is None); running exits are left as they are.
         Given ids are all started or, when one cannot be exited, none is; of all, those that can be.
 
-        One transaction for all: a session per exit made starting thousands take minutes. Each chain is
-        rebuilt, reduced to its txids and the txs not tracked yet, and dropped: holding thousands of
-        rebuilt chains at once cost hundreds of MB."""
-        if vtxo_ids is None:
-            rows = [r for r in await self.vtxos.list(include_spent=False) if r.state == "spendable"]
+        One transaction for all: a session per exit made starting thousands take minutes. VTXOs are read
+        START_BATCH at a time, each chain rebuilt, reduced to its txids and the txs not tracked yet, and
+        dropped: holding every row and rebuilt chain at once cost hundreds of MB at thousands of exits."""
+        if vtxo_ids is not None:
+            ids = list(dict.fromkeys(vtxo_ids))
         else:
-            rows = await self.vtxos.get_many(vtxo_ids)
-        rows = list({r.vtxo_id: r for r in rows}.values())
+            ids = await self.vtxos.ids_in_state("spendable")
         async with self._changing():
-            tip = int(await self.rpc.call("getblockcount"))
-            starts: list[tuple[VtxoRow, ExitStart]] = []
+            state = ExitState(ExitStateKind.START, int(await self.rpc.call("getblockcount")))
+            stamp = now()
+            started: list[LiveExit] = []
             new_txs: dict[str, TrackedTx] = {}
-            for n, row in enumerate(rows):
-                existing = self.exits.get(row.vtxo_id)
-                if existing is not None and existing.state.kind is not ExitStateKind.CANCELED:
-                    continue
-                try:
-                    chain = exit_chain_of(row)
-                except (DustLimit, InvalidWalletState) as e:
-                    if vtxo_ids is not None:
-                        raise
-                    event(log, logging.WARNING, "exit_skipped", vtxo=row.vtxo_id, reason=str(e))
-                    continue
-                starts.append((row, ExitStart(row.vtxo_id, self._track(chain, new_txs))))
-                if n % START_BATCH == START_BATCH - 1:
-                    await asyncio.sleep(0)  # thousands of chains to rebuild: let requests in meanwhile
-            if starts:
-                await self._store_starts(starts, new_txs, tip, started_by)
-        if starts:
+            for first in range(0, len(ids), START_BATCH):
+                for row in await self.vtxos.get_many(ids[first : first + START_BATCH]):
+                    existing = self.exits.get(row.vtxo_id)
+                    if existing is not None and existing.state.kind is not ExitStateKind.CANCELED:
+                        continue
+                    try:
+                        chain = exit_chain_of(row)
+                    except (DustLimit, InvalidWalletState) as e:
+                        if vtxo_ids is not None:
+                            raise
+                        event(log, logging.WARNING, "exit_skipped", vtxo=row.vtxo_id, reason=str(e))
+                        continue
+                    txids = self._track(chain, new_txs)
+                    started.append(
+                        LiveExit(
+                            row.vtxo_id, row.amount_sat, row.expiry_height, txids, state, started_by, stamp
+                        )
+                    )
+                await asyncio.sleep(0)  # thousands of chains to rebuild: let requests in meanwhile
+            if started:
+                await self._store_starts(started, new_txs)
+        if started:
             self.wakeup.set()
-        return [row.vtxo_id for row, _ in starts]
+        return [e.vtxo_id for e in started]
 
-    def _track(self, chain: ExitChain, new_txs: dict[str, TrackedTx]) -> tuple[str, ...]:
+    def _track(self, chain: ExitChain, new_txs: dict[str, TrackedTx]) -> list[str]:
         """The chain's txids, root first; its txs that are tracked nowhere yet go to `new_txs`."""
         txids: list[str] = []
         input_txid = b2lx(chain.vtxo.anchor_point.txid)
@@ -430,18 +435,11 @@ class ExitEngine:
                 )
             txids.append(txid)
             input_txid = txid
-        return tuple(txids)
+        return txids
 
-    async def _store_starts(
-        self,
-        starts: Sequence[tuple[VtxoRow, ExitStart]],
-        new_txs: dict[str, TrackedTx],
-        tip: int,
-        started_by: str,
-    ) -> None:
-        state = ExitState(ExitStateKind.START, tip)
-        stamp = now()
-        restarted = {row.vtxo_id for row, _ in starts if row.vtxo_id in self.exits}
+    async def _store_starts(self, started: Sequence[LiveExit], new_txs: dict[str, TrackedTx]) -> None:
+        state = started[0].state
+        restarted = {e.vtxo_id for e in started if e.vtxo_id in self.exits}
         async with self.store.session() as session:
             await insert_exit_txs(
                 session,
@@ -458,26 +456,19 @@ class ExitEngine:
             )
             await start_exits(
                 session,
-                [s for _, s in starts],
+                [ExitStart(e.vtxo_id, tuple(e.txids)) for e in started],
                 restarted,
                 json.dumps(state.to_json()),
                 state.kind.value,
-                started_by,
-                stamp,
+                started[0].started_by,
+                started[0].created_at,
             )
-            await set_vtxos_state(session, [row.vtxo_id for row, _ in starts], "locked")
+            await set_vtxos_state(session, [e.vtxo_id for e in started], "locked")
         self.txs.update(new_txs)
-        for row, start in starts:
-            self.exits[row.vtxo_id] = LiveExit(
-                row.vtxo_id, row.amount_sat, row.expiry_height, list(start.txids), state, started_by, stamp
-            )
+        for e in started:
+            self.exits[e.vtxo_id] = e
             event(
-                log,
-                logging.INFO,
-                "exit_started",
-                vtxo=row.vtxo_id,
-                depth=len(start.txids),
-                started_by=started_by,
+                log, logging.INFO, "exit_started", vtxo=e.vtxo_id, depth=len(e.txids), started_by=e.started_by
             )
 
     # The cycle.

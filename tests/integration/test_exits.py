@@ -261,6 +261,14 @@ def test_unrelayable_exit_is_refused_at_start(daemon: DaemonProcess, bitcoind: R
     assert states(daemon) == {}
     assert daemon.request("POST", "/api/v1/exits/start/all")[0] == 200  # skipped, with a log line
     assert states(daemon) == {}
+    # Given with an exitable VTXO: neither starts (an explicit list is started whole or not at all).
+    board = Forge(bitcoind).board(40_000, owned(daemon, 2))
+    status, (good,) = daemon.request("POST", "/api/v1/wallet/import-vtxo", {"vtxos": [board.hex]})
+    assert status == 200
+    both = [good["id"], imported[0]["id"]]
+    status, body = daemon.request("POST", "/api/v1/exits/start/vtxos", {"vtxos": both})
+    assert status == 400 and "below the dust limit" in body["message"], body
+    assert states(daemon) == {}
 
 
 VOCABULARY_060 = (
