@@ -83,34 +83,56 @@ def exit_status_json(
     return doc
 
 
-# A listing's body by (which, history, transactions, vocabulary), with the engine version it was rendered
-# at. Clients poll the listing far more often than exits change: at a thousand exits a rendering holds the
-# event loop for tens of ms, and fifty clients between two cycles would queue fifty of them.
-StatusListings = dict[tuple[str, bool, bool, str], tuple[int, bytes]]
+# The plain listing's body by (which, vocabulary), with the engine version it was rendered at. Clients
+# poll it far more often than exits change: at a thousand exits a rendering holds the event loop for tens
+# of ms, and fifty clients between two cycles would queue fifty of them.
+StatusListings = dict[tuple[str, str], tuple[int, bytes]]
 STATUS_LISTINGS = web.AppKey("status_listings", StatusListings)
-# Bodies above this are rendered for each request, not kept: with histories and raw transactions, a
-# listing of thousands of exits is tens of MB (asked for now and then, not polled).
-STATUS_LISTING_CACHE_MAX_BYTES = 8 << 20
+# Exits rendered per write of a listing with histories or transactions: those listings are tens of MB at
+# thousands of exits (asked for now and then, not polled), so they are streamed, never held whole.
+STATUS_STREAM_CHUNK = 200
 
 
-async def _statuses(request: web.Request, which: str) -> web.Response:
+def _listed(engine: ExitEngine, which: str) -> list[LiveExit]:
+    exits = list(engine.exits.values())
+    if which == "live":
+        return [e for e in exits if not e.state.kind.is_finished]
+    if which == "finished":
+        return [e for e in exits if e.state.kind.is_finished]
+    return exits
+
+
+async def _statuses(request: web.Request, which: str) -> web.StreamResponse:
     engine = _engine(request)
     history = parse_bool_query(request, "history")
     transactions = parse_bool_query(request, "transactions")
     vocab = _vocabulary(request)
+    if history or transactions:
+        return await _stream_statuses(request, _listed(engine, which), history, transactions, vocab)
     listings = request.app[STATUS_LISTINGS]
-    key = (which, history, transactions, vocab)
     version = engine.version
-    cached = listings.get(key)
+    cached = listings.get((which, vocab))
     if cached is None or cached[0] != version:
-        exits = list(engine.exits.values())
-        if which == "live":
-            exits = [e for e in exits if not e.state.kind.is_finished]
-        elif which == "finished":
-            exits = [e for e in exits if e.state.kind.is_finished]
+        exits = _listed(engine, which)
         paid = engine.fees_paid_each(exits)
-        histories = await engine.histories([e.vtxo_id for e in exits]) if history else {}
-        docs = [
+        body = json_body([exit_status_json(engine, e, paid[e.vtxo_id], None, False, vocab) for e in exits])
+        cached = listings[(which, vocab)] = (version, body)
+    return web.Response(body=cached[1], content_type="application/json", charset="utf-8")
+
+
+async def _stream_statuses(
+    request: web.Request, exits: list[LiveExit], history: bool, transactions: bool, vocab: str
+) -> web.StreamResponse:
+    engine = _engine(request)
+    paid = engine.fees_paid_each(exits)
+    response = web.StreamResponse()
+    response.content_type, response.charset = "application/json", "utf-8"
+    await response.prepare(request)
+    await response.write(b"[")
+    for first in range(0, len(exits), STATUS_STREAM_CHUNK):
+        chunk = exits[first : first + STATUS_STREAM_CHUNK]
+        histories = await engine.histories([e.vtxo_id for e in chunk]) if history else {}
+        docs = (
             exit_status_json(
                 engine,
                 e,
@@ -119,23 +141,23 @@ async def _statuses(request: web.Request, which: str) -> web.Response:
                 transactions,
                 vocab,
             )
-            for e in exits
-        ]
-        cached = (version, json_body(docs))
-        if len(cached[1]) <= STATUS_LISTING_CACHE_MAX_BYTES:
-            listings[key] = cached
-    return web.Response(body=cached[1], content_type="application/json", charset="utf-8")
+            for e in chunk
+        )
+        await response.write((b"," if first else b"") + b",".join(json_body(doc) for doc in docs))
+    await response.write(b"]")
+    await response.write_eof()
+    return response
 
 
-async def status_all(request: web.Request) -> web.Response:
+async def status_all(request: web.Request) -> web.StreamResponse:
     return await _statuses(request, "all")
 
 
-async def status_live(request: web.Request) -> web.Response:
+async def status_live(request: web.Request) -> web.StreamResponse:
     return await _statuses(request, "live")
 
 
-async def status_finished(request: web.Request) -> web.Response:
+async def status_finished(request: web.Request) -> web.StreamResponse:
     return await _statuses(request, "finished")
 
 

@@ -184,6 +184,10 @@ def test_status_listing_follows_every_change(daemon: DaemonProcess, bitcoind: Re
     assert listing()[a]["error"]["type"] == "insufficient-confirmed-funds"
     assert daemon.request("POST", f"/api/v1/exits/cancel/{b}")[0] == 200
     assert listing()[b]["state"]["type"] == "canceled" and listing() == each([a, b])
+    full = "?history=true&transactions=true"  # streamed, not cached
+    status, streamed = daemon.request("GET", f"/api/v1/exits/status{full}")
+    assert status == 200
+    assert streamed == [daemon.request("GET", f"/api/v1/exits/status/{i}{full}")[1] for i in (a, b)]
 
 
 def test_low_fee_package_is_replaced_when_the_target_rises(
