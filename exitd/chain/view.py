@@ -23,6 +23,12 @@ INDEX_WAIT_ATTEMPTS = 40
 INDEX_WAIT_SECONDS = 0.05
 
 
+class TxIndexBehind(RpcError):
+    """bitcoind's tx index has not reached the tip after the wait: a tx of the newest blocks would look
+    unknown and the engine would pay for it again, so nothing is decided on such a snapshot (the cycle
+    fails and the next one asks again)."""
+
+
 @dataclass(frozen=True)
 class BlockRef:
     height: int
@@ -109,6 +115,13 @@ class ChainView:
             # bitcoind indexes a new block's txs just after connecting it: asked now, a tx mined in that
             # block would look unknown and the engine would pay for it again.
             await asyncio.sleep(INDEX_WAIT_SECONDS)
+        else:
+            waited = INDEX_WAIT_ATTEMPTS * INDEX_WAIT_SECONDS
+            raise TxIndexBehind(
+                f"bitcoind's transaction index has not reached block {info['blocks']} after {waited:g} s; "
+                "exitd decides nothing until it has",
+                "getindexinfo",
+            )
         tip = BlockRef(int(info["blocks"]), str(info["bestblockhash"]))
         snap = ChainSnapshot(tip)
         pos = 2
