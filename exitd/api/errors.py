@@ -86,6 +86,12 @@ class BodyTimeout(ApiError):
     status = 408
 
 
+class ClientGone(ApiError):
+    """The client closed its connection before sending its body: nobody is left to answer."""
+
+    status = 400
+
+
 class NotImplementedByExitd(ApiError):
     status = 501
 
@@ -194,6 +200,9 @@ async def read_body(request: web.Request) -> bytes:
             return await request.read()
     except TimeoutError:
         raise BodyTimeout(f"request body not received in full within {seconds:g} s") from None
+    except ConnectionResetError:
+        event(log, logging.INFO, "client_gone", path=request.path)
+        raise ClientGone("the connection closed before the request body was complete") from None
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:

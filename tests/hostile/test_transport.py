@@ -115,6 +115,11 @@ def test_slow_clients_do_not_hold_up_others(daemon: DaemonProcess) -> None:
         half.sendall(b"GET /api/v1/exits/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthor")
         assert timed_status(daemon)[0] == 200
     assert daemon.process is not None and daemon.process.poll() is None
+    # Each handler left waiting for a body sees its client go: one quiet line each, no traceback.
+    deadline = time.monotonic() + 10
+    while daemon.log_text().count("client_gone") < len(slow) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert daemon.log_text().count("client_gone") == len(slow)
     assert "Traceback" not in daemon.log_text()
 
 
