@@ -38,8 +38,7 @@ def rows(daemon: DaemonProcess, query: str) -> list[tuple[Any, ...]]:
 
 def coins_of_children(daemon: DaemonProcess) -> list[str]:
     """The wallet coins of every CPFP child of ours that bitcoind accepted (its first input is the parent's
-    anchor). Children it refused are left out: right after a block the tx index may not know yet a tx of
-    that block, the engine then builds a child for it, and that child's coin is freed when it is refused."""
+    anchor). Children it refused are left out: their coins were freed when they were."""
     query = "select raw from exit_children where source = 'wallet' and status != 'abandoned'"
     children = [CTransaction.deserialize(raw) for (raw,) in rows(daemon, query)]
     return [f"{b2lx(i.prevout.hash)}:{i.prevout.n}" for child in children for i in child.vin[1:]]
