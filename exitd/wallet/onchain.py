@@ -61,7 +61,7 @@ from exitd.wallet.builder import Draft, plan_cpfp_child, plan_drain, plan_paymen
 from exitd.wallet.coinselection import Coin
 from exitd.wallet.errors import InsufficientFunds, WalletDisabled, WalletMismatch
 from exitd.wallet.keys import Bip86Account, Keychain
-from exitd.wallet.planner import FundingOutlook, FundingPlan, PlannedTx, plan_funding
+from exitd.wallet.planner import SIZING_SPK, FundingOutlook, FundingPlan, PlannedTx, plan_funding
 from exitd.wallet.seed import WalletSeed, master_fingerprint
 
 log = get_logger("wallet")
@@ -505,8 +505,6 @@ class OnchainWallet:
         stores the children in the same transaction, commits, and only then broadcasts.
         """
         account = self.account
-        # Sized with a change script of the right type; each child's own is asked of bitcoind once planned.
-        sizing_spk = account.script_pubkey(Keychain.INTERNAL, 0)
         async with self._coins_lock:
             coins, tip = await self._spendable(session)
             taken: set[Outpoint] = set()
@@ -515,8 +513,9 @@ class OnchainWallet:
                 free = [c for c in coins if outpoint_key(c.outpoint) not in taken]
                 floor = self._floors.get(b2lx(r.parent.GetTxid()), 0)
                 try:
+                    # Sized with the planner's change script; each child gets its own once planned.
                     draft = plan_cpfp_child(
-                        r.parent, free, sizing_spk, r.target_rate, r.min_package_fee, tip, floor
+                        r.parent, free, SIZING_SPK, r.target_rate, r.min_package_fee, tip, floor
                     )
                 except InsufficientFunds as e:
                     drafts.append(e)
@@ -569,11 +568,10 @@ class OnchainWallet:
         """The fee a send of `amount` to `address` would pay now, building nothing and reserving nothing."""
         outputs = [TxOut(amount, decode_address(address, self.network))]
         rate = fee_rate if fee_rate is not None else (await self.fees.rates()).regular
-        # A change script of the right type, for sizing only: no address is taken from bitcoind.
-        change_spk = self.account.script_pubkey(Keychain.INTERNAL, 0)
         async with self.store.session() as session:
             coins, _ = await self._spendable(session)
-        return plan_payment(coins, outputs, change_spk, rate, 0).fee
+        # Sized with the planner's change script: no address is taken from bitcoind.
+        return plan_payment(coins, outputs, SIZING_SPK, rate, 0).fee
 
     async def _send(self, plan: Callable[[list[Coin], int], Draft]) -> str:
         """Build, sign and reserve (committed), then broadcast; a send bitcoind refuses frees its coins."""
