@@ -101,7 +101,12 @@ def json_body(data: Any) -> bytes:
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=json_body(data), status=status, content_type="application/json", charset="utf-8")
+    return json_body_response(json_body(data), status)
+
+
+def json_body_response(body: bytes, status: int = 200) -> web.Response:
+    """An answer whose JSON is already encoded (a cached or shared rendering)."""
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
 
 
 def error_response(error: ApiError) -> web.Response:

@@ -12,6 +12,7 @@ from exitd.api.errors import (
     BadRequest,
     NotFound,
     json_body,
+    json_body_response,
     json_response,
     read_body,
     read_json_object,
@@ -117,7 +118,7 @@ async def _statuses(request: web.Request, which: str) -> web.StreamResponse:
         paid = engine.fees_paid_each(exits)
         body = json_body([exit_status_json(engine, e, paid[e.vtxo_id], None, False, vocab) for e in exits])
         cached = listings[(which, vocab)] = (version, body)
-    return web.Response(body=cached[1], content_type="application/json", charset="utf-8")
+    return json_body_response(cached[1])
 
 
 async def _stream_statuses(
@@ -231,7 +232,7 @@ async def progress(request: web.Request) -> web.Response:
     bodies = request.app[PROGRESS_BODIES].setdefault(report, {})
     if vocab not in bodies:
         bodies[vocab] = json_body(progress_json(report, vocab))
-    return web.Response(body=bodies[vocab], content_type="application/json", charset="utf-8")
+    return json_body_response(bodies[vocab])
 
 
 def _destination(request: web.Request, body: dict[str, Any]) -> bytes:
