@@ -96,7 +96,7 @@ from exitd.store.exits import (
     update_exits,
 )
 from exitd.store.models import ExitChildRow, VtxoRow
-from exitd.store.vtxos import get_vtxo, list_vtxos, set_vtxos_state
+from exitd.store.vtxos import list_vtxos, set_vtxos_state
 from exitd.wallet.errors import InsufficientFunds, NoWallet
 from exitd.wallet.onchain import CpfpChild, CpfpRequest
 from exitd.wallet.planner import FundingOutlook, PlannedTx
@@ -1237,9 +1237,7 @@ class ExitEngine:
             for c in dropped:
                 c.status = "abandoned"
             async with self.store.session() as session:
-                vrow = await get_vtxo(session, vtxo_id)
-                if vrow is not None:
-                    vrow.state = "spendable"
+                await set_vtxos_state(session, [vtxo_id], "spendable")
             await self._save_children(dropped, release=dropped)
             event(log, logging.INFO, "exit_canceled", vtxo=vtxo_id)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -18,6 +18,14 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from exitd.store.errors import StoreError
+
+# SQLite binds at most 32,766 parameters in one statement: long id lists are asked in parts.
+IN_CHUNK = 10_000
+
+
+def in_chunks(ids: Sequence[str]) -> list[list[str]]:
+    """`ids` in parts small enough for one `IN (...)` each."""
+    return [list(ids[i : i + IN_CHUNK]) for i in range(0, len(ids), IN_CHUNK)]
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from exitd.store.db import in_chunks
 from exitd.store.models import Base, ExitChildRow, ExitRow, ExitTxLinkRow, ExitTxRow
 
 CHILD_LIVE_STATUSES = ("stored", "broadcast", "confirmed")
@@ -28,7 +29,7 @@ async def load_exits(session: AsyncSession, kinds: Sequence[str] | None = None) 
 async def load_links(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict[str, list[str]]:
     """vtxo id -> its exit txids, root first."""
     links: dict[str, list[str]] = {}
-    for chunk in _chunks(vtxo_ids):
+    for chunk in in_chunks(vtxo_ids):
         query = select(ExitTxLinkRow).where(ExitTxLinkRow.vtxo_id.in_(chunk)).order_by(ExitTxLinkRow.level)
         for link in (await session.execute(query)).scalars():
             links.setdefault(link.vtxo_id, []).append(link.txid)
@@ -37,7 +38,7 @@ async def load_links(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict[str
 
 async def load_exit_txs(session: AsyncSession, txids: Sequence[str]) -> list[ExitTxRow]:
     rows: list[ExitTxRow] = []
-    for chunk in _chunks(txids):
+    for chunk in in_chunks(txids):
         rows += (await session.execute(select(ExitTxRow).where(ExitTxRow.txid.in_(chunk)))).scalars()
     return rows
 
@@ -45,7 +46,7 @@ async def load_exit_txs(session: AsyncSession, txids: Sequence[str]) -> list[Exi
 async def load_children(session: AsyncSession, parent_txids: Sequence[str]) -> list[ExitChildRow]:
     """The children of these txs, each tx's in the order they were made."""
     rows: list[ExitChildRow] = []
-    for chunk in _chunks(parent_txids):
+    for chunk in in_chunks(parent_txids):
         query = (
             select(ExitChildRow)
             .where(ExitChildRow.parent_txid.in_(chunk))
@@ -107,7 +108,7 @@ async def update_exits(session: AsyncSession, updates: Sequence[ExitUpdate]) -> 
 async def load_histories(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict[str, list[Any]]:
     """Each exit's earlier states (barkd's JSON), oldest first."""
     histories: dict[str, list[Any]] = {}
-    for chunk in _chunks(vtxo_ids):
+    for chunk in in_chunks(vtxo_ids):
         result = await session.execute(
             select(ExitRow.vtxo_id, ExitRow.history).where(ExitRow.vtxo_id.in_(chunk))
         )
@@ -116,8 +117,11 @@ async def load_histories(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict
 
 
 async def get_children(session: AsyncSession, txids: Sequence[str]) -> dict[str, ExitChildRow]:
-    rows = await session.execute(select(ExitChildRow).where(ExitChildRow.txid.in_(list(txids))))
-    return {row.txid: row for row in rows.scalars()}
+    children: dict[str, ExitChildRow] = {}
+    for chunk in in_chunks(txids):
+        rows = await session.execute(select(ExitChildRow).where(ExitChildRow.txid.in_(chunk)))
+        children.update((row.txid, row) for row in rows.scalars())
+    return children
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ async def start_exits(
     ]
     if new:
         await session.execute(insert(_table(ExitRow)), new)
-    for chunk in _chunks(list(restarted)):
+    for chunk in in_chunks(list(restarted)):
         await session.execute(
             update(ExitRow).where(ExitRow.vtxo_id.in_(chunk)).values(history="[]", updated_at=stamp, **fields)
         )
@@ -170,14 +174,6 @@ async def start_exits(
 
 def _table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
-
-
-# SQLite binds at most 32,766 parameters in one statement: long id lists are asked in parts.
-IN_CHUNK = 10_000
-
-
-def _chunks(ids: Sequence[str]) -> list[list[str]]:
-    return [list(ids[i : i + IN_CHUNK]) for i in range(0, len(ids), IN_CHUNK)]
 
 
 def now() -> int:

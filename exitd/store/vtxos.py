@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from exitd.store.db import in_chunks
 from exitd.store.models import VtxoRow
 
 
@@ -15,8 +16,11 @@ async def get_vtxo(session: AsyncSession, vtxo_id: str) -> VtxoRow | None:
 
 
 async def get_vtxos(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict[str, VtxoRow]:
-    rows = await session.execute(select(VtxoRow).where(VtxoRow.vtxo_id.in_(list(vtxo_ids))))
-    return {row.vtxo_id: row for row in rows.scalars()}
+    found: dict[str, VtxoRow] = {}
+    for chunk in in_chunks(vtxo_ids):
+        rows = await session.execute(select(VtxoRow).where(VtxoRow.vtxo_id.in_(chunk)))
+        found.update((row.vtxo_id, row) for row in rows.scalars())
+    return found
 
 
 async def list_vtxos(session: AsyncSession, include_spent: bool = False) -> list[VtxoRow]:
@@ -32,15 +36,9 @@ async def vtxo_ids_in_state(session: AsyncSession, state: str) -> list[str]:
     return list((await session.execute(query)).scalars())
 
 
-async def set_vtxo_state(session: AsyncSession, vtxo_id: str, state: str) -> None:
-    row = await session.get(VtxoRow, vtxo_id)
-    if row is not None:
-        row.state = state
-
-
 async def set_vtxos_state(session: AsyncSession, vtxo_ids: Sequence[str], state: str) -> None:
-    if vtxo_ids:
-        await session.execute(update(VtxoRow).where(VtxoRow.vtxo_id.in_(list(vtxo_ids))).values(state=state))
+    for chunk in in_chunks(vtxo_ids):
+        await session.execute(update(VtxoRow).where(VtxoRow.vtxo_id.in_(chunk)).values(state=state))
 
 
 async def amounts_by_state(session: AsyncSession) -> dict[str, int]:
