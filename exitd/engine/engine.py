@@ -1061,11 +1061,10 @@ class ExitEngine:
     async def _persist(self, changes: Sequence[tuple[LiveExit, ExitState]]) -> None:
         """Give each exit its new state, and write in one session the exits whose state or error changed
         (a session per exit per cycle would cost more than the rest of the cycle at a thousand exits)."""
-        writes: list[tuple[LiveExit, str | None, str | None]] = []
+        writes: list[tuple[LiveExit, bool, str | None]] = []
         for e, new in changes:
-            previous = None
-            if not new.same_as(e.state):
-                previous = json.dumps(e.state.to_json(), separators=(",", ":"))
+            changed = not new.same_as(e.state)
+            if changed:
                 event(
                     log,
                     logging.INFO,
@@ -1077,24 +1076,22 @@ class ExitEngine:
                 )
                 e.state = new
             error = json.dumps(e.error.to_json()) if e.error else None
-            if previous is not None or error != e.stored_error:
-                writes.append((e, previous, error))
+            if changed or error != e.stored_error:
+                writes.append((e, changed, error))
         if not writes:
             return
         async with self.store.session() as session:
             await update_exits(
                 session,
                 [
-                    ExitUpdate(e.vtxo_id, error, json.dumps(e.state.to_json()), e.state.kind.value, previous)
-                    if previous is not None
+                    ExitUpdate(e.vtxo_id, error, json.dumps(e.state.to_json()), e.state.kind.value)
+                    if changed
                     else ExitUpdate(e.vtxo_id, error)
-                    for e, previous, error in writes
+                    for e, changed, error in writes
                 ],
             )
             claimed = [
-                e.vtxo_id
-                for e, previous, _ in writes
-                if previous is not None and e.state.kind is ExitStateKind.CLAIMED
+                e.vtxo_id for e, changed, _ in writes if changed and e.state.kind is ExitStateKind.CLAIMED
             ]
             await set_vtxos_state(session, claimed, "spent")
         for e, _, error in writes:

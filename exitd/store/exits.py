@@ -58,21 +58,20 @@ async def load_children(session: AsyncSession, parent_txids: Sequence[str]) -> l
 
 @dataclass(frozen=True)
 class ExitUpdate:
-    """An exit's row as a cycle leaves it: its error always, its state and history when they changed."""
+    """An exit's row as a cycle leaves it: its error always, its state when it changed (the state it
+    leaves then goes to its history)."""
 
     vtxo_id: str
     error: str | None
     state: str | None = None
     state_kind: str | None = None
-    # The state it leaves (JSON), appended to its history.
-    previous: str | None = None
 
 
 async def update_exits(session: AsyncSession, updates: Sequence[ExitUpdate]) -> None:
     """Every update in two executemany statements (state changes, then error-only ones): a cycle at a
-    thousand exits changes most of them, and one ORM load and flush per row cost seconds. SQLite appends
-    the previous state to the history itself (json_insert at '$[#]'), so the history is never held in
-    memory nor encoded again whole."""
+    thousand exits changes most of them, and one ORM load and flush per row cost seconds. SQLite moves
+    the stored state to the end of the history itself (json_insert at '$[#]'; SET reads the row as it
+    was), so no history is held in memory, encoded again whole, or the old state encoded twice."""
     table = _table(ExitRow)
     stamp = now()
     changed = [
@@ -81,7 +80,6 @@ async def update_exits(session: AsyncSession, updates: Sequence[ExitUpdate]) -> 
             "b_error": u.error,
             "b_state": u.state,
             "b_kind": u.state_kind,
-            "b_previous": u.previous,
             "b_at": stamp,
         }
         for u in updates
@@ -95,7 +93,7 @@ async def update_exits(session: AsyncSession, updates: Sequence[ExitUpdate]) -> 
                 error=bindparam("b_error"),
                 state=bindparam("b_state"),
                 state_kind=bindparam("b_kind"),
-                history=func.json_insert(table.c.history, "$[#]", func.json(bindparam("b_previous"))),
+                history=func.json_insert(table.c.history, "$[#]", func.json(table.c.state)),
                 updated_at=bindparam("b_at"),
             ),
             changed,
