@@ -906,7 +906,6 @@ class ExitEngine:
         except (ExitError, RpcError) as e:
             error = e if isinstance(e, ExitError) else InternalError(str(e))
             for w in work:
-                w.child = None
                 _set_error(w.sharers, error)
             return
         for w in work:
