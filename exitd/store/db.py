@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -16,8 +16,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import QueryableAttribute
 
 from exitd.store.errors import StoreError
+
+T = TypeVar("T")
 
 # SQLite binds at most 32,766 parameters in one statement: long id lists are asked in parts.
 IN_CHUNK = 10_000
@@ -26,6 +29,17 @@ IN_CHUNK = 10_000
 def in_chunks(ids: Sequence[str]) -> list[list[str]]:
     """`ids` in parts small enough for one `IN (...)` each."""
     return [list(ids[i : i + IN_CHUNK]) for i in range(0, len(ids), IN_CHUNK)]
+
+
+async def select_in(
+    session: AsyncSession, query: sa.Select[T], column: QueryableAttribute[str], ids: Sequence[str]
+) -> list[T]:
+    """The rows of `query` whose `column` is one of `ids`, asked in parts (in_chunks); each part in the
+    query's order."""
+    rows: list[T] = []
+    for chunk in in_chunks(ids):
+        rows += (await session.execute(query.where(column.in_(chunk)))).scalars()
+    return rows
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

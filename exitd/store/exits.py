@@ -12,7 +12,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
-from exitd.store.db import in_chunks
+from exitd.store.db import in_chunks, select_in
 from exitd.store.models import Base, ExitChildRow, ExitRow, ExitTxLinkRow, ExitTxRow
 
 CHILD_LIVE_STATUSES = ("stored", "broadcast", "confirmed")
@@ -29,31 +29,20 @@ async def load_exits(session: AsyncSession, kinds: Sequence[str] | None = None) 
 async def load_links(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict[str, list[str]]:
     """vtxo id -> its exit txids, root first."""
     links: dict[str, list[str]] = {}
-    for chunk in in_chunks(vtxo_ids):
-        query = select(ExitTxLinkRow).where(ExitTxLinkRow.vtxo_id.in_(chunk)).order_by(ExitTxLinkRow.level)
-        for link in (await session.execute(query)).scalars():
-            links.setdefault(link.vtxo_id, []).append(link.txid)
+    query = select(ExitTxLinkRow).order_by(ExitTxLinkRow.level)
+    for link in await select_in(session, query, ExitTxLinkRow.vtxo_id, vtxo_ids):
+        links.setdefault(link.vtxo_id, []).append(link.txid)
     return links
 
 
 async def load_exit_txs(session: AsyncSession, txids: Sequence[str]) -> list[ExitTxRow]:
-    rows: list[ExitTxRow] = []
-    for chunk in in_chunks(txids):
-        rows += (await session.execute(select(ExitTxRow).where(ExitTxRow.txid.in_(chunk)))).scalars()
-    return rows
+    return await select_in(session, select(ExitTxRow), ExitTxRow.txid, txids)
 
 
 async def load_children(session: AsyncSession, parent_txids: Sequence[str]) -> list[ExitChildRow]:
     """The children of these txs, each tx's in the order they were made."""
-    rows: list[ExitChildRow] = []
-    for chunk in in_chunks(parent_txids):
-        query = (
-            select(ExitChildRow)
-            .where(ExitChildRow.parent_txid.in_(chunk))
-            .order_by(ExitChildRow.created_at, ExitChildRow.txid)
-        )
-        rows += (await session.execute(query)).scalars()
-    return rows
+    query = select(ExitChildRow).order_by(ExitChildRow.created_at, ExitChildRow.txid)
+    return await select_in(session, query, ExitChildRow.parent_txid, parent_txids)
 
 
 @dataclass(frozen=True)
@@ -115,11 +104,7 @@ async def load_histories(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict
 
 
 async def get_children(session: AsyncSession, txids: Sequence[str]) -> dict[str, ExitChildRow]:
-    children: dict[str, ExitChildRow] = {}
-    for chunk in in_chunks(txids):
-        rows = await session.execute(select(ExitChildRow).where(ExitChildRow.txid.in_(chunk)))
-        children.update((row.txid, row) for row in rows.scalars())
-    return children
+    return {row.txid: row for row in await select_in(session, select(ExitChildRow), ExitChildRow.txid, txids)}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exitd.store.db import in_chunks
+from exitd.store.db import in_chunks, select_in
 from exitd.store.models import VtxoRow
 
 
@@ -16,11 +16,7 @@ async def get_vtxo(session: AsyncSession, vtxo_id: str) -> VtxoRow | None:
 
 
 async def get_vtxos(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict[str, VtxoRow]:
-    found: dict[str, VtxoRow] = {}
-    for chunk in in_chunks(vtxo_ids):
-        rows = await session.execute(select(VtxoRow).where(VtxoRow.vtxo_id.in_(chunk)))
-        found.update((row.vtxo_id, row) for row in rows.scalars())
-    return found
+    return {row.vtxo_id: row for row in await select_in(session, select(VtxoRow), VtxoRow.vtxo_id, vtxo_ids)}
 
 
 async def list_vtxos(session: AsyncSession, include_spent: bool = False) -> list[VtxoRow]:
