@@ -28,15 +28,18 @@ from exitd.store.errors import StoreError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
-EXIT_USAGE = 2
+EXIT_CONFIG = 2
 EXIT_UNREACHABLE = 3
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
 EXIT_CODES_HELP = """exit codes:
   0    success
-  1    the daemon or a runtime step failed (the daemon's message is printed)
-  2    usage or configuration error (bad flags, config, datadir, or a token the daemon rejects)
+  1    a failure that may pass (the message says which); systemd restarts 'exitd run'
+  2    a person must change something first, so systemd does not restart 'exitd run' (the unit's
+       RestartPreventExitStatus=2): bad flags or config, a datadir not initialised or with unsafe
+       permissions, another exitd running on the datadir, bitcoind on another chain or without wallet
+       support, a wallet of another mnemonic in bitcoind, a token the daemon rejects
   3    the daemon is not reachable at its configured REST address
   130  interrupted (Ctrl-C); a running daemon keeps progressing exits"""
 
@@ -247,15 +250,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = _config_from_args(args)
     setup_logging(config.log.level, config.log.format, config.log.file)
-    if not config.token_path.exists():
-        raise DatadirError(
-            f"{config.datadir} is not initialised; run 'exitd init --datadir {config.datadir}'"
-        )
     try:
         asyncio.run(Daemon(config).run())
-    except FatalStartupError as e:
-        print(f"exitd: {e}", file=sys.stderr)
-        return EXIT_FAILURE
+    except (FatalStartupError, DatadirError) as e:
+        # The daemon logged it as `fatal`; with a log file, whoever started it should read it here too.
+        if config.log.file:
+            print(f"exitd: {e}", file=sys.stderr)
+        return EXIT_CONFIG
     return EXIT_OK
 
 
@@ -389,7 +390,7 @@ def _drive_daemon(args: argparse.Namespace) -> int:
                 f"exitd: the daemon rejected the token in the datadir ({message}); check --datadir",
                 file=sys.stderr,
             )
-            return EXIT_USAGE
+            return EXIT_CONFIG
         print(f"exitd: {message} (HTTP {e.status})", file=sys.stderr)
         return EXIT_FAILURE
     print(json.dumps(answer, indent=2) if args.json else text)
@@ -412,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         return commands[args.command](args)
     except (ConfigError, DatadirError, InvalidMnemonic, UsageError) as e:
         print(f"exitd: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_CONFIG
     except (StoreError, OSError) as e:
         print(f"exitd: {e}", file=sys.stderr)
         return EXIT_FAILURE

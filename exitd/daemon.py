@@ -32,7 +32,7 @@ from exitd.chain.rpc import (
     RpcInWarmup,
 )
 from exitd.config import Config
-from exitd.datadir import read_auth_secret
+from exitd.datadir import DatadirError, check_datadir, datadir_lock, read_auth_secret
 from exitd.engine.alerts import Alerts, WebhookSettings
 from exitd.engine.engine import ExitEngine
 from exitd.engine.fee_policy import FeePolicy
@@ -242,6 +242,19 @@ class Daemon:
         return status_line(exits_by_state(engine.exits.values()), tip)
 
     async def run(self) -> None:
+        """Serve until SIGINT/SIGTERM, holding the datadir's lock throughout (taken before the database is
+        opened). Whatever stops the daemon early is logged as `fatal` through the configured log before
+        `stopped`, so a log file tells why, not only stderr."""
+        with contextlib.ExitStack() as held:
+            try:
+                check_datadir(self.config)
+                held.enter_context(datadir_lock(self.config.datadir))
+            except DatadirError as e:
+                event(log, logging.CRITICAL, "fatal", error=str(e))
+                raise
+            await self._serve()
+
+    async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)
@@ -255,6 +268,13 @@ class Daemon:
                 await self.setup_wallet()
                 await self.run_engine()
             event(log, logging.INFO, "stopping")
+        except (FatalStartupError, DatadirError) as e:
+            event(log, logging.CRITICAL, "fatal", error=str(e))
+            raise
+        except Exception as e:
+            # Nobody foresaw this one: the traceback goes with it.
+            log.critical("fatal", exc_info=True, extra={"fields": {"error": str(e) or type(e).__name__}})
+            raise
         finally:
             notifier.stopping()
             self.stopping.set()

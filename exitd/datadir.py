@@ -6,18 +6,62 @@ and never silently overwritten: losing a mnemonic to an accidental re-init would
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from exitd.ark.bip39 import InvalidMnemonic
 from exitd.config import CONFIG_FILENAME, Config
 from exitd.token import decode_token, new_token
 from exitd.wallet.seed import WalletSeed, normalized_mnemonic, write_private_file
 
+LOCK_FILENAME = "exitd.lock"
+
 
 class DatadirError(Exception):
     """The datadir is missing something or is not ours to change."""
+
+
+class DatadirLocked(DatadirError):
+    """Another exitd runs on this datadir: two engines on one wallet would spend the same coins twice."""
+
+
+@contextlib.contextmanager
+def datadir_lock(datadir: Path) -> Iterator[Path]:
+    """Hold an exclusive flock on `<datadir>/exitd.lock` (holding our PID) for as long as the block runs.
+
+    The kernel drops a flock when its holder dies, however it dies, so a crashed daemon never leaves a stale
+    lock behind; the file itself stays (removing it would race with the next daemon taking it).
+    """
+    path = datadir / LOCK_FILENAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise DatadirLocked(
+                f"another exitd (PID {holder}) is running on {datadir}: it holds the lock {path}; "
+                "stop it first, one datadir serves one daemon"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)
+
+
+def check_datadir(config: Config) -> None:
+    """What `exitd run` needs of the datadir before it takes the lock: `exitd init` ran on it."""
+    if not config.token_path.exists():
+        raise DatadirError(
+            f"{config.datadir} is not initialised; run 'exitd init --datadir {config.datadir}'"
+        )
 
 
 def read_token(config: Config) -> str:

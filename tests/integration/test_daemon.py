@@ -149,4 +149,4 @@ def test_wrong_chain_is_fatal(tmp_path: Path, bitcoind: RegtestNode) -> None:
     )
     proc.init()
     result = subprocess.run(proc.command("run"), capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1 and "chain 'regtest'" in result.stderr
+    assert result.returncode == 2 and "chain 'regtest'" in result.stderr
