@@ -1,6 +1,6 @@
 """Write exitd/api/contract/ from barkd's OpenAPI documents: their facts only, none of their prose.
 
-    python contrib/extract_contract.py [REFERENCE_DIR]     (default: ../shared/reference)
+    python contrib/extract_contract.py [DOCUMENTS_DIR]     (default: tests/vectors)
 
 tests/unit/test_openapi.py fails when the packaged files differ from what this writes.
 """
@@ -26,4 +26,4 @@ def main(reference: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else REPO.parent / "shared" / "reference")
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "tests" / "vectors")

@@ -10,8 +10,6 @@ import pytest
 from exitd.regtest.node import RegtestNode
 from tests.support.daemon import DaemonProcess
 
-SHARED_REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
-
 
 @pytest.fixture(scope="session")
 def bitcoind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegtestNode]:

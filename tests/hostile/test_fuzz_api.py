@@ -3,7 +3,6 @@ with barkd's own document as the judge of what a barkd client sees."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -19,9 +18,9 @@ from schemathesis.specs.openapi.checks import (
 
 from exitd.api.openapi import MESSAGE_SCHEMA
 from exitd.api.unsupported import ARK_SERVER_ROUTES
-from tests.support.barkd_schema import REFERENCE
 from tests.support.daemon import DaemonProcess
 from tests.support.fuzz import fuzz_operation, live_config, operations
+from tests.support.vectors import barkd_openapi
 
 pytestmark = pytest.mark.bitcoind
 
@@ -52,11 +51,11 @@ def test_served_document_holds_for_generated_input(daemon: DaemonProcess) -> Non
 
 
 def barkd_document() -> dict[str, Any]:
-    return dict(json.loads((REFERENCE / "barkd-openapi-0.1.4.json").read_text()))
+    return dict(barkd_openapi("0.1.4"))
 
 
 def barkd_060_statuses(method: str, path: str) -> set[str]:
-    document = json.loads((REFERENCE / "barkd-openapi-0.6.0.json").read_text())
+    document = barkd_openapi("0.6.0")
     return set(document["paths"].get(path, {}).get(method, {}).get("responses", {}))
 
 

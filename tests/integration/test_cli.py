@@ -12,7 +12,7 @@ import pytest
 from exitd.cli import main
 from exitd.regtest.node import RegtestNode, free_port
 from tests.support.daemon import DaemonProcess
-from tests.unit.vectors import V2_VECTORS
+from tests.support.vectors import V2_VECTORS
 
 pytestmark = pytest.mark.bitcoind
 

@@ -23,7 +23,7 @@ from exitd.wallet.keys import Bip86Account, Keychain
 from exitd.wallet.seed import master_fingerprint
 from tests.support.barkd_schema import assert_valid
 from tests.support.daemon import DaemonProcess
-from tests.unit.vectors import V2_VECTORS
+from tests.support.vectors import V2_VECTORS
 
 pytestmark = pytest.mark.bitcoind
 

@@ -6,7 +6,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from tests.support.daemon import DaemonProcess
-from tests.unit.vectors import V2_VECTORS
+from tests.support.vectors import V2_VECTORS
 
 pytestmark = pytest.mark.bitcoind
 

@@ -4,7 +4,7 @@ import pytest
 
 from exitd.ark.vtxo import decode_vtxo
 from tests.support.daemon import DaemonProcess
-from tests.unit.vectors import V1_VECTORS, V2_VECTORS
+from tests.support.vectors import V1_VECTORS, V2_VECTORS
 
 pytestmark = pytest.mark.bitcoind
 

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from functools import cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import pytest
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+from tests.support.vectors import barkd_openapi
 
 
 @cache
 def _document(version: str) -> dict[str, Any]:
-    path = REFERENCE / f"barkd-openapi-{version}.json"
-    if not path.exists():
-        pytest.skip(f"{path} not available")
-    return json.loads(path.read_text())
+    return dict(barkd_openapi(version))
 
 
 def validator(component: str, version: str = "0.1.4") -> Draft202012Validator:

@@ -1,6 +1,4 @@
-import json
 import re
-from pathlib import Path
 
 import pytest
 
@@ -14,10 +12,7 @@ from exitd.wallet.address import (
     encode_segwit_address,
     script_to_address,
 )
-
-BIP341_JSON = (
-    Path(__file__).resolve().parents[2].parent / "shared/reference/bip-vectors/bip341_wallet_vectors.json"
-)
+from tests.support.vectors import bip341_wallet_vectors
 
 # BIP173 and BIP350 test vectors, typed in from the BIPs.
 VALID_BECH32 = [
@@ -169,9 +164,7 @@ def test_bip341_and_bip86_addresses() -> None:
     assert script_to_address(bytes.fromhex(bip86), "mainnet") == (
         "bc1p5cyxnuxmeuwuvkwfem96lqzszd02n6xdcjrs20cac6yqjjwudpxqkedrcr"
     )
-    if not BIP341_JSON.exists():
-        pytest.skip(f"BIP341 wallet vectors not found at {BIP341_JSON} (../shared is missing)")
-    for case in json.loads(BIP341_JSON.read_text())["scriptPubKey"]:
+    for case in bip341_wallet_vectors()["scriptPubKey"]:
         spk, addr = case["expected"]["scriptPubKey"], case["expected"]["bip350Address"]
         assert script_to_address(bytes.fromhex(spk), "mainnet") == addr
         assert decode_address(addr, "mainnet").hex() == spk

@@ -15,7 +15,7 @@ from exitd.ark.script import p2tr_script
 from exitd.ark.sighash import taproot_sighash
 from exitd.ark.taproot import tap_branch_hash, tap_leaf_hash, tap_tweak_hash
 from exitd.ark.vtxo import Vtxo
-from tests.unit.vectors import GENERATOR_INPUTS, vector
+from tests.support.vectors import GENERATOR_INPUTS, vector
 
 ARKOOR3_KEY = bytes.fromhex(GENERATOR_INPUTS["arkoor3"]["user_key_secret"])
 HTLC_SEND_KEY = bytes.fromhex(GENERATOR_INPUTS["arkoor1_htlc_send"]["user_key_secret"])

@@ -11,7 +11,7 @@ from exitd.ark.sighash import taproot_sighash
 from exitd.ark.vtxo import decode_vtxo
 from exitd.engine.claims import CLAIM_TX_VERSION, ClaimInput, build_claim_tx, claim_tx_vsize, tx_vsize
 from exitd.engine.errors import ClaimFeeExceedsOutput
-from tests.unit.vectors import GENERATOR_INPUTS, vector
+from tests.support.vectors import GENERATOR_INPUTS, vector
 
 KEY = bytes.fromhex(GENERATOR_INPUTS["arkoor3"]["user_key_secret"])
 DESTINATION = bytes.fromhex("5120") + bytes(range(32))

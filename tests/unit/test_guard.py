@@ -29,7 +29,7 @@ from exitd.engine.guard import (
 )
 from exitd.engine.states import ExitState, ExitStateKind, ExitTx, ExitTxStatus, TxStatusKind
 from exitd.store.models import VtxoRow
-from tests.unit.vectors import vector
+from tests.support.vectors import vector
 
 BLOCK = BlockRef(100, "00" * 32)
 TXIDS = ("aa" * 32, "bb" * 32, "cc" * 32)

@@ -1,7 +1,6 @@
 """The served OpenAPI document is built from the router: it cannot list a route that is not served, nor
 miss one that is; and the contract it is built from holds barkd's facts exactly, and none of barkd's prose."""
 
-import json
 from dataclasses import fields
 from pathlib import Path
 
@@ -22,8 +21,8 @@ from exitd.api.openapi import (
 )
 from exitd.api.unsupported import ARK_SERVER_ROUTES
 from exitd.config import Config
+from tests.support.vectors import barkd_openapi
 
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
 PACKAGED = Path(__file__).resolve().parents[2] / "exitd" / "api" / "contract"
 
 
@@ -86,11 +85,10 @@ def test_schemas_are_complete_and_valid_json_schema() -> None:
 
 @pytest.mark.parametrize("version", CONTRACT_VERSIONS)
 def test_packaged_contract_is_the_facts_of_barkds(version: str) -> None:
-    reference = REFERENCE / f"barkd-openapi-{version}.json"
-    if not reference.exists():
-        pytest.skip(f"{reference} not available")
-    expected = render_contract(json.loads(reference.read_text()))
-    assert (PACKAGED / reference.name).read_text() == expected, "run contrib/extract_contract.py"
+    expected = render_contract(barkd_openapi(version))
+    assert (PACKAGED / f"barkd-openapi-{version}.json").read_text() == expected, (
+        "run contrib/extract_contract.py"
+    )
 
 
 def test_contract_facts_drop_prose_only() -> None:

@@ -33,7 +33,7 @@ from exitd.ark.policy import (
 from exitd.ark.taproot import tap_tweak_hash, taproot_from_leaves
 from exitd.ark.transition import ArkoorTransition, HashLockedCosignedTransition
 from exitd.ark.vtxo import decode_vtxo
-from tests.unit.vectors import GENERATOR_INPUTS, V2_VECTORS, VtxoVector, vector
+from tests.support.vectors import GENERATOR_INPUTS, V2_VECTORS, VtxoVector, vector
 
 SERVER = bytes.fromhex(GENERATOR_INPUTS["server_pubkey"])
 USER = bytes.fromhex(GENERATOR_INPUTS["board"]["user_pubkey"])

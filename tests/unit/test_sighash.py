@@ -1,5 +1,3 @@
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,10 +20,7 @@ from exitd.ark.sighash import (
     taproot_signature_msg,
 )
 from exitd.ark.taproot import tap_leaf_hash
-
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
-BIP341_JSON = REFERENCE / "bip-vectors" / "bip341_wallet_vectors.json"
-VTXO_VECTORS_JSON = REFERENCE / "vtxo-vectors.json"
+from tests.support.vectors import V2_VECTORS, bip341_wallet_vectors
 
 # bark's round1 VTXO (vtxo-vectors.json): its hArk leaf exit tx, spending the round tree's leaf
 # output by the script path with a MuSig2(user, server) signature over the hash_and_sign leaf.
@@ -44,14 +39,8 @@ HARK_LEAF_PREVOUT = (
 )
 
 
-def load_json(path: Path) -> Any:
-    if not path.exists():
-        pytest.skip(f"{path.name} not found at {path} (../shared is missing)")
-    return json.loads(path.read_text())
-
-
 def key_path_spending() -> tuple[CTransaction, list[tuple[int, bytes]], Any]:
-    case = load_json(BIP341_JSON)["keyPathSpending"][0]
+    case = bip341_wallet_vectors()["keyPathSpending"][0]
     tx = CTransaction.deserialize(bytes.fromhex(case["given"]["rawUnsignedTx"]))
     prevouts = [(u["amountSats"], bytes.fromhex(u["scriptPubKey"])) for u in case["given"]["utxosSpent"]]
     return tx, prevouts, case
@@ -126,11 +115,9 @@ def test_script_path_sighash_verifies_bark_hark_leaf_signature() -> None:
 def test_every_bark_exit_signature_verifies() -> None:
     """Every stored signature of bark's VTXO vectors: key path (Cosigned, Arkoor) against the spent
     output key, script path (hArk leaves) against the internal key of the control block."""
-    vectors = load_json(VTXO_VECTORS_JSON)["sets"]["v2"]
     checked = {"key": 0, "script": 0}
-    for vtxo in vectors["vtxos"].values():
-        derived = vtxo["derived_not_asserted_by_rust"]
-        anchor_tx = CTransaction.deserialize(bytes.fromhex(vectors[vtxo["chain_anchor_tx"]]["hex"]))
+    for vector in V2_VECTORS:
+        derived, anchor_tx = vector.derived, vector.anchor_tx
         anchor_vout = int(derived["chain_anchor"].split(":")[1])
         spent = anchor_tx.vout[anchor_vout]
         prevout = (spent.nValue, bytes(spent.scriptPubKey))

@@ -1,5 +1,3 @@
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,16 +12,7 @@ from exitd.ark.taproot import (
     taproot_from_leaves,
     taproot_from_tree,
 )
-
-BIP341_JSON = (
-    Path(__file__).resolve().parents[2].parent / "shared/reference/bip-vectors/bip341_wallet_vectors.json"
-)
-
-
-def load_script_pubkey_vectors() -> Any:
-    if not BIP341_JSON.exists():
-        pytest.skip(f"BIP341 wallet vectors not found at {BIP341_JSON} (../shared is missing)")
-    return json.loads(BIP341_JSON.read_text())["scriptPubKey"]
+from tests.support.vectors import bip341_wallet_vectors
 
 
 def tree_from_json(node: Any, leaves_by_id: dict[int, TapLeaf]) -> TapTree:
@@ -37,7 +26,7 @@ def tree_from_json(node: Any, leaves_by_id: dict[int, TapLeaf]) -> TapTree:
 
 
 def test_bip341_script_pubkey_vectors() -> None:
-    vectors = load_script_pubkey_vectors()
+    vectors = bip341_wallet_vectors()["scriptPubKey"]
     for case in vectors:
         given, intermediary, expected = case["given"], case["intermediary"], case["expected"]
         leaves_by_id: dict[int, TapLeaf] = {}

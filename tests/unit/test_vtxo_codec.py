@@ -47,7 +47,7 @@ from exitd.ark.transition import (
     HashLockedCosignedTransition,
 )
 from exitd.ark.vtxo import MAX_GENESIS_ITEMS, GenesisItem, Vtxo, VtxoId, decode_vtxo
-from tests.unit.vectors import GENERATOR_INPUTS, V1_VECTORS, V2_VECTORS, VtxoVector, vector
+from tests.support.vectors import GENERATOR_INPUTS, V1_VECTORS, V2_VECTORS, VtxoVector, vector
 
 # Offsets in the fixed-size header: version u16, amount u64, expiry u32, server pubkey, exit_delta u16,
 # anchor outpoint; the genesis count follows.

@@ -45,7 +45,7 @@ from exitd.ark.transition import (
     Transition,
 )
 from exitd.ark.vtxo import GenesisItem, Vtxo, decode_vtxo
-from tests.unit.vectors import ALL_VECTORS
+from tests.support.vectors import ALL_VECTORS
 
 PROPERTY_SETTINGS = settings(max_examples=300, deadline=None)
 

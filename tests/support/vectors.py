@@ -1,11 +1,13 @@
-"""bark's VTXO test vectors, loaded once for every test that needs them.
+"""The test vectors in tests/vectors (BIP340, BIP341, bark's VTXOs, barkd's OpenAPI documents), loaded
+for every test that needs them; a clone runs every test with nothing beside it.
 
-Version 2 comes from the shared reference (with the values an independent implementation derived);
-version 1 (bark's VTXO_NO_FEE_AMOUNT_VERSION_HEXES, same flows) is kept beside the tests.
+bark's VTXO vectors come in two encoding versions of the same flows: version 2 with the values an
+independent implementation derived, version 1 (bark's VTXO_NO_FEE_AMOUNT_VERSION_HEXES).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +17,27 @@ from bitcoin.core import CTransaction
 
 from exitd.ark.encoding import TxOut
 
-REFERENCE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
-V1_VECTORS_JSON = Path(__file__).resolve().parent / "data" / "vtxo-vectors-v1.json"
+VECTORS_DIR = Path(__file__).resolve().parents[1] / "vectors"
+
+
+def bip340_vectors() -> list[dict[str, str]]:
+    """BIP340's test-vectors.csv: one dict per row, keyed by its header."""
+    with (VECTORS_DIR / "bip340_test_vectors.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def bip341_wallet_vectors() -> Any:
+    """BIP341's wallet-test-vectors.json: scriptPubKey, keyPathSpending."""
+    return json.loads((VECTORS_DIR / "bip341_wallet_vectors.json").read_text())
+
+
+def barkd_openapi_path(version: str) -> Path:
+    """barkd's OpenAPI document of REST API `version` (0.1.4 or 0.6.0)."""
+    return VECTORS_DIR / f"barkd-openapi-{version}.json"
+
+
+def barkd_openapi(version: str) -> Any:
+    return json.loads(barkd_openapi_path(version).read_text())
 
 
 @dataclass(frozen=True)
@@ -44,7 +65,7 @@ def _tx(hex_tx: str) -> CTransaction:
 
 
 def _load() -> tuple[dict[str, Any], list[VtxoVector], list[VtxoVector]]:
-    reference = json.loads((REFERENCE_DIR / "vtxo-vectors.json").read_text())
+    reference = json.loads((VECTORS_DIR / "vtxo-vectors-v2.json").read_text())
     v2 = reference["sets"]["v2"]
     v2_vectors = [
         VtxoVector(
@@ -59,7 +80,7 @@ def _load() -> tuple[dict[str, Any], list[VtxoVector], list[VtxoVector]]:
         )
         for name, entry in v2["vtxos"].items()
     ]
-    v1 = json.loads(V1_VECTORS_JSON.read_text())
+    v1 = json.loads((VECTORS_DIR / "vtxo-vectors-v1.json").read_text())
     v1_vectors = [
         VtxoVector(
             name, 1, bytes.fromhex(entry["hex"]), _tx(v1[entry["chain_anchor_tx"]]), entry["exit_depth"], {}
