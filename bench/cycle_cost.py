@@ -34,7 +34,7 @@ from harness import (
     running_daemon,
 )
 
-from exitd.daemon import Daemon
+from exitd.daemon.lifecycle import Daemon
 from exitd.regtest.forge import Forge
 from exitd.regtest.node import RegtestNode
 

@@ -26,7 +26,7 @@ from harness import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exitd.chain.fees import btc_to_sat
-from exitd.daemon import Daemon
+from exitd.daemon.lifecycle import Daemon
 from exitd.engine.engine import CpfpFunder
 from exitd.engine.states import ExitStateKind
 from exitd.regtest.forge import Forge, ForgedVtxo, LeafSpec

@@ -21,7 +21,7 @@ from decimal import Decimal
 
 from harness import import_and_start, load_now, machine, parse_args, quiet_logs, regtest_node, running_daemon
 
-from exitd.daemon import Daemon
+from exitd.daemon.lifecycle import Daemon
 from exitd.engine.states import ExitStateKind
 from exitd.regtest.forge import Forge, ForgedVtxo, LeafSpec
 from exitd.regtest.node import RegtestNode

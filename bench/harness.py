@@ -2,8 +2,8 @@
 VTXOs imported and started, the wallet funded, and the figures (median, percentiles, the machine).
 
 The daemon runs in the benchmark's process so that its cycles, RPC counters and memory can be read
-exactly; it is the same object `exitd run` builds (exitd.daemon.Daemon), with the same store, wallet,
-engine and guard, against a real bitcoind.
+exactly; it is the same object `exitd run` builds (exitd.daemon.lifecycle.Daemon), with the same store,
+wallet, engine and guard, against a real bitcoind.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from exitd.config import BitcoindConfig, Config, RestConfig
-from exitd.daemon import Daemon
-from exitd.datadir import init_datadir
+from exitd.daemon.datadir import init_datadir
+from exitd.daemon.lifecycle import Daemon
 from exitd.regtest.forge import Forge, ForgedVtxo, LeafSpec
 from exitd.regtest.node import MINER_WALLET, RegtestNode
 from exitd.wallet.vtxos import MAX_IMPORT_BATCH

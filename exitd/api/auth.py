@@ -1,4 +1,4 @@
-"""barkd's bearer-token auth of every route but the open ones (the token's format: exitd/token.py)."""
+"""barkd's bearer-token auth of every route but the open ones (the token's format: token.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from exitd.api.errors import Handler, Unauthorized, error_response
-from exitd.token import InvalidToken, decode_token
+from exitd.api.token import InvalidToken, decode_token
 
 # Paths served without a token, as barkd serves them.
 OPEN_PATHS = frozenset({"/ping", "/api-docs/openapi.json", "/swagger-ui", "/swagger-ui/"})

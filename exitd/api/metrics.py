@@ -1,4 +1,4 @@
-"""GET /metrics: Prometheus' view of the daemon (exitd/metrics.py reads the counters)."""
+"""GET /metrics: Prometheus' view of the daemon (prometheus.py reads the counters)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import logging
 from aiohttp import web
 
 from exitd.api.context import services_of
+from exitd.api.prometheus import CONTENT_TYPE, build_info, engine_metrics, render, rpc_metrics, wallet_balance
 from exitd.chain.rpc import RpcError
 from exitd.log import event, get_logger
-from exitd.metrics import CONTENT_TYPE, build_info, engine_metrics, render, rpc_metrics, wallet_balance
 from exitd.wallet.errors import NoWallet
 
 log = get_logger("api.metrics")

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from exitd.api.auth import OPEN_PATHS
+from exitd.api.token import encode_token
 from exitd.regtest.node import RegtestNode
-from exitd.token import encode_token
 from tests.support.daemon import DaemonProcess
 
 pytestmark = pytest.mark.bitcoind

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from exitd.cli import main
+from exitd.cli.main import main
 from exitd.regtest.node import RegtestNode, free_port
 from tests.support.daemon import DaemonProcess
 from tests.support.vectors import V2_VECTORS

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from exitd.daemon import CRASH_EXIT_CODE
+from exitd.daemon.lifecycle import CRASH_EXIT_CODE
 from exitd.regtest.forge import Forge, LeafSpec
 from exitd.regtest.node import RegtestNode
 from tests.integration.test_exits import import_and_start, owned

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from exitd.cli import main
+from exitd.cli.main import main
 from exitd.engine.states import ExitStateKind
 from exitd.regtest.forge import Forge, UserKey
 from exitd.regtest.node import RegtestNode

@@ -2,7 +2,7 @@ import base64
 
 import pytest
 
-from exitd.token import InvalidToken, decode_token, encode_token, new_token
+from exitd.api.token import InvalidToken, decode_token, encode_token, new_token
 
 
 def test_token_is_version_zero_and_32_byte_secret() -> None:

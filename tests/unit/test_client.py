@@ -2,7 +2,7 @@
 
 import pytest
 
-from exitd.client import DaemonUnreachable, ExitdClient, connect_host
+from exitd.cli.client import DaemonUnreachable, ExitdClient, connect_host
 from exitd.regtest.node import free_port
 
 

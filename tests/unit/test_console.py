@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from exitd.console import exit_error_text, exit_level, funding_text, next_action, status_table, table
+from exitd.cli.console import exit_error_text, exit_level, funding_text, next_action, status_table, table
 
 TXID = "ab" * 32
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from exitd.metrics import Metric, MetricType, Sample, counter, gauge, render, summary
+from exitd.api.prometheus import Metric, MetricType, Sample, counter, gauge, render, summary
 from tests.support.prometheus import ExpositionError, parse_exposition
 
 

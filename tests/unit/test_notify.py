@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from exitd.api.prometheus import exits_by_state
+from exitd.daemon.notify import SystemdNotifier, socket_address, status_line, watchdog_interval
 from exitd.engine.states import ExitStateKind
-from exitd.metrics import exits_by_state
-from exitd.notify import SystemdNotifier, socket_address, status_line, watchdog_interval
 
 
 @pytest.fixture

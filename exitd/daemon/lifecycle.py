@@ -20,6 +20,7 @@ from aiohttp import web
 from exitd import __version__
 from exitd.api.app import create_app
 from exitd.api.context import Services
+from exitd.api.prometheus import exits_by_state
 from exitd.chain.fees import FeeEstimator
 from exitd.chain.node import NodeInfo, NodeMismatch, check_node, format_version
 from exitd.chain.rpc import (
@@ -32,14 +33,13 @@ from exitd.chain.rpc import (
     RpcInWarmup,
 )
 from exitd.config import Config
-from exitd.datadir import DatadirError, check_datadir, datadir_lock, read_auth_secret
+from exitd.daemon.datadir import DatadirError, check_datadir, datadir_lock, read_auth_secret
+from exitd.daemon.notify import SystemdNotifier, status_line
 from exitd.engine.alerts import Alerts, WebhookSettings
 from exitd.engine.engine import ExitEngine
 from exitd.engine.fee_policy import FeePolicy
 from exitd.engine.guard import Guard, GuardSettings
 from exitd.log import event, get_logger
-from exitd.metrics import exits_by_state
-from exitd.notify import SystemdNotifier, status_line
 from exitd.store.db import Store, upgrade
 from exitd.wallet.errors import WalletDisabled, WalletMismatch
 from exitd.wallet.onchain import OnchainWallet

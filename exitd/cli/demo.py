@@ -25,11 +25,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from exitd import console
-from exitd.client import ExitdClient
+from exitd.cli import console
+from exitd.cli.client import ExitdClient
 from exitd.config import Config, load_config
-from exitd.daemon import Daemon
-from exitd.datadir import init_datadir, read_token
+from exitd.daemon.datadir import init_datadir, read_token
+from exitd.daemon.lifecycle import Daemon
 from exitd.log import event, get_logger, setup_logging
 from exitd.regtest.forge import Forge, ForgedVtxo, LeafSpec, UserKey
 from exitd.regtest.node import MINER_WALLET, RPC_PASSWORD, RPC_USER, RegtestNode, free_port

@@ -14,7 +14,7 @@ import urllib.request
 from typing import Any
 
 from exitd.config import Config
-from exitd.datadir import read_token
+from exitd.daemon.datadir import read_token
 
 # How long one request may take; `progress --wait` waits for blocks and has no limit.
 REQUEST_TIMEOUT = 60.0

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from exitd.api.token import decode_token, new_token
 from exitd.ark.bip39 import InvalidMnemonic
 from exitd.config import CONFIG_FILENAME, Config
-from exitd.token import decode_token, new_token
 from exitd.wallet.seed import WalletSeed, normalized_mnemonic, write_private_file
 
 LOCK_FILENAME = "exitd.lock"

@@ -1,8 +1,8 @@
 """`exitd` command line: set up a datadir, run the daemon, and drive a running daemon over its REST API.
 
 The commands that drive a daemon (status, import, start, progress, claim, address, balance, cancel) are thin:
-each makes the REST requests any barkd client would (exitd/client.py) and shows the answer, as a table for
-people (exitd/console.py) or as the daemon's JSON with --json. Exit codes: see EXIT_CODES_HELP.
+each makes the REST requests any barkd client would (client.py) and shows the answer, as a table for
+people (console.py) or as the daemon's JSON with --json. Exit codes: see EXIT_CODES_HELP.
 A command is a subparser in build_parser plus its entry in main's table.
 """
 
@@ -18,11 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from exitd import __version__, console
+from exitd import __version__
 from exitd.ark.bip39 import InvalidMnemonic
-from exitd.client import DaemonRefused, DaemonUnreachable, ExitdClient
+from exitd.cli import console
+from exitd.cli.client import DaemonRefused, DaemonUnreachable, ExitdClient
 from exitd.config import LOG_FORMATS, LOG_LEVELS, NETWORKS, Config, ConfigError, load_config
-from exitd.datadir import DatadirError, init_datadir, read_token
+from exitd.daemon.datadir import DatadirError, init_datadir, read_token
 from exitd.log import setup_logging
 from exitd.store.errors import StoreError
 
@@ -246,7 +247,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from exitd.daemon import Daemon, FatalStartupError
+    from exitd.daemon.lifecycle import Daemon, FatalStartupError
 
     config = _config_from_args(args)
     setup_logging(config.log.level, config.log.format, config.log.file)
@@ -261,8 +262,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from exitd.client import ClientError
-    from exitd.demo import DemoFailed, Terminated, run_demo
+    from exitd.cli.client import ClientError
+    from exitd.cli.demo import DemoFailed, Terminated, run_demo
     from exitd.regtest.node import RegtestError
     from exitd.regtest.obtain import BitcoindNotFound
 
@@ -420,7 +421,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("exitd: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-
-
-if __name__ == "__main__":
-    sys.exit(main())
