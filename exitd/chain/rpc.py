@@ -48,7 +48,7 @@ class NodeUnreachable(RpcError):
 
 
 class RpcAuthFailed(RpcError):
-    """bitcoind refused our credentials (HTTP 401)."""
+    """bitcoind refused our credentials (HTTP 401), or we have none to send: the message says which."""
 
 
 class RpcInWarmup(RpcError):
@@ -153,14 +153,15 @@ def rpc_error(code: int, message: str, method: str) -> RpcError:
 
 @dataclass(frozen=True)
 class RpcCredentials:
-    """user/password, or a cookie file re-read whenever bitcoind rejects us (it rewrites it on restart)."""
+    """user/password, or a cookie file read before every request (bitcoind rewrites it on each restart)."""
 
     user: str = ""
     password: str = ""
     cookie_file: Path | None = None
 
     def authorization(self) -> dict[str, str]:
-        """The HTTP Basic header; empty when there is nothing to send (bitcoind will answer 401)."""
+        """The HTTP Basic header; empty when there is nothing to send. A missing cookie is not an error
+        yet: bitcoind removes it when it stops, so an unreachable node explains it better."""
         if self.cookie_file is not None:
             try:
                 user_pass = self.cookie_file.read_text().strip()
@@ -171,6 +172,31 @@ class RpcCredentials:
         else:
             return {}
         return {"Authorization": "Basic " + base64.b64encode(user_pass.encode()).decode()}
+
+    def refusal(self) -> str:
+        """Why bitcoind answered 401, naming what was tried (never the password or the cookie's secret):
+        credentials it rejected, or a cookie exitd could not read and so never sent."""
+        if self.cookie_file is None:
+            if self.user:
+                return f"bitcoind rejected rpc_user {self.user!r} and its password"
+            return "exitd has no RPC credentials to send: set bitcoind.rpc_cookie, or rpc_user/rpc_password"
+        path = self.cookie_file
+        try:
+            path.read_bytes()
+        except FileNotFoundError:
+            return (
+                f"exitd sent no credentials: bitcoind's RPC cookie {path} does not exist (is it this "
+                "bitcoind's datadir and network? set bitcoind.rpc_cookie to its path, or "
+                "rpc_user/rpc_password)"
+            )
+        except PermissionError:
+            return (
+                f"exitd sent no credentials: bitcoind's RPC cookie {path} is not readable by this user "
+                "(start bitcoind with -rpccookieperms=group and add this user to its group)"
+            )
+        except OSError as e:
+            return f"exitd sent no credentials: bitcoind's RPC cookie {path} cannot be read ({e.strerror})"
+        return f"bitcoind rejected the cookie in {path} (is it the cookie of the bitcoind at rpc_url?)"
 
 
 @dataclass(frozen=True)
@@ -301,9 +327,7 @@ class BitcoinRpc:
             self.latency_total += time.monotonic() - started
         if status == 401:
             self.failures += 1
-            raise RpcAuthFailed(
-                "bitcoind rejected the RPC credentials (check rpc_user/rpc_password or rpc_cookie)", label
-            )
+            raise RpcAuthFailed(f"{self.credentials.refusal()} (HTTP 401)", label)
         if status == 403:
             self.failures += 1
             raise RpcAuthFailed("bitcoind refused this RPC method or client (rpcwhitelist/rpcallowip)", label)

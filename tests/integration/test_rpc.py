@@ -1,5 +1,7 @@
 """The bitcoind JSON-RPC layer against a real regtest node."""
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,11 +36,47 @@ async def test_cookie_and_password_auth(bitcoind: RegtestNode) -> None:
             await rpc.close()
 
 
-async def test_wrong_password_is_typed(bitcoind: RegtestNode) -> None:
-    rpc = BitcoinRpc(bitcoind.rpc_url, RpcCredentials(RPC_USER, "wrong"))
+async def test_rejected_credentials_say_which_were_sent(bitcoind: RegtestNode, tmp_path: Path) -> None:
+    stale = tmp_path / ".cookie"
+    stale.write_text("__cookie__:" + "00" * 32)
+    for creds, sent in (
+        (RpcCredentials(RPC_USER, "wrong"), f"bitcoind rejected rpc_user {RPC_USER!r} and its password"),
+        (RpcCredentials(cookie_file=stale), f"bitcoind rejected the cookie in {stale}"),
+        (RpcCredentials(), "exitd has no RPC credentials to send"),
+    ):
+        rpc = BitcoinRpc(bitcoind.rpc_url, creds)
+        try:
+            with pytest.raises(RpcAuthFailed) as raised:
+                await rpc.call("getblockcount")
+            assert sent in str(raised.value) and "(HTTP 401)" in str(raised.value)
+            assert "wrong" not in str(raised.value) and "00" * 32 not in str(raised.value)
+        finally:
+            await rpc.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        (lambda path: None, "does not exist (is it this bitcoind's datadir"),
+        (lambda path: path.mkdir(), "cannot be read"),
+        (lambda path: (path.write_text("x"), path.chmod(0)), "is not readable by this user"),
+    ],
+    ids=["missing", "a-directory", "unreadable"],
+)
+async def test_a_cookie_exitd_cannot_read_is_named_not_blamed_on_bitcoind(
+    bitcoind: RegtestNode, tmp_path: Path, make: Callable[[Path], object], why: str
+) -> None:
+    cookie = tmp_path / ".cookie"
+    make(cookie)
+    if why.startswith("is not readable") and os.access(cookie, os.R_OK):
+        pytest.skip("root reads any file: the permission case needs an unprivileged user")
+    rpc = BitcoinRpc(bitcoind.rpc_url, RpcCredentials(cookie_file=cookie), retry=NO_RETRY)
     try:
-        with pytest.raises(RpcAuthFailed, match="credentials"):
+        with pytest.raises(RpcAuthFailed) as raised:
             await rpc.call("getblockcount")
+        message = str(raised.value)
+        assert f"exitd sent no credentials: bitcoind's RPC cookie {cookie} " in message and why in message
+        assert "rejected" not in message
     finally:
         await rpc.close()
 

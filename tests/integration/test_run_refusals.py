@@ -1,8 +1,10 @@
 """`exitd run` refusing to start: the reason logged, and an exit status systemd does not restart."""
 
 import re
+import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +43,75 @@ def test_a_second_daemon_on_a_datadir_exits_at_once_naming_the_holder(
     while cycles_done(daemon) <= cycles:
         assert time.monotonic() < deadline, "the first daemon's cycle did not see the new block"
         time.sleep(0.2)
+
+
+def run_to_the_end(proc: DaemonProcess) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(proc.command("run"), capture_output=True, text=True, timeout=60)
+
+
+def logged_events(log_file: Path) -> list[str]:
+    """The event names of a text log, in order (the fourth field of each line)."""
+    return [line.split(" ")[3] for line in log_file.read_text().splitlines() if line.count(" ") >= 3]
+
+
+def fatal_line(log_file: Path) -> str:
+    return next(line for line in log_file.read_text().splitlines() if " fatal " in line)
+
+
+def test_wrong_chain_exits_2_and_the_log_file_says_why_before_stopped(
+    tmp_path: Path, bitcoind: RegtestNode
+) -> None:
+    log_file = tmp_path / "exitd.log"
+    proc = DaemonProcess(tmp_path / "exitd", bitcoind, extra_config=f'file = "{log_file}"\n')
+    proc.config_path.write_text(proc.config_path.read_text().replace('"regtest"', '"signet"', 1))
+    proc.init()
+    result = run_to_the_end(proc)
+    assert result.returncode == 2
+    assert "chain 'regtest'" in result.stderr  # the person who ran it reads it too
+    events = logged_events(log_file)
+    assert events.index("fatal") < events.index("stopped")
+    assert "CRITICAL" in fatal_line(log_file) and "chain 'regtest'" in fatal_line(log_file)
+
+
+def test_a_node_without_wallet_support_exits_2(tmp_path: Path) -> None:
+    node = RegtestNode(tmp_path / "bitcoind", extra_args=("-disablewallet",))
+    node.start()
+    try:
+        proc = DaemonProcess(tmp_path / "exitd", node)
+        proc.init()
+        result = run_to_the_end(proc)
+    finally:
+        node.stop()
+    assert result.returncode == 2
+    fatal = next(line for line in result.stderr.splitlines() if " fatal " in line)
+    assert "wallets disabled (-disablewallet)" in fatal
+
+
+def test_a_failure_that_may_pass_exits_1_so_systemd_restarts(tmp_path: Path, bitcoind: RegtestNode) -> None:
+    log_file = tmp_path / "exitd.log"
+    proc = DaemonProcess(tmp_path / "exitd", bitcoind, extra_config=f'file = "{log_file}"\n')
+    proc.init()
+    with socket.socket() as taken:  # another program holds the REST port
+        taken.bind(("127.0.0.1", proc.port))
+        taken.listen()
+        result = run_to_the_end(proc)
+    assert result.returncode == 1
+    assert "address already in use" in result.stderr.lower()
+    events = logged_events(log_file)
+    assert events.index("fatal") < events.index("stopped")
+
+
+def test_a_missing_cookie_is_named_in_the_log_and_the_api(tmp_path: Path, bitcoind: RegtestNode) -> None:
+    proc = DaemonProcess(tmp_path / "exitd", bitcoind)
+    missing = tmp_path / "no-such-dir" / ".cookie"
+    proc.config_path.write_text(proc.config_path.read_text().replace(str(bitcoind.cookie_file), str(missing)))
+    proc.init()
+    proc.start()
+    try:
+        status, body = proc.request("GET", "/api/v1/bitcoin/tip")
+        assert status == 500
+        assert f"bitcoind's RPC cookie {missing} does not exist" in body["message"]
+        assert "rejected" not in body["message"]
+        assert f"RPC cookie {missing} does not exist" in proc.log_text()
+    finally:
+        assert proc.stop() == 0

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exitd.cli.main import EXIT_CODES_HELP, EXIT_CONFIG
 from exitd.regtest.node import rpcauth_line
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +47,19 @@ def test_systemd_unit_is_notify_hardened_and_watched() -> None:
         assert settings.get(key) == [value], key
     assert settings["ExecStart"][0].split()[1:] == ["run", "--config", "/etc/exitd/exitd.toml"]
     assert re.fullmatch(r"\d+s", settings["WatchdogSec"][0])
+
+
+def test_the_status_systemd_does_not_restart_is_the_one_documented() -> None:
+    """What a restart cannot fix exits EXIT_CONFIG: the unit spares exactly it, --help and README say so."""
+    settings = unit_settings(UNIT.read_text())
+    assert settings["Restart"] == ["on-failure"]
+    assert settings["RestartPreventExitStatus"] == [str(EXIT_CONFIG)]
+    assert f"  {EXIT_CONFIG}    a person must change something first, so systemd does not restart" in (
+        EXIT_CODES_HELP
+    )
+    readme = (ROOT / "README.md").read_text()
+    assert f"| `{EXIT_CONFIG}` | a person must change something first" in readme
+    assert f"not restarted (`RestartPreventExitStatus={EXIT_CONFIG}`)" in readme
 
 
 def test_systemd_unit_verifies(tmp_path: Path) -> None:
