@@ -65,10 +65,8 @@ class FeesConfig:
     """Fee rates in sat/kvB; the fallback is used when the node has no estimate (regtest, fresh node)."""
 
     fallback_rate: int = 2000
-    min_rate: int = 1000
     # The exit fee policy (exitd/engine/fee_policy.py documents the curve).
     max_rate: int = 500_000
-    escalation_window: int = 144
     expiry_margin: int = 6
     budget_ratio: float = 0.5
 
@@ -268,9 +266,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "log": {"level": _choice(*LOG_LEVELS), "format": _choice(*LOG_FORMATS), "file": _parse_str},
     "fees": {
         "fallback_rate": _bounded(100, 10_000_000),
-        "min_rate": _bounded(100, 10_000_000),
         "max_rate": _bounded(1000, 10_000_000),
-        "escalation_window": _bounded(1, 100_000),
         "expiry_margin": _bounded(0, 10_000),
         "budget_ratio": _ratio,
     },
@@ -289,6 +285,12 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "queue_size": _bounded(1, 1_000_000),
     },
     "testing": {"crash_point": _choice("", *CRASH_POINTS)},
+}
+
+# Keys earlier versions read: a config that still sets one is told why it went.
+REMOVED_KEYS = {
+    "fees.min_rate": " (removed: the fee floor is read from bitcoind, minrelaytxfee and mempoolminfee)",
+    "fees.escalation_window": " (removed: each level pays bitcoind's estimate for the blocks it has left)",
 }
 
 SECTION_TYPES: dict[str, type] = {
@@ -320,7 +322,8 @@ def _flatten_file(data: Mapping[str, Any], source: str) -> dict[tuple[str, str],
                 raise ConfigError(f"{source}: unknown section [{name}]")
             for key, inner in value.items():
                 if key not in SCHEMA[name]:
-                    raise ConfigError(f"{source}: unknown key '{name}.{key}'")
+                    why = REMOVED_KEYS.get(f"{name}.{key}", "")
+                    raise ConfigError(f"{source}: unknown key '{name}.{key}'{why}")
                 flat[(name, key)] = inner
         elif name in SCHEMA[""]:
             flat[("", name)] = value
@@ -411,8 +414,6 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError("set either 'bitcoind.rpc_cookie' or 'bitcoind.rpc_user'/'rpc_password', not both")
     if bool(auth.rpc_user) != bool(auth.rpc_password):
         raise ConfigError("'bitcoind.rpc_user' and 'bitcoind.rpc_password' must be set together")
-    if config.fees.min_rate > config.fees.fallback_rate:
-        raise ConfigError("'fees.min_rate' must not exceed 'fees.fallback_rate'")
     claim_address = config.guard.claim_address
     if claim_address not in ("", "wallet"):
         try:

@@ -20,12 +20,12 @@ from exitd.api.errors import (
 from exitd.api.onchain import whole_number
 from exitd.api.wallet import parse_bool_query
 from exitd.engine.engine import ExitEngine, LiveExit, ProgressReport
+from exitd.engine.fee_policy import RaisedRate
 from exitd.wallet.address import decode_address
 from exitd.wallet.planner import FundingOutlook
 from exitd.wallet.vtxos import parse_vtxo_id
 
 MAX_FEE_RATE = 10_000_000  # sat/kvB (10,000 sat/vB): anything above is a typo, not a fee market
-MIN_FEE_RATE = 1000  # sat/kvB: below bitcoind's relay floor nothing propagates
 
 
 def _engine(request: web.Request) -> ExitEngine:
@@ -42,9 +42,16 @@ def parse_fee_rate(body: dict[str, Any]) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest("'fee_rate' must be an integer in sat/kvB")
-    if not MIN_FEE_RATE <= value <= MAX_FEE_RATE:
-        raise BadRequest(f"'fee_rate' must be between {MIN_FEE_RATE} and {MAX_FEE_RATE} sat/kvB, got {value}")
+    if not 0 <= value <= MAX_FEE_RATE:
+        raise BadRequest(f"'fee_rate' must be between 0 and {MAX_FEE_RATE} sat/kvB, got {value}")
     return value
+
+
+def raised_rate_json(raised: RaisedRate | None) -> dict[str, Any] | None:
+    """Extra field `fee_rate_raised`: the request's fee_rate was below the node's floor, which was paid."""
+    if raised is None:
+        return None
+    return {"requested": raised.requested, "paid": raised.floor}
 
 
 def parse_vtxo_ids(body: dict[str, Any]) -> list[str]:
@@ -64,8 +71,9 @@ def exit_status_json(
     transactions: bool,
     vocab: str,
 ) -> dict[str, Any]:
-    """barkd's ExitTransactionStatus, plus `started_by`, `fees_paid_sat` and `error` (extra fields; `error`
-    is the exit's last error as in a progress answer, so a status read shows it without running a cycle)."""
+    """barkd's ExitTransactionStatus, plus `started_by`, `fees_paid_sat`, `error` and `fee_rate_raised`
+    (extra fields; `error` is the exit's last error as in a progress answer, so a status read shows it
+    without running a cycle)."""
     doc: dict[str, Any] = {"vtxo_id": e.vtxo_id, "state": e.state.to_json(vocab)}
     if history is not None:
         doc["history"] = history
@@ -81,6 +89,7 @@ def exit_status_json(
     doc["started_by"] = e.started_by
     doc["fees_paid_sat"] = fees_paid
     doc["error"] = e.error.to_json() if e.error else None
+    doc["fee_rate_raised"] = raised_rate_json(e.raised_rate)
     return doc
 
 
@@ -204,6 +213,7 @@ def progress_json(report: ProgressReport, vocab: str) -> dict[str, Any]:
                 "vtxo_id": e.vtxo_id,
                 "state": e.state.to_json(vocab),
                 "error": e.error.to_json() if e.error else None,
+                "fee_rate_raised": raised_rate_json(e.raised_rate),
             }
             for e in report.exits
         ],
@@ -286,8 +296,8 @@ def _query_fee_rate(request: web.Request) -> int | None:
     if raw is None or raw == "":
         return None
     rate = whole_number(raw, "'fee_rate_sat_per_vb'")
-    if not 1 <= rate <= MAX_FEE_RATE // 1000:
-        raise BadRequest(f"'fee_rate_sat_per_vb' must be an integer from 1 to {MAX_FEE_RATE // 1000}")
+    if not 0 <= rate <= MAX_FEE_RATE // 1000:
+        raise BadRequest(f"'fee_rate_sat_per_vb' must be an integer from 0 to {MAX_FEE_RATE // 1000}")
     return rate * 1000
 
 

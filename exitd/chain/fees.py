@@ -1,19 +1,28 @@
-"""Fee-rate estimates from bitcoind, in sat/kvB, cached per block.
+"""What the market and the node ask in fees, in sat/kvB: estimates and the node's relay policy.
 
-Estimates only change when a block arrives, and a cycle over many exits asks many times, so one
-`estimatesmartfee` batch per best block is enough. A node without an estimate (regtest, a fresh node)
+Estimates only change when a block arrives, and a cycle over many exits asks many times, so each
+`estimatesmartfee` target is asked once per best block. A node without an estimate (regtest, a fresh node)
 yields the configured fallback, never zero.
+
+The relay policy is read from the node, never assumed: Bitcoin Core 29.1 and later relay from 0.1 sat/vB by
+default, a node may be started with other `-minrelaytxfee` / `-incrementalrelayfee`, and `mempoolminfee`
+rises above the relay floor whenever the mempool overflows `-maxmempool` (and falls back as it drains).
+Every estimate is raised to the floor of the moment, since below it the node refuses the package.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from exitd.chain.rpc import BitcoinRpc
+from exitd.chain.rpc import BitcoinRpc, RpcError
 
 SATS_PER_BTC = 100_000_000
 CONFIRMATION_TARGETS = (1, 3, 6)
+# estimatesmartfee's longest horizon (Core's fee estimator tracks no further).
+MAX_CONFIRMATION_TARGET = 1008
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,23 @@ class FeeRates:
     regular: int
     slow: int
     estimated: bool
+
+
+@dataclass(frozen=True)
+class RelayPolicy:
+    """The node's relay policy now, in sat/kvB (getmempoolinfo, getnetworkinfo)."""
+
+    min_relay: int  # -minrelaytxfee: below it nothing is relayed or mined
+    incremental: int  # -incrementalrelayfee: what a replacement adds per vbyte of its own (BIP125 rule 4)
+    mempool_min: int  # mempoolminfee: the relay floor, or more while the mempool is full
+
+    @property
+    def floor(self) -> int:
+        """The lowest package rate the node accepts at this moment."""
+        return max(self.min_relay, self.mempool_min)
+
+    def raised(self, rate: int) -> int:
+        return max(rate, self.floor)
 
 
 def sat_per_vb_ceil(sat_per_kvb: int) -> int:
@@ -43,32 +69,78 @@ def btc_to_sat(btc: Decimal | int | str) -> int:
     return int(sats)
 
 
+def relay_policy(mempool_info: dict[str, Any], network_info: dict[str, Any]) -> RelayPolicy:
+    """The policy from getmempoolinfo and getnetworkinfo (BTC/kvB). getmempoolinfo names the relay and
+    incremental fees too since Core 24; getnetworkinfo's `relayfee` and `incrementalfee` stand in before."""
+    min_relay = mempool_info.get("minrelaytxfee", network_info["relayfee"])
+    incremental = mempool_info.get("incrementalrelayfee", network_info["incrementalfee"])
+    return RelayPolicy(
+        min_relay=btc_to_sat(min_relay),
+        incremental=btc_to_sat(incremental),
+        mempool_min=btc_to_sat(mempool_info["mempoolminfee"]),
+    )
+
+
+def confirmation_target(blocks: int) -> int:
+    """A number of blocks as estimatesmartfee takes it (1 to 1008)."""
+    return min(MAX_CONFIRMATION_TARGET, max(1, blocks))
+
+
+@dataclass(frozen=True)
+class Market:
+    """The node's relay policy and its estimates for some confirmation targets, read at one moment."""
+
+    relay: RelayPolicy
+    estimates: dict[int, int]  # confirmation target -> sat/kvB, at least relay.floor
+    estimated: bool  # False when the fallback stood in for at least one target
+
+    def rate(self, blocks: int) -> int:
+        """The rate that confirms within `blocks` (asked for when the market was read)."""
+        return self.estimates[confirmation_target(blocks)]
+
+
 class FeeEstimator:
-    def __init__(self, rpc: BitcoinRpc, fallback_rate: int, min_rate: int) -> None:
+    def __init__(self, rpc: BitcoinRpc, fallback_rate: int) -> None:
         self.rpc = rpc
         self.fallback_rate = fallback_rate
-        self.min_rate = min_rate
-        self._cache: tuple[str, FeeRates] | None = None
+        # The best block the cached estimates belong to, and per target the estimate (None: the node has
+        # none), unfloored: the floor moves between blocks, the estimates do not.
+        self._best = ""
+        self._estimates: dict[int, int | None] = {}
+
+    async def relay(self) -> RelayPolicy:
+        return (await self.market(())).relay
+
+    async def market(self, blocks: Iterable[int]) -> Market:
+        """The relay policy now and, for each number of blocks, the rate estimated to confirm within it,
+        raised to the floor; a longer target never costs more than a shorter one. Two round trips at most:
+        the policy and the best block, then the estimates this block has not answered yet."""
+        targets = sorted({confirmation_target(b) for b in blocks})
+        best, mempool, network = await self.rpc.batch(
+            [("getbestblockhash", []), ("getmempoolinfo", []), ("getnetworkinfo", [])]
+        )
+        for answer in (best, mempool, network):
+            if isinstance(answer, RpcError):
+                raise answer
+        relay = relay_policy(mempool, network)
+        if best != self._best:
+            self._best, self._estimates = str(best), {}
+        missing = [t for t in targets if t not in self._estimates]
+        answers = await self.rpc.batch(("estimatesmartfee", [t, "economical"]) for t in missing)
+        for target, answer in zip(missing, answers, strict=True):
+            feerate = answer.get("feerate") if isinstance(answer, dict) else None
+            self._estimates[target] = btc_to_sat(feerate) if feerate is not None else None
+        estimates: dict[int, int] = {}
+        ceiling: int | None = None
+        for target in targets:
+            known = self._estimates[target]
+            rate = relay.raised(known if known is not None else self.fallback_rate)
+            ceiling = rate if ceiling is None else min(ceiling, rate)
+            estimates[target] = ceiling
+        estimated = all(self._estimates[t] is not None for t in targets)
+        return Market(relay, estimates, estimated)
 
     async def rates(self) -> FeeRates:
-        best = await self.rpc.call("getbestblockhash")
-        if self._cache is not None and self._cache[0] == best:
-            return self._cache[1]
-        answers = await self.rpc.batch(
-            ("estimatesmartfee", [target, "economical"]) for target in CONFIRMATION_TARGETS
-        )
-        rates: list[int] = []
-        estimated = True
-        for answer in answers:
-            if isinstance(answer, dict) and "feerate" in answer:
-                rates.append(max(self.min_rate, btc_to_sat(answer["feerate"])))
-            else:
-                rates.append(self.fallback_rate)
-                estimated = False
-        # A longer target never needs a higher rate than a shorter one.
-        fast = rates[0]
-        regular = min(rates[1], fast)
-        slow = min(rates[2], regular)
-        result = FeeRates(fast=fast, regular=regular, slow=slow, estimated=estimated)
-        self._cache = (best, result)
-        return result
+        market = await self.market(CONFIRMATION_TARGETS)
+        fast, regular, slow = (market.estimates[t] for t in CONFIRMATION_TARGETS)
+        return FeeRates(fast=fast, regular=regular, slow=slow, estimated=market.estimated)

@@ -54,7 +54,7 @@ NETWORK_SUBDIRS = {"mainnet": "", "testnet": "testnet3", "signet": "signet", "re
 
 def fee_policy(config: Config) -> FeePolicy:
     fees = config.fees
-    return FeePolicy(fees.max_rate, fees.escalation_window, fees.expiry_margin, fees.budget_ratio)
+    return FeePolicy(fees.max_rate, fees.expiry_margin, fees.budget_ratio)
 
 
 def guard_settings(config: Config) -> GuardSettings:
@@ -111,7 +111,7 @@ class Daemon:
             retry=RetryPolicy(attempts=2, first_delay=0.2),
         )
         self.store = Store(config.database_path)
-        self.fees = FeeEstimator(self.rpc, config.fees.fallback_rate, config.fees.min_rate)
+        self.fees = FeeEstimator(self.rpc, config.fees.fallback_rate)
         seed = WalletSeed(config.mnemonic_path)
         self.wallet = OnchainWallet(
             self.rpc,

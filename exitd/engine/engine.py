@@ -27,7 +27,7 @@ from exitd.ark.encoding import OutPoint
 from exitd.ark.exit_tx import ExitChain, build_exit_chain
 from exitd.ark.policy import UserPolicy
 from exitd.chain.broadcast import PackageOutcome, PackageResult, send_raw_transaction, submit_packages
-from exitd.chain.fees import FeeEstimator
+from exitd.chain.fees import FeeEstimator, Market, RelayPolicy
 from exitd.chain.rpc import BitcoinRpc, RpcError
 from exitd.chain.view import BlockRef, ChainSnapshot, ChainView, TxState
 from exitd.engine.claims import ClaimInput, build_claim_tx, claim_tx_vsize, tx_vsize
@@ -49,12 +49,13 @@ from exitd.engine.errors import (
 )
 from exitd.engine.fee_policy import (
     CHILD_VSIZE_ESTIMATE,
-    MIN_RELAY_RATE,
     FeePolicy,
+    RaisedRate,
     budget_capped_rate,
     deadline_rate,
     exit_fee_estimate,
     fee_budget,
+    level_target,
 )
 from exitd.engine.states import (
     VERIFY_INPUTS,
@@ -97,6 +98,7 @@ from exitd.store.exits import (
 )
 from exitd.store.models import ExitChildRow, VtxoRow
 from exitd.store.vtxos import list_vtxos, set_vtxos_state
+from exitd.wallet.builder import Replacing
 from exitd.wallet.errors import InsufficientFunds, NoWallet
 from exitd.wallet.onchain import CpfpChild, CpfpRequest
 from exitd.wallet.planner import FundingOutlook, PlannedTx
@@ -239,6 +241,8 @@ class LiveExit:
     claim_locktime: int | None = None
     # The error as the store holds it (JSON): a cycle that changes neither it nor the state writes nothing.
     stored_error: str | None = None
+    # The last fee_rate a request gave for this exit, when the node's floor stood above it.
+    raised_rate: RaisedRate | None = None
 
     def levels_left(self, snap: ChainSnapshot) -> int:
         """Exit txs the snapshot does not show confirmed: the blocks this exit still needs at the least."""
@@ -270,6 +274,7 @@ class ExitProgress:
     vtxo_id: str
     state: ExitState
     error: ExitError | None
+    raised_rate: RaisedRate | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -522,7 +527,7 @@ class ExitEngine:
         heights = [h for e in exits if (h := _claimable_height(e.state)) is not None]
         unknown = any(_claimable_height(e.state) is None for e in pending)
         return ProgressReport(
-            tuple(ExitProgress(e.vtxo_id, e.state, e.error) for e in exits),
+            tuple(ExitProgress(e.vtxo_id, e.state, e.error, e.raised_rate) for e in exits),
             not pending,
             None if unknown or not heights else max(heights),
         )
@@ -540,10 +545,14 @@ class ExitEngine:
             e.error = None
         sharers = self._sharers(watched)
         await self._learn_children(snap, sharers)
-        base = override if override is not None else (await self.fees.rates()).fast
-        targets = self._tx_targets(sharers, snap, base)
+        market = await self.fees.market(() if override is not None else self._level_targets(sharers, snap))
+        if override is not None:
+            raised = RaisedRate.of(override, market.relay)
+            for e in watched:
+                e.raised_rate = raised
+        targets = self._tx_targets(sharers, snap, market, override)
         await self._fund_ahead(snap, targets)
-        statuses = await self._tx_statuses(sharers, snap, targets, override is not None)
+        statuses = await self._tx_statuses(sharers, snap, targets, override is not None, market.relay)
         await self._learn_claim_timelocks(watched)
         await self._persist([(e, self._advance(e, snap, statuses)) for e in watched])
         if self.guard is not None:
@@ -762,16 +771,30 @@ class ExitEngine:
         refcount = self._refcounts()
         return {e.vtxo_id: self.fees_paid(e, refcount) for e in exits}
 
+    def _level_targets(self, sharers_of: dict[str, list[LiveExit]], snap: ChainSnapshot) -> set[int]:
+        """The confirmation targets the exits with a level in flight ask the market about."""
+        exits = {e.vtxo_id: e for sharers in sharers_of.values() for e in sharers}
+        return {
+            level_target(snap.tip.height, e.expiry_height, e.levels_left(snap), self.policy)
+            for e in exits.values()
+        }
+
     def _tx_targets(
-        self, sharers_of: dict[str, list[LiveExit]], snap: ChainSnapshot, base: int
+        self, sharers_of: dict[str, list[LiveExit]], snap: ChainSnapshot, market: Market, override: int | None
     ) -> dict[str, int]:
         """Each exit tx's target rate: the most urgent deadline rate of the exits that need it (each exit's
-        counted once, not once per tx it shares)."""
+        counted once, not once per tx it shares). The market rate of an exit is the estimate for its level's
+        target, or the request's rate raised to the node's floor."""
         exits = {e.vtxo_id: e for sharers in sharers_of.values() for e in sharers}
-        rate_of = {
-            vtxo_id: deadline_rate(base, snap.tip.height, e.expiry_height, e.levels_left(snap), self.policy)
-            for vtxo_id, e in exits.items()
-        }
+        tip = snap.tip.height
+        rate_of: dict[str, int] = {}
+        for vtxo_id, e in exits.items():
+            levels = e.levels_left(snap)
+            if override is not None:
+                base = market.relay.raised(override)
+            else:
+                base = market.rate(level_target(tip, e.expiry_height, levels, self.policy))
+            rate_of[vtxo_id] = deadline_rate(base, tip, e.expiry_height, levels, self.policy)
         return {txid: max(rate_of[e.vtxo_id] for e in sharers) for txid, sharers in sharers_of.items()}
 
     def _budget_rate(
@@ -795,6 +818,7 @@ class ExitEngine:
         snap: ChainSnapshot,
         targets: dict[str, int],
         explicit: bool,
+        relay: RelayPolicy,
     ) -> dict[str, ExitTxStatus]:
         statuses: dict[str, ExitTxStatus] = {}
         work: list[PackageWork] = []
@@ -810,9 +834,9 @@ class ExitEngine:
             rate = target if explicit else self._budget_rate(sharers, snap, tracked, target, refcount)
             if rate < target:
                 _set_error(sharers, FeeBudgetExceeded(rate, target, self.policy.budget_ratio))
-            if rate >= MIN_RELAY_RATE:
+            if rate >= relay.floor:
                 work.append(PackageWork(tracked, action, rate, sharers, status))
-        await self._act(work)
+        await self._act(work, relay)
         statuses.update((w.tracked.txid, w.status) for w in work)
         return statuses
 
@@ -860,7 +884,7 @@ class ExitEngine:
             confirmed_child=confirmed_child,
         )
 
-    async def _act(self, work: list[PackageWork]) -> None:
+    async def _act(self, work: list[PackageWork], relay: RelayPolicy) -> None:
         """This cycle's packages, whatever their number, in three steps: the new children built and stored
         in one transaction, every package submitted in one round trip, every answer recorded in one
         transaction. Each step ends before the next starts, so a child is never broadcast unless stored."""
@@ -868,7 +892,7 @@ class ExitEngine:
             if w.action.kind is ActionKind.BROADCAST:
                 assert w.action.child_txid is not None
                 w.child = w.tracked.children[w.action.child_txid]
-        await self._build_children([w for w in work if w.child is None])
+        await self._build_children([w for w in work if w.child is None], relay)
         ready = [w for w in work if w.child is not None]
         if not ready:
             return
@@ -877,14 +901,14 @@ class ExitEngine:
         await self._crash_point("after_submit")
         await self._record_broadcasts(ready, results)
 
-    async def _build_children(self, work: list[PackageWork]) -> None:
+    async def _build_children(self, work: list[PackageWork], relay: RelayPolicy) -> None:
         if not work:
             return
         if self.wallet is None:
             for w in work:
                 _set_error(w.sharers, InternalError("no on-chain wallet to fund CPFP children"))
             return
-        requests = [CpfpRequest(w.tracked.tx, w.rate, w.action.min_package_fee) for w in work]
+        requests = [CpfpRequest(w.tracked.tx, w.rate, _replacing(w.action, relay)) for w in work]
         try:
             async with self.store.session() as session:
                 built = await self.wallet.build_cpfp_children(session, requests)
@@ -1119,7 +1143,13 @@ class ExitEngine:
             if not chosen:
                 raise ClaimMissingInputs()
             tip = int(await self.rpc.call("getblockcount"))
-            rate = fee_rate if fee_rate is not None else (await self.fees.rates()).regular
+            if fee_rate is None:
+                rate = (await self.fees.rates()).regular
+            else:
+                relay = await self.fees.relay()
+                rate = relay.raised(fee_rate)
+                for e in chosen:
+                    e.raised_rate = RaisedRate.of(fee_rate, relay)
             inputs = [await self._claim_input(e, (preimages or {}).get(e.vtxo_id)) for e in chosen]
             tx, fee = build_claim_tx(inputs, destination, rate, tip)
             await self._crash_point("before_claim_broadcast")
@@ -1164,9 +1194,11 @@ class ExitEngine:
     ) -> FeeEstimate:
         """What exiting `rows` still costs: a CPFP package for every exit tx not yet in the chain or the
         mempool (a tx shared by several VTXOs counted once), and one batched claim."""
-        rates = await self.fees.rates()
-        broadcast_rate = fee_rate if fee_rate is not None else rates.fast
-        claim_rate = fee_rate if fee_rate is not None else rates.regular
+        if fee_rate is None:
+            rates = await self.fees.rates()
+            broadcast_rate, claim_rate = rates.fast, rates.regular
+        else:
+            broadcast_rate = claim_rate = (await self.fees.relay()).raised(fee_rate)
         vsizes: dict[str, int] = {}
         inputs: dict[str, str] = {}
         clauses = []
@@ -1320,3 +1352,10 @@ def _claimable_height(state: ExitState) -> int | None:
     if state.claimable_since is not None:
         return state.claimable_since.height
     return None
+
+
+def _replacing(action: Action, relay: RelayPolicy) -> Replacing | None:
+    """What a child that replaces a package must beat: that package's fee plus the node's increment."""
+    if action.min_package_fee is None:
+        return None
+    return Replacing(action.min_package_fee, relay.incremental)

@@ -33,7 +33,6 @@ from exitd.wallet.coinselection import P2TR_KEY_PATH_INPUT_WEIGHT, Coin, select_
 from exitd.wallet.errors import AmountBelowDust, InsufficientFunds
 from exitd.wallet.keys import Bip86Account
 from exitd.wallet.policy import (
-    DEFAULT_INCREMENTAL_RELAY_FEE,
     MAX_BIP125_RBF_SEQUENCE,
     MAX_STANDARD_TX_WEIGHT,
     TRUC_CHILD_MAX_VSIZE,
@@ -126,13 +125,22 @@ def max_wallet_inputs(outputs: Sequence[TxOut], max_vsize: int, anchor: bool = F
     return n
 
 
-def package_fee(target_rate: int, package_vsize: int, min_package_fee: int | None = None) -> int:
-    """The fee a package of `package_vsize` pays at `target_rate` (sat/kvB); when it replaces a package
-    that paid `min_package_fee`, also at least that plus the incremental relay fee for its own size
-    (BIP125 rule 4, counted over the whole package)."""
+@dataclass(frozen=True)
+class Replacing:
+    """The package a new child replaces: the fee it paid (sat), and the node's incremental relay fee
+    (sat/kvB), which the replacement must add for its own size."""
+
+    fee: int
+    incremental_rate: int
+
+
+def package_fee(target_rate: int, package_vsize: int, replacing: Replacing | None = None) -> int:
+    """The fee a package of `package_vsize` pays at `target_rate` (sat/kvB); when it replaces a package,
+    also at least what that paid plus the incremental relay fee for its own size (BIP125 rule 4, counted
+    over the whole package)."""
     fee = fee_at_rate(target_rate, package_vsize)
-    if min_package_fee is not None:
-        fee = max(fee, min_package_fee + fee_at_rate(DEFAULT_INCREMENTAL_RELAY_FEE, package_vsize))
+    if replacing is not None:
+        fee = max(fee, replacing.fee + fee_at_rate(replacing.incremental_rate, package_vsize))
     return fee
 
 
@@ -218,7 +226,7 @@ def plan_cpfp_child(
     coins: Sequence[Coin],
     change_spk: bytes,
     target_rate: int,
-    min_package_fee: int | None,
+    replacing: Replacing | None,
     locktime: int,
     floor: int = 0,
 ) -> Draft:
@@ -236,7 +244,7 @@ def plan_cpfp_child(
     change_only = [TxOut(0, change_spk)]
 
     def fee(k: int) -> int:
-        return package_fee(target_rate, parent_vsize + wallet_tx_vsize(k, change_only, True), min_package_fee)
+        return package_fee(target_rate, parent_vsize + wallet_tx_vsize(k, change_only, True), replacing)
 
     dust = dust_threshold(change_spk)
     max_inputs = max_wallet_inputs(change_only, TRUC_CHILD_MAX_VSIZE, True)

@@ -57,7 +57,7 @@ from exitd.store.wallet import (
     unsettled_splits,
 )
 from exitd.wallet.address import decode_address
-from exitd.wallet.builder import Draft, plan_cpfp_child, plan_drain, plan_payment, sign
+from exitd.wallet.builder import Draft, Replacing, plan_cpfp_child, plan_drain, plan_payment, sign
 from exitd.wallet.coinselection import Coin
 from exitd.wallet.errors import InsufficientFunds, WalletDisabled, WalletMismatch
 from exitd.wallet.keys import Bip86Account, Keychain
@@ -112,11 +112,11 @@ class CpfpChild:
 @dataclass(frozen=True)
 class CpfpRequest:
     """A CPFP child to build: for `parent`, paying `target_rate` (sat/kvB) for the package; when it replaces
-    a package that paid `min_package_fee`, at least that plus the incremental relay fee."""
+    a package, at least what that paid plus the incremental relay fee."""
 
     parent: CTransaction
     target_rate: int
-    min_package_fee: int | None = None
+    replacing: Replacing | None = None
 
 
 def _cpfp_child(parent: CTransaction, draft: Draft, tx: CTransaction) -> CpfpChild:
@@ -493,8 +493,8 @@ class OnchainWallet:
         self, session: AsyncSession, requests: Sequence[CpfpRequest], purpose: str = "cpfp"
     ) -> list[CpfpChild | InsufficientFunds]:
         """For each request, a signed version-3 child of its parent (a zero-fee TRUC tx whose last output is
-        its P2A anchor) paying the request's rate (sat/kvB) for the package of both, and at least its
-        `min_package_fee` plus the incremental relay fee when it replaces a package that paid that; or the
+        its P2A anchor) paying the request's rate (sat/kvB) for the package of both, and at least what
+        the package it replaces paid plus the incremental relay fee when it replaces one; or the
         InsufficientFunds that stopped it. Funded by confirmed, unreserved coins (a single one worth the
         funding plan's floor for the parent if there is one), no coin in two children, with one change
         output back to the wallet.
@@ -515,7 +515,7 @@ class OnchainWallet:
                 try:
                     # Sized with the planner's change script; each child gets its own once planned.
                     draft = plan_cpfp_child(
-                        r.parent, free, SIZING_SPK, r.target_rate, r.min_package_fee, tip, floor
+                        r.parent, free, SIZING_SPK, r.target_rate, r.replacing, tip, floor
                     )
                 except InsufficientFunds as e:
                     drafts.append(e)

@@ -13,9 +13,6 @@ from exitd.chain.fees import fee_at_rate
 
 # sat/kvB. An output worth less than what spending it costs at this rate is dust.
 DUST_RELAY_TX_FEE = 3000
-# sat/kvB. A replacement pays for its own relay on top of what it replaces (BIP125 rule 4). Core 30 lowered
-# its default to 100; 1000 is what older nodes still ask, so a replacement paying it is accepted by all.
-DEFAULT_INCREMENTAL_RELAY_FEE = 1000
 # Core's wallet default nSequence: signals replaceability (BIP125) and enables nLockTime.
 MAX_BIP125_RBF_SEQUENCE = 0xFFFF_FFFD
 # Policy limit on one standard transaction (MAX_STANDARD_TX_WEIGHT).

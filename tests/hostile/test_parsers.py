@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exitd.api.errors import BadRequest
-from exitd.api.exits import MAX_FEE_RATE, MIN_FEE_RATE, _query_fee_rate, parse_fee_rate
+from exitd.api.exits import MAX_FEE_RATE, _query_fee_rate, parse_fee_rate
 from exitd.api.onchain import MAX_MONEY, parse_amount, whole_number
 from exitd.config import SCHEMA, ConfigError, load_config
 from exitd.wallet.address import (
@@ -87,7 +87,7 @@ def test_fee_rate_field_is_in_range_or_bad_request(value: Any) -> None:
     except BadRequest as e:
         assert "fee_rate" in e.message
     else:
-        assert rate is None or MIN_FEE_RATE <= rate <= MAX_FEE_RATE
+        assert rate is None or 0 <= rate <= MAX_FEE_RATE
 
 
 @given(raw=st.one_of(st.text(), DIGITS))
@@ -98,7 +98,7 @@ def test_fee_rate_query_is_in_range_or_bad_request(raw: str) -> None:
     except BadRequest as e:
         assert "fee_rate_sat_per_vb" in e.message
     else:
-        assert rate is None or 1000 <= rate <= MAX_FEE_RATE
+        assert rate is None or 0 <= rate <= MAX_FEE_RATE
 
 
 @given(text=st.one_of(st.text(), DIGITS, st.sampled_from(["²", "٣", "1" * 4301, "-1", "+1", " 1"])))

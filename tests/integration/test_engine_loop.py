@@ -31,7 +31,7 @@ async def test_a_new_block_starts_a_cycle_at_once_not_at_the_next_poll(
     store = Store(tmp_path / "exitd.sqlite3")
     rpc = BitcoinRpc(bitcoind.rpc_url, RpcCredentials(cookie_file=bitcoind.cookie_file))
     vtxos = VtxoBook(store, rpc, WalletSeed(tmp_path / "mnemonic"), key_search_limit=10)
-    engine = ExitEngine(store, rpc, FeeEstimator(rpc, 2000, 1000), vtxos, None, FeePolicy(), "regtest")
+    engine = ExitEngine(store, rpc, FeeEstimator(rpc, 2000), vtxos, None, FeePolicy(), "regtest")
     stopping = asyncio.Event()
     loop = asyncio.create_task(engine.run(stopping, poll_interval=POLL_SECONDS, cycle_interval=POLL_SECONDS))
     try:

@@ -31,8 +31,6 @@ T = TypeVar("T")
 
 # Small enough that an expiring VTXO is due a few blocks after it is forged.
 SLACK_BLOCKS = 2
-# One level's fee window must stay above it, or the fee policy escalates (and the budget alert fires).
-ESCALATION_WINDOW = 2
 # sat/kvB: auto-claims pay the node's estimate up to this.
 CLAIM_MAX_RATE = 3000
 CYCLE_LINE = re.compile(r" cycle exits=\d+ tip=(\d+) ms=(\d+)")
@@ -91,9 +89,6 @@ def guard_config(webhook_url: str = "", **alerts: int) -> str:
     """TOML for exitd in guard mode, claiming to its own wallet, alerting `webhook_url`."""
     extra = "".join(f"{key} = {value}\n" for key, value in alerts.items())
     return f"""
-[fees]
-escalation_window = {ESCALATION_WINDOW}
-
 [guard]
 slack_blocks = {SLACK_BLOCKS}
 claim_address = "wallet"

@@ -23,12 +23,13 @@ from bitcoin.core import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exitd.ark.script import P2A_SCRIPT
-from exitd.chain.fees import FeeEstimator, btc_to_sat
+from exitd.chain.fees import FeeEstimator, btc_to_sat, fee_at_rate
 from exitd.chain.rpc import BitcoinRpc, RpcCredentials
 from exitd.regtest.node import MINER_WALLET, RegtestNode
 from exitd.store.db import Store, upgrade
 from exitd.store.wallet import add_reservations, list_reservations, unsettled_splits
 from exitd.wallet.address import decode_address, script_to_address
+from exitd.wallet.builder import Replacing
 from exitd.wallet.errors import InsufficientFunds, WalletMismatch
 from exitd.wallet.keys import Keychain
 from exitd.wallet.onchain import CpfpChild, CpfpRequest, OnchainWallet, outpoint_key
@@ -62,7 +63,7 @@ async def open_wallet(tmp_path: Path, rpc: BitcoinRpc) -> AsyncIterator[Callable
         if not seed.exists:
             seed.create(mnemonic)
         stores.append(Store(tmp_path / "exitd.sqlite3"))
-        return OnchainWallet(rpc, stores[-1], FeeEstimator(rpc, 2000, 1000), seed, "regtest", wallet_name)
+        return OnchainWallet(rpc, stores[-1], FeeEstimator(rpc, 2000), seed, "regtest", wallet_name)
 
     yield open_
     for store in stores:
@@ -87,9 +88,9 @@ async def build_child(
     session: AsyncSession,
     parent: CTransaction,
     rate: int,
-    min_package_fee: int | None = None,
+    replacing: Replacing | None = None,
 ) -> CpfpChild:
-    (child,) = await wallet.build_cpfp_children(session, [CpfpRequest(parent, rate, min_package_fee)])
+    (child,) = await wallet.build_cpfp_children(session, [CpfpRequest(parent, rate, replacing)])
     if isinstance(child, InsufficientFunds):
         raise child
     return child
@@ -231,10 +232,15 @@ async def test_child_and_zero_fee_parent_are_accepted_at_the_target_rate_and_rep
     assert len(effective) == 1 and abs(effective.pop() - 5_000) < 1_000
     assert child.package_rate >= 5_000 and child.fee * 1000 // child.package_vsize == child.package_rate
 
-    # A replacement (package RBF on the same anchor) pays the old package fee plus the incremental relay fee.
+    # A replacement (package RBF on the same anchor) at the same target rate pays the old package fee plus
+    # the incremental relay fee the node asks, no more: the node accepts it.
+    relay = await wallet.fees.relay()
+    assert relay.incremental == btc_to_sat(bitcoind.rpc("getnetworkinfo")["incrementalfee"])
     async with wallet.store.session() as session:
-        replacement = await build_child(wallet, session, parent, 6_000, child.fee)
+        replaced = Replacing(child.fee, relay.incremental)
+        replacement = await build_child(wallet, session, parent, 5_000, replaced)
     assert not set(replacement.inputs[1:]) & set(child.inputs[1:])
+    assert replacement.fee == child.fee + fee_at_rate(relay.incremental, replacement.package_vsize)
     answer = bitcoind.rpc("submitpackage", [parent.serialize().hex(), replacement.tx.serialize().hex()])
     assert answer["package_msg"] == "success" and answer["replaced-transactions"] == [child.txid], answer
     async with wallet.store.session() as session:
@@ -280,7 +286,7 @@ async def test_a_wallet_of_another_mnemonic_is_refused(
     other_seed = WalletSeed(tmp_path / "other-mnemonic")
     other_seed.create()
     other_store = Store(tmp_path / "other.sqlite3")
-    other = OnchainWallet(rpc, other_store, FeeEstimator(rpc, 2000, 1000), other_seed, "regtest", name)
+    other = OnchainWallet(rpc, other_store, FeeEstimator(rpc, 2000), other_seed, "regtest", name)
     with pytest.raises(WalletMismatch, match=f"bitcoind wallet '{name}' watches descriptors of another"):
         await other.setup()
     await other_store.close()

@@ -1,34 +1,80 @@
+from decimal import Decimal
+
+from exitd.chain.fees import Market, RelayPolicy, confirmation_target, relay_policy
 from exitd.engine.fee_policy import (
     FeePolicy,
+    RaisedRate,
     blocks_per_level,
     budget_capped_rate,
     deadline_rate,
     fee_budget,
+    level_target,
+    slack,
 )
 
-POLICY = FeePolicy(max_rate=100_000, escalation_window=11, expiry_margin=2, budget_ratio=0.5)
+POLICY = FeePolicy(max_rate=100_000, expiry_margin=2, budget_ratio=0.5)
+GUARD_SLACK = 144  # guard.slack_blocks' default
+EXIT_DELTA = 12
 
 
-def test_plenty_of_time_pays_the_base_rate() -> None:
-    assert deadline_rate(2000, tip=100, expiry_height=1000, levels_left=3, policy=POLICY) == 2000
+def market(blocks: int) -> int:
+    """A market where waiting is cheaper: 20 sat/vB for the next block, falling to 2 sat/vB."""
+    return max(2_000, 20_000 // blocks)
 
 
-def test_last_chance_pays_the_ceiling() -> None:
-    # 3 levels, 5 blocks left before the margin: 1 block per level.
-    assert blocks_per_level(100, 107, 3, 2) == 1
-    assert deadline_rate(2000, tip=100, expiry_height=107, levels_left=3, policy=POLICY) == 100_000
+def rate_at(tip: int, expiry: int, levels: int, policy: FeePolicy = POLICY) -> int:
+    return deadline_rate(market(level_target(tip, expiry, levels, policy)), tip, expiry, levels, policy)
+
+
+def test_an_exit_started_by_the_guard_pays_the_market_on_every_level() -> None:
+    """The guard starts an exit depth + exit_delta + slack blocks before expiry. Every level then has tens
+    of blocks, and the market's rate for that many blocks is all it pays, level after level (the curve
+    that escalated below a fixed 144-block window paid 165 times the market here)."""
+    policy = FeePolicy()  # the defaults
+    for depth in (1, 3, 5):
+        start = 1000
+        expiry = start + depth + EXIT_DELTA + GUARD_SLACK
+        tip = start
+        for levels in range(depth, 0, -1):  # each level confirms in the next block
+            target = level_target(tip, expiry, levels, policy)
+            assert target >= (EXIT_DELTA + GUARD_SLACK - policy.expiry_margin) // depth
+            assert deadline_rate(2_000, tip, expiry, levels, policy) == 2_000
+            tip += 1
+
+
+def test_the_target_is_the_blocks_each_level_has() -> None:
+    # 150 blocks before the margin, 3 levels: 50 blocks for the level in flight.
+    assert blocks_per_level(100, 100 + 2 + 150, 3, 2) == 50
+    assert level_target(100, 100 + 2 + 150, 3, POLICY) == 50
+    # estimatesmartfee's range: never below 1 block, never past 1008.
+    assert level_target(100, 90, 3, POLICY) == 1
+    assert level_target(100, 100_000, 1, POLICY) == 1008
+    assert confirmation_target(0) == 1 and confirmation_target(-5) == 1 and confirmation_target(2016) == 1008
+
+
+def test_the_rate_rises_only_as_slack_is_used_up() -> None:
+    """One level waiting block after block: its target shrinks with the blocks left, so the rate follows
+    what the market asks for the shorter wait, and nothing more, until there is no slack at all."""
+    expiry = 100 + 2 + 40  # 40 blocks before the margin
+    rates = [rate_at(tip, expiry, 1) for tip in range(100, 141)]
+    assert rates == sorted(rates)
+    assert rates[0] == market(40) == 2_000
+    assert rates[30] == market(10) == 2_000 and rates[35] == market(5) == 4_000
+    assert rates[38] == market(2) == 10_000  # one block of slack left: the market rate for two blocks
+    assert rates[39] == rates[40] == POLICY.max_rate  # none left: the next block is the last chance
+
+
+def test_no_slack_pays_the_ceiling() -> None:
+    # 3 levels, 3 blocks before the margin: each must confirm in the next block.
+    assert slack(100, 105, 3, 2) == 0
+    assert rate_at(100, 105, 3) == 100_000
+    # one block of slack: the market rate for the next block, no more
+    assert slack(100, 106, 3, 2) == 1 and rate_at(100, 106, 3) == market(1)
     # already late: still the ceiling, never less
-    assert deadline_rate(2000, tip=200, expiry_height=107, levels_left=3, policy=POLICY) == 100_000
+    assert rate_at(200, 107, 3) == 100_000
 
 
-def test_linear_in_between_and_monotonic() -> None:
-    # window 6 of 11: halfway -> base + (ceiling - base) * 5/10
-    assert deadline_rate(2000, tip=100, expiry_height=100 + 2 + 6, levels_left=1, policy=POLICY) == 51_000
-    rates = [deadline_rate(2000, tip, 130, 2, POLICY) for tip in range(90, 131)]
-    assert rates == sorted(rates) and rates[0] == 2000 and rates[-1] == 100_000
-
-
-def test_ceiling_never_below_an_explicit_base() -> None:
+def test_ceiling_never_below_the_market() -> None:
     assert deadline_rate(300_000, tip=100, expiry_height=103, levels_left=1, policy=POLICY) == 300_000
 
 
@@ -37,3 +83,29 @@ def test_budget() -> None:
     # 5000 sat left for 2 levels of 250 vB: 2500 sat each -> 10 sat/vB
     assert budget_capped_rate(50_000, 5000, 2, 250) == 10_000
     assert budget_capped_rate(2_000, 5000, 2, 250) == 2_000
+
+
+def test_relay_policy_from_the_node() -> None:
+    mempool = {
+        "minrelaytxfee": Decimal("0.00000100"),
+        "incrementalrelayfee": Decimal("0.00000100"),
+        "mempoolminfee": Decimal("0.00003000"),
+    }
+    network = {"relayfee": Decimal("0.00001000"), "incrementalfee": Decimal("0.00001000")}
+    relay = relay_policy(mempool, network)
+    assert relay == RelayPolicy(min_relay=100, incremental=100, mempool_min=3000)
+    assert relay.floor == 3000 and relay.raised(2000) == 3000 and relay.raised(5000) == 5000
+    # A node older than Core 24 names the relay and incremental fees in getnetworkinfo only.
+    old = relay_policy({"mempoolminfee": Decimal("0.00001000")}, network)
+    assert old == RelayPolicy(min_relay=1000, incremental=1000, mempool_min=1000)
+
+
+def test_a_rate_below_the_floor_is_raised_and_says_so() -> None:
+    relay = RelayPolicy(min_relay=100, incremental=100, mempool_min=100)
+    assert RaisedRate.of(0, relay) == RaisedRate(requested=0, floor=100)
+    assert RaisedRate.of(100, relay) is None and RaisedRate.of(5000, relay) is None
+
+
+def test_market_rate_by_blocks() -> None:
+    m = Market(RelayPolicy(100, 100, 100), {1: 5000, 6: 2000, 1008: 100}, True)
+    assert m.rate(1) == 5000 and m.rate(6) == 2000 and m.rate(5000) == 100 and m.rate(0) == 5000

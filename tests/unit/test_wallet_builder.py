@@ -17,6 +17,7 @@ from exitd.wallet.address import script_to_address
 from exitd.wallet.builder import (
     Anchor,
     Draft,
+    Replacing,
     package_fee,
     plan_cpfp_child,
     plan_drain,
@@ -27,7 +28,7 @@ from exitd.wallet.builder import (
 from exitd.wallet.coinselection import Coin, select_coins
 from exitd.wallet.errors import AmountBelowDust, InsufficientFunds
 from exitd.wallet.keys import Bip86Account, Keychain
-from exitd.wallet.policy import DEFAULT_INCREMENTAL_RELAY_FEE, TRUC_CHILD_MAX_VSIZE, dust_threshold
+from exitd.wallet.policy import TRUC_CHILD_MAX_VSIZE, dust_threshold
 from exitd.wallet.seed import master_fingerprint
 
 ABANDON_ABOUT = "abandon " * 11 + "about"
@@ -171,10 +172,11 @@ def test_cpfp_child_pays_the_package_rate(anchor_value: int) -> None:
     assert list(child.wit.vtxinwit[0].scriptWitness.stack) == []
     assert draft.fee == fee_at_rate(25_000, package_vsize)
     assert draft.outputs[0].value == anchor_value + 100_000 - draft.fee
-    # Replacing a package that paid 10_000 sat: at least that plus the incremental relay fee.
-    replacing = plan_cpfp_child(parent, coins, DESTINATION, 1_000, 10_000, 100)
-    assert replacing.fee == 10_000 + fee_at_rate(DEFAULT_INCREMENTAL_RELAY_FEE, package_vsize)
-    assert package_fee(1_000, package_vsize, 10_000) == replacing.fee
+    # Replacing a package that paid 10_000 sat on a node whose incremental relay fee is 100 sat/kvB.
+    replaced = Replacing(10_000, 100)
+    replacing = plan_cpfp_child(parent, coins, DESTINATION, 1_000, replaced, 100)
+    assert replacing.fee == 10_000 + fee_at_rate(100, package_vsize)
+    assert package_fee(1_000, package_vsize, replaced) == replacing.fee
 
 
 def test_cpfp_child_stays_within_the_truc_child_limit() -> None:
