@@ -230,7 +230,12 @@ def _cmd_init(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     if args.no_wallet and args.mnemonic_file:
         raise UsageError("--no-wallet and --mnemonic-file contradict each other")
-    mnemonic = args.mnemonic_file.read_text() if args.mnemonic_file else None
+    mnemonic = None
+    if args.mnemonic_file:
+        try:
+            mnemonic = args.mnemonic_file.read_text()
+        except OSError as e:
+            raise UsageError(f"cannot read --mnemonic-file {args.mnemonic_file}: {e.strerror}") from None
     result = init_datadir(config, mnemonic, wallet=not args.no_wallet)
     print(f"datadir: {config.datadir}")
     if result.created_mnemonic:

@@ -2,6 +2,8 @@
 
 Secret files are created with O_EXCL and mode 0600 in one step, so they are never briefly world-readable
 and never silently overwritten: losing a mnemonic to an accidental re-init would lose the user's coins.
+exitd refuses a datadir other users may write to, or secrets they may read, rather than warn: the daemon
+spends money on the strength of these files.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +28,10 @@ LOCK_FILENAME = "exitd.lock"
 
 class DatadirError(Exception):
     """The datadir is missing something or is not ours to change."""
+
+
+class UnsafePermissions(DatadirError):
+    """Other users may write the datadir or read a secret; the message names the path and the chmod."""
 
 
 class DatadirLocked(DatadirError):
@@ -57,11 +64,54 @@ def datadir_lock(datadir: Path) -> Iterator[Path]:
 
 
 def check_datadir(config: Config) -> None:
-    """What `exitd run` needs of the datadir before it takes the lock: `exitd init` ran on it."""
+    """What `exitd run` needs of the datadir before it takes the lock: `exitd init` ran on it, and only
+    its owner may change it or read its secrets."""
     if not config.token_path.exists():
         raise DatadirError(
             f"{config.datadir} is not initialised; run 'exitd init --datadir {config.datadir}'"
         )
+    check_permissions(config)
+
+
+def _mode(path: Path) -> int | None:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return None
+
+
+def _whom(bits: int) -> str:
+    """'group', 'others' or 'group and others': who the group/other bits of a mode let in."""
+    return " and ".join(who for who, mask in (("group", 0o070), ("others", 0o007)) if bits & mask)
+
+
+def check_permissions(config: Config) -> None:
+    """UnsafePermissions when the datadir is group/world-writable (another user could swap the wallet, the
+    token or the database) or a secret is open to group or others."""
+    mode = _mode(config.datadir)
+    if mode is not None and mode & 0o022:
+        raise UnsafePermissions(
+            f"{config.datadir} is writable by {_whom(mode & 0o022)} (mode {mode:04o}), so another user "
+            f"could replace the wallet, token or database; fix it with: chmod go-w {config.datadir}"
+        )
+    for path, holds in ((config.mnemonic_path, "the wallet mnemonic"), (config.token_path, "the REST token")):
+        mode = _mode(path)
+        if mode is not None and mode & 0o077:
+            raise UnsafePermissions(
+                f"{path} holds {holds} and is open to {_whom(mode & 0o077)} (mode {mode:04o}); "
+                f"fix it with: chmod 600 {path}"
+            )
+
+
+def private_database(path: Path) -> None:
+    """The database file and its -wal/-shm made 0600 before SQLite opens them: SQLite creates a database
+    0644 but gives its -wal and -shm the database file's own mode, so creating it 0600 covers all three."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        mode = _mode(name)
+        if mode is not None and mode & 0o077:
+            name.chmod(0o600)
 
 
 def read_token(config: Config) -> str:
@@ -92,12 +142,13 @@ def init_datadir(config: Config, mnemonic: str | None = None, wallet: bool = Tru
     from exitd.store.db import upgrade
     from exitd.store.meta import WALLET_CREATED_AT, write_meta
 
-    config.datadir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if mnemonic is not None:
         try:
             mnemonic = normalized_mnemonic(mnemonic)
         except InvalidMnemonic as e:
             raise DatadirError(f"the mnemonic to import is not valid: {e}") from None
+    config.datadir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    check_permissions(config)
     seed = WalletSeed(config.mnemonic_path)
     created_mnemonic = False
     if seed.exists:
@@ -116,6 +167,7 @@ def init_datadir(config: Config, mnemonic: str | None = None, wallet: bool = Tru
     created_config = not config_file.exists()
     if created_config:
         write_private_file(config_file, render_config(config))
+    private_database(config.database_path)
     upgrade(config.database_path)
     if created_mnemonic and mnemonic is None:
         # A new mnemonic has no coins before now: the first import into bitcoind need not rescan the past.

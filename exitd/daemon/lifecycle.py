@@ -33,7 +33,13 @@ from exitd.chain.rpc import (
     RpcInWarmup,
 )
 from exitd.config import Config
-from exitd.daemon.datadir import DatadirError, check_datadir, datadir_lock, read_auth_secret
+from exitd.daemon.datadir import (
+    DatadirError,
+    check_datadir,
+    datadir_lock,
+    private_database,
+    read_auth_secret,
+)
 from exitd.daemon.notify import SystemdNotifier, status_line
 from exitd.engine.alerts import Alerts, WebhookSettings
 from exitd.engine.engine import ExitEngine
@@ -249,7 +255,8 @@ class Daemon:
             try:
                 check_datadir(self.config)
                 held.enter_context(datadir_lock(self.config.datadir))
-            except DatadirError as e:
+                private_database(self.config.database_path)
+            except (DatadirError, OSError) as e:
                 event(log, logging.CRITICAL, "fatal", error=str(e))
                 raise
             await self._serve()

@@ -2,6 +2,7 @@
 
 import re
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -115,3 +116,78 @@ def test_a_missing_cookie_is_named_in_the_log_and_the_api(tmp_path: Path, bitcoi
         assert f"RPC cookie {missing} does not exist" in proc.log_text()
     finally:
         assert proc.stop() == 0
+
+
+def test_a_datadir_others_may_write_is_refused_naming_the_chmod(
+    tmp_path: Path, bitcoind: RegtestNode
+) -> None:
+    proc = DaemonProcess(tmp_path / "exitd", bitcoind)
+    proc.datadir.chmod(0o777)
+    result = subprocess.run(proc.command("init"), capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "writable by group and others (mode 0777)" in result.stderr
+    assert f"chmod go-w {proc.datadir}" in result.stderr
+    assert not (proc.datadir / "mnemonic").exists()
+    proc.datadir.chmod(0o700)
+    proc.init()
+    proc.datadir.chmod(0o775)
+    result = run_to_the_end(proc)
+    assert result.returncode == 2 and f"chmod go-w {proc.datadir}" in result.stderr
+    assert "writable by group (mode 0775)" in result.stderr
+    assert not (proc.datadir / "exitd.sqlite3-wal").exists()  # refused before the database was opened
+
+
+@pytest.mark.parametrize(("name", "mode"), [("mnemonic", 0o644), ("auth_token", 0o640)])
+def test_a_secret_others_may_read_is_refused_naming_the_chmod(
+    tmp_path: Path, bitcoind: RegtestNode, name: str, mode: int
+) -> None:
+    proc = DaemonProcess(tmp_path / "exitd", bitcoind)
+    proc.init()
+    secret = proc.datadir / name
+    secret.chmod(mode)
+    result = run_to_the_end(proc)
+    assert result.returncode == 2
+    assert f"{secret} holds the" in result.stderr and f"(mode {mode:04o})" in result.stderr
+    assert f"fix it with: chmod 600 {secret}" in result.stderr
+    assert secret.read_text().strip() not in result.stderr
+    secret.chmod(0o600)
+    proc.start()
+    assert proc.stop() == 0
+
+
+def test_the_database_and_its_wal_and_shm_are_0600(tmp_path: Path, bitcoind: RegtestNode) -> None:
+    proc = DaemonProcess(tmp_path / "exitd", bitcoind)
+    proc.init()
+    database = proc.datadir / "exitd.sqlite3"
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    database.chmod(0o644)  # as exitd before this check left it
+    proc.start()
+    try:
+        names = ("exitd.sqlite3", "exitd.sqlite3-wal", "exitd.sqlite3-shm", "exitd.lock")
+        modes = {name: stat.S_IMODE((proc.datadir / name).stat().st_mode) for name in names}
+        assert modes == dict.fromkeys(names, 0o600)
+    finally:
+        assert proc.stop() == 0
+
+
+def test_a_missing_mnemonic_file_is_one_line_and_a_rejected_one_leaves_no_datadir(
+    tmp_path: Path, bitcoind: RegtestNode
+) -> None:
+    proc = DaemonProcess(tmp_path / "exitd", bitcoind)
+    missing = tmp_path / "words.txt"
+    result = subprocess.run(
+        proc.command("init", "--mnemonic-file", str(missing)), capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr == f"exitd: cannot read --mnemonic-file {missing}: No such file or directory\n"
+    missing.write_text("zoo " * 12)
+    fresh = DaemonProcess(tmp_path / "other", bitcoind)
+    fresh.config_path.unlink()
+    fresh.datadir.rmdir()
+    result = subprocess.run(
+        [*fresh.command("init", "--mnemonic-file", str(missing))[:-2], "--datadir", str(fresh.datadir)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "not valid" in result.stderr
+    assert not fresh.datadir.exists()
