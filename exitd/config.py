@@ -109,6 +109,12 @@ class AlertsConfig:
     queue_size: int = 1000
 
 
+@dataclass(frozen=True)
+class DatabaseConfig:
+    # "": the SQLite file exitd.sqlite3 in the datadir; or postgresql+asyncpg://user:password@host/db.
+    url: str = field(default="", repr=False)  # it may carry a password
+
+
 # Named points in the engine where a test may have the daemon die at once (exitd/engine/engine.py).
 CRASH_POINTS = ("after_child_stored", "after_submit", "before_claim_broadcast", "after_claim_broadcast")
 
@@ -132,10 +138,16 @@ class Config:
     guard: GuardConfig = field(default_factory=GuardConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     testing: TestingConfig = field(default_factory=TestingConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
 
     @property
     def database_path(self) -> Path:
+        """The SQLite file, when `database.url` names no other database."""
         return self.datadir / "exitd.sqlite3"
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite+aiosqlite:///{self.database_path}"
 
     @property
     def mnemonic_path(self) -> Path:
@@ -232,6 +244,16 @@ def _webhook_url(value: Any) -> str:
     return text
 
 
+def _database_url(value: Any) -> str:
+    text = _parse_str(value)
+    if text and not text.startswith("postgresql+asyncpg://"):
+        raise ValueError(
+            "expected a PostgreSQL URL like postgresql+asyncpg://exitd:secret@127.0.0.1:5432/exitd, "
+            'or "" for the SQLite file in the datadir'
+        )
+    return text
+
+
 def _rpc_url(value: Any) -> str:
     text = _parse_str(value)
     if text == "":
@@ -285,6 +307,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "queue_size": _bounded(1, 1_000_000),
     },
     "testing": {"crash_point": _choice("", *CRASH_POINTS)},
+    "database": {"url": _database_url},
 }
 
 # Keys earlier versions read: a config that still sets one is told why it went.
@@ -302,6 +325,7 @@ SECTION_TYPES: dict[str, type] = {
     "guard": GuardConfig,
     "alerts": AlertsConfig,
     "testing": TestingConfig,
+    "database": DatabaseConfig,
 }
 
 

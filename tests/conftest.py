@@ -9,6 +9,7 @@ import pytest
 
 from exitd.regtest.node import RegtestNode
 from tests.support.daemon import DaemonProcess
+from tests.support.postgres import PostgresServer
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +45,24 @@ def daemon(tmp_path: Path, bitcoind: RegtestNode) -> Iterator[DaemonProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL cluster for the whole session (tests/support/postgres.py); each test that asks
+    gets a database of its own."""
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty database on each backend: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'exitd.sqlite3'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database()

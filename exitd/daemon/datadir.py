@@ -167,11 +167,12 @@ def init_datadir(config: Config, mnemonic: str | None = None, wallet: bool = Tru
     created_config = not config_file.exists()
     if created_config:
         write_private_file(config_file, render_config(config))
-    private_database(config.database_path)
-    upgrade(config.database_path)
+    if not config.database.url:
+        private_database(config.database_path)
+    upgrade(config.database_url)
     if created_mnemonic and mnemonic is None:
         # A new mnemonic has no coins before now: the first import into bitcoind need not rescan the past.
-        write_meta(config.database_path, WALLET_CREATED_AT, str(int(time.time())))
+        write_meta(config.database_url, WALLET_CREATED_AT, str(int(time.time())))
     return InitResult(created_mnemonic, created_token, created_config)
 
 

@@ -116,7 +116,7 @@ class Daemon:
             timeout=config.bitcoind.timeout,
             retry=RetryPolicy(attempts=2, first_delay=0.2),
         )
-        self.store = Store(config.database_path)
+        self.store = Store(config.database_url)
         self.fees = FeeEstimator(self.rpc, config.fees.fallback_rate)
         seed = WalletSeed(config.mnemonic_path)
         self.wallet = OnchainWallet(
@@ -153,7 +153,7 @@ class Daemon:
         self.bound_port: int | None = None
 
     async def start(self) -> None:
-        await asyncio.to_thread(upgrade, self.config.database_path)
+        await asyncio.to_thread(upgrade, self.config.database_url)
         await self.engine.load()
         self.guard.prime()
         app = create_app(self.services, read_auth_secret(self.config))
@@ -255,7 +255,8 @@ class Daemon:
             try:
                 check_datadir(self.config)
                 held.enter_context(datadir_lock(self.config.datadir))
-                private_database(self.config.database_path)
+                if not self.config.database.url:
+                    private_database(self.config.database_path)
             except (DatadirError, OSError) as e:
                 event(log, logging.CRITICAL, "fatal", error=str(e))
                 raise

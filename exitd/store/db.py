@@ -1,9 +1,12 @@
-"""The one SQLite file: async engine (aiosqlite), WAL, foreign keys, and migrations applied at start."""
+"""The database: one SQLite file in the datadir (aiosqlite, WAL, foreign keys) or a PostgreSQL server
+(asyncpg), chosen by `database.url`; alembic migrations applied at start, the same ones on both."""
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -15,15 +18,30 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.pool import NullPool
 
 from exitd.store.errors import StoreError
 
 T = TypeVar("T")
 
-# SQLite binds at most 32,766 parameters in one statement: long id lists are asked in parts.
+# SQLite binds at most 32,766 parameters in one statement, PostgreSQL 32,767: long id lists are asked
+# in parts.
 IN_CHUNK = 10_000
+
+SQLITE_PREFIX = "sqlite+aiosqlite:///"
+POSTGRES_PREFIX = "postgresql+asyncpg://"
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(POSTGRES_PREFIX)
+
+
+def shown_url(url: str) -> str:
+    """The URL without its password, for logs and error messages."""
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
 def in_chunks(ids: Sequence[str]) -> list[list[str]]:
@@ -42,6 +60,13 @@ async def select_in(
     return rows
 
 
+def insert_new(session: AsyncSession, table: sa.Table) -> sa.Insert:
+    """An INSERT that skips rows whose key is stored already, in the session's dialect (SQLite's
+    `INSERT OR IGNORE`, PostgreSQL's `ON CONFLICT DO NOTHING`)."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -52,53 +77,102 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def alembic_config(db_path: Path) -> AlembicConfig:
+def sqlite_engine(url: str) -> sa.Engine:
+    """A sync engine (pysqlite) on the SQLite file of `url`."""
+    return sa.create_engine(url.replace(SQLITE_PREFIX, "sqlite:///", 1))
+
+
+def run_sync(url: str, work: Callable[[sa.Connection], T]) -> T:
+    """`work` on one connection to the database, committed when it returns. For the migrations and the
+    CLI, which run without an event loop: SQLite through its sync driver; PostgreSQL through asyncpg
+    (`run_sync`) on a loop of a thread of its own, so that a caller already inside a loop may call it too."""
+    if not is_postgres(url):
+        engine = sqlite_engine(url)
+        try:
+            with engine.connect() as conn:
+                result = work(conn)
+                conn.commit()
+                return result
+        finally:
+            engine.dispose()
+
+    async def run() -> T:
+        engine = create_async_engine(url, poolclass=NullPool)
+        try:
+            async with engine.connect() as conn:
+                result = await conn.run_sync(work)
+                await conn.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def thread() -> None:
+        try:
+            outcome.append(asyncio.run(run()))
+        except BaseException as e:
+            failure.append(e)
+
+    worker = threading.Thread(target=thread, name="exitd-db-sync")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+def alembic_config(url: str) -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(resources.files("migrations")))
-    cfg.set_main_option("sqlalchemy.url", f"sqlite:///{db_path}")
+    # Given as an attribute, not a main option: the ini-style options interpolate '%' (URL-quoted passwords).
+    cfg.attributes["url"] = url
     return cfg
 
 
-def head_revision(db_path: Path) -> str | None:
-    return ScriptDirectory.from_config(alembic_config(db_path)).get_current_head()
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config("")).get_current_head()
 
 
-def current_revision(db_path: Path) -> str | None:
-    engine = sa.create_engine(f"sqlite:///{db_path}")
-    try:
-        with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
-    finally:
-        engine.dispose()
+def current_revision(url: str) -> str | None:
+    return run_sync(url, lambda conn: MigrationContext.configure(conn).get_current_revision())
 
 
-def upgrade(db_path: Path) -> None:
-    """Bring the file to the newest schema; a no-op when it is already there."""
-    cfg = alembic_config(db_path)
+def upgrade(url: str) -> None:
+    """Bring the database to the newest schema; a no-op when it is already there."""
+    cfg = alembic_config(url)
     script = ScriptDirectory.from_config(cfg)
     try:
-        current = current_revision(db_path)
+        current = current_revision(url)
         known = {rev.revision for rev in script.walk_revisions()}
         if current is not None and current not in known:
             raise StoreError(
-                f"{db_path} has schema revision {current}, unknown to this exitd: "
+                f"{shown_url(url)} has schema revision {current}, unknown to this exitd: "
                 "it was written by a newer version"
             )
         command.upgrade(cfg, "head")
-    except sa.exc.OperationalError as e:
-        hint = (
-            "" if os.access(db_path.parent, os.W_OK) else " (the datadir is not writable: a read-only disk?)"
-        )
-        raise StoreError(f"cannot open or migrate {db_path}: {e.orig}{hint}") from None
+    except (sa.exc.DBAPIError, OSError) as e:
+        raise StoreError(f"cannot open or migrate {shown_url(url)}: {_reason(url, e)}") from None
+
+
+def _reason(url: str, error: Exception) -> str:
+    reason = str(getattr(error, "orig", None) or error)
+    if not is_postgres(url):
+        directory = Path(url.removeprefix(SQLITE_PREFIX)).parent
+        if not os.access(directory, os.W_OK):
+            reason += " (the datadir is not writable: a read-only disk?)"
+    return reason
 
 
 class Store:
     """The async engine and its session factory; repositories take sessions from here."""
 
-    def __init__(self, db_path: Path) -> None:
-        self.path = db_path
-        self.engine: AsyncEngine = create_async_engine(f"sqlite+aiosqlite:///{db_path}")
-        event.listen(self.engine.sync_engine, "connect", _set_sqlite_pragmas)
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=is_postgres(url))
+        if not is_postgres(url):
+            event.listen(self.engine.sync_engine, "connect", _set_sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager

@@ -8,11 +8,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
-from exitd.store.db import in_chunks, select_in
+from exitd.store.db import in_chunks, insert_new, select_in
 from exitd.store.models import Base, ExitChildRow, ExitRow, ExitTxLinkRow, ExitTxRow
 
 CHILD_LIVE_STATUSES = ("stored", "broadcast", "confirmed")
@@ -58,9 +58,9 @@ class ExitUpdate:
 
 async def update_exits(session: AsyncSession, updates: Sequence[ExitUpdate]) -> None:
     """Every update in two executemany statements (state changes, then error-only ones): a cycle at a
-    thousand exits changes most of them, and one ORM load and flush per row cost seconds. SQLite moves
-    the stored state to the end of the history itself (json_insert at '$[#]'; SET reads the row as it
-    was), so no history is held in memory, encoded again whole, or the old state encoded twice."""
+    thousand exits changes most of them, and one ORM load and flush per row cost seconds. The database
+    moves the stored state to the end of the history itself (SET reads the row as it was), so no history
+    is held in memory, encoded again whole, or the old state encoded twice."""
     table = _table(ExitRow)
     stamp = now()
     changed = [
@@ -82,7 +82,7 @@ async def update_exits(session: AsyncSession, updates: Sequence[ExitUpdate]) -> 
                 error=bindparam("b_error"),
                 state=bindparam("b_state"),
                 state_kind=bindparam("b_kind"),
-                history=func.json_insert(table.c.history, "$[#]", func.json(table.c.state)),
+                history=_appended(table.c.history, table.c.state),
                 updated_at=bindparam("b_at"),
             ),
             changed,
@@ -90,6 +90,13 @@ async def update_exits(session: AsyncSession, updates: Sequence[ExitUpdate]) -> 
     errors = [{"vtxo_id": u.vtxo_id, "error": u.error} for u in updates if u.state is None]
     if errors:
         await session.execute(update(ExitRow), errors)
+
+
+def _appended(history: ColumnElement[str], item: ColumnElement[str]) -> ColumnElement[str]:
+    """The JSON array text `history` with the JSON text `item` appended, as text operations the same on
+    SQLite and PostgreSQL (neither's JSON functions exist in the other)."""
+    without_bracket = func.substr(history, 1, func.length(history) - 1)
+    return case((history == "[]", "[" + item + "]"), else_=without_bracket + "," + item + "]")
 
 
 async def load_histories(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict[str, list[Any]]:
@@ -118,7 +125,7 @@ class ExitStart:
 async def insert_exit_txs(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Exit txs (ExitTxRow's columns), those not stored yet: a tree's shared ancestors often are."""
     if rows:
-        await session.execute(insert(_table(ExitTxRow)).prefix_with("OR IGNORE"), rows)
+        await session.execute(insert_new(session, _table(ExitTxRow)), rows)
 
 
 async def start_exits(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import sqlalchemy as sa
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from exitd.store.db import run_sync
 from exitd.store.models import Meta
 
 # The BIP32 master fingerprint of the wallet this database belongs to (hex).
@@ -27,11 +26,12 @@ async def set_meta(session: AsyncSession, key: str, value: str) -> None:
     await session.merge(Meta(key=key, value=value))
 
 
-def write_meta(db_path: Path, key: str, value: str) -> None:
+def write_meta(url: str, key: str, value: str) -> None:
     """set_meta for the CLI, which runs before any daemon and without an event loop (exitd init)."""
-    engine = sa.create_engine(f"sqlite:///{db_path}")
-    try:
-        with Session(engine) as session, session.begin():
+
+    def write(conn: sa.Connection) -> None:
+        with Session(conn) as session:
             session.merge(Meta(key=key, value=value))
-    finally:
-        engine.dispose()
+            session.commit()
+
+    run_sync(url, write)

@@ -27,8 +27,9 @@ POLL_SECONDS = 60.0
 async def test_a_new_block_starts_a_cycle_at_once_not_at_the_next_poll(
     tmp_path: Path, bitcoind: RegtestNode
 ) -> None:
-    upgrade(tmp_path / "exitd.sqlite3")
-    store = Store(tmp_path / "exitd.sqlite3")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'exitd.sqlite3'}"
+    upgrade(url)
+    store = Store(url)
     rpc = BitcoinRpc(bitcoind.rpc_url, RpcCredentials(cookie_file=bitcoind.cookie_file))
     vtxos = VtxoBook(store, rpc, WalletSeed(tmp_path / "mnemonic"), key_search_limit=10)
     engine = ExitEngine(store, rpc, FeeEstimator(rpc, 2000), vtxos, None, FeePolicy(), "regtest")

@@ -1,43 +1,70 @@
 import json
-import sqlite3
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from exitd.store.db import Store, StoreError, alembic_config, current_revision, head_revision, upgrade
-from exitd.store.exits import ExitUpdate, load_histories, update_exits
-from exitd.store.meta import get_meta, set_meta
-from exitd.store.models import ExitRow, VtxoRow
+from exitd.store.db import (
+    Store,
+    StoreError,
+    alembic_config,
+    current_revision,
+    head_revision,
+    is_postgres,
+    run_sync,
+    upgrade,
+)
+from exitd.store.exits import ExitUpdate, insert_exit_txs, load_exit_txs, load_histories, update_exits
+from exitd.store.meta import get_meta, set_meta, write_meta
+from exitd.store.models import Base, ExitRow, VtxoRow
+from tests.support.postgres import PostgresServer
 
 
-def test_upgrade_from_empty_file_and_idempotent_rerun(tmp_path: Path) -> None:
-    db = tmp_path / "exitd.sqlite3"
-    db.touch()
-    assert current_revision(db) is None
-    upgrade(db)
-    head = head_revision(db)
-    assert head is not None and current_revision(db) == head
-    tables = {r[0] for r in sqlite3.connect(db).execute("select name from sqlite_master where type='table'")}
-    assert {"meta", "alembic_version"} <= tables
-    upgrade(db)
-    assert current_revision(db) == head
-    assert sqlite3.connect(db).execute("pragma journal_mode").fetchone()[0] == "wal"
+def table_names(url: str) -> set[str]:
+    return set(run_sync(url, lambda conn: sa.inspect(conn).get_table_names()))
 
 
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    db = tmp_path / "exitd.sqlite3"
-    upgrade(db)
-    with sqlite3.connect(db) as conn:
-        conn.execute("update alembic_version set version_num = 'ffff'")
+def test_upgrade_from_empty_database_and_idempotent_rerun(database_url: str) -> None:
+    assert current_revision(database_url) is None
+    upgrade(database_url)
+    head = head_revision()
+    assert head is not None and current_revision(database_url) == head
+    assert {"meta", "exits", "coin_reservations", "alembic_version"} <= table_names(database_url)
+    upgrade(database_url)
+    assert current_revision(database_url) == head
+    if not is_postgres(database_url):
+        mode = run_sync(database_url, lambda conn: conn.exec_driver_sql("pragma journal_mode").scalar())
+        assert mode == "wal"
+
+
+def test_newer_schema_is_refused(database_url: str) -> None:
+    upgrade(database_url)
+    run_sync(
+        database_url, lambda conn: conn.execute(sa.text("update alembic_version set version_num = 'ffff'"))
+    )
     with pytest.raises(StoreError, match="newer version"):
-        upgrade(db)
+        upgrade(database_url)
 
 
-async def test_store_session_commits_and_rolls_back(tmp_path: Path) -> None:
-    db = tmp_path / "exitd.sqlite3"
-    upgrade(db)
-    store = Store(db)
+def test_an_unreachable_server_is_a_store_error_without_the_password() -> None:
+    from exitd.regtest.node import free_port
+
+    url = f"postgresql+asyncpg://exitd:hunter2@127.0.0.1:{free_port()}/exitd"
+    with pytest.raises(StoreError, match="cannot open or migrate") as raised:
+        upgrade(url)
+    assert "hunter2" not in str(raised.value)
+
+
+async def test_store_session_commits_and_rolls_back(database_url: str) -> None:
+    upgrade(database_url)
+    store = Store(database_url)
     try:
         async with store.session() as s:
             await set_meta(s, "network", "regtest")
@@ -49,58 +76,67 @@ async def test_store_session_commits_and_rolls_back(tmp_path: Path) -> None:
             assert await get_meta(s, "network") == "regtest"
     finally:
         await store.close()
-
-
-def test_models_match_migrations(tmp_path: Path) -> None:
-    """The ORM models and the alembic revisions describe the same schema (no drift either way)."""
-    import sqlalchemy as sa
-    from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
-
-    from exitd.store.models import Base
-
-    db = tmp_path / "exitd.sqlite3"
-    upgrade(db)
-    engine = sa.create_engine(f"sqlite:///{db}")
+    write_meta(database_url, "network", "signet")  # the CLI's way, without an event loop of its own
+    store = Store(database_url)
     try:
-        with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        async with store.session() as s:
+            assert await get_meta(s, "network") == "signet"
     finally:
-        engine.dispose()
+        await store.close()
+
+
+def test_models_match_migrations(database_url: str) -> None:
+    """The ORM models and the alembic revisions describe the same schema (no drift either way)."""
+    upgrade(database_url)
+    diff = run_sync(
+        database_url, lambda conn: compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    )
     assert diff == []
 
 
-def test_killed_mid_migration_upgrades_cleanly_later(tmp_path: Path) -> None:
-    """Each revision runs in one transaction with its version stamp (SQLite's DDL is transactional): a
-    migration killed at any instant leaves the file at a whole revision, and the next start finishes."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    script = (
-        "import sys; from pathlib import Path; from exitd.store.db import upgrade; upgrade(Path(sys.argv[1]))"
-    )
-    known = {
-        rev.revision for rev in ScriptDirectory.from_config(alembic_config(tmp_path / "any")).walk_revisions()
-    }
+def test_killed_mid_migration_upgrades_cleanly_later(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Each revision runs in one transaction with its version stamp (SQLite's and PostgreSQL's DDL are
+    transactional): a migration killed at any instant leaves the database at a whole revision, and the
+    next start finishes."""
+    script = "import sys; from exitd.store.db import upgrade; upgrade(sys.argv[1])"
+    known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config("")).walk_revisions()}
+    postgres: PostgresServer = request.getfixturevalue("postgres")
     for i, delay in enumerate(d / 10 for d in range(3, 16)):
-        db = tmp_path / f"exitd-{i}.sqlite3"
-        proc = subprocess.Popen([sys.executable, "-c", script, str(db)])
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        if db.exists():
-            assert current_revision(db) in {None} | known
-        upgrade(db)
-        assert current_revision(db) == head_revision(db)
-        assert sqlite3.connect(db).execute("pragma integrity_check").fetchone()[0] == "ok"
+        for url in (f"sqlite+aiosqlite:///{tmp_path / f'exitd-{i}.sqlite3'}", postgres.new_database()):
+            proc = subprocess.Popen([sys.executable, "-c", script, url])
+            time.sleep(delay)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            assert current_revision(url) in {None} | known
+            upgrade(url)
+            assert current_revision(url) == head_revision()
+            assert {"meta", "exits", "funding_splits"} <= table_names(url)
+            if not is_postgres(url):
+                check = run_sync(url, lambda conn: conn.exec_driver_sql("pragma integrity_check").scalar())
+                assert check == "ok"
 
 
-async def test_a_state_change_appends_the_state_it_leaves_to_the_history(tmp_path: Path) -> None:
-    """update_exits has SQLite append to the stored history: the daemon keeps none of it in memory."""
-    upgrade(tmp_path / "exitd.sqlite3")
-    store = Store(tmp_path / "exitd.sqlite3")
+async def test_stored_exit_txs_are_not_stored_twice(database_url: str) -> None:
+    """insert_exit_txs skips the txs stored already (a tree's shared ancestors), on either backend."""
+    upgrade(database_url)
+    store = Store(database_url)
+    row = {"txid": "aa" * 32, "raw": b"first", "vsize": 100, "input_txid": "bb" * 32, "anchor_vout": 1}
+    try:
+        async with store.session() as session:
+            await insert_exit_txs(session, [row])
+        async with store.session() as session:
+            await insert_exit_txs(session, [{**row, "raw": b"second"}, {**row, "txid": "cc" * 32}])
+        async with store.session() as session:
+            stored = {tx.txid: tx.raw for tx in await load_exit_txs(session, ["aa" * 32, "cc" * 32])}
+        assert stored == {"aa" * 32: b"first", "cc" * 32: b"first"}
+    finally:
+        await store.close()
+
+
+async def test_a_state_change_appends_the_state_it_leaves_to_the_history(database_url: str) -> None:
+    """update_exits has the database append to the stored history: the daemon keeps none of it in memory."""
+    upgrade(database_url)
+    store = Store(database_url)
     vtxo_id = "ab" * 32 + ":0"
     start, processing, done = (
         {"type": kind, "tip_height": h} for kind, h in (("start", 1), ("processing", 2), ("x", 3))

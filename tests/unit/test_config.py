@@ -19,6 +19,16 @@ def test_defaults_without_file(tmp_path: Path) -> None:
     assert config.rpc_url == "http://127.0.0.1:18443"
     assert config.datadir == tmp_path.resolve()
     assert config.database_path == tmp_path.resolve() / "exitd.sqlite3"
+    assert config.database_url == f"sqlite+aiosqlite:///{tmp_path.resolve() / 'exitd.sqlite3'}"
+
+
+def test_database_url_names_postgresql_and_nothing_else(tmp_path: Path) -> None:
+    url = "postgresql+asyncpg://exitd:secret@127.0.0.1:5432/exitd"
+    config = load_config(overrides={"datadir": str(tmp_path)}, environ={"EXITD_DATABASE_URL": url})
+    assert config.database_url == url and "secret" not in repr(config)
+    path = write(tmp_path, '[database]\nurl = "mysql://root@localhost/exitd"\n')
+    with pytest.raises(ConfigError, match=r"'database\.url': expected a PostgreSQL URL"):
+        load_config(path, environ={})
 
 
 def test_file_then_env_then_flags(tmp_path: Path) -> None:
