@@ -7,11 +7,12 @@ import hmac
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from exitd.api.docs import DOCS_PATHS
 from exitd.api.errors import Handler, Unauthorized, error_response
 from exitd.api.token import InvalidToken, decode_token
 
 # Paths served without a token, as barkd serves them.
-OPEN_PATHS = frozenset({"/ping", "/api-docs/openapi.json", "/swagger-ui", "/swagger-ui/"})
+OPEN_PATHS = frozenset({"/ping", "/swagger-ui/", *DOCS_PATHS})
 
 
 def auth_middleware(secret: bytes, open_paths: frozenset[str] = OPEN_PATHS) -> Middleware:

@@ -57,6 +57,7 @@ SUMMARIES = {
     "onchain_address": "Next receive address of the on-chain wallet (it pays the CPFP fees)",
     "onchain_balance": "On-chain wallet balance",
     "onchain_sync": "Refresh the on-chain wallet from bitcoind",
+    "sync": "Sync the wallet: refresh the on-chain wallet from bitcoind",
     "onchain_utxos": "On-chain wallet coins",
     "onchain_transactions": "On-chain wallet transactions",
     "onchain_send": "Send from the on-chain wallet",
@@ -140,16 +141,36 @@ def exitd_operations(metrics_open: bool) -> dict[tuple[str, str], dict[str, Any]
             },
             "security": _open(),
         },
-        ("get", "/swagger-ui"): {
-            "tags": ["operations"],
-            "summary": "Swagger UI for this document",
-            "description": "A page that loads Swagger UI from a CDN; offline it says where the document is.",
-            "operationId": "swagger_ui",
-            "responses": {
-                "200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}
-            },
-            "security": _open(),
+        ("get", "/swagger-ui"): _docs_file(
+            "swagger_ui",
+            "Swagger UI for this document",
+            "A page showing this document with Swagger UI, all of it served by exitd (no third-party "
+            "script, a content security policy).",
+            "text/html",
+        ),
+        ("get", "/swagger-ui/start.js"): _docs_file(
+            "swagger_ui_start", "The script that starts Swagger UI on this document", "", "text/javascript"
+        ),
+        ("get", "/swagger-ui/swagger-ui-bundle.js"): _docs_file(
+            "swagger_ui_bundle", "Swagger UI's script (from the swagger-ui-py package)", "", "text/javascript"
+        ),
+        ("get", "/swagger-ui/swagger-ui.css"): _docs_file(
+            "swagger_ui_css", "Swagger UI's stylesheet (from the swagger-ui-py package)", "", "text/css"
+        ),
+    }
+
+
+def _docs_file(operation_id: str, summary: str, description: str, media_type: str) -> dict[str, Any]:
+    """An open operation of the docs page, answering a file of `media_type`."""
+    return {
+        "tags": ["operations"],
+        "summary": summary,
+        **({"description": description} if description else {}),
+        "operationId": operation_id,
+        "responses": {
+            "200": {"description": summary, "content": {media_type: {"schema": {"type": "string"}}}}
         },
+        "security": _open(),
     }
 
 
@@ -175,6 +196,7 @@ def contract_operation(method: str, path: str) -> dict[str, Any] | None:
 def not_served_operation(operation: dict[str, Any]) -> dict[str, Any]:
     """barkd's operation for a route that needs an Ark server, with exitd's real answer."""
     operation.pop("requestBody", None)
+    operation["summary"] = f"Needs an Ark server, answers 501 ({operation['operationId'].replace('_', ' ')})"
     operation["responses"] = {
         "501": {
             "description": "exitd only performs unilateral exits; this needs an Ark server (use barkd)",
