@@ -18,9 +18,19 @@ from exitd.api.errors import (
     read_json_object,
 )
 from exitd.api.onchain import whole_number
+from exitd.api.shapes import (
+    V060,
+    error_json,
+    fee_info_json,
+    history_json,
+    origin_json,
+    shown,
+    state_json,
+)
 from exitd.api.wallet import parse_bool_query
 from exitd.engine.engine import ExitEngine, LiveExit, ProgressReport
 from exitd.engine.fee_policy import RaisedRate
+from exitd.engine.states import ExitState
 from exitd.wallet.address import decode_address
 from exitd.wallet.planner import FundingOutlook
 from exitd.wallet.vtxos import parse_vtxo_id
@@ -67,28 +77,33 @@ def exit_status_json(
     engine: ExitEngine,
     e: LiveExit,
     fees_paid: int,
-    history: list[Any] | None,
+    history: list[ExitState] | None,
     transactions: bool,
     vocab: str,
 ) -> dict[str, Any]:
     """barkd's ExitTransactionStatus, plus `started_by`, `fees_paid_sat`, `error` and `fee_rate_raised`
     (extra fields; `error` is the exit's last error as in a progress answer, so a status read shows it
     without running a cycle)."""
-    doc: dict[str, Any] = {"vtxo_id": e.vtxo_id, "state": e.state.to_json(vocab)}
+    doc: dict[str, Any] = {"vtxo_id": e.vtxo_id, "state": state_json(e.state, vocab)}
     if history is not None:
-        doc["history"] = history
+        doc["history"] = history_json(history, vocab)
     if transactions:
         packages = []
         for tracked, child, origin in engine.packages(e):
-            child_doc = None
+            child_doc: dict[str, Any] | None = None
             if child is not None and origin is not None:
-                child_doc = {"info": {"txid": child.txid, "tx": child.raw.hex()}, "origin": origin.to_json()}
+                child_doc = {
+                    "info": {"txid": child.txid, "tx": child.raw.hex()},
+                    "origin": origin_json(origin, vocab),
+                }
+                if vocab == V060:
+                    child_doc["fee_info"] = fee_info_json(origin, child.fee, child.package_rate)
             packages.append({"exit": {"txid": tracked.txid, "tx": tracked.raw.hex()}, "child": child_doc})
         if packages:
             doc["transactions"] = packages
     doc["started_by"] = e.started_by
     doc["fees_paid_sat"] = fees_paid
-    doc["error"] = e.error.to_json() if e.error else None
+    doc["error"] = error_json(e.error, vocab) if e.error else None
     doc["fee_rate_raised"] = raised_rate_json(e.raised_rate)
     return doc
 
@@ -103,8 +118,8 @@ STATUS_LISTINGS = web.AppKey("status_listings", StatusListings)
 STATUS_STREAM_CHUNK = 200
 
 
-def _listed(engine: ExitEngine, which: str) -> list[LiveExit]:
-    exits = list(engine.exits.values())
+def _listed(engine: ExitEngine, which: str, vocab: str) -> list[LiveExit]:
+    exits = [e for e in engine.exits.values() if shown(e.state, vocab)]
     if which == "live":
         return [e for e in exits if not e.state.kind.is_finished]
     if which == "finished":
@@ -118,12 +133,12 @@ async def _statuses(request: web.Request, which: str) -> web.StreamResponse:
     transactions = parse_bool_query(request, "transactions")
     vocab = _vocabulary(request)
     if history or transactions:
-        return await _stream_statuses(request, _listed(engine, which), history, transactions, vocab)
+        return await _stream_statuses(request, _listed(engine, which, vocab), history, transactions, vocab)
     listings = request.app[STATUS_LISTINGS]
     version = engine.version
     cached = listings.get((which, vocab))
     if cached is None or cached[0] != version:
-        exits = _listed(engine, which)
+        exits = _listed(engine, which, vocab)
         paid = engine.fees_paid_each(exits)
         body = json_body([exit_status_json(engine, e, paid[e.vtxo_id], None, False, vocab) for e in exits])
         cached = listings[(which, vocab)] = (version, body)
@@ -163,6 +178,14 @@ async def status_all(request: web.Request) -> web.StreamResponse:
     return await _statuses(request, "all")
 
 
+async def status_all_deprecated(request: web.Request) -> web.StreamResponse:
+    """0.1.4's listing; barkd 0.6.0 moved it to /status/all and answers here with a permanent redirect."""
+    if _vocabulary(request) == V060:
+        location = request.rel_url.with_path("/api/v1/exits/status/all")
+        return web.Response(status=308, headers={"Location": str(location)})
+    return await _statuses(request, "all")
+
+
 async def status_live(request: web.Request) -> web.StreamResponse:
     return await _statuses(request, "live")
 
@@ -174,8 +197,9 @@ async def status_finished(request: web.Request) -> web.StreamResponse:
 async def status_one(request: web.Request) -> web.Response:
     engine = _engine(request)
     vtxo_id = parse_vtxo_id(request.match_info["vtxo_id"])
+    vocab = _vocabulary(request)
     e = engine.exits.get(vtxo_id)
-    if e is None:
+    if e is None or not shown(e.state, vocab):
         raise NotFound(f"no exit for VTXO {vtxo_id}", [vtxo_id])
     history = (await engine.histories([vtxo_id]))[vtxo_id] if parse_bool_query(request, "history") else None
     doc = exit_status_json(
@@ -184,7 +208,7 @@ async def status_one(request: web.Request) -> web.Response:
         engine.fees_paid(e),
         history,
         parse_bool_query(request, "transactions"),
-        _vocabulary(request),
+        vocab,
     )
     return json_response(doc)
 
@@ -211,8 +235,8 @@ def progress_json(report: ProgressReport, vocab: str) -> dict[str, Any]:
         "exits": [
             {
                 "vtxo_id": e.vtxo_id,
-                "state": e.state.to_json(vocab),
-                "error": e.error.to_json() if e.error else None,
+                "state": state_json(e.state, vocab),
+                "error": error_json(e.error, vocab) if e.error else None,
                 "fee_rate_raised": raised_rate_json(e.raised_rate),
             }
             for e in report.exits
@@ -359,7 +383,7 @@ async def cancel(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app[STATUS_LISTINGS] = {}
     app[PROGRESS_BODIES] = weakref.WeakKeyDictionary()
-    app.router.add_get("/api/v1/exits/status", status_all)
+    app.router.add_get("/api/v1/exits/status", status_all_deprecated)
     app.router.add_get("/api/v1/exits/status/all", status_all)
     app.router.add_get("/api/v1/exits/status/live", status_live)
     app.router.add_get("/api/v1/exits/status/finished", status_finished)

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import sqlalchemy as sa
 from bitcoin.core import CTransaction, b2lx
@@ -57,6 +56,7 @@ from exitd.engine.fee_policy import (
     fee_budget,
     level_target,
 )
+from exitd.engine.records import decode_state, encode_error, encode_state, state_of
 from exitd.engine.states import (
     VERIFY_INPUTS,
     BlockOrigin,
@@ -146,12 +146,13 @@ def check_relayable(vtxo_id: str, amount: int, chain: ExitChain) -> None:
     below its dust threshold (a sub-dust sibling in a tree, a dust VTXO) makes the tx unrelayable, so the
     exit could never complete. Refuse it at start rather than spend fees on its first levels."""
     if amount < P2TR_DUST:
-        raise DustLimit(amount, P2TR_DUST)
+        raise DustLimit(vtxo_id, amount, P2TR_DUST)
     for level, exit_tx in enumerate(chain.txs):
         for vout, out in enumerate(exit_tx.tx.vout):
             dust = dust_threshold(bytes(out.scriptPubKey))
             if vout != exit_tx.fee_anchor_index and out.nValue < dust:
                 raise DustLimit(
+                    vtxo_id,
                     out.nValue,
                     dust,
                     f"exit tx {level} of {vtxo_id} has output {vout} of {out.nValue} sat, below the dust "
@@ -377,7 +378,7 @@ class ExitEngine:
                 amount=vrow.amount_sat,
                 expiry_height=vrow.expiry_height,
                 txids=links.get(row.vtxo_id, []),
-                state=ExitState.from_json(json.loads(row.state)),
+                state=decode_state(row.state),
                 started_by=row.started_by,
                 created_at=row.created_at,
                 error=None,
@@ -463,7 +464,7 @@ class ExitEngine:
                 session,
                 [ExitStart(e.vtxo_id, tuple(e.txids)) for e in started],
                 restarted,
-                json.dumps(state.to_json()),
+                encode_state(state),
                 state.kind.value,
                 started[0].started_by,
                 started[0].created_at,
@@ -759,11 +760,12 @@ class ExitEngine:
                     total += c.fee // max(1, refcount.get(txid, 1))
         return total
 
-    async def histories(self, vtxo_ids: Sequence[str]) -> dict[str, list[Any]]:
-        """The earlier states of these exits, from the store (not held in memory: at thousands of exits
-        they would be most of the daemon's size)."""
+    async def histories(self, vtxo_ids: Sequence[str]) -> dict[str, list[ExitState]]:
+        """The earlier states of these exits, oldest first, from the store (not held in memory: at
+        thousands of exits they would be most of the daemon's size)."""
         async with self.store.session() as session:
-            return await load_histories(session, vtxo_ids)
+            records = await load_histories(session, vtxo_ids)
+        return {vtxo_id: [state_of(r) for r in history] for vtxo_id, history in records.items()}
 
     def fees_paid_each(self, exits: Iterable[LiveExit]) -> dict[str, int]:
         """fees_paid of many exits by VTXO id, the shared txs counted once for all (a status listing of N
@@ -1098,7 +1100,7 @@ class ExitEngine:
                     tip=new.tip_height,
                 )
                 e.state = new
-            error = json.dumps(e.error.to_json()) if e.error else None
+            error = encode_error(e.error) if e.error else None
             if changed or error != e.stored_error:
                 writes.append((e, changed, error))
         if not writes:
@@ -1107,7 +1109,7 @@ class ExitEngine:
             await update_exits(
                 session,
                 [
-                    ExitUpdate(e.vtxo_id, error, json.dumps(e.state.to_json()), e.state.kind.value)
+                    ExitUpdate(e.vtxo_id, error, encode_state(e.state), e.state.kind.value)
                     if changed
                     else ExitUpdate(e.vtxo_id, error)
                     for e, changed, error in writes
@@ -1244,13 +1246,17 @@ class ExitEngine:
                 return
             if e.state.kind not in (ExitStateKind.START, ExitStateKind.PROCESSING):
                 raise CannotCancelExit(
-                    f"the exit of {vtxo_id} is {e.state.kind.value}; only exits whose leaf "
-                    "transaction is not yet broadcast can be canceled"
+                    vtxo_id,
+                    e.state.kind.value,
+                    f"it is {e.state.kind.value}; only exits whose leaf transaction is not yet broadcast "
+                    "can be canceled",
                 )
             leaf = e.txids[-1]
             snap = await self.view.snapshot([leaf])
             if snap.location(leaf).state is not TxState.NOT_FOUND:
-                raise CannotCancelExit(f"the leaf transaction {leaf} of {vtxo_id} is already broadcast")
+                raise CannotCancelExit(
+                    vtxo_id, e.state.kind.value, f"its leaf transaction {leaf} is already broadcast"
+                )
             await self._persist([(e, ExitState(ExitStateKind.CANCELED, snap.tip.height))])
             still_needed = {
                 t for o in self.exits.values() if o.state.kind is not ExitStateKind.CANCELED for t in o.txids

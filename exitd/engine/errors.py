@@ -1,45 +1,36 @@
-"""ExitError: one exception class per variant of barkd's schema that exitd can raise, each with its JSON.
+"""ExitError: one exception class per variant of barkd's ExitError that exitd can raise.
 
-Per-exit errors are stored on the exit and reported in `exits[].error` of a progress answer; the same
-classes raised from a request handler become HTTP answers through the API's one error table.
+Per-exit errors are kept on the exit (and in the store) and reported in `exits[].error` of a progress
+answer; the same classes raised from a request handler become HTTP answers. Both their JSON and their
+HTTP status are decided in exitd/api (shapes.py and errors.py), each in one table.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 
 class ExitError(Exception):
-    """Base of the variants; `type` is the kebab-case tag, `fields` the variant's JSON fields."""
-
-    type: ClassVar[str] = "internal-error"
+    """Base of the variants; `fields` is the variant's data, named as in barkd's ExitError."""
 
     def __init__(self, message: str, **fields: Any) -> None:
         super().__init__(message)
         self.fields = fields
 
-    def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, **self.fields}
-
 
 class InternalError(ExitError):
-    type = "internal-error"
-
     def __init__(self, error: str) -> None:
         super().__init__(error, error=error)
 
 
 class DustLimit(ExitError):
-    type = "dust-limit"
-
-    def __init__(self, amount: int, dust: int, message: str = "") -> None:
-        message = message or f"VTXO of {amount} sat is below the dust limit of {dust} sat"
+    def __init__(self, vtxo_id: str, amount: int, dust: int, message: str = "") -> None:
+        message = message or f"VTXO {vtxo_id} of {amount} sat is below the dust limit of {dust} sat"
         super().__init__(message, vtxo=amount, dust=dust)
+        self.vtxo_id = vtxo_id
 
 
 class InsufficientConfirmedFunds(ExitError):
-    type = "insufficient-confirmed-funds"
-
     def __init__(self, needed: int, available: int) -> None:
         super().__init__(
             f"the on-chain wallet needs {needed} sat of confirmed coins to pay the next CPFP child, "
@@ -50,16 +41,12 @@ class InsufficientConfirmedFunds(ExitError):
 
 
 class ExitPackageBroadcastFailure(ExitError):
-    type = "exit-package-broadcast-failure"
-
     def __init__(self, txid: str, error: str) -> None:
         super().__init__(f"broadcasting the package of {txid} failed: {error}", txid=txid, error=error)
 
 
 class ExitPackageFinalizeFailure(ExitError):
     """Building a child was refused for a reason other than funds: the fee budget, most often."""
-
-    type = "exit-package-finalize-failure"
 
     def __init__(self, error: str) -> None:
         super().__init__(error, error=error)
@@ -79,22 +66,16 @@ class FeeBudgetExceeded(ExitPackageFinalizeFailure):
 
 
 class TransactionRetrievalFailure(ExitError):
-    type = "transaction-retrieval-failure"
-
     def __init__(self, txid: str, error: str) -> None:
         super().__init__(f"cannot read {txid} from bitcoind: {error}", txid=txid, error=error)
 
 
 class ClaimMissingInputs(ExitError):
-    type = "claim-missing-inputs"
-
     def __init__(self) -> None:
         super().__init__("no claimable exit to claim")
 
 
 class ClaimFeeExceedsOutput(ExitError):
-    type = "claim-fee-exceeds-output"
-
     def __init__(self, needed: int, output: int) -> None:
         super().__init__(
             f"claiming needs {needed} sat (fee plus a non-dust output) but the exits hold {output} sat",
@@ -104,48 +85,39 @@ class ClaimFeeExceedsOutput(ExitError):
 
 
 class ClaimMissingSignableClause(ExitError):
-    type = "claim-missing-signable-clause"
-
     def __init__(self, vtxo: str, why: str) -> None:
         super().__init__(f"cannot sign the claim of {vtxo}: {why}", vtxo=vtxo)
 
 
 class ClaimSigningError(ExitError):
-    type = "claim-signing-error"
-
     def __init__(self, error: str) -> None:
         super().__init__(error, error=error)
 
 
 class VtxoNotClaimable(ExitError):
-    type = "vtxo-not-claimable"
-
     def __init__(self, vtxo: str, state: str) -> None:
         super().__init__(f"Unspendable VTXO provided: {vtxo} is {state}, not claimable", vtxo=vtxo)
 
 
 class InvalidWalletState(ExitError):
-    type = "invalid-wallet-state"
-
     def __init__(self, error: str) -> None:
         super().__init__(error, error=error)
 
 
 class BlockRetrievalFailure(ExitError):
-    type = "block-retrieval-failure"
-
     def __init__(self, height: int, error: str) -> None:
         super().__init__(f"cannot read block {height}: {error}", height=height, error=error)
 
 
-# 0.6.0's cancel errors; not ExitError variants of 0.1.4, so they carry no JSON of their own.
+# Variants barkd 0.6.0 added with its cancel endpoint.
 
 
-class NotExiting(LookupError):
+class NotExiting(ExitError):
     def __init__(self, vtxo: str) -> None:
-        super().__init__(f"VTXO {vtxo} has no exit")
+        super().__init__(f"VTXO {vtxo} has no exit", vtxo=vtxo)
         self.resources = [vtxo]
 
 
-class CannotCancelExit(ValueError):
-    pass
+class CannotCancelExit(ExitError):
+    def __init__(self, vtxo: str, state: str, why: str) -> None:
+        super().__init__(f"cannot cancel the exit of {vtxo}: {why}", vtxo=vtxo, state=state)

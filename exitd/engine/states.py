@@ -1,34 +1,16 @@
-"""Exit states as barkd 0.1.4 names and shapes them, each with its JSON (kebab-case `type` tags).
+"""Exit states: where an exit is, and the status of each of its transactions.
 
-The JSON written to the database is the same as the REST shape, so a stored state can be served as is and
-read back after a restart. Fee rates are sat/kvB; the deprecated sat/kwu fields are derived (kvB / 4).
+The states follow barkd 0.1.4's engine (the one that builds and broadcasts its own CPFP packages); the names
+are exitd's. How barkd's REST API shows them is exitd/api/shapes.py's business, how the store keeps them
+exitd/engine/records.py's. Fee rates are sat/kvB.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, Self
 
 from exitd.chain.view import BlockRef
-
-
-def kwu_from_kvb(sat_per_kvb: int) -> int:
-    """barkd's deprecated sat/kwu fields: 1 vbyte is 4 weight units."""
-    return sat_per_kvb // 4
-
-
-def _block(data: Any) -> BlockRef:
-    return BlockRef(int(data["height"]), str(data["hash"]))
-
-
-def _block_or_none(data: Any) -> BlockRef | None:
-    return None if data is None else _block(data)
-
-
-def _block_json(block: BlockRef | None) -> dict[str, Any] | None:
-    return None if block is None else {"height": block.height, "hash": block.hash}
-
 
 # Who produced the CPFP child of an exit tx.
 
@@ -36,9 +18,6 @@ def _block_json(block: BlockRef | None) -> dict[str, Any] | None:
 @dataclass(frozen=True)
 class WalletOrigin:
     confirmed_in: BlockRef | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": "wallet", "confirmed_in": _block_json(self.confirmed_in)}
 
 
 @dataclass(frozen=True)
@@ -48,14 +27,6 @@ class MempoolOrigin:
     fee_rate: int  # sat/kvB, effective rate of the package
     total_fee: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "type": "mempool",
-            "fee_rate_sat_per_kvb": self.fee_rate,
-            "fee_rate": kwu_from_kvb(self.fee_rate),
-            "total_fee": self.total_fee,
-        }
-
 
 @dataclass(frozen=True)
 class BlockOrigin:
@@ -63,28 +34,13 @@ class BlockOrigin:
 
     confirmed_in: BlockRef
 
-    def to_json(self) -> dict[str, Any]:
-        return {"type": "block", "confirmed_in": _block_json(self.confirmed_in)}
-
 
 ExitTxOrigin = WalletOrigin | MempoolOrigin | BlockOrigin
 
 
-def origin_from_json(data: Any) -> ExitTxOrigin:
-    kind = data["type"]
-    if kind == "wallet":
-        return WalletOrigin(_block_or_none(data.get("confirmed_in")))
-    if kind == "mempool":
-        return MempoolOrigin(int(data["fee_rate_sat_per_kvb"]), int(data["total_fee"]))
-    if kind == "block":
-        return BlockOrigin(_block(data["confirmed_in"]))
-    raise ValueError(f"unknown exit tx origin {kind!r}")
-
-
-# The status of one exit transaction (0.1.4's "active" vocabulary: the engine builds and broadcasts).
-
-
 class TxStatusKind(StrEnum):
+    """The status of one exit transaction: the engine verifies, pays for, broadcasts and follows it."""
+
     VERIFY_INPUTS = "verify-inputs"
     AWAITING_INPUT_CONFIRMATION = "awaiting-input-confirmation"
     NEEDS_SIGNED_PACKAGE = "needs-signed-package"
@@ -106,61 +62,6 @@ class ExitTxStatus:
     origin: ExitTxOrigin | None = None
     block: BlockRef | None = None
 
-    def to_json(self, vocabulary: str = "0.1.4") -> dict[str, Any]:
-        kind = self.kind
-        if vocabulary == "0.6.0":
-            return self._to_json_060()
-        doc: dict[str, Any] = {"type": kind.value}
-        if kind is TxStatusKind.AWAITING_INPUT_CONFIRMATION:
-            doc["txids"] = list(self.txids)
-        elif kind is TxStatusKind.NEEDS_REPLACEMENT_PACKAGE:
-            doc["min_fee_rate_sat_per_kvb"] = self.min_fee_rate
-            doc["min_fee_rate_kwu"] = kwu_from_kvb(self.min_fee_rate)
-            doc["min_fee"] = self.min_fee
-        elif kind in (
-            TxStatusKind.NEEDS_BROADCASTING,
-            TxStatusKind.BROADCAST_WITH_CPFP,
-            TxStatusKind.CONFIRMED,
-        ):
-            assert self.origin is not None
-            doc["child_txid"] = self.child_txid
-            doc["origin"] = self.origin.to_json()
-            if kind is TxStatusKind.CONFIRMED:
-                doc["block"] = _block_json(self.block)
-        return doc
-
-    def _to_json_060(self) -> dict[str, Any]:
-        """barkd 0.6.0's names (its migration m0032 is the mapping); mempool origins lose their fee data."""
-        kind = self.kind
-        if kind in (TxStatusKind.NEEDS_SIGNED_PACKAGE, TxStatusKind.NEEDS_REPLACEMENT_PACKAGE):
-            return {"type": "awaiting-cpfp-broadcast"}
-        if kind in (TxStatusKind.VERIFY_INPUTS, TxStatusKind.AWAITING_INPUT_CONFIRMATION):
-            return self.to_json()
-        assert self.origin is not None
-        origin = {"type": "mempool"} if isinstance(self.origin, MempoolOrigin) else self.origin.to_json()
-        if kind is TxStatusKind.CONFIRMED:
-            return {
-                "type": "confirmed",
-                "child_txid": self.child_txid,
-                "block": _block_json(self.block),
-                "origin": origin,
-            }
-        return {"type": "awaiting-confirmation", "child_txid": self.child_txid, "origin": origin}
-
-    @classmethod
-    def from_json(cls, data: Any) -> Self:
-        kind = TxStatusKind(data["type"])
-        origin = origin_from_json(data["origin"]) if "origin" in data else None
-        return cls(
-            kind=kind,
-            txids=tuple(data.get("txids", ())),
-            min_fee_rate=int(data.get("min_fee_rate_sat_per_kvb", 0)),
-            min_fee=int(data.get("min_fee", 0)),
-            child_txid=data.get("child_txid"),
-            origin=origin,
-            block=_block_or_none(data.get("block")),
-        )
-
 
 VERIFY_INPUTS = ExitTxStatus(TxStatusKind.VERIFY_INPUTS)
 
@@ -169,12 +70,6 @@ VERIFY_INPUTS = ExitTxStatus(TxStatusKind.VERIFY_INPUTS)
 class ExitTx:
     txid: str
     status: ExitTxStatus
-
-    def to_json(self, vocabulary: str = "0.1.4") -> dict[str, Any]:
-        return {"txid": self.txid, "status": self.status.to_json(vocabulary)}
-
-
-# Top-level exit states.
 
 
 class ExitStateKind(StrEnum):
@@ -198,7 +93,8 @@ class ExitStateKind(StrEnum):
 
 @dataclass(frozen=True)
 class ExitState:
-    """One variant per kind, as ExitTxStatus. `tip_height` is the tip when this state was produced."""
+    """One variant per kind, as ExitTxStatus. `tip_height` is the tip when this state was produced.
+    A claimed state keeps `claimable_since`, so a reorged-out claim can go back to claimable."""
 
     kind: ExitStateKind
     tip_height: int
@@ -216,43 +112,4 @@ class ExitState:
         so a claimable exit does not grow its history by one entry per block (a barkd flaw)."""
         return replace(self, tip_height=0, last_scanned_block=None) == replace(
             other, tip_height=0, last_scanned_block=None
-        )
-
-    def to_json(self, vocabulary: str = "0.1.4") -> dict[str, Any]:
-        doc: dict[str, Any] = {"type": self.kind.value, "tip_height": self.tip_height}
-        kind = self.kind
-        if kind is ExitStateKind.PROCESSING:
-            doc["transactions"] = [tx.to_json(vocabulary) for tx in self.transactions]
-        elif kind is ExitStateKind.AWAITING_DELTA:
-            doc["confirmed_block"] = _block_json(self.confirmed_block)
-            doc["claimable_height"] = self.claimable_height
-        elif kind is ExitStateKind.CLAIMABLE:
-            doc["claimable_since"] = _block_json(self.claimable_since)
-            doc["last_scanned_block"] = _block_json(self.last_scanned_block)
-        elif kind is ExitStateKind.CLAIM_IN_PROGRESS:
-            doc["claimable_since"] = _block_json(self.claimable_since)
-            doc["claim_txid"] = self.claim_txid
-        elif kind is ExitStateKind.CLAIMED:
-            doc["txid"] = self.txid
-            doc["block"] = _block_json(self.block)
-            # Extra (clients may ignore it): kept so a reorged-out claim can go back to claimable.
-            doc["claimable_since"] = _block_json(self.claimable_since)
-        return doc
-
-    @classmethod
-    def from_json(cls, data: Any) -> Self:
-        return cls(
-            kind=ExitStateKind(data["type"]),
-            tip_height=int(data["tip_height"]),
-            transactions=tuple(
-                ExitTx(str(tx["txid"]), ExitTxStatus.from_json(tx["status"]))
-                for tx in data.get("transactions", ())
-            ),
-            confirmed_block=_block_or_none(data.get("confirmed_block")),
-            claimable_height=data.get("claimable_height"),
-            claimable_since=_block_or_none(data.get("claimable_since")),
-            last_scanned_block=_block_or_none(data.get("last_scanned_block")),
-            claim_txid=data.get("claim_txid"),
-            txid=data.get("txid"),
-            block=_block_or_none(data.get("block")),
         )

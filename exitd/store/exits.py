@@ -10,7 +10,6 @@ from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
 
 from exitd.store.db import in_chunks, insert_new, select_in
 from exitd.store.models import Base, ExitChildRow, ExitRow, ExitTxLinkRow, ExitTxRow
@@ -18,12 +17,26 @@ from exitd.store.models import Base, ExitChildRow, ExitRow, ExitTxLinkRow, ExitT
 CHILD_LIVE_STATUSES = ("stored", "broadcast", "confirmed")
 
 
-async def load_exits(session: AsyncSession, kinds: Sequence[str] | None = None) -> list[ExitRow]:
+@dataclass(frozen=True)
+class StoredExit:
+    """An exit as stored. Its state and error are the engine's records (exitd/engine/records.py): JSON text
+    the store moves around (a state change appends the old state to the history) but does not read."""
+
+    vtxo_id: str
+    state: str
+    error: str | None
+    started_by: str
+    created_at: int
+
+
+async def load_exits(session: AsyncSession, kinds: Sequence[str] | None = None) -> list[StoredExit]:
     """The exits, without their histories (load_histories reads those)."""
-    query = select(ExitRow).options(defer(ExitRow.history)).order_by(ExitRow.created_at, ExitRow.vtxo_id)
+    table = ExitRow
+    query = select(table.vtxo_id, table.state, table.error, table.started_by, table.created_at)
+    query = query.order_by(table.created_at, table.vtxo_id)
     if kinds is not None:
-        query = query.where(ExitRow.state_kind.in_(list(kinds)))
-    return list((await session.execute(query)).scalars())
+        query = query.where(table.state_kind.in_(list(kinds)))
+    return [StoredExit(*row) for row in await session.execute(query)]
 
 
 async def load_links(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict[str, list[str]]:
@@ -100,7 +113,7 @@ def _appended(history: ColumnElement[str], item: ColumnElement[str]) -> ColumnEl
 
 
 async def load_histories(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict[str, list[Any]]:
-    """Each exit's earlier states (barkd's JSON), oldest first."""
+    """Each exit's earlier states (the engine's records, parsed), oldest first."""
     histories: dict[str, list[Any]] = {}
     for chunk in in_chunks(vtxo_ids):
         result = await session.execute(

@@ -44,7 +44,8 @@ class VtxoRow(Base):
 
 
 class ExitRow(Base):
-    """One exit per VTXO: its current state and history as barkd's JSON, and its last error."""
+    """One exit per VTXO: its current state, the states it left (oldest first) and its last error, as the
+    engine's JSON records (exitd/engine/records.py); `state_kind` is the state's kind, for queries."""
 
     __tablename__ = "exits"
 

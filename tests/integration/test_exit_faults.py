@@ -136,10 +136,11 @@ def test_cancel_before_the_leaf_is_broadcast(daemon: DaemonProcess, bitcoind: Re
     for _ in range(2):  # idempotent
         status, body = daemon.request("POST", f"/api/v1/exits/cancel/{vtxo_id}")
         assert status == 200 and body == {"message": "Exit canceled successfully"}
-    assert states(daemon) == {vtxo_id: "canceled"}
+    # barkd 0.1.4 has no canceled exit: the VTXO is shown as not exiting (0.6.0 shows it canceled).
+    assert states(daemon) == {}
+    assert daemon.request("GET", f"/api/v1/exits/status/{vtxo_id}")[0] == 404
     assert daemon.request("GET", f"/api/v1/wallet/vtxos/{vtxo_id}")[1]["state"] == {"type": "spendable"}
-    status, finished = daemon.request("GET", "/api/v1/exits/status/finished")
-    assert [e["vtxo_id"] for e in finished] == [vtxo_id]
+    assert daemon.request("GET", "/api/v1/exits/status/finished")[1] == []
     assert daemon.request("GET", "/api/v1/exits/status/live")[1] == []
 
     # Started again: a fresh exit over the same txs, its canceled past gone from its history.

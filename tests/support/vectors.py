@@ -96,3 +96,9 @@ ALL_VECTORS = V2_VECTORS + V1_VECTORS
 
 def vector(name: str, version: int = 2) -> VtxoVector:
     return next(v for v in ALL_VECTORS if v.name == name and v.version == version)
+
+
+def exits_0005() -> Any:
+    """Exit states and errors as exitd wrote them to the exits table up to schema revision 0005 (barkd
+    0.1.4's wire JSON), each a JSON text as stored: `states` (every kind and sub-state) and `errors`."""
+    return json.loads((VECTORS_DIR / "exits-0005.json").read_text())

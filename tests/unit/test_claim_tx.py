@@ -43,7 +43,6 @@ def test_fee_is_rate_times_signed_vsize_and_signature_verifies() -> None:
 def test_fee_exceeding_the_output_is_refused() -> None:
     with pytest.raises(ClaimFeeExceedsOutput) as info:
         build_claim_tx([arkoor3_input()], DESTINATION, fee_rate=100_000_000, tip_height=800)
-    assert info.value.to_json()["type"] == "claim-fee-exceeds-output"
     assert info.value.fields["output"] == 10_000
 
 

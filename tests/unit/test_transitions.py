@@ -1,7 +1,15 @@
 """The pure state machine: every per-tx status and every top-level step, from facts alone."""
 
 from exitd.chain.view import NOT_FOUND, BlockRef, MempoolPackage, TxLocation, TxState
-from exitd.engine.states import ExitState, ExitStateKind, ExitTx, ExitTxStatus, TxStatusKind, WalletOrigin
+from exitd.engine.states import (
+    ExitState,
+    ExitStateKind,
+    ExitTx,
+    ExitTxStatus,
+    MempoolOrigin,
+    TxStatusKind,
+    WalletOrigin,
+)
 from exitd.engine.transitions import (
     ActionKind,
     Child,
@@ -77,7 +85,7 @@ def test_foreign_package_paying_enough_is_adopted() -> None:
     package = MempoolPackage("bb" * 32, fee=1000, vsize=250)
     status, _ = next_tx_status(facts(MEMPOOL, spender=package), 2000)
     assert status.kind is TxStatusKind.BROADCAST_WITH_CPFP and status.origin is not None
-    assert status.origin.to_json()["type"] == "mempool"
+    assert status.origin == MempoolOrigin(4000, 1000)
 
 
 def test_rounding_is_not_a_reason_to_replace() -> None:

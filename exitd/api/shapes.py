@@ -1,0 +1,202 @@
+"""barkd's JSON for exits: states, transaction statuses, origins, packages and errors, in each vocabulary.
+
+The one place that knows barkd's names. `0.1.4` is the contract (barkd-openapi-0.1.4.json); `0.6.0`
+(`rest.substate_vocabulary`) renders everything as barkd 0.6.0 does: its sub-state names (its migration
+m0032 is the mapping), mempool origins without fee data (a package's fees are its `fee_info`), and the
+0.6.0-only variants (the `canceled` state, cancel errors). barkd 0.1.4 has no canceled exit: in its
+vocabulary a canceled exit is not shown at all (`shown`), as barkd 0.1.4 shows a VTXO that is not exiting.
+Fee rates are sat/kvB; 0.1.4's deprecated sat/kwu fields are derived (kvB / 4).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from exitd.chain.view import BlockRef
+from exitd.engine.errors import (
+    BlockRetrievalFailure,
+    CannotCancelExit,
+    ClaimFeeExceedsOutput,
+    ClaimMissingInputs,
+    ClaimMissingSignableClause,
+    ClaimSigningError,
+    DustLimit,
+    ExitError,
+    ExitPackageBroadcastFailure,
+    ExitPackageFinalizeFailure,
+    InsufficientConfirmedFunds,
+    InternalError,
+    InvalidWalletState,
+    NotExiting,
+    TransactionRetrievalFailure,
+    VtxoNotClaimable,
+)
+from exitd.engine.states import (
+    BlockOrigin,
+    ExitState,
+    ExitStateKind,
+    ExitTxOrigin,
+    ExitTxStatus,
+    MempoolOrigin,
+    TxStatusKind,
+    WalletOrigin,
+)
+
+V014 = "0.1.4"
+V060 = "0.6.0"
+VOCABULARIES = (V014, V060)
+
+Json = dict[str, Any]
+
+STATE_NAMES = {
+    ExitStateKind.START: "start",
+    ExitStateKind.PROCESSING: "processing",
+    ExitStateKind.AWAITING_DELTA: "awaiting-delta",
+    ExitStateKind.CLAIMABLE: "claimable",
+    ExitStateKind.CLAIM_IN_PROGRESS: "claim-in-progress",
+    ExitStateKind.CLAIMED: "claimed",
+    ExitStateKind.CANCELED: "canceled",
+}
+
+TX_STATUS_NAMES = {
+    V014: {
+        TxStatusKind.VERIFY_INPUTS: "verify-inputs",
+        TxStatusKind.AWAITING_INPUT_CONFIRMATION: "awaiting-input-confirmation",
+        TxStatusKind.NEEDS_SIGNED_PACKAGE: "needs-signed-package",
+        TxStatusKind.NEEDS_REPLACEMENT_PACKAGE: "needs-replacement-package",
+        TxStatusKind.NEEDS_BROADCASTING: "needs-broadcasting",
+        TxStatusKind.BROADCAST_WITH_CPFP: "broadcast-with-cpfp",
+        TxStatusKind.CONFIRMED: "confirmed",
+    },
+    V060: {
+        TxStatusKind.VERIFY_INPUTS: "verify-inputs",
+        TxStatusKind.AWAITING_INPUT_CONFIRMATION: "awaiting-input-confirmation",
+        TxStatusKind.NEEDS_SIGNED_PACKAGE: "awaiting-cpfp-broadcast",
+        TxStatusKind.NEEDS_REPLACEMENT_PACKAGE: "awaiting-cpfp-broadcast",
+        TxStatusKind.NEEDS_BROADCASTING: "awaiting-confirmation",
+        TxStatusKind.BROADCAST_WITH_CPFP: "awaiting-confirmation",
+        TxStatusKind.CONFIRMED: "confirmed",
+    },
+}
+
+# barkd's ExitError tag of each variant; a subclass takes its base's (FeeBudgetExceeded: a finalize failure).
+ERROR_TAGS: dict[type[ExitError], str] = {
+    ExitError: "internal-error",
+    InternalError: "internal-error",
+    DustLimit: "dust-limit",
+    InsufficientConfirmedFunds: "insufficient-confirmed-funds",
+    ExitPackageBroadcastFailure: "exit-package-broadcast-failure",
+    ExitPackageFinalizeFailure: "exit-package-finalize-failure",
+    TransactionRetrievalFailure: "transaction-retrieval-failure",
+    ClaimMissingInputs: "claim-missing-inputs",
+    ClaimFeeExceedsOutput: "claim-fee-exceeds-output",
+    ClaimMissingSignableClause: "claim-missing-signable-clause",
+    ClaimSigningError: "claim-signing-error",
+    VtxoNotClaimable: "vtxo-not-claimable",
+    InvalidWalletState: "invalid-wallet-state",
+    BlockRetrievalFailure: "block-retrieval-failure",
+    NotExiting: "not-exiting",
+    CannotCancelExit: "cannot-cancel-exit",
+}
+# Variants barkd 0.1.4 lacks: shown there as the internal error they are to a 0.1.4 client.
+ONLY_060 = (NotExiting, CannotCancelExit)
+
+
+def kwu_from_kvb(sat_per_kvb: int) -> int:
+    """barkd's deprecated sat/kwu fields: 1 vbyte is 4 weight units."""
+    return sat_per_kvb // 4
+
+
+def block_json(block: BlockRef | None) -> Json | None:
+    return None if block is None else {"height": block.height, "hash": block.hash}
+
+
+def shown(state: ExitState, vocab: str) -> bool:
+    """Whether a client of `vocab` sees this exit at all (barkd 0.1.4 knows no canceled exit)."""
+    return vocab == V060 or state.kind is not ExitStateKind.CANCELED
+
+
+def origin_json(origin: ExitTxOrigin, vocab: str) -> Json:
+    if isinstance(origin, WalletOrigin):
+        return {"type": "wallet", "confirmed_in": block_json(origin.confirmed_in)}
+    if isinstance(origin, BlockOrigin):
+        return {"type": "block", "confirmed_in": block_json(origin.confirmed_in)}
+    if vocab == V060:
+        return {"type": "mempool"}
+    return {
+        "type": "mempool",
+        "fee_rate_sat_per_kvb": origin.fee_rate,
+        "fee_rate": kwu_from_kvb(origin.fee_rate),
+        "total_fee": origin.total_fee,
+    }
+
+
+def tx_status_json(status: ExitTxStatus, vocab: str) -> Json:
+    kind = status.kind
+    doc: Json = {"type": TX_STATUS_NAMES[vocab][kind]}
+    if kind is TxStatusKind.AWAITING_INPUT_CONFIRMATION:
+        doc["txids"] = list(status.txids)
+    elif kind is TxStatusKind.NEEDS_REPLACEMENT_PACKAGE and vocab == V014:
+        doc["min_fee_rate_sat_per_kvb"] = status.min_fee_rate
+        doc["min_fee_rate_kwu"] = kwu_from_kvb(status.min_fee_rate)
+        doc["min_fee"] = status.min_fee
+    elif kind in (TxStatusKind.NEEDS_BROADCASTING, TxStatusKind.BROADCAST_WITH_CPFP, TxStatusKind.CONFIRMED):
+        assert status.origin is not None
+        doc["child_txid"] = status.child_txid
+        if kind is TxStatusKind.CONFIRMED and vocab == V060:
+            doc["block"] = block_json(status.block)
+        doc["origin"] = origin_json(status.origin, vocab)
+        if kind is TxStatusKind.CONFIRMED and vocab == V014:
+            doc["block"] = block_json(status.block)
+    return doc
+
+
+def state_json(state: ExitState, vocab: str) -> Json:
+    kind = state.kind
+    doc: Json = {"type": STATE_NAMES[kind], "tip_height": state.tip_height}
+    if kind is ExitStateKind.PROCESSING:
+        doc["transactions"] = [
+            {"txid": tx.txid, "status": tx_status_json(tx.status, vocab)} for tx in state.transactions
+        ]
+    elif kind is ExitStateKind.AWAITING_DELTA:
+        doc["confirmed_block"] = block_json(state.confirmed_block)
+        doc["claimable_height"] = state.claimable_height
+    elif kind is ExitStateKind.CLAIMABLE:
+        doc["claimable_since"] = block_json(state.claimable_since)
+        doc["last_scanned_block"] = block_json(state.last_scanned_block)
+    elif kind is ExitStateKind.CLAIM_IN_PROGRESS:
+        doc["claimable_since"] = block_json(state.claimable_since)
+        doc["claim_txid"] = state.claim_txid
+    elif kind is ExitStateKind.CLAIMED:
+        doc["txid"] = state.txid
+        doc["block"] = block_json(state.block)
+        # Extra (clients may ignore it): the height the claim waited for.
+        doc["claimable_since"] = block_json(state.claimable_since)
+    return doc
+
+
+def history_json(history: list[ExitState], vocab: str) -> list[Json]:
+    return [state_json(state, vocab) for state in history if shown(state, vocab)]
+
+
+def fee_info_json(origin: ExitTxOrigin | None, fee: int, package_rate: int) -> Json | None:
+    """0.6.0's fee data of a CPFP package: the mempool's when the network found it there, else what exitd
+    recorded of its own child (a child found in a block has no fee data: null)."""
+    if isinstance(origin, MempoolOrigin):
+        return {"fee_rate_sat_per_kvb": origin.fee_rate, "total_fee_sat": origin.total_fee}
+    if package_rate:
+        return {"fee_rate_sat_per_kvb": package_rate, "total_fee_sat": fee}
+    return None
+
+
+def error_tag(error: ExitError) -> str:
+    return next(ERROR_TAGS[cls] for cls in type(error).__mro__ if cls in ERROR_TAGS)
+
+
+def error_json(error: ExitError, vocab: str) -> Json:
+    if vocab == V014 and isinstance(error, ONLY_060):
+        return {"type": "internal-error", "error": str(error)}
+    if vocab == V060 and isinstance(error, DustLimit):
+        amount, dust = error.fields["vtxo"], error.fields["dust"]
+        return {"type": "dust-limit", "vtxo": error.vtxo_id, "amount": amount, "dust": dust}
+    return {"type": error_tag(error), **error.fields}

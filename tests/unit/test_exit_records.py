@@ -1,0 +1,108 @@
+"""The store's exit records: round trips, and revision 0006's conversion of what revision 0005 stored."""
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from exitd.api.shapes import V014, state_json
+from exitd.chain.view import BlockRef
+from exitd.engine.errors import FeeBudgetExceeded, InsufficientConfirmedFunds
+from exitd.engine.records import decode_state, encode_error, encode_state, state_of, state_record
+from exitd.engine.states import (
+    VERIFY_INPUTS,
+    BlockOrigin,
+    ExitState,
+    ExitStateKind,
+    ExitTx,
+    ExitTxStatus,
+    MempoolOrigin,
+    TxStatusKind,
+    WalletOrigin,
+)
+from exitd.store.db import alembic_config
+from tests.support.vectors import exits_0005
+
+BLOCK = BlockRef(105, "ab" * 32)
+TXID = "cd" * 32
+
+TX_STATUSES = [
+    VERIFY_INPUTS,
+    ExitTxStatus(TxStatusKind.AWAITING_INPUT_CONFIRMATION, txids=(TXID,)),
+    ExitTxStatus(TxStatusKind.NEEDS_SIGNED_PACKAGE),
+    ExitTxStatus(TxStatusKind.NEEDS_REPLACEMENT_PACKAGE, min_fee_rate=2004, min_fee=700),
+    ExitTxStatus(TxStatusKind.NEEDS_BROADCASTING, child_txid=TXID, origin=WalletOrigin()),
+    ExitTxStatus(TxStatusKind.BROADCAST_WITH_CPFP, child_txid=TXID, origin=MempoolOrigin(3000, 900)),
+    ExitTxStatus(TxStatusKind.CONFIRMED, child_txid=TXID, origin=WalletOrigin(BLOCK), block=BLOCK),
+    ExitTxStatus(TxStatusKind.CONFIRMED, child_txid="", origin=BlockOrigin(BLOCK), block=BLOCK),
+]
+
+STATES = [
+    ExitState(ExitStateKind.START, 100),
+    ExitState(ExitStateKind.PROCESSING, 101, transactions=tuple(ExitTx(TXID, s) for s in TX_STATUSES)),
+    ExitState(ExitStateKind.AWAITING_DELTA, 105, confirmed_block=BLOCK, claimable_height=111),
+    ExitState(ExitStateKind.CLAIMABLE, 111, claimable_since=BLOCK),
+    ExitState(ExitStateKind.CLAIMABLE, 112, claimable_since=BLOCK, last_scanned_block=BLOCK),
+    ExitState(ExitStateKind.CLAIM_IN_PROGRESS, 112, claimable_since=BLOCK, claim_txid=TXID),
+    ExitState(ExitStateKind.CLAIMED, 113, claimable_since=BLOCK, txid=TXID, block=BLOCK),
+    ExitState(ExitStateKind.CANCELED, 114),
+]
+
+
+def revision_0006() -> ModuleType:
+    """The migration module as alembic loads it (its conversion is frozen there, not imported)."""
+    path = alembic_config(Path("unused")).get_main_option("script_location")
+    spec = importlib.util.spec_from_file_location("rev0006", f"{path}/versions/0006_exit_records.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("state", STATES, ids=lambda s: s.kind.value)
+def test_state_record_round_trip(state: ExitState) -> None:
+    assert decode_state(encode_state(state)) == state
+
+
+def test_records_are_not_barkds_json() -> None:
+    """The record names what the engine names (kind, tip, blocks as pairs), not barkd's wire fields."""
+    record = state_record(STATES[1])
+    assert record["kind"] == "processing" and record["tip"] == 101 and "type" not in record
+    assert record["txs"][6][1]["block"] == [105, "ab" * 32]
+    assert "min_fee_rate_kwu" not in json.dumps(record) and "tip_height" not in record
+
+
+def test_error_record_keeps_class_message_and_data() -> None:
+    record = json.loads(encode_error(InsufficientConfirmedFunds(5000, 12)))
+    assert record["kind"] == "InsufficientConfirmedFunds" and record["fields"] == {
+        "needed": 5000,
+        "available": 12,
+    }
+    assert "fund it" in record["message"]
+    assert json.loads(encode_error(FeeBudgetExceeded(1, 2, 0.5)))["kind"] == "FeeBudgetExceeded"
+
+
+@pytest.mark.parametrize("stored", exits_0005()["states"])
+def test_0006_converts_every_state_0005_stored(stored: str) -> None:
+    """What 0005 stored becomes a record that reads back as the same state: rendered in barkd 0.1.4's
+    vocabulary it is exactly the stored JSON; the record is the engine's own encoding of that state; and
+    the downgrade gives back what 0005 stored."""
+    rev = revision_0006()
+    wire: dict[str, Any] = json.loads(stored)
+    record = rev.state_record(wire)
+    state = state_of(record)
+    assert state_json(state, V014) == wire
+    assert state_record(state) == record
+    assert rev.state_wire(record) == wire
+
+
+@pytest.mark.parametrize("stored", exits_0005()["errors"])
+def test_0006_converts_every_error_0005_stored(stored: str) -> None:
+    rev = revision_0006()
+    wire = json.loads(stored)
+    record = rev.error_record(wire)
+    assert record["kind"] != "InternalError" or wire["type"] == "internal-error"
+    assert rev.error_wire(record) == wire
