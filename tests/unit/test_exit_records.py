@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -54,7 +53,7 @@ STATES = [
 
 def revision_0006() -> ModuleType:
     """The migration module as alembic loads it (its conversion is frozen there, not imported)."""
-    path = alembic_config(Path("unused")).get_main_option("script_location")
+    path = alembic_config("").get_main_option("script_location")
     spec = importlib.util.spec_from_file_location("rev0006", f"{path}/versions/0006_exit_records.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
