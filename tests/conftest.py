@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from exitd.regtest.node import RegtestNode
-from tests.support.daemon import DaemonProcess
+from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.postgres import PostgresServer
 
 
@@ -38,13 +41,8 @@ def private_bitcoind(tmp_path: Path) -> Iterator[RegtestNode]:
 @pytest.fixture
 def daemon(tmp_path: Path, bitcoind: RegtestNode) -> Iterator[DaemonProcess]:
     """The real exitd, initialised and running against the session node."""
-    proc = DaemonProcess(tmp_path / "exitd", bitcoind)
-    proc.init()
-    proc.start()
-    try:
+    with running_daemon(tmp_path / "exitd", bitcoind) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +64,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'exitd.sqlite3'}"
     server: PostgresServer = request.getfixturevalue("postgres")
     return server.new_database()
+
+
+@pytest.fixture
+def notify_socket() -> Iterator[tuple[socket.socket, str]]:
+    """A datagram socket standing in for systemd's, in the abstract namespace as systemd's own is, and its
+    $NOTIFY_SOCKET spelling ('@name')."""
+    name = f"exitd-test-notify-{os.getpid()}-{time.monotonic_ns()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        sock.settimeout(5)
+        yield sock, "@" + name

@@ -16,7 +16,7 @@ import pytest
 from exitd.api.auth import OPEN_PATHS
 from exitd.api.token import encode_token
 from exitd.regtest.node import RegtestNode
-from tests.support.daemon import DaemonProcess
+from tests.support.daemon import DaemonProcess, running_daemon
 
 pytestmark = pytest.mark.bitcoind
 
@@ -126,10 +126,7 @@ def test_slow_clients_do_not_hold_up_others(daemon: DaemonProcess) -> None:
 def test_a_body_not_sent_in_time_gets_408_and_the_connection_is_not_kept(
     tmp_path: Path, bitcoind: RegtestNode
 ) -> None:
-    daemon = DaemonProcess(tmp_path / "exitd", bitcoind)
-    daemon.init()
-    daemon.start(env={"EXITD_REST_BODY_TIMEOUT": "1.0"})
-    try:
+    with running_daemon(tmp_path / "exitd", bitcoind, env={"EXITD_REST_BODY_TIMEOUT": "1.0"}) as daemon:
         with ExitStack() as stack:
             slow = [
                 stack.enter_context(trickling_client(daemon, path))
@@ -146,8 +143,6 @@ def test_a_body_not_sent_in_time_gets_408_and_the_connection_is_not_kept(
             assert time.monotonic() - started < 10
             assert timed_status(daemon)[0] == 200
         assert "Traceback" not in daemon.log_text()
-    finally:
-        daemon.stop()
 
 
 def test_many_idle_connections_then_a_request_answers(daemon: DaemonProcess) -> None:

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from exitd.regtest.forge import Forge, UserKey
+from exitd.regtest.forge import Forge
 from exitd.regtest.node import RegtestNode
 from tests.support.barkd_schema import assert_answer
 from tests.support.daemon import DaemonProcess
-from tests.support.exits import daemon_keychain
+from tests.support.exits import owned
 
 pytestmark = pytest.mark.bitcoind
 
@@ -53,7 +53,7 @@ def test_whole_exit_as_a_barkd_client(daemon: DaemonProcess, bitcoind: RegtestNo
     assert ok(daemon, "GET", "/api/v1/onchain/balance")["confirmed_sat"] == 3_000_000
 
     forge = Forge(bitcoind)
-    arkoor = forge.arkoor_chain(30_000, UserKey.from_secret(daemon_keychain(daemon).seckey(0)), hops=1)
+    arkoor = forge.arkoor_chain(30_000, owned(daemon, 0), hops=1)
     (info,) = ok(daemon, "POST", "/api/v1/wallet/import-vtxo", body={"vtxos": [arkoor.hex]})
     vtxo_id = info["id"]
     ok(daemon, "GET", "/api/v1/wallet/vtxos")

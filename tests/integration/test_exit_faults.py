@@ -15,9 +15,8 @@ import pytest
 from exitd.daemon.lifecycle import CRASH_EXIT_CODE
 from exitd.regtest.forge import Forge, LeafSpec
 from exitd.regtest.node import RegtestNode
-from tests.integration.test_exits import import_and_start, owned
-from tests.support.daemon import DaemonProcess
-from tests.support.exits import advance_until, all_in, fund_wallet, progress, states
+from tests.support.daemon import DaemonProcess, running_daemon
+from tests.support.exits import advance_until, all_in, fund_wallet, import_and_start, owned, progress, states
 
 pytestmark = pytest.mark.bitcoind
 
@@ -28,13 +27,8 @@ def on_private_node(
 ) -> Iterator[tuple[DaemonProcess, RegtestNode]]:
     """The real daemon on a node of this test's own, which the test may stop, restart or reorg."""
     private_bitcoind.fund_miner()
-    proc = DaemonProcess(tmp_path / "exitd", private_bitcoind)
-    proc.init()
-    proc.start()
-    try:
+    with running_daemon(tmp_path / "exitd", private_bitcoind) as proc:
         yield proc, private_bitcoind
-    finally:
-        proc.stop()
 
 
 def wait_for_exit(daemon: DaemonProcess, timeout: float = 30.0) -> int:

@@ -10,27 +10,21 @@ import pytest
 
 from exitd.ark.exit_tx import build_exit_chain
 from exitd.ark.policy import PolicyType
-from exitd.regtest.forge import Forge, LeafSpec, UserKey
+from exitd.regtest.forge import Forge, LeafSpec
 from exitd.regtest.node import RegtestNode
 from tests.support.barkd_schema import assert_answer, assert_valid
 from tests.support.daemon import DaemonProcess
-from tests.support.exits import advance_until, all_in, daemon_keychain, fund_wallet, progress, states
+from tests.support.exits import (
+    advance_until,
+    all_in,
+    fund_wallet,
+    import_and_start,
+    owned,
+    progress,
+    states,
+)
 
 pytestmark = pytest.mark.bitcoind
-
-
-def owned(daemon: DaemonProcess, index: int) -> UserKey:
-    return UserKey.from_secret(daemon_keychain(daemon).seckey(index))
-
-
-def import_and_start(daemon: DaemonProcess, hexes: list[str]) -> list[str]:
-    status, imported = daemon.request("POST", "/api/v1/wallet/import-vtxo", {"vtxos": hexes})
-    assert status == 200, imported
-    ids = [v["id"] for v in imported]
-    assert all(v["key_held"] for v in imported)
-    status, body = daemon.request("POST", "/api/v1/exits/start/vtxos", {"vtxos": ids})
-    assert status == 200 and body == {"message": "Exit started successfully"}
-    return ids
 
 
 def wallet_address(daemon: DaemonProcess) -> str:

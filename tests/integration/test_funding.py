@@ -11,9 +11,8 @@ from bitcoin.core import CTransaction, b2lx
 
 from exitd.regtest.forge import Forge, ForgedVtxo, LeafSpec
 from exitd.regtest.node import RegtestNode
-from tests.integration.test_exits import import_and_start, owned
 from tests.support.daemon import DaemonProcess
-from tests.support.exits import advance_until, all_in, fund_wallet, progress
+from tests.support.exits import advance_until, all_in, fund_wallet, import_and_start, owned, progress
 
 pytestmark = pytest.mark.bitcoind
 

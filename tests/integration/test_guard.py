@@ -20,10 +20,10 @@ from bitcoin.core import CTransaction, b2lx
 
 from exitd.ark.exit_tx import build_exit_chain
 from exitd.chain.fees import btc_to_sat, fee_at_rate
-from exitd.regtest.forge import DEFAULT_EXIT_DELTA, Forge, ForgedVtxo, LeafSpec, UserKey
+from exitd.regtest.forge import DEFAULT_EXIT_DELTA, Forge, ForgedVtxo, LeafSpec
 from exitd.regtest.node import RegtestNode, free_port
-from tests.support.daemon import DaemonProcess
-from tests.support.exits import daemon_keychain, fund_wallet
+from tests.support.daemon import DaemonProcess, running_daemon
+from tests.support.exits import fund_wallet, owned
 
 pytestmark = pytest.mark.bitcoind
 
@@ -104,13 +104,8 @@ def guarded_daemon(
     tmp_path: Path, bitcoind: RegtestNode, receiver: WebhookReceiver
 ) -> Iterator[DaemonProcess]:
     """exitd in guard mode, claiming to its own wallet, alerting the test's webhook."""
-    proc = DaemonProcess(tmp_path / "exitd", bitcoind, extra_config=guard_config(receiver.url))
-    proc.init()
-    proc.start()
-    try:
+    with running_daemon(tmp_path / "exitd", bitcoind, guard_config(receiver.url)) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def poll(what: str, probe: Callable[[], T | None], timeout: float = 20.0) -> T:
@@ -167,10 +162,6 @@ def import_vtxos(daemon: DaemonProcess, forged: list[ForgedVtxo]) -> list[str]:
     )
     assert status == 200, imported
     return [str(v["id"]) for v in imported]
-
-
-def owned(daemon: DaemonProcess, index: int) -> UserKey:
-    return UserKey.from_secret(daemon_keychain(daemon).seckey(index))
 
 
 def above_the_market(node: RegtestNode) -> int:
@@ -303,13 +294,8 @@ def test_chain_fully_confirmed_by_another_party_is_claimed_after_its_delta(
 
 def test_dead_webhook_does_not_slow_exits(tmp_path: Path, bitcoind: RegtestNode) -> None:
     closed = f"http://127.0.0.1:{free_port()}/exitd-alerts"
-    daemon = DaemonProcess(tmp_path / "exitd", bitcoind, extra_config=guard_config(closed, max_attempts=2))
-    daemon.init()
-    daemon.start()
-    try:
+    with running_daemon(tmp_path / "exitd", bitcoind, guard_config(closed, max_attempts=2)) as daemon:
         run_expiring_board(daemon, bitcoind)
         poll("an alert given up", lambda: "alert_undelivered" in daemon.log_text())
-    finally:
-        daemon.stop()
     slowest = max(ms for _, ms in cycles(daemon))
     assert slowest < 500, f"a cycle took {slowest} ms"

@@ -1,33 +1,21 @@
 """Operating the real daemon: systemd hears READY/STATUS/WATCHDOG/STOPPING on a real notify socket;
 /metrics is strict Prometheus text whose counters move, also during a real exit; log.file is written."""
 
-import os
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from exitd.cli.main import main
 from exitd.engine.states import ExitStateKind
-from exitd.regtest.forge import Forge, UserKey
+from exitd.regtest.forge import Forge
 from exitd.regtest.node import RegtestNode
-from tests.support.daemon import DaemonProcess
-from tests.support.exits import advance_until, all_in, daemon_keychain, fund_wallet, progress
+from tests.support.daemon import DaemonProcess, running_daemon
+from tests.support.exits import advance_until, all_in, fund_wallet, owned, progress
 from tests.support.prometheus import Series, parse_exposition
 
 pytestmark = pytest.mark.bitcoind
-
-
-@pytest.fixture
-def notify_socket() -> Iterator[tuple[socket.socket, str]]:
-    """A datagram socket standing in for systemd's, in the abstract namespace as systemd's own is."""
-    name = f"exitd-test-{os.getpid()}-{time.monotonic_ns()}"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.bind("\0" + name)
-        sock.settimeout(0.2)
-        yield sock, "@" + name
 
 
 def receive_until(sock: socket.socket, wanted: set[str], timeout: float = 20.0) -> list[str]:
@@ -96,13 +84,8 @@ def test_metrics_are_prometheus_text_and_counters_move(daemon: DaemonProcess, bi
 
 
 def test_metrics_need_the_token_unless_open(tmp_path: Path, bitcoind: RegtestNode) -> None:
-    proc = DaemonProcess(tmp_path / "exitd", bitcoind)
-    proc.init()
-    proc.start()
-    try:
+    with running_daemon(tmp_path / "exitd", bitcoind) as proc:
         assert proc.request("GET", "/metrics", auth=False)[0] == 401
-    finally:
-        proc.stop()
     proc.start(env={"EXITD_REST_METRICS_OPEN": "true"})
     try:
         status, text = proc.request("GET", "/metrics", auth=False)
@@ -131,7 +114,7 @@ def test_metrics_and_status_follow_a_real_exit(
     """A forged board VTXO of the daemon's own key, exited for real: the package counter and the CPFP fee
     counter move when its package is broadcast, and `exitd status` shows the level it reached."""
     fund_wallet(daemon, bitcoind, coins=1)
-    owner = UserKey.from_secret(daemon_keychain(daemon).seckey(0))
+    owner = owned(daemon, 0)
     board = Forge(bitcoind).board(50_000, owner)
     status, imported = daemon.request("POST", "/api/v1/wallet/import-vtxo", {"vtxos": [board.hex]})
     assert status == 200, imported

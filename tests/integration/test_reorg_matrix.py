@@ -11,9 +11,8 @@ import pytest
 
 from exitd.regtest.forge import Forge
 from exitd.regtest.node import RegtestNode
-from tests.integration.test_exits import import_and_start, owned
-from tests.support.daemon import DaemonProcess
-from tests.support.exits import advance_until, all_in, fund_wallet, progress, states
+from tests.support.daemon import DaemonProcess, running_daemon
+from tests.support.exits import advance_until, all_in, fund_wallet, import_and_start, owned, progress, states
 
 pytestmark = [pytest.mark.bitcoind, pytest.mark.slow]
 
@@ -61,10 +60,7 @@ STAGES: dict[str, Callable[[DaemonProcess, RegtestNode], None]] = {
 def test_reorg_then_complete(tmp_path: Path, private_bitcoind: RegtestNode, stage: str, depth: int) -> None:
     node = private_bitcoind
     node.fund_miner()
-    proc = DaemonProcess(tmp_path / "exitd", node)
-    proc.init()
-    proc.start()
-    try:
+    with running_daemon(tmp_path / "exitd", node) as proc:
         fund_wallet(proc, node, coins=4)
         arkoor = Forge(node).arkoor_chain(30_000, owned(proc, 0), hops=1)  # three exit txs
         node.mine(3)  # keep the reorgs to the exit's own blocks (the chain anchor is the server's business)
@@ -82,5 +78,3 @@ def test_reorg_then_complete(tmp_path: Path, private_bitcoind: RegtestNode, stag
             return states(proc)[vtxo_id] == "claimed"
 
         advance_until(proc, node, done)
-    finally:
-        proc.stop()

@@ -11,9 +11,8 @@ import pytest
 
 from exitd.regtest.forge import Forge
 from exitd.regtest.node import RegtestNode
-from tests.integration.test_exits import import_and_start, owned
-from tests.support.daemon import DaemonProcess
-from tests.support.exits import advance_until, all_in, fund_wallet, states
+from tests.support.daemon import running_daemon
+from tests.support.exits import advance_until, all_in, fund_wallet, import_and_start, owned, states
 
 pytestmark = pytest.mark.bitcoind
 
@@ -50,10 +49,7 @@ def integrity(db: Path) -> str:
 
 
 def test_full_then_read_only_disk(small_disk: Path, bitcoind: RegtestNode) -> None:
-    proc = DaemonProcess(small_disk / "exitd", bitcoind)
-    proc.init()
-    proc.start()
-    try:
+    with running_daemon(small_disk / "exitd", bitcoind) as proc:
         fund_wallet(proc, bitcoind, coins=1)
         forge = Forge(bitcoind)
         (vtxo_id,) = import_and_start(proc, [forge.board(50_000, owned(proc, 0)).hex])
@@ -74,6 +70,4 @@ def test_full_then_read_only_disk(small_disk: Path, bitcoind: RegtestNode) -> No
         proc.start()
         advance_until(proc, bitcoind, all_in("claimable"))
         assert states(proc)[vtxo_id] == "claimable"
-    finally:
-        proc.stop()
     assert integrity(small_disk / "exitd" / "exitd.sqlite3") == "ok"

@@ -35,10 +35,10 @@ from exitd.wallet.keys import Keychain
 from exitd.wallet.onchain import CpfpChild, CpfpRequest, OnchainWallet, outpoint_key
 from exitd.wallet.planner import PlannedTx
 from exitd.wallet.seed import WalletSeed
+from tests.support.wallet import ABANDON_ABOUT
 
 pytestmark = pytest.mark.bitcoind
 
-ABANDON_ABOUT = "abandon " * 11 + "about"
 # BIP86 m/86'/1'/0'/0/0 of ABANDON_ABOUT, as a regtest address.
 ABANDON_ABOUT_FIRST_REGTEST = "bcrt1p8wpt9v4frpf3tkn0srd97pksgsxc5hs52lafxwru9kgeephvs7rqjeprhg"
 

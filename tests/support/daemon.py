@@ -10,6 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +108,21 @@ class DaemonProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+@contextmanager
+def running_daemon(
+    datadir: Path,
+    node: RegtestNode,
+    extra_config: str = "",
+    init_args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+) -> Iterator[DaemonProcess]:
+    """The real exitd, initialised (`exitd init *init_args`) and serving; stopped however the block ends."""
+    proc = DaemonProcess(datadir, node, extra_config)
+    proc.init(*init_args)
+    proc.start(env=env)
+    try:
+        yield proc
+    finally:
+        proc.stop()

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from exitd.regtest.forge import UserKey
 from exitd.regtest.node import MINER_WALLET, RegtestNode
 from exitd.wallet.keys import VtxoKeychain
 from tests.support.daemon import DaemonProcess
@@ -13,6 +14,20 @@ from tests.support.daemon import DaemonProcess
 
 def daemon_keychain(daemon: DaemonProcess) -> VtxoKeychain:
     return VtxoKeychain.from_mnemonic((daemon.datadir / "mnemonic").read_text())
+
+
+def owned(daemon: DaemonProcess, index: int) -> UserKey:
+    return UserKey.from_secret(daemon_keychain(daemon).seckey(index))
+
+
+def import_and_start(daemon: DaemonProcess, hexes: list[str]) -> list[str]:
+    status, imported = daemon.request("POST", "/api/v1/wallet/import-vtxo", {"vtxos": hexes})
+    assert status == 200, imported
+    ids = [v["id"] for v in imported]
+    assert all(v["key_held"] for v in imported)
+    status, body = daemon.request("POST", "/api/v1/exits/start/vtxos", {"vtxos": ids})
+    assert status == 200 and body == {"message": "Exit started successfully"}
+    return ids
 
 
 def fund_wallet(daemon: DaemonProcess, node: RegtestNode, coins: int = 3, btc: str = "0.01") -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bitcoin.core import CTransaction
 
 from exitd.ark.encoding import TxOut
+from exitd.ark.vtxo import Vtxo
 
 VECTORS_DIR = Path(__file__).resolve().parents[1] / "vectors"
 
@@ -102,3 +103,15 @@ def exits_0005() -> Any:
     """Exit states and errors as exitd wrote them to the exits table up to schema revision 0005 (barkd
     0.1.4's wire JSON), each a JSON text as stored: `states` (every kind and sub-state) and `errors`."""
     return json.loads((VECTORS_DIR / "exits-0005.json").read_text())
+
+
+def replace_item(vtxo: Vtxo, index: int, **changes: object) -> Vtxo:
+    """`vtxo` with fields of its genesis item `index` changed: a VTXO bark would not write, to refuse."""
+    genesis = list(vtxo.genesis)
+    genesis[index] = replace(genesis[index], **changes)  # type: ignore[arg-type]
+    return replace(vtxo, genesis=tuple(genesis))
+
+
+def replace_transition(vtxo: Vtxo, index: int, **changes: object) -> Vtxo:
+    """`vtxo` with fields of the transition of its genesis item `index` changed."""
+    return replace_item(vtxo, index, transition=replace(vtxo.genesis[index].transition, **changes))  # type: ignore[type-var]

@@ -6,10 +6,7 @@ from exitd.ark.bip32 import XPRV_VERSION, XPUB_VERSION, ExtendedKey
 from exitd.ark.bip39 import InvalidMnemonic, generate_mnemonic, mnemonic_to_seed, validate_mnemonic
 from exitd.ark.key import xonly
 from exitd.ark.taproot import taproot_from_leaves
-
-ABANDON_ABOUT = (
-    "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
-)
+from tests.support.wallet import ABANDON_ABOUT
 
 # BIP39 English vectors (trezor/python-mnemonic vectors.json), passphrase "TREZOR":
 # (mnemonic, seed, BIP32 master xprv).

@@ -22,8 +22,7 @@ from exitd.ark.policy import HashLockVersion, ServerHtlcRecvPolicy, ServerHtlcSe
 from exitd.ark.script import P2A_SCRIPT
 from exitd.ark.transition import HashLockedCosignedTransition
 from exitd.ark.vtxo import Vtxo, VtxoId, decode_vtxo
-from tests.support.vectors import ALL_VECTORS, V1_VECTORS, V2_VECTORS, VtxoVector, vector
-from tests.unit.test_vtxo_codec import replace_transition
+from tests.support.vectors import ALL_VECTORS, V1_VECTORS, V2_VECTORS, VtxoVector, replace_transition, vector
 
 
 def chain_of(name: str, version: int = 2) -> ExitChain:

@@ -25,7 +25,7 @@ from exitd.wallet.planner import (
     schedule,
     with_headroom,
 )
-from tests.unit.test_wallet_builder import ACCOUNT, DESTINATION, coin, zero_fee_parent
+from tests.support.wallet import ACCOUNT, DESTINATION, coin, zero_fee_parent
 
 RATE = 2_000  # sat/kvB
 ANCHOR = "aa" * 32  # the confirmed tx the roots spend

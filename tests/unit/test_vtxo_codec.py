@@ -47,7 +47,15 @@ from exitd.ark.transition import (
     HashLockedCosignedTransition,
 )
 from exitd.ark.vtxo import MAX_GENESIS_ITEMS, GenesisItem, Vtxo, VtxoId, decode_vtxo
-from tests.support.vectors import GENERATOR_INPUTS, V1_VECTORS, V2_VECTORS, VtxoVector, vector
+from tests.support.vectors import (
+    GENERATOR_INPUTS,
+    V1_VECTORS,
+    V2_VECTORS,
+    VtxoVector,
+    replace_item,
+    replace_transition,
+    vector,
+)
 
 # Offsets in the fixed-size header: version u16, amount u64, expiry u32, server pubkey, exit_delta u16,
 # anchor outpoint; the genesis count follows.
@@ -60,16 +68,6 @@ GENESIS_OFFSET = 85
 
 def board() -> Vtxo:
     return decode_vtxo(vector("board_vtxo").data)
-
-
-def replace_item(vtxo: Vtxo, index: int, **changes: object) -> Vtxo:
-    genesis = list(vtxo.genesis)
-    genesis[index] = replace(genesis[index], **changes)  # type: ignore[arg-type]
-    return replace(vtxo, genesis=tuple(genesis))
-
-
-def replace_transition(vtxo: Vtxo, index: int, **changes: object) -> Vtxo:
-    return replace_item(vtxo, index, transition=replace(vtxo.genesis[index].transition, **changes))  # type: ignore[type-var]
 
 
 @pytest.mark.parametrize("vec", V2_VECTORS, ids=str)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from bitcoin.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, COutPoint, CScript, CTransaction
+from bitcoin.core import CMutableTransaction, CTransaction
 
 from exitd.ark.encoding import OutPoint, TxOut
 from exitd.ark.key import schnorr_verify
-from exitd.ark.script import P2A_SCRIPT, p2pkh_script, p2sh_script, p2tr_script, segwit_script
+from exitd.ark.script import p2pkh_script, p2sh_script, p2tr_script, segwit_script
 from exitd.ark.sighash import taproot_sighash
 from exitd.ark.weight import tx_vsize
 from exitd.chain.fees import fee_at_rate
@@ -25,29 +25,12 @@ from exitd.wallet.builder import (
     sign,
     wallet_tx_vsize,
 )
-from exitd.wallet.coinselection import Coin, select_coins
+from exitd.wallet.coinselection import select_coins
 from exitd.wallet.errors import AmountBelowDust, InsufficientFunds
 from exitd.wallet.keys import Bip86Account, Keychain
 from exitd.wallet.policy import TRUC_CHILD_MAX_VSIZE, dust_threshold
 from exitd.wallet.seed import master_fingerprint
-
-ABANDON_ABOUT = "abandon " * 11 + "about"
-ACCOUNT = Bip86Account.from_mnemonic(ABANDON_ABOUT, "regtest")
-DESTINATION = p2tr_script(bytes(range(32)))
-
-
-def coin(value: int, n: int = 0, index: int = 0) -> Coin:
-    spk = ACCOUNT.script_pubkey(Keychain.EXTERNAL, index)
-    return Coin(OutPoint(bytes([n + 1]) * 32, n), value, spk, Keychain.EXTERNAL, index, 100, True)
-
-
-def zero_fee_parent(anchor_value: int = 0) -> CTransaction:
-    """A TRUC exit tx as bark makes them: zero fee, its P2A anchor last."""
-    return CTransaction(
-        [CMutableTxIn(COutPoint(bytes(32), 0), nSequence=0)],
-        [CMutableTxOut(10_000, CScript(DESTINATION)), CMutableTxOut(anchor_value, CScript(P2A_SCRIPT))],
-        nVersion=3,
-    )
+from tests.support.wallet import ABANDON_ABOUT, ACCOUNT, DESTINATION, coin, zero_fee_parent
 
 
 def test_bip86_vector_addresses_and_descriptors() -> None:
