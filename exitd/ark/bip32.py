@@ -1,4 +1,4 @@
-"""BIP32 hierarchical deterministic keys, and the Base58Check encoding they are written in.
+"""BIP32 hierarchical deterministic keys.
 
 exitd derives from a bark user's BIP39 seed: the on-chain wallet at m/86'/coin'/0'/{0,1}/i (BIP86)
 and the VTXO keys at m/350'/0'/i. Child keys come from HMAC-SHA512; the curve arithmetic is
@@ -13,7 +13,8 @@ from typing import Self
 
 from coincurve import PrivateKey, PublicKey
 
-from exitd.ark.hashes import hash160, hash256
+from exitd.ark.base58 import b58check_encode
+from exitd.ark.hashes import hash160
 from exitd.ark.key import is_valid_pubkey, pubkey_from_seckey
 
 HARDENED = 0x80000000
@@ -25,45 +26,6 @@ TPRV_VERSION = 0x04358394
 TPUB_VERSION = 0x043587CF
 PRIVATE_VERSIONS = frozenset({XPRV_VERSION, TPRV_VERSION})
 PUBLIC_VERSIONS = frozenset({XPUB_VERSION, TPUB_VERSION})
-
-B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_B58_INDEX = {c: i for i, c in enumerate(B58_ALPHABET)}
-
-
-def b58encode(data: bytes) -> str:
-    """Base58 of a big-endian number, each leading zero byte kept as a leading '1'."""
-    n = int.from_bytes(data, "big")
-    digits = []
-    while n:
-        n, remainder = divmod(n, 58)
-        digits.append(B58_ALPHABET[remainder])
-    leading_zeros = len(data) - len(data.lstrip(b"\x00"))
-    return "1" * leading_zeros + "".join(reversed(digits))
-
-
-def b58decode(s: str) -> bytes:
-    n = 0
-    for c in s:
-        if c not in _B58_INDEX:
-            raise ValueError("invalid Base58 character")
-        n = n * 58 + _B58_INDEX[c]
-    leading_zeros = len(s) - len(s.lstrip("1"))
-    return b"\x00" * leading_zeros + n.to_bytes((n.bit_length() + 7) // 8, "big")
-
-
-def b58check_encode(payload: bytes) -> str:
-    """Base58 with a 4-byte hash256 checksum appended: any typo is detected."""
-    return b58encode(payload + hash256(payload)[:4])
-
-
-def b58check_decode(s: str) -> bytes:
-    data = b58decode(s)
-    if len(data) < 4:
-        raise ValueError("too short for Base58Check")
-    payload, checksum = data[:-4], data[-4:]
-    if hash256(payload)[:4] != checksum:
-        raise ValueError("bad Base58Check checksum")
-    return payload
 
 
 def parse_path(path: str) -> tuple[bool, list[int]]:

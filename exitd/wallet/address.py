@@ -7,7 +7,7 @@ InvalidAddress messages are meant to be shown to the user as they are.
 from collections.abc import Sequence
 from enum import Enum
 
-from exitd.ark.bip32 import B58_ALPHABET, b58check_decode, b58check_encode
+from exitd.ark.base58 import BASE58_ALPHABET, b58check_decode, b58check_encode
 from exitd.ark.script import p2pkh_script, p2sh_script, segwit_script, witness_program
 
 
@@ -187,10 +187,10 @@ def decode_address(addr: str, network: str) -> bytes:
     # A known segwit prefix decides; otherwise only Base58 characters mean a Base58 address, and
     # a separator makes a bech32 decode the most telling diagnosis.
     has_segwit_prefix = "1" in lowered and lowered[: lowered.rfind("1")] in BASE58_VERSIONS
-    if has_segwit_prefix or ("1" in addr and any(c not in B58_ALPHABET for c in addr)):
+    if has_segwit_prefix or ("1" in addr and any(c not in BASE58_ALPHABET for c in addr)):
         witver, program = decode_segwit_address(hrp, addr)
         return segwit_script(witver, program)
-    if any(c not in B58_ALPHABET for c in addr):
+    if any(c not in BASE58_ALPHABET for c in addr):
         raise InvalidAddress("not a valid address: neither bech32 nor Base58")
     return _decode_base58_address(addr, network)
 

@@ -7,10 +7,6 @@ from exitd.ark.bip32 import (
     XPRV_VERSION,
     XPUB_VERSION,
     ExtendedKey,
-    b58check_decode,
-    b58check_encode,
-    b58decode,
-    b58encode,
     parse_path,
 )
 
@@ -85,17 +81,6 @@ BIP32_VECTOR_2 = [
         "xpub6FnCn6nSzZAw5Tw7cgR9bi15UV96gLZhjDstkXXxvCLsUXBGXPdSnLFbdpq8p9HmGsApME5hQTZ3emM2rnY5agb9rXpVGyy3bdW6EEgAtqt",
         "xprvA2nrNbFZABcdryreWet9Ea4LvTJcGsqrMzxHx98MMrotbir7yrKCEXw7nadnHM8Dq38EGfSh6dqA9QWTyefMLEcBYJUuekgW4BYPJcr9E7j",
     ),
-]
-
-# Bitcoin Core's base58_encode_decode.json (a few of them).
-BASE58_VECTORS = [
-    ("", ""),
-    ("61", "2g"),
-    ("626262", "a3gV"),
-    ("73696d706c792061206c6f6e6720737472696e67", "2cFupjhnEsSn59qHXstmK2ffpLv2"),
-    ("00eb15231dfceb60925886b67d065299925915aeb172c06647", "1NS17iag9jJgTHD1VXjvLCEnZuQ3rJDE9L"),
-    ("bf4f89001e670274dd", "3SEo3LWLoPntC"),
-    ("00000000000000000000", "1111111111"),
 ]
 
 
@@ -173,22 +158,3 @@ def test_secret_stays_out_of_repr() -> None:
     master = ExtendedKey.from_seed(bytes.fromhex(BIP32_VECTOR_1_SEED))
     assert master.key.hex() not in repr(master)
     assert "key=" not in repr(master)
-
-
-@pytest.mark.parametrize(("hex_data", "encoded"), BASE58_VECTORS)
-def test_base58_vectors(hex_data: str, encoded: str) -> None:
-    assert b58encode(bytes.fromhex(hex_data)) == encoded
-    assert b58decode(encoded).hex() == hex_data
-
-
-def test_base58check() -> None:
-    # The P2PKH address of hash160 0x7680ad..., by its Base58Check round trip.
-    payload = bytes.fromhex("007680adec8eabcabac676be9e83854ade0bd22cdb")
-    assert b58check_encode(payload) == "1BoatSLRHtKNngkdXEeobR76b53LETtpyT"
-    assert b58check_decode("1BoatSLRHtKNngkdXEeobR76b53LETtpyT") == payload
-    with pytest.raises(ValueError, match="checksum"):
-        b58check_decode("1BoatSLRHtKNngkdXEeobR76b53LETtpyU")
-    with pytest.raises(ValueError, match="character"):
-        b58check_decode("1BoatSLRHtKNngkdXEeobR76b53LETtpy0")
-    with pytest.raises(ValueError, match="too short"):
-        b58check_decode("1")

@@ -1,9 +1,9 @@
 """sd_notify over real AF_UNIX datagram sockets (a path and the abstract namespace), and what is sent."""
 
 import asyncio
+import logging
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,16 +11,6 @@ import pytest
 from exitd.api.prometheus import exits_by_state
 from exitd.daemon.notify import SystemdNotifier, socket_address, status_line, watchdog_interval
 from exitd.engine.states import ExitStateKind
-
-
-@pytest.fixture
-def abstract_socket() -> Iterator[tuple[socket.socket, str]]:
-    """A datagram socket in the abstract namespace, and its $NOTIFY_SOCKET spelling ('@name')."""
-    name = f"exitd-test-notify-{os.getpid()}-{id(object())}"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.bind("\0" + name)
-        sock.settimeout(5)
-        yield sock, "@" + name
 
 
 def test_socket_address_spellings() -> None:
@@ -37,8 +27,8 @@ def test_watchdog_interval_is_half_and_only_for_us() -> None:
     assert watchdog_interval({}, pid=7) is None
 
 
-def test_messages_reach_an_abstract_socket(abstract_socket: tuple[socket.socket, str]) -> None:
-    sock, env_value = abstract_socket
+def test_messages_reach_an_notify_socket(notify_socket: tuple[socket.socket, str]) -> None:
+    sock, env_value = notify_socket
     notifier = SystemdNotifier.from_environ({"NOTIFY_SOCKET": env_value})
     notifier.ready("no exits")
     assert sock.recv(4096).decode().split("\n") == ["READY=1", "STATUS=no exits", f"MAINPID={os.getpid()}"]
@@ -55,14 +45,26 @@ def test_messages_reach_a_path_socket(tmp_path: Path) -> None:
         assert sock.recv(4096) == b"STATUS=hello"
 
 
-def test_a_missing_socket_is_logged_not_raised(tmp_path: Path) -> None:
-    SystemdNotifier.from_environ({"NOTIFY_SOCKET": str(tmp_path / "gone")}).ready("x")
+def test_a_missing_socket_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logging.getLogger("exitd"), "propagate", True)  # off once a daemon set up its logs
+    with caplog.at_level(logging.WARNING, logger="exitd.notify"):
+        SystemdNotifier.from_environ({"NOTIFY_SOCKET": str(tmp_path / "gone")}).ready("x")
+    (record,) = caplog.records
+    assert (record.name, record.levelname, record.getMessage()) == (
+        "exitd.notify",
+        "WARNING",
+        "notify_failed",
+    )
+    fields = record.fields  # type: ignore[attr-defined]
+    assert fields["message"] == "READY=1" and "No such file" in fields["error"]
 
 
 def test_supervise_pings_the_watchdog_and_refreshes_status(
-    abstract_socket: tuple[socket.socket, str],
+    notify_socket: tuple[socket.socket, str],
 ) -> None:
-    sock, env_value = abstract_socket
+    sock, env_value = notify_socket
     notifier = SystemdNotifier.from_environ({"NOTIFY_SOCKET": env_value, "WATCHDOG_USEC": "100000"})
     assert notifier.watchdog == 0.05
 
