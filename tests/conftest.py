@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -11,12 +12,22 @@ from pathlib import Path
 import pytest
 
 from exitd.regtest.node import RegtestNode
+from exitd.regtest.obtain import find_bitcoind
 from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.postgres import PostgresServer
 
 
 @pytest.fixture(scope="session")
-def bitcoind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegtestNode]:
+def bitcoind_binary(request: pytest.FixtureRequest) -> Path:
+    """The bitcoind every node runs. On a machine without one, the first test that needs it builds it, and
+    the build's announcement and progress line go to the terminal, past pytest's capture."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        return find_bitcoind()
+
+
+@pytest.fixture(scope="session")
+def bitcoind(tmp_path_factory: pytest.TempPathFactory, bitcoind_binary: Path) -> Iterator[RegtestNode]:
     """One regtest node for the whole session; tests must not assume an empty chain."""
     node = RegtestNode(tmp_path_factory.mktemp("bitcoind"))
     node.start()
@@ -28,7 +39,7 @@ def bitcoind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegtestNode]:
 
 
 @pytest.fixture
-def private_bitcoind(tmp_path: Path) -> Iterator[RegtestNode]:
+def private_bitcoind(tmp_path: Path, bitcoind_binary: Path) -> Iterator[RegtestNode]:
     """A node of this test's own, for tests that stop, restart or reorg it."""
     node = RegtestNode(tmp_path / "bitcoind")
     node.start()
