@@ -126,7 +126,7 @@ def find_bitcoind(build: bool = True) -> Path:
     """The bitcoind to run; builds one into the cache only when nothing else is found and `build` is set."""
     env = os.environ.get("BITCOIND")
     if env:
-        path = Path(env)
+        path = Path(env).absolute()
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise BitcoindNotFound(f"$BITCOIND={env} is not an executable file")
         return path if runs(path) else _unrunnable(path)
