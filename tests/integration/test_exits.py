@@ -22,15 +22,10 @@ from tests.support.exits import (
     owned,
     progress,
     states,
+    wallet_address,
 )
 
 pytestmark = pytest.mark.bitcoind
-
-
-def wallet_address(daemon: DaemonProcess) -> str:
-    status, body = daemon.request("POST", "/api/v1/onchain/addresses/next")
-    assert status == 200, body
-    return str(body["address"])
 
 
 def onchain_total(daemon: DaemonProcess) -> int:

@@ -20,9 +20,8 @@ from alembic import command
 from exitd.regtest.forge import Forge
 from exitd.regtest.node import RegtestNode
 from exitd.store.db import alembic_config, current_revision, head_revision
-from tests.integration.test_exits import import_and_start, owned, wallet_address
 from tests.support.daemon import DaemonProcess
-from tests.support.exits import advance_until, fund_wallet, progress
+from tests.support.exits import advance_until, fund_wallet, import_and_start, owned, progress, wallet_address
 
 pytestmark = pytest.mark.bitcoind
 

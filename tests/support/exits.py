@@ -30,6 +30,12 @@ def import_and_start(daemon: DaemonProcess, hexes: list[str]) -> list[str]:
     return ids
 
 
+def wallet_address(daemon: DaemonProcess) -> str:
+    status, body = daemon.request("POST", "/api/v1/onchain/addresses/next")
+    assert status == 200, body
+    return str(body["address"])
+
+
 def fund_wallet(daemon: DaemonProcess, node: RegtestNode, coins: int = 3, btc: str = "0.01") -> None:
     """Give the daemon's on-chain wallet `coins` confirmed coins to pay CPFP children with (one sendmany:
     the miner's wallet refuses long chains of unconfirmed sends)."""
