@@ -8,47 +8,14 @@ from typing import Any
 import pytest
 
 from exitd.api.shapes import V014, state_json
-from exitd.chain.view import BlockRef
 from exitd.engine.errors import FeeBudgetExceeded, InsufficientConfirmedFunds
 from exitd.engine.records import decode_state, encode_error, encode_state, state_of, state_record
 from exitd.engine.states import (
-    VERIFY_INPUTS,
-    BlockOrigin,
     ExitState,
-    ExitStateKind,
-    ExitTx,
-    ExitTxStatus,
-    MempoolOrigin,
-    TxStatusKind,
-    WalletOrigin,
 )
 from exitd.store.db import alembic_config
+from tests.support.exit_states import STATES
 from tests.support.vectors import exits_0005
-
-BLOCK = BlockRef(105, "ab" * 32)
-TXID = "cd" * 32
-
-TX_STATUSES = [
-    VERIFY_INPUTS,
-    ExitTxStatus(TxStatusKind.AWAITING_INPUT_CONFIRMATION, txids=(TXID,)),
-    ExitTxStatus(TxStatusKind.NEEDS_SIGNED_PACKAGE),
-    ExitTxStatus(TxStatusKind.NEEDS_REPLACEMENT_PACKAGE, min_fee_rate=2004, min_fee=700),
-    ExitTxStatus(TxStatusKind.NEEDS_BROADCASTING, child_txid=TXID, origin=WalletOrigin()),
-    ExitTxStatus(TxStatusKind.BROADCAST_WITH_CPFP, child_txid=TXID, origin=MempoolOrigin(3000, 900)),
-    ExitTxStatus(TxStatusKind.CONFIRMED, child_txid=TXID, origin=WalletOrigin(BLOCK), block=BLOCK),
-    ExitTxStatus(TxStatusKind.CONFIRMED, child_txid="", origin=BlockOrigin(BLOCK), block=BLOCK),
-]
-
-STATES = [
-    ExitState(ExitStateKind.START, 100),
-    ExitState(ExitStateKind.PROCESSING, 101, transactions=tuple(ExitTx(TXID, s) for s in TX_STATUSES)),
-    ExitState(ExitStateKind.AWAITING_DELTA, 105, confirmed_block=BLOCK, claimable_height=111),
-    ExitState(ExitStateKind.CLAIMABLE, 111, claimable_since=BLOCK),
-    ExitState(ExitStateKind.CLAIMABLE, 112, claimable_since=BLOCK, last_scanned_block=BLOCK),
-    ExitState(ExitStateKind.CLAIM_IN_PROGRESS, 112, claimable_since=BLOCK, claim_txid=TXID),
-    ExitState(ExitStateKind.CLAIMED, 113, claimable_since=BLOCK, txid=TXID, block=BLOCK),
-    ExitState(ExitStateKind.CANCELED, 114),
-]
 
 
 def revision_0006() -> ModuleType:

@@ -17,7 +17,7 @@ from exitd.api.shapes import (
 from exitd.engine import errors
 from exitd.engine.states import ExitState, ExitStateKind, MempoolOrigin, WalletOrigin
 from tests.support.barkd_schema import assert_valid
-from tests.unit.test_exit_records import STATES, TX_STATUSES, TXID
+from tests.support.exit_states import STATES, TX_STATUSES, TXID
 
 ERRORS = [
     errors.InternalError("boom"),
