@@ -33,6 +33,7 @@ from exitd.daemon.lifecycle import Daemon
 from exitd.log import event, get_logger, setup_logging
 from exitd.regtest.forge import Forge, ForgedVtxo, LeafSpec, UserKey
 from exitd.regtest.node import MINER_WALLET, RPC_PASSWORD, RPC_USER, RegtestNode, free_port
+from exitd.regtest.obtain import find_bitcoind
 from exitd.wallet.keys import VtxoKeychain
 from exitd.wallet.seed import WalletSeed
 
@@ -318,6 +319,7 @@ def sigterm_interrupts() -> Iterator[None]:
 def run_demo(keep: bool, as_json: bool, out: TextIO = sys.stdout) -> list[ExitOutcome]:
     """The whole demo; the temporary directory and both processes are gone when it returns or raises,
     unless `keep` (then only the directory stays)."""
+    find_bitcoind()  # before anything is made: it may build one first (and say so), or refuse in one line
     started = time.monotonic()
     home = Path(tempfile.mkdtemp(prefix="exitd-demo-"))
     notes = sys.stderr if as_json else out

@@ -72,6 +72,18 @@ def test_demo_claims_every_exit_and_leaves_nothing_behind(tmp_path: Path) -> Non
     assert_nothing_left(tmpdir)
 
 
+def test_demo_without_a_bitcoind_says_so_in_one_line_and_makes_nothing(tmp_path: Path) -> None:
+    tmpdir, missing = tmp_path / "tmp", tmp_path / "no-bitcoind"
+    tmpdir.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXITD_")}
+    env |= {"TMPDIR": str(tmpdir), "BITCOIND": str(missing)}
+    command = [sys.executable, "-m", "exitd.cli", "demo"]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"exitd demo: $BITCOIND={missing} is not an executable file\n"
+    assert list(tmpdir.iterdir()) == []
+
+
 def test_demo_interrupted_cleans_up(tmp_path: Path) -> None:
     tmpdir = tmp_path / "tmp"
     process = demo(tmpdir)
