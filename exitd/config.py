@@ -113,6 +113,9 @@ class AlertsConfig:
 class DatabaseConfig:
     # "": the SQLite file exitd.sqlite3 in the datadir; or postgresql+asyncpg://user:password@host/db.
     url: str = field(default="", repr=False)  # it may carry a password
+    # With several exitd on one PostgreSQL database: seconds within which a standby takes over from a
+    # leader that died or lost the database (exitd/store/leader.py).
+    failover_timeout: float = 15.0
 
 
 # Named points in the engine where a test may have the daemon die at once (exitd/engine/engine.py).
@@ -254,6 +257,13 @@ def _database_url(value: Any) -> str:
     return text
 
 
+def _failover_timeout(value: Any) -> float:
+    number = _parse_float(value)
+    if not 3 <= number <= 600:
+        raise ValueError(f"expected seconds in [3, 600], got {number:g}")
+    return number
+
+
 def _rpc_url(value: Any) -> str:
     text = _parse_str(value)
     if text == "":
@@ -307,7 +317,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "queue_size": _bounded(1, 1_000_000),
     },
     "testing": {"crash_point": _choice("", *CRASH_POINTS)},
-    "database": {"url": _database_url},
+    "database": {"url": _database_url, "failover_timeout": _failover_timeout},
 }
 
 # Keys earlier versions read: a config that still sets one is told why it went.

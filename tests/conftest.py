@@ -86,3 +86,13 @@ def notify_socket() -> Iterator[tuple[socket.socket, str]]:
         sock.bind("\0" + name)
         sock.settimeout(5)
         yield sock, "@" + name
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> str:
+    """A PostgreSQL database of this test's own, migrated to the newest schema."""
+    from exitd.store.db import upgrade
+
+    url = postgres.new_database()
+    upgrade(url)
+    return url

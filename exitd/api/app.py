@@ -1,4 +1,5 @@
-"""The aiohttp application: middlewares (errors outermost, then auth) and one route module per tag."""
+"""The aiohttp application: middlewares (errors outermost, then auth, then a standby's refusal of writes)
+and one route module per tag."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ from aiohttp import web
 
 from exitd.api import bitcoin, docs, exits, fees, metrics, onchain, unsupported, wallet
 from exitd.api.auth import OPEN_PATHS, auth_middleware
-from exitd.api.context import SERVICES, Services
-from exitd.api.errors import error_middleware
+from exitd.api.context import SERVICES, Services, services_of
+from exitd.api.errors import Handler, error_middleware
 from exitd.config import Config
+from exitd.store.errors import NotLeader
+
+# What a standby serves: reads. Every POST of barkd's API changes something (or runs a cycle, which may).
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def ping(_request: web.Request) -> web.Response:
@@ -20,9 +25,23 @@ def open_paths(config: Config) -> frozenset[str]:
     return OPEN_PATHS | {metrics.METRICS_PATH} if config.rest.metrics_open else OPEN_PATHS
 
 
+@web.middleware
+async def standby_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A standby (several exitd on one PostgreSQL database) answers reads from the shared database and
+    refuses writes with 503, naming the leader that takes them."""
+    store = services_of(request).store
+    if request.method not in READ_METHODS and not store.is_leader:
+        raise NotLeader(f"this exitd is a standby and serves reads only; {store.leader}")
+    return await handler(request)
+
+
 def create_app(services: Services, auth_secret: bytes) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware(auth_secret, open_paths(services.config))],
+        middlewares=[
+            error_middleware,
+            auth_middleware(auth_secret, open_paths(services.config)),
+            standby_middleware,
+        ],
         client_max_size=services.config.rest.max_body_bytes,
     )
     app[SERVICES] = services

@@ -31,6 +31,7 @@ from exitd.engine.errors import (
     VtxoNotClaimable,
 )
 from exitd.log import event, get_logger
+from exitd.store.errors import NotLeader
 from exitd.wallet.address import InvalidAddress
 from exitd.wallet.errors import (
     AmountBelowDust,
@@ -137,6 +138,8 @@ _STATUS_BY_ERROR: dict[type[BaseException], int] = {
     CannotCancelExit: 400,
     NotExiting: 404,
     ExitError: 500,
+    # A standby, or a deposed leader, of several exitd on one PostgreSQL database: the leader serves it.
+    NotLeader: 503,
 }
 
 

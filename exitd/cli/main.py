@@ -253,6 +253,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from exitd.daemon.lifecycle import Daemon, FatalStartupError
+    from exitd.store.leader import LeadershipLost
 
     config = _config_from_args(args)
     setup_logging(config.log.level, config.log.format, config.log.file)
@@ -263,6 +264,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if config.log.file:
             print(f"exitd: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    except LeadershipLost as e:
+        # A restart (systemd's Restart=on-failure) brings it back as a standby.
+        print(f"exitd: {e}", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 

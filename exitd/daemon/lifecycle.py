@@ -47,6 +47,7 @@ from exitd.engine.fee_policy import FeePolicy
 from exitd.engine.guard import Guard, GuardSettings
 from exitd.log import event, get_logger
 from exitd.store.db import Store, upgrade
+from exitd.store.leader import Leadership, LeadershipLost
 from exitd.wallet.errors import WalletDisabled, WalletMismatch
 from exitd.wallet.onchain import OnchainWallet
 from exitd.wallet.seed import WalletSeed
@@ -151,6 +152,8 @@ class Daemon:
         )
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
+        # Several exitd on one PostgreSQL database elect a leader; on SQLite this one always leads.
+        self.leadership: Leadership | None = None
 
     async def start(self) -> None:
         await asyncio.to_thread(upgrade, self.config.database_url)
@@ -218,6 +221,29 @@ class Daemon:
         except RpcError as e:
             event(log, logging.WARNING, "wallet_setup_failed", error=str(e))
 
+    async def lead(self) -> None:
+        """Run the engine while this daemon leads. On a shared database: stand by (serving reads from a
+        fresh load of the stored exits) until elected, then load what the last leader stored and run;
+        a lost lock connection stops the daemon (LeadershipLost)."""
+        if not self.store.shared:
+            await self.run_engine()
+            return
+        rest_url = f"http://{self.config.rest.host}:{self.bound_port}"
+        self.leadership = Leadership(self.store, rest_url, self.config.database.failover_timeout)
+        if not await self.leadership.acquire(self.stopping, self.engine.load, self._take_over):
+            return
+        holding = asyncio.create_task(self.leadership.hold(self.stopping))
+        running = asyncio.create_task(self.run_engine())
+        await asyncio.wait({holding, running}, return_when=asyncio.FIRST_COMPLETED)
+        self.stopping.set()
+        await running
+        await holding  # raises LeadershipLost if that is what ended it
+
+    async def _take_over(self) -> None:
+        """What the new leader reads before it may write: the exits as the last leader left them."""
+        await self.engine.load()
+        self.guard.prime()
+
     async def run_engine(self) -> None:
         """The background cycle, with guard mode acting after each cycle and the alerts worker sending."""
         guard = asyncio.create_task(self.guard.run(self.stopping))
@@ -232,6 +258,8 @@ class Daemon:
                 await alerts
 
     async def stop(self) -> None:
+        if self.leadership is not None:
+            await self.leadership.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -274,11 +302,13 @@ class Daemon:
             supervisor = asyncio.create_task(notifier.supervise(self.stopping, self.status))
             if await self.connect_node() is not None:
                 await self.setup_wallet()
-                await self.run_engine()
+                await self.lead()
             event(log, logging.INFO, "stopping")
         except (FatalStartupError, DatadirError) as e:
             event(log, logging.CRITICAL, "fatal", error=str(e))
             raise
+        except LeadershipLost:
+            raise  # logged as leadership_lost; a restart makes this daemon a standby
         except Exception as e:
             # Nobody foresaw this one: the traceback goes with it.
             log.critical("fatal", exc_info=True, extra={"fields": {"error": str(e) or type(e).__name__}})

@@ -912,7 +912,7 @@ class ExitEngine:
             return
         requests = [CpfpRequest(w.tracked.tx, w.rate, _replacing(w.action, relay)) for w in work]
         try:
-            async with self.store.session() as session:
+            async with self.store.session(spends=True) as session:
                 built = await self.wallet.build_cpfp_children(session, requests)
                 for w, result in zip(work, built, strict=True):
                     if isinstance(result, CpfpChild):
@@ -1154,6 +1154,7 @@ class ExitEngine:
                     e.raised_rate = RaisedRate.of(fee_rate, relay)
             inputs = [await self._claim_input(e, (preimages or {}).get(e.vtxo_id)) for e in chosen]
             tx, fee = build_claim_tx(inputs, destination, rate, tip)
+            await self.store.check_leader()  # a deposed leader's claim would race the new leader's
             await self._crash_point("before_claim_broadcast")
             txid = await send_raw_transaction(self.rpc, tx.serialize())
             await self._crash_point("after_claim_broadcast")

@@ -17,13 +17,14 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.pool import NullPool
 
-from exitd.store.errors import StoreError
+from exitd.store.errors import NotLeader, StoreError
+from exitd.store.models import LeaderRow
 
 T = TypeVar("T")
 
@@ -166,20 +167,62 @@ def _reason(url: str, error: Exception) -> str:
 
 
 class Store:
-    """The async engine and its session factory; repositories take sessions from here."""
+    """The async engine and its session factory; repositories take sessions from here.
+
+    On PostgreSQL several daemons may share the database, and only the leader may spend
+    (exitd/store/leader.py): `term` is the leadership term this daemon holds, None while it holds none,
+    and `leader` says who holds it, for the answers of a standby. On SQLite this daemon always leads."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=is_postgres(url))
-        if not is_postgres(url):
+        self.shared = is_postgres(url)
+        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=self.shared)
+        if not self.shared:
             event.listen(self.engine.sync_engine, "connect", _set_sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.term: int | None = None
+        self.leader = "no leader yet"
+
+    @property
+    def is_leader(self) -> bool:
+        return not self.shared or self.term is not None
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: committed when the block ends, rolled back on any error."""
+    async def session(self, spends: bool = False) -> AsyncIterator[AsyncSession]:
+        """One unit of work: committed when the block ends, rolled back on any error. One that `spends`
+        (stores a child, a split, a coin reservation) is fenced: on a shared database it first checks,
+        holding the leader row until it commits, that this daemon's term is still the current one."""
         async with self.sessions() as session, session.begin():
+            if spends and self.shared:
+                await self._fence(session)
             yield session
+
+    async def _fence(self, session: AsyncSession) -> None:
+        if self.term is None:
+            raise NotLeader(f"this exitd is a standby and may not spend; {self.leader}")
+        query = select(LeaderRow).where(LeaderRow.id == 1).with_for_update(read=True)
+        row = (await session.execute(query)).scalar_one()
+        if row.term != self.term:
+            raise NotLeader(
+                f"this exitd led in term {self.term} and was deposed; the leader is {row.holder} "
+                f"(term {row.term}, REST {row.rest_url})"
+            )
+        session.info[FENCED] = True
+
+    async def check_leader(self) -> None:
+        """Raise NotLeader unless this daemon may spend now (before a broadcast that stores nothing first)."""
+        async with self.session(spends=True):
+            pass
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+FENCED = "exitd_fenced"
+
+
+def require_fenced(session: AsyncSession) -> None:
+    """For the writes that spend: on a shared database, only inside a fenced session (Store.session with
+    spends=True); a spending write outside one is a bug that could spend twice after a failover."""
+    if session.get_bind().dialect.name == "postgresql" and not session.info.get(FENCED):
+        raise NotLeader("a spending write outside a fenced transaction (Store.session(spends=True))")

@@ -138,3 +138,18 @@ class FundingSplitRow(Base):
     # stored | broadcast | confirmed | abandoned
     status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
     created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class LeaderRow(Base):
+    """The one row (id 1) naming the daemon that may spend, when several share a PostgreSQL database
+    (exitd/store/leader.py). `term` grows with every new leader; a spending transaction checks it
+    (Store.session(spends=True)), so a deposed leader's write fails. Unused on SQLite: one daemon per file."""
+
+    __tablename__ = "leader"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    term: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # hostname:pid of the leader, and its REST address, for the standbys' answers.
+    holder: Mapped[str] = mapped_column(String(200), nullable=False)
+    rest_url: Mapped[str] = mapped_column(String(200), nullable=False)
+    since: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from exitd.store.db import require_fenced
 from exitd.store.exits import now
 from exitd.store.models import CoinReservationRow, FundingSplitRow
 
@@ -26,6 +27,7 @@ async def reserved_outpoints(session: AsyncSession) -> set[Outpoint]:
 def add_reservations(
     session: AsyncSession, outpoints: Iterable[Outpoint], reserved_by: str, purpose: str
 ) -> None:
+    require_fenced(session)
     created_at = now()
     for txid, vout in outpoints:
         session.add(
@@ -56,6 +58,7 @@ async def delete_reservations(session: AsyncSession, outpoints: Iterable[Outpoin
 
 
 def add_split(session: AsyncSession, txid: str, raw: bytes, fee: int, coins: int) -> None:
+    require_fenced(session)
     session.add(FundingSplitRow(txid=txid, raw=raw, fee=fee, coins=coins, status="stored", created_at=now()))
 
 

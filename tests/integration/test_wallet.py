@@ -27,6 +27,7 @@ from exitd.chain.fees import FeeEstimator, btc_to_sat, fee_at_rate
 from exitd.chain.rpc import BitcoinRpc, RpcCredentials
 from exitd.regtest.node import MINER_WALLET, RegtestNode
 from exitd.store.db import Store, upgrade
+from exitd.store.leader import take_term
 from exitd.store.wallet import add_reservations, list_reservations, unsettled_splits
 from exitd.wallet.address import decode_address, script_to_address
 from exitd.wallet.builder import Replacing
@@ -59,13 +60,16 @@ async def open_wallet(
     """Opens the datadir's wallet, each time on a Store of its own: a second call is a restart. Its coin
     reservations and splits are stored in SQLite, then in PostgreSQL (database_url)."""
     upgrade(database_url)
-    stores: list[Store] = []
+    stores: list[Store] = [Store(database_url)]
+    # On PostgreSQL only a leader may spend: the wallet's daemon leads (one term for all its restarts).
+    term = await take_term(stores[0], "test:1", "") if stores[0].shared else None
 
     def open_(mnemonic: str | None = None, wallet_name: str = "") -> OnchainWallet:
         seed = WalletSeed(tmp_path / "mnemonic")
         if not seed.exists:
             seed.create(mnemonic)
         stores.append(Store(database_url))
+        stores[-1].term = term
         return OnchainWallet(rpc, stores[-1], FeeEstimator(rpc, 2000), seed, "regtest", wallet_name)
 
     yield open_
@@ -160,7 +164,7 @@ async def test_children_built_concurrently_never_share_a_coin(
     parents = [zero_fee_parent(bitcoind) for _ in range(3)]
 
     async def build(parent: CTransaction) -> set[str]:
-        async with wallet.store.session() as session:
+        async with wallet.store.session(spends=True) as session:
             child = await build_child(wallet, session, parent, 2_000)
             await asyncio.sleep(0.1)  # the other builder runs while this one has not committed
             return {str(outpoint) for outpoint in child.inputs[1:]}
@@ -170,7 +174,7 @@ async def test_children_built_concurrently_never_share_a_coin(
     with pytest.raises(InsufficientFunds) as short:
         await build(parents[2])
     assert short.value.available == 0
-    async with wallet.store.session() as session:
+    async with wallet.store.session(spends=True) as session:
         assert {f"{r.txid}:{r.vout}" for r in await list_reservations(session)} == first | second
 
 
@@ -184,7 +188,7 @@ async def test_one_batch_builds_many_children_from_one_listing_without_sharing_a
     await fund(bitcoind, wallet, "0.001", "0.001")
     parents = [zero_fee_parent(bitcoind, nth) for nth in range(3)]
     before = wallet.rpc.round_trips
-    async with wallet.store.session() as session:
+    async with wallet.store.session(spends=True) as session:
         built = await wallet.build_cpfp_children(session, [CpfpRequest(p, 2_000) for p in parents])
     assert wallet.rpc.round_trips - before == 2
     first, second, third = built
@@ -192,7 +196,7 @@ async def test_one_batch_builds_many_children_from_one_listing_without_sharing_a
     assert isinstance(third, InsufficientFunds) and third.available == 0
     assert not set(first.inputs[1:]) & set(second.inputs[1:])
     assert first.tx.vout[0].scriptPubKey != second.tx.vout[0].scriptPubKey  # a change address each
-    async with wallet.store.session() as session:
+    async with wallet.store.session(spends=True) as session:
         reserved = {(r.txid, r.vout, r.reserved_by) for r in await list_reservations(session)}
     assert reserved == {(*outpoint_key(o), child.txid) for child in (first, second) for o in child.inputs[1:]}
     for parent, child in zip(parents, (first, second), strict=False):
@@ -206,17 +210,17 @@ async def test_reservation_survives_a_restart_and_is_released_for_an_abandoned_c
     wallet = open_wallet()
     await fund(bitcoind, wallet, "0.001")
     parent = zero_fee_parent(bitcoind)
-    async with wallet.store.session() as session:
+    async with wallet.store.session(spends=True) as session:
         child = await build_child(wallet, session, parent, 2_000)
     await wallet.store.close()
 
     restarted = open_wallet()
     with pytest.raises(InsufficientFunds):
-        async with restarted.store.session() as session:
+        async with restarted.store.session(spends=True) as session:
             await build_child(restarted, session, parent, 2_000)
-    async with restarted.store.session() as session:
+    async with restarted.store.session(spends=True) as session:
         await restarted.release_reservations(session, child.txid)
-    async with restarted.store.session() as session:
+    async with restarted.store.session(spends=True) as session:
         rebuilt = await build_child(restarted, session, parent, 2_000)
     assert rebuilt.inputs[1:] == child.inputs[1:]
 
@@ -227,7 +231,7 @@ async def test_child_and_zero_fee_parent_are_accepted_at_the_target_rate_and_rep
     wallet = open_wallet()
     await fund(bitcoind, wallet, "0.001", "0.002")
     parent = zero_fee_parent(bitcoind)
-    async with wallet.store.session() as session:
+    async with wallet.store.session(spends=True) as session:
         child = await build_child(wallet, session, parent, 5_000)
     answer = bitcoind.rpc("submitpackage", [parent.serialize().hex(), child.tx.serialize().hex()])
     assert answer["package_msg"] == "success", answer
@@ -239,14 +243,14 @@ async def test_child_and_zero_fee_parent_are_accepted_at_the_target_rate_and_rep
     # the incremental relay fee the node asks, no more: the node accepts it.
     relay = await wallet.fees.relay()
     assert relay.incremental == btc_to_sat(bitcoind.rpc("getnetworkinfo")["incrementalfee"])
-    async with wallet.store.session() as session:
+    async with wallet.store.session(spends=True) as session:
         replaced = Replacing(child.fee, relay.incremental)
         replacement = await build_child(wallet, session, parent, 5_000, replaced)
     assert not set(replacement.inputs[1:]) & set(child.inputs[1:])
     assert replacement.fee == child.fee + fee_at_rate(relay.incremental, replacement.package_vsize)
     answer = bitcoind.rpc("submitpackage", [parent.serialize().hex(), replacement.tx.serialize().hex()])
     assert answer["package_msg"] == "success" and answer["replaced-transactions"] == [child.txid], answer
-    async with wallet.store.session() as session:
+    async with wallet.store.session(spends=True) as session:
         await wallet.release_reservations(session, child.txid)
     # bitcoind's wallet, told the replaced child is abandoned, lists its coin as unspent again.
     lost = {outpoint_key(o) for o in child.inputs[1:]}
@@ -254,7 +258,7 @@ async def test_child_and_zero_fee_parent_are_accepted_at_the_target_rate_and_rep
 
     bitcoind.mine(1)
     await wallet.sync()
-    async with wallet.store.session() as session:
+    async with wallet.store.session(spends=True) as session:
         assert await list_reservations(session) == []
 
 
@@ -270,11 +274,11 @@ async def test_sync_forgets_sends_that_never_reached_bitcoind(
     wallet = open_wallet()
     await fund(bitcoind, wallet, "0.001", "0.001")
     first, second = (outpoint_key(c.outpoint) for c in await wallet.list_unspent())
-    async with wallet.store.session() as session:
+    async with wallet.store.session(spends=True) as session:
         add_reservations(session, [first], "11" * 32, "send")
         add_reservations(session, [second], "22" * 32, "cpfp")
     await wallet.sync()
-    async with wallet.store.session() as session:
+    async with wallet.store.session(spends=True) as session:
         assert [(r.txid, r.vout, r.purpose) for r in await list_reservations(session)] == [(*second, "cpfp")]
 
 
@@ -320,7 +324,7 @@ async def test_a_split_stored_but_not_broadcast_is_sent_after_a_restart_not_made
     with pytest.raises(Killed):
         await wallet.ensure_funding(txs)
     monkeypatch.undo()
-    async with wallet.store.session() as session:
+    async with wallet.store.session(spends=True) as session:
         ((stored, status),) = [(r.txid, r.status) for r in await unsettled_splits(session)]
     assert status == "stored" and stored not in bitcoind.rpc("getrawmempool")
     await wallet.store.close()
@@ -329,6 +333,6 @@ async def test_a_split_stored_but_not_broadcast_is_sent_after_a_restart_not_made
     outlook = await restarted.ensure_funding(txs)
     assert outlook.split_txid == stored and stored in bitcoind.rpc("getrawmempool")
     assert outlook.coins_arriving >= 3 and outlook.extra_blocks == 1
-    async with restarted.store.session() as session:
+    async with restarted.store.session(spends=True) as session:
         assert [(r.txid, r.status) for r in await unsettled_splits(session)] == [(stored, "broadcast")]
         assert {r.reserved_by for r in await list_reservations(session)} == {stored}

@@ -1,0 +1,114 @@
+"""Leader election and fencing on a real PostgreSQL database (exitd/store/leader.py), and SQLite's single
+daemon that always leads."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from exitd.store.db import Store, upgrade
+from exitd.store.errors import NotLeader
+from exitd.store.leader import Leadership, take_term
+from exitd.store.wallet import add_reservations, list_reservations
+
+FAILOVER = 3.0  # the smallest failover_timeout: a try every 0.5 s
+
+
+async def nothing() -> None:
+    return None
+
+
+async def stand_by_for(leadership: Leadership, seconds: float) -> bool:
+    """acquire(), given up after `seconds`: True if it won meanwhile."""
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().call_later(seconds, stopping.set)
+    return await leadership.acquire(stopping, nothing, nothing)
+
+
+async def test_one_leads_the_other_stands_by_then_takes_over_when_the_lock_is_gone(
+    postgres_url: str,
+) -> None:
+    stores = [Store(postgres_url), Store(postgres_url)]
+    first = Leadership(stores[0], "http://127.0.0.1:1", FAILOVER)
+    second = Leadership(stores[1], "http://127.0.0.1:2", FAILOVER)
+    first.holder, second.holder = "first:1", "second:2"  # one process plays both daemons
+    try:
+        assert not stores[0].is_leader and not stores[1].is_leader
+        assert await stand_by_for(first, 1.0)
+        assert stores[0].is_leader and stores[0].term == 1
+        assert not await stand_by_for(second, 1.5)
+        assert (
+            stores[1].term is None and f"{first.holder} (term 1, REST http://127.0.0.1:1)" in stores[1].leader
+        )
+
+        async with stores[0].session(spends=True) as session:
+            add_reservations(session, [("aa" * 32, 0)], "bb" * 32, "cpfp")
+        with pytest.raises(NotLeader, match=r"this exitd is a standby.*first:1"):
+            async with stores[1].session(spends=True) as session:
+                add_reservations(session, [("aa" * 32, 1)], "cc" * 32, "cpfp")
+
+        await first.close()  # the leader's lock connection ends, as when its process dies
+        began = time.monotonic()
+        assert await stand_by_for(second, 10.0)
+        assert time.monotonic() - began <= FAILOVER
+        assert stores[1].term == 2
+        async with stores[1].session(spends=True) as session:
+            add_reservations(session, [("aa" * 32, 1)], "cc" * 32, "cpfp")
+            assert len(await list_reservations(session)) == 2
+    finally:
+        for leadership in (first, second):
+            await leadership.close()
+        for store in stores:
+            await store.close()
+
+
+async def test_a_deposed_leader_cannot_spend(postgres_url: str) -> None:
+    """A leader whose term was taken (its lock connection lost while it still runs) fails its next spending
+    write; the new term waits for a fenced transaction in flight, then sees what it committed."""
+    old, new = Store(postgres_url), Store(postgres_url)
+    try:
+        old.term = await take_term(old, "old:1", "http://127.0.0.1:1")
+        async with old.session(spends=True) as session:
+            add_reservations(session, [("aa" * 32, 0)], "bb" * 32, "cpfp")
+            taking = asyncio.create_task(take_term(new, "new:2", "http://127.0.0.1:2"))
+            await asyncio.sleep(0.5)
+            assert not taking.done()  # the fenced transaction holds the leader row
+        new.term = await taking
+        assert new.term == 2
+        with pytest.raises(NotLeader, match=r"led in term 1 and was deposed; the leader is new:2 \(term 2"):
+            async with old.session(spends=True) as session:
+                add_reservations(session, [("aa" * 32, 1)], "cc" * 32, "cpfp")
+        with pytest.raises(NotLeader, match="deposed"):
+            await old.check_leader()
+        async with new.session(spends=True) as session:
+            assert [(r.txid, r.vout) for r in await list_reservations(session)] == [("aa" * 32, 0)]
+    finally:
+        await old.close()
+        await new.close()
+
+
+async def test_a_spending_write_outside_a_fenced_transaction_is_refused(postgres_url: str) -> None:
+    store = Store(postgres_url)
+    try:
+        store.term = await take_term(store, "one:1", "")
+        with pytest.raises(NotLeader, match="outside a fenced transaction"):
+            async with store.session() as session:
+                add_reservations(session, [("aa" * 32, 0)], "bb" * 32, "cpfp")
+    finally:
+        await store.close()
+
+
+async def test_on_sqlite_the_one_daemon_always_leads(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/exitd.sqlite3"
+    upgrade(url)
+    store = Store(url)
+    try:
+        assert store.is_leader and not store.shared
+        async with store.session(spends=True) as session:
+            add_reservations(session, [("aa" * 32, 0)], "bb" * 32, "cpfp")
+        await store.check_leader()
+    finally:
+        await store.close()
