@@ -349,6 +349,9 @@ def build_bitcoind(
         except (OSError, tarfile.TarError) as e:
             progress.done()
             raise BuildFailed(f"building {recipe.name} failed: {e}; see {log_path}") from None
+        except KeyboardInterrupt:
+            progress.done()  # the interrupted notice gets a line of its own
+            raise
     progress.done(f"building bitcoind: done in {progress.elapsed()}: {target / 'bitcoind'}")
     return target / "bitcoind"
 
