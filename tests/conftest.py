@@ -15,6 +15,7 @@ from exitd.regtest.node import RegtestNode
 from exitd.regtest.obtain import find_bitcoind
 from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.postgres import PostgresServer
+from tests.support.webhook import WebhookReceiver
 
 
 @pytest.fixture(scope="session")
@@ -96,3 +97,14 @@ def postgres_url(postgres: PostgresServer) -> str:
     url = postgres.new_database()
     upgrade(url)
     return url
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A webhook endpoint on loopback keeping every alert it is sent."""
+    hook = WebhookReceiver()
+    hook.start()
+    try:
+        yield hook
+    finally:
+        hook.stop()
