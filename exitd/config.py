@@ -95,6 +95,9 @@ class GuardConfig:
     claim_address: str = ""
     # sat/kvB; auto-claims pay the ~3-block estimate, at most this.
     claim_max_rate: int = 20_000
+    # Exit VTXOs that only came by import (no source vouches they are still the user's) too. Off: such a
+    # VTXO is guarded only when imported with `protect`, since bark may have refreshed or spent it since.
+    protect_imports: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,18 @@ class DatabaseConfig:
     # With several exitd on one PostgreSQL database: seconds within which a standby takes over from a
     # leader that died or lost the database (exitd/store/leader.py).
     failover_timeout: float = 15.0
+
+
+@dataclass(frozen=True)
+class BarkdConfig:
+    """A running barkd that exitd follows as the source of truth of which VTXOs are still the user's
+    (exitd/source/barkd.py). Off while `url` is empty."""
+
+    url: str = ""
+    # A file holding barkd's auth token (sent as a bearer token); empty: barkd asks for none.
+    token_file: str = ""
+    # Seconds between two reads of barkd's VTXO list (barkd 0.6's notifications also trigger one).
+    sync_interval: float = 60.0
 
 
 # Named points in the engine where a test may have the daemon die at once (exitd/engine/engine.py).
@@ -140,6 +155,7 @@ class Config:
     wallet: WalletConfig = field(default_factory=WalletConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    barkd: BarkdConfig = field(default_factory=BarkdConfig)
     testing: TestingConfig = field(default_factory=TestingConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
 
@@ -239,12 +255,15 @@ def _ratio(value: Any) -> float:
     return number
 
 
-def _webhook_url(value: Any) -> str:
-    text = _parse_str(value)
-    parsed = urlparse(text)
-    if text and (parsed.scheme not in ("http", "https") or not parsed.hostname):
-        raise ValueError('expected an http(s) URL like http://127.0.0.1:9000/exitd, or "" for none')
-    return text
+def _optional_url(example: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = _parse_str(value)
+        parsed = urlparse(text)
+        if text and (parsed.scheme not in ("http", "https") or not parsed.hostname):
+            raise ValueError(f'expected an http(s) URL like {example}, or "" for none')
+        return text
+
+    return parse
 
 
 def _database_url(value: Any) -> str:
@@ -309,12 +328,18 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "min_amount": _bounded(0, 21_000_000 * 100_000_000),
         "claim_address": _parse_str,
         "claim_max_rate": _bounded(1000, 10_000_000),
+        "protect_imports": _parse_bool,
     },
     "alerts": {
-        "webhook_url": _webhook_url,
+        "webhook_url": _optional_url("http://127.0.0.1:9000/exitd"),
         "timeout": _positive_float,
         "max_attempts": _bounded(1, 100),
         "queue_size": _bounded(1, 1_000_000),
+    },
+    "barkd": {
+        "url": _optional_url("http://127.0.0.1:3000"),
+        "token_file": _parse_str,
+        "sync_interval": _positive_float,
     },
     "testing": {"crash_point": _choice("", *CRASH_POINTS)},
     "database": {"url": _database_url, "failover_timeout": _failover_timeout},
@@ -334,6 +359,7 @@ SECTION_TYPES: dict[str, type] = {
     "wallet": WalletConfig,
     "guard": GuardConfig,
     "alerts": AlertsConfig,
+    "barkd": BarkdConfig,
     "testing": TestingConfig,
     "database": DatabaseConfig,
 }

@@ -10,6 +10,7 @@ from exitd.chain.fees import FeeEstimator
 from exitd.chain.rpc import BitcoinRpc
 from exitd.config import Config
 from exitd.engine.engine import ExitEngine
+from exitd.source.barkd import BarkdFollower
 from exitd.store.db import Store
 from exitd.wallet.onchain import OnchainWallet
 from exitd.wallet.vtxos import VtxoBook
@@ -24,6 +25,8 @@ class Services:
     vtxos: VtxoBook
     engine: ExitEngine
     wallet: OnchainWallet
+    # The followed barkd ([barkd]); None: VTXOs come by import only.
+    source: BarkdFollower | None = None
 
 
 SERVICES = web.AppKey("services", Services)

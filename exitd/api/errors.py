@@ -28,6 +28,7 @@ from exitd.engine.errors import (
     ExitError,
     InvalidWalletState,
     NotExiting,
+    VtxoAlreadySpent,
     VtxoNotClaimable,
 )
 from exitd.log import event, get_logger
@@ -41,7 +42,7 @@ from exitd.wallet.errors import (
     WalletExists,
     WalletMismatch,
 )
-from exitd.wallet.vtxos import InvalidVtxoId, InvalidVtxoImport, UnknownVtxo
+from exitd.wallet.vtxos import InvalidVtxoId, InvalidVtxoImport, UnknownVtxo, VtxoExiting
 
 log = get_logger("api")
 
@@ -128,9 +129,11 @@ _STATUS_BY_ERROR: dict[type[BaseException], int] = {
     WalletMismatch: 500,
     WalletDisabled: 500,
     UnknownVtxo: 404,
+    VtxoExiting: 400,
     # The exit engine's errors met while serving a request (not those reported per exit).
     DustLimit: 400,
     InvalidWalletState: 400,
+    VtxoAlreadySpent: 400,
     VtxoNotClaimable: 400,
     ClaimMissingInputs: 400,
     ClaimMissingSignableClause: 400,

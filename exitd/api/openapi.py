@@ -141,6 +141,39 @@ def exitd_operations(metrics_open: bool) -> dict[tuple[str, str], dict[str, Any]
             },
             "security": _open(),
         },
+        ("post", "/api/v1/wallet/vtxos/{id}/gone"): {
+            "tags": ["wallet"],
+            "summary": "Mark a VTXO gone",
+            "description": "The user says the VTXO is no longer theirs (spent, refreshed or forfeited in "
+            "the wallet): its state becomes spent and nothing, neither the guard nor a start, exits it. "
+            "Refused while the VTXO is exiting (cancel the exit first).",
+            "operationId": "mark_vtxo_gone",
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {
+                    "description": "The VTXO as it is now",
+                    "content": {"application/json": {"schema": {"$ref": f"{SCHEMA_PREFIX}WalletVtxoInfo"}}},
+                },
+                "404": {
+                    "description": "No such VTXO",
+                    "content": {"application/json": {"schema": {"$ref": f"{SCHEMA_PREFIX}NotFoundError"}}},
+                },
+            },
+        },
+        ("get", "/api/v1/wallet/source"): {
+            "tags": ["wallet"],
+            "summary": "Where VTXOs come from, and the last sync",
+            "description": "kind `barkd` (exitd follows a barkd: its url, the unix time of the last "
+            "successful sync and of the last attempt, the error of a failed one, the VTXOs it listed, "
+            "whether it serves notifications) or `import` (VTXOs come by import only).",
+            "operationId": "vtxo_source",
+            "responses": {
+                "200": {
+                    "description": "The source",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        },
         ("get", "/swagger-ui"): _docs_file(
             "swagger_ui",
             "Swagger UI for this document",

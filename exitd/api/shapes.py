@@ -29,6 +29,7 @@ from exitd.engine.errors import (
     InvalidWalletState,
     NotExiting,
     TransactionRetrievalFailure,
+    VtxoAlreadySpent,
     VtxoNotClaimable,
 )
 from exitd.engine.states import (
@@ -97,9 +98,10 @@ ERROR_TAGS: dict[type[ExitError], str] = {
     BlockRetrievalFailure: "block-retrieval-failure",
     NotExiting: "not-exiting",
     CannotCancelExit: "cannot-cancel-exit",
+    VtxoAlreadySpent: "vtxo-already-spent",
 }
 # Variants barkd 0.1.4 lacks: shown there as the internal error they are to a 0.1.4 client.
-ONLY_060 = (NotExiting, CannotCancelExit)
+ONLY_060 = (NotExiting, CannotCancelExit, VtxoAlreadySpent)
 
 
 def kwu_from_kvb(sat_per_kvb: int) -> int:

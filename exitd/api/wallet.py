@@ -33,7 +33,9 @@ def parse_bool_query(request: web.Request, name: str) -> bool:
 
 
 def wallet_vtxo_info(row: VtxoRow) -> dict[str, Any]:
-    """barkd's WalletVtxoInfo, plus `key_held` (extra: whether this wallet can sign the claim)."""
+    """barkd's WalletVtxoInfo, plus exitd's extras: `key_held` (whether this wallet can sign the claim),
+    `source` (import or barkd), `protected` (the user asked the guard to protect it), `seen` (what the
+    followed barkd last said of it, and when) and `gone_at` (when the user said it is gone)."""
     return {
         "id": row.vtxo_id,
         "amount_sat": row.amount_sat,
@@ -46,7 +48,18 @@ def wallet_vtxo_info(row: VtxoRow) -> dict[str, Any]:
         "exit_depth": row.exit_depth,
         "state": {"type": row.state},
         "key_held": row.key_index is not None,
+        "source": row.source,
+        "protected": row.protect,
+        "seen": None if row.seen_state is None else {"state": row.seen_state, "at": row.seen_at},
+        "gone_at": row.gone_at,
     }
+
+
+def parse_bool_field(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"field '{name}' must be true or false")
+    return value
 
 
 async def import_vtxo(request: web.Request) -> web.Response:
@@ -54,7 +67,8 @@ async def import_vtxo(request: web.Request) -> web.Response:
     vtxos = body.get("vtxos")
     if not isinstance(vtxos, list):
         raise BadRequest("field 'vtxos' must be a list of hex-encoded VTXOs")
-    rows = await services_of(request).vtxos.import_vtxos(vtxos)
+    protect = parse_bool_field(body, "protect")
+    rows = await services_of(request).vtxos.import_vtxos(vtxos, protect)
     return json_response([wallet_vtxo_info(row) for row in rows])
 
 
@@ -71,6 +85,31 @@ async def get_vtxo(request: web.Request) -> web.Response:
 async def get_vtxo_encoded(request: web.Request) -> web.Response:
     row = await services_of(request).vtxos.get(request.match_info["id"])
     return json_response({"encoded": row.encoded.hex()})
+
+
+async def mark_vtxo_gone(request: web.Request) -> web.Response:
+    """exitd's own: the user says the VTXO is no longer theirs; nothing exits it from now on."""
+    row = await services_of(request).vtxos.mark_gone(request.match_info["id"])
+    return json_response(wallet_vtxo_info(row))
+
+
+async def vtxo_source(request: web.Request) -> web.Response:
+    """exitd's own: where VTXOs come from (the followed barkd, or imports only) and the last sync."""
+    follower = services_of(request).source
+    if follower is None:
+        return json_response({"kind": "import"})
+    status = follower.status
+    return json_response(
+        {
+            "kind": "barkd",
+            "url": status.url,
+            "last_sync_at": status.last_sync_at,
+            "last_attempt_at": status.last_attempt_at,
+            "error": status.error,
+            "listed": status.listed,
+            "notifications": status.notifications,
+        }
+    )
 
 
 async def wallet_exists(request: web.Request) -> web.Response:
@@ -122,3 +161,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/wallet/vtxos", list_vtxos)
     app.router.add_get("/api/v1/wallet/vtxos/{id}", get_vtxo)
     app.router.add_get("/api/v1/wallet/vtxos/{id}/encoded", get_vtxo_encoded)
+    app.router.add_post("/api/v1/wallet/vtxos/{id}/gone", mark_vtxo_gone)
+    app.router.add_get("/api/v1/wallet/source", vtxo_source)

@@ -104,8 +104,17 @@ class ExitdClient:
         """Every imported VTXO, spent ones too (an exit's VTXO is locked, then spent)."""
         return list(self.request("GET", "/api/v1/wallet/vtxos?all=true"))
 
-    def import_vtxos(self, encoded: list[str]) -> list[dict[str, Any]]:
-        return list(self.request("POST", "/api/v1/wallet/import-vtxo", {"vtxos": encoded}))
+    def import_vtxos(self, encoded: list[str], protect: bool = False) -> list[dict[str, Any]]:
+        body = {"vtxos": encoded, "protect": protect}
+        return list(self.request("POST", "/api/v1/wallet/import-vtxo", body))
+
+    def mark_gone(self, vtxo_id: str) -> dict[str, Any]:
+        path = "/api/v1/wallet/vtxos/" + urllib.parse.quote(vtxo_id, safe=":") + "/gone"
+        return dict(self.request("POST", path))
+
+    def source(self) -> dict[str, Any]:
+        """Where VTXOs come from: the followed barkd and its last sync, or imports only."""
+        return dict(self.request("GET", "/api/v1/wallet/source"))
 
     def start_exits(self, vtxo_ids: list[str] | None) -> dict[str, Any]:
         if vtxo_ids is None:

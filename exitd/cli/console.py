@@ -5,6 +5,7 @@ Presentation only: every fact shown is in the answer; this module only chooses w
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -144,10 +145,39 @@ def vtxo_table(vtxos: Sequence[Mapping[str, Any]]) -> str:
             str(v["expiry_height"]),
             str(v["exit_depth"]),
             "yes" if v.get("key_held") else "no",
+            v["state"]["type"],
+            str(v.get("source", "import")) + (" (protected)" if v.get("protected") else ""),
+            seen_text(v),
         )
         for v in vtxos
     ]
-    return table(("VTXO", "AMOUNT", "POLICY", "EXPIRY", "DEPTH", "KEY HELD"), rows)
+    header = ("VTXO", "AMOUNT", "POLICY", "EXPIRY", "DEPTH", "KEY HELD", "STATE", "SOURCE", "SEEN")
+    return table(header, rows)
+
+
+def seen_text(vtxo: Mapping[str, Any]) -> str:
+    """What the source last said of a VTXO, and when; or that the user marked it gone."""
+    if vtxo.get("gone_at"):
+        return f"gone (marked {utc(vtxo['gone_at'])})"
+    seen = vtxo.get("seen")
+    if not seen:
+        return "-"
+    return f"{seen['state']} ({utc(seen['at'])})"
+
+
+def utc(stamp: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stamp))
+
+
+def source_text(source: Mapping[str, Any]) -> str:
+    """One line: where VTXOs come from and how fresh that is."""
+    if source.get("kind") != "barkd":
+        return "source: imports only (no barkd followed; imported VTXOs are guarded only when protected)"
+    last = source.get("last_sync_at")
+    line = f"source: barkd at {source['url']}, last sync {utc(last) if last else 'never'}"
+    if source.get("error"):
+        line += f"; failing: {source['error']}"
+    return line
 
 
 def balance_text(balance: Mapping[str, Any]) -> str:

@@ -130,6 +130,24 @@ def _add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "Import hex-encoded bark VTXOs (v1 or v2). Each argument is a hex VTXO or a file of them.",
     )
     imp.add_argument("sources", nargs="+", metavar="FILE|HEX")
+    imp.add_argument(
+        "--protect",
+        action="store_true",
+        help="let the guard exit them near expiry although no source (barkd) vouches they are still yours",
+    )
+    _client_command(
+        sub,
+        "vtxos",
+        "list the VTXOs: state, where each came from, what barkd last said of it",
+        "List every VTXO exitd holds. SOURCE is import or barkd; SEEN is barkd's last word on it.",
+    )
+    gone = _client_command(
+        sub,
+        "gone",
+        "tell exitd a VTXO is no longer yours: nothing exits it from then on",
+        "Mark a VTXO gone (spent, refreshed or forfeited in your wallet); the guard and starts leave it.",
+    )
+    gone.add_argument("vtxo", metavar="VTXO", help="VTXO id ('<txid>:<vout>')")
     start = _client_command(
         sub, "start", "start exits (--all, or the given VTXOs)", "Start the unilateral exit of VTXOs."
     )
@@ -324,7 +342,18 @@ def _status(client: ExitdClient, _args: argparse.Namespace) -> Answer:
     statuses = client.exit_statuses()
     amounts = {v["id"]: int(v["amount_sat"]) for v in client.vtxos()}
     funding = _funding_lines(client) if statuses else []
-    return statuses, "\n\n".join([console.status_table(statuses, amounts), *funding])
+    source = console.source_text(client.source())
+    return statuses, "\n\n".join([console.status_table(statuses, amounts), *funding, source])
+
+
+def _vtxos(client: ExitdClient, _args: argparse.Namespace) -> Answer:
+    vtxos = client.vtxos()
+    return vtxos, "\n\n".join([console.source_text(client.source()), console.vtxo_table(vtxos)])
+
+
+def _gone(client: ExitdClient, args: argparse.Namespace) -> Answer:
+    answer = client.mark_gone(args.vtxo)
+    return answer, f"{answer['id']} is marked gone: nothing exits it"
 
 
 def _funding_lines(client: ExitdClient) -> list[str]:
@@ -338,7 +367,7 @@ def _funding_lines(client: ExitdClient) -> list[str]:
 
 
 def _import(client: ExitdClient, args: argparse.Namespace) -> Answer:
-    imported = client.import_vtxos(read_vtxo_sources(args.sources))
+    imported = client.import_vtxos(read_vtxo_sources(args.sources), args.protect)
     return imported, console.vtxo_table(imported)
 
 
@@ -377,6 +406,8 @@ def _cancel(client: ExitdClient, args: argparse.Namespace) -> Answer:
 CLIENT_COMMANDS: dict[str, Callable[[ExitdClient, argparse.Namespace], Answer]] = {
     "status": _status,
     "import": _import,
+    "vtxos": _vtxos,
+    "gone": _gone,
     "start": _start,
     "progress": _progress,
     "claim": _claim,

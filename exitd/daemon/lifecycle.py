@@ -46,6 +46,7 @@ from exitd.engine.engine import ExitEngine
 from exitd.engine.fee_policy import FeePolicy
 from exitd.engine.guard import Guard, GuardSettings
 from exitd.log import event, get_logger
+from exitd.source.barkd import BarkdClient, BarkdFollower, read_token
 from exitd.store.db import Store, upgrade
 from exitd.store.leader import Leadership, LeadershipLost
 from exitd.wallet.errors import WalletDisabled, WalletMismatch
@@ -67,7 +68,12 @@ def fee_policy(config: Config) -> FeePolicy:
 def guard_settings(config: Config) -> GuardSettings:
     guard = config.guard
     return GuardSettings(
-        guard.enabled, guard.slack_blocks, guard.min_amount, guard.claim_address, guard.claim_max_rate
+        guard.enabled,
+        guard.slack_blocks,
+        guard.min_amount,
+        guard.claim_address,
+        guard.claim_max_rate,
+        guard.protect_imports,
     )
 
 
@@ -141,6 +147,7 @@ class Daemon:
         self.engine.funding = self.wallet
         if config.testing.crash_point:
             self.engine.crash_hook = crash_at(config.testing.crash_point)
+        self.follower: BarkdFollower | None = None
         self.services = Services(
             config=config,
             rpc=self.rpc,
@@ -155,7 +162,22 @@ class Daemon:
         # Several exitd on one PostgreSQL database elect a leader; on SQLite this one always leads.
         self.leadership: Leadership | None = None
 
+    def _follow_barkd(self) -> None:
+        """The barkd follower, when [barkd] names one; its token file must be readable."""
+        barkd = self.config.barkd
+        if not barkd.url:
+            return
+        try:
+            token = read_token(barkd.token_file)
+        except OSError as e:
+            raise FatalStartupError(f"barkd.token_file {barkd.token_file}: {e.strerror or e}") from None
+        self.follower = BarkdFollower(
+            BarkdClient(barkd.url, token), self.vtxos, self.alerts, barkd.sync_interval
+        )
+        self.services.source = self.follower
+
     async def start(self) -> None:
+        self._follow_barkd()
         await asyncio.to_thread(upgrade, self.config.database_url)
         await self.engine.load()
         self.guard.prime()
@@ -248,11 +270,14 @@ class Daemon:
         """The background cycle, with guard mode acting after each cycle and the alerts worker sending."""
         guard = asyncio.create_task(self.guard.run(self.stopping))
         alerts = asyncio.create_task(self.alerts.run())
+        follower = asyncio.create_task(self.follower.run(self.stopping)) if self.follower else None
         try:
             await self.engine.run(self.stopping)
         finally:
             self.stopping.set()
             await guard
+            if follower is not None:
+                await follower
             alerts.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await alerts

@@ -5,9 +5,10 @@ POST of a small JSON object:
 
     {"event": "exit-claimable", "vtxo": "<txid>:<vout>", "txid": "...", <detail fields>, "ts": <unix s>}
 
-(`txid` only where one is meant). An alert is raised at most once per (event, VTXO, state): the state is
-where the exit or the VTXO is when the alert is raised (exitd.engine.guard.exit_stage), so a condition
-lasting many blocks is told once, and told again only when the exit moved on. The record is kept in
+(`txid` only where one is meant, `vtxo` only where the alert is about one). An alert is raised at most
+once per (event, VTXO, state): the state is where the exit or the VTXO is when the alert is raised
+(exitd.engine.guard.exit_stage), so a condition lasting many blocks is told once, and told again only when
+the exit moved on; barkd-unreachable is told once per outage. The record is kept in
 memory: after a restart a condition still present is told once more, but exits loaded claimable or
 claimed are not announced again (Alerts.mark_sent).
 
@@ -44,11 +45,20 @@ class AlertEvent(StrEnum):
     EXIT_CLAIMABLE = "exit-claimable"
     EXIT_CLAIMED = "exit-claimed"
     VTXO_AT_RISK = "vtxo-at-risk"
+    # The followed barkd (exitd/source/barkd.py): it cannot be read; it spent a VTXO exitd is exiting.
+    BARKD_UNREACHABLE = "barkd-unreachable"
+    BARKD_SPENT_EXITING_VTXO = "barkd-spent-exiting-vtxo"
 
     @property
     def level(self) -> int:
         """Problems that need a person are warnings; news of exits going their way is info."""
-        if self in (AlertEvent.FEE_BUDGET_HIT, AlertEvent.WALLET_TOO_POOR, AlertEvent.VTXO_AT_RISK):
+        if self in (
+            AlertEvent.FEE_BUDGET_HIT,
+            AlertEvent.WALLET_TOO_POOR,
+            AlertEvent.VTXO_AT_RISK,
+            AlertEvent.BARKD_UNREACHABLE,
+            AlertEvent.BARKD_SPENT_EXITING_VTXO,
+        ):
             return logging.WARNING
         return logging.INFO
 
@@ -62,7 +72,9 @@ class Alert:
     detail: Mapping[str, Detail] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"event": self.event.value, "vtxo": self.vtxo}
+        doc: dict[str, Any] = {"event": self.event.value}
+        if self.vtxo:  # an alert about no VTXO (barkd-unreachable) has none
+            doc["vtxo"] = self.vtxo
         if self.txid is not None:
             doc["txid"] = self.txid
         return {**doc, **(self.detail or {}), "ts": self.ts}

@@ -44,6 +44,7 @@ from exitd.engine.errors import (
     InvalidWalletState,
     NotExiting,
     TransactionRetrievalFailure,
+    VtxoAlreadySpent,
     VtxoNotClaimable,
 )
 from exitd.engine.fee_policy import (
@@ -103,7 +104,7 @@ from exitd.wallet.errors import InsufficientFunds, NoWallet
 from exitd.wallet.onchain import CpfpChild, CpfpRequest
 from exitd.wallet.planner import FundingOutlook, PlannedTx
 from exitd.wallet.policy import dust_threshold
-from exitd.wallet.vtxos import VtxoBook, vtxo_of
+from exitd.wallet.vtxos import VtxoBook, spent_reason, vtxo_of
 
 log = get_logger("engine")
 
@@ -409,6 +410,9 @@ class ExitEngine:
                     existing = self.exits.get(row.vtxo_id)
                     if existing is not None and existing.state.kind is not ExitStateKind.CANCELED:
                         continue
+                    if row.state == "spent":
+                        # Only a request names a spent VTXO (start all and the guard take spendable ones).
+                        raise VtxoAlreadySpent(row.vtxo_id, spent_reason(row))
                     try:
                         chain = exit_chain_of(row)
                     except (DustLimit, InvalidWalletState) as e:

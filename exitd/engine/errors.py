@@ -99,6 +99,13 @@ class VtxoNotClaimable(ExitError):
         super().__init__(f"Unspendable VTXO provided: {vtxo} is {state}, not claimable", vtxo=vtxo)
 
 
+class VtxoAlreadySpent(ExitError):
+    """barkd 0.6.0's variant for a VTXO that is no longer the user's to exit."""
+
+    def __init__(self, vtxo: str, why: str) -> None:
+        super().__init__(f"VTXO {vtxo} is spent ({why}); exitd does not exit it", vtxo=vtxo)
+
+
 class InvalidWalletState(ExitError):
     def __init__(self, error: str) -> None:
         super().__init__(error, error=error)

@@ -20,6 +20,15 @@ fit the fee budget, fees.budget_ratio of the amount. Otherwise, and for a VTXO a
 the decision to the operator. A VTXO is also at risk when the fee policy's deadline can no longer be met,
 even at one level per block: fewer than `levels left + fees.expiry_margin` blocks before its expiry.
 
+Which VTXOs. A bark wallet's VTXOs churn: every payment spends one, every refresh forfeits the old one to
+the server shortly before it expires. Exiting a VTXO the wallet already forfeited pays CPFP fees for an
+output the server takes, and broadcasts a tree other users share. So the guard acts only on VTXOs that a
+source of truth holds as the user's (the followed barkd lists them spendable or locked,
+exitd/source/barkd.py), or that the user asked it to protect (imported with `protect`, or every import
+with guard.protect_imports). A VTXO that only came by import is otherwise never exited unasked; a VTXO
+barkd calls spent or exited, or that the user marked gone, never. When barkd cannot be reached, the set it
+last vouched for stays guarded: a wallet gone offline is when protection matters most.
+
 Foreign exits. Any tx of a VTXO's exit chain in the mempool or the chain that exitd did not broadcast
 (no child of exitd's wallet ever spent its anchor) means someone else started the exit: the Ark server,
 another copy of the wallet, a stale backup, or the sender of an arkoor payment exiting the VTXO it paid
@@ -96,6 +105,7 @@ class GuardSettings:
     min_amount: int = 0  # sat
     claim_address: str = ""  # "": no auto-claim; "wallet"; or an address of the network
     claim_max_rate: int = 20_000  # sat/kvB
+    protect_imports: bool = False  # guard VTXOs no source vouches for, as if each was imported with protect
 
 
 @dataclass(frozen=True)
@@ -209,7 +219,7 @@ class Guard:
         self.alerts = alerts
         self.settings = settings
         self.network = network
-        # Imported VTXOs not exiting, by id (None: unfinished); rebuilt only for VTXOs new to the guard.
+        # Guarded VTXOs not exiting, by id (None: unfinished); rebuilt only for VTXOs new to the guard.
         self._chains: dict[str, GuardedVtxo | None] = {}
         self._plan = GuardPlan()
         self._due = asyncio.Event()
@@ -227,12 +237,12 @@ class Guard:
     # In the cycle (the engine's lock is held: decide, never wait on the engine).
 
     async def watched_txids(self) -> list[str]:
-        """The exit txids of every imported VTXO that is not exiting, for this cycle's snapshot."""
+        """The exit txids of every guarded VTXO that is not exiting, for this cycle's snapshot."""
         if not self.settings.enabled:
             return []
         # Ids only, and rows only for VTXOs new to the guard: every cycle reads this, and loading every
         # row (encoded VTXO included) cost a tenth of a second per cycle at a thousand VTXOs.
-        ids = await self.vtxos.ids_in_state("spendable")
+        ids = await self.vtxos.guarded_ids(self.settings.protect_imports)
         new = [i for i in ids if i not in self._chains]
         rows = {r.vtxo_id: r for r in await self.vtxos.get_many(new)} if new else {}
         self._chains = {i: self._chains[i] if i in self._chains else guarded_vtxo(rows[i]) for i in ids}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -36,11 +36,20 @@ class VtxoRow(Base):
     chain_anchor: Mapped[str] = mapped_column(String(80), nullable=False, index=True)
     # Index i of bark's VTXO key m/350'/0'/i that owns user_pubkey; None while the wallet holds no such key.
     key_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    # spendable | locked | spent, as barkd's VtxoStateInfo.
+    # spendable | locked (in an exit) | spent, as barkd's VtxoStateInfo.
     state: Mapped[str] = mapped_column(String(16), nullable=False, default="spendable")
     imported_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
     # The 32-byte preimage of an HTLC-receive VTXO's payment hash, once known (its claim needs it).
     preimage: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # import (only a person vouched for it, once) | barkd (the followed wallet lists it).
+    source: Mapped[str] = mapped_column(String(16), nullable=False, default="import")
+    # The user asked the guard to protect it although no source vouches for it.
+    protect: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # What the source last said of it (barkd's VtxoStateInfo type, or "missing" from its list), and when.
+    seen_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    seen_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # When the user said it is no longer theirs (its state is then spent and nothing exits it).
+    gone_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class ExitRow(Base):

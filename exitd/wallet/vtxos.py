@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from exitd.ark.encoding import OutPoint, TxOut, VtxoError
 from exitd.ark.exit_tx import ExitChain, validate_vtxo
 from exitd.ark.policy import UserPolicy
@@ -21,7 +23,18 @@ from exitd.chain.rpc import BitcoinRpc, RpcError, RpcInvalidAddressOrKey
 from exitd.log import event, get_logger
 from exitd.store.db import Store
 from exitd.store.models import VtxoRow
-from exitd.store.vtxos import amounts_by_state, get_vtxo, get_vtxos, list_vtxos, vtxo_ids_in_state
+from exitd.store.vtxos import (
+    KnownVtxo,
+    amounts_by_state,
+    get_vtxo,
+    get_vtxos,
+    guarded_vtxo_ids,
+    known_vtxos,
+    list_vtxos,
+    record_seen,
+    set_vtxos_state,
+    vtxo_ids_in_state,
+)
 from exitd.wallet.errors import NoWallet
 from exitd.wallet.keys import VtxoKeychain
 from exitd.wallet.seed import WalletSeed
@@ -48,6 +61,24 @@ class UnknownVtxo(LookupError):
     def __init__(self, vtxo_id: str) -> None:
         super().__init__(f"VTXO {vtxo_id} not found")
         self.resources = [vtxo_id]
+
+
+class VtxoExiting(ValueError):
+    """The VTXO is locked in an exit; the exit must be canceled before the VTXO can be called gone."""
+
+    def __init__(self, vtxo_id: str) -> None:
+        super().__init__(
+            f"VTXO {vtxo_id} is exiting; cancel its exit first (POST /api/v1/exits/cancel/{vtxo_id})"
+        )
+
+
+def spent_reason(row: VtxoRow) -> str:
+    """Who said a spent VTXO is spent, for the messages that refuse to exit it."""
+    if row.gone_at is not None:
+        return "you marked it gone"
+    if row.seen_state in ("spent", "exited"):
+        return f"barkd reports it {row.seen_state}"
+    return "its exit was claimed"
 
 
 class AnchorNotInTx(Exception):
@@ -128,8 +159,9 @@ class VtxoBook:
                 raise AnchorNotInTx(anchor, len(answer["vout"]))
         return found
 
-    async def import_vtxos(self, encoded: Sequence[object]) -> list[VtxoRow]:
-        """Validate every entry, then store them all in one transaction (idempotent per id)."""
+    async def import_vtxos(self, encoded: Sequence[object], protect: bool = False) -> list[VtxoRow]:
+        """Validate every entry, then store them all in one transaction (idempotent per id). `protect`:
+        the guard may exit them although no source vouches for them (stale imports are not guarded)."""
         if not encoded:
             raise InvalidVtxoImport(0, "no VTXOs given; expected {'vtxos': ['<hex>', ...]}")
         if len(encoded) > MAX_IMPORT_BATCH:
@@ -165,9 +197,11 @@ class VtxoBook:
                 vtxo_id = str(vtxo.id)
                 existing = await get_vtxo(session, vtxo_id)
                 if existing is not None:
+                    existing.protect = existing.protect or protect
                     rows.append(existing)
                     continue
                 row = self._row(vtxo, chain, now)
+                row.protect = protect
                 session.add(row)
                 rows.append(row)
                 self._log_import(vtxo, row)
@@ -190,6 +224,7 @@ class VtxoBook:
             key_index=self.keychain.find_index(policy.user_pubkey, self.key_search_limit),
             state="spendable",
             imported_at=now,
+            source="import",
         )
 
     def _log_import(self, vtxo: Vtxo, row: VtxoRow) -> None:
@@ -215,12 +250,8 @@ class VtxoBook:
             )
 
     async def get(self, vtxo_id: str) -> VtxoRow:
-        vtxo_id = parse_vtxo_id(vtxo_id)
         async with self.store.session() as session:
-            row = await get_vtxo(session, vtxo_id)
-        if row is None:
-            raise UnknownVtxo(vtxo_id)
-        return row
+            return await _existing(session, parse_vtxo_id(vtxo_id))
 
     async def get_many(self, vtxo_ids: Sequence[str]) -> list[VtxoRow]:
         """Rows in the order asked; UnknownVtxo names every id that is not imported."""
@@ -238,6 +269,33 @@ class VtxoBook:
         async with self.store.session() as session:
             return await vtxo_ids_in_state(session, state)
 
+    async def guarded_ids(self, protect_imports: bool) -> list[str]:
+        async with self.store.session() as session:
+            return await guarded_vtxo_ids(session, protect_imports)
+
+    async def known(self) -> dict[str, KnownVtxo]:
+        async with self.store.session() as session:
+            return await known_vtxos(session)
+
+    async def record_seen(self, seen: dict[str, str], spent: Sequence[str], source: str) -> None:
+        """What `source` says of each VTXO, and those it spent (exitd holds them spendable no more)."""
+        async with self.store.session() as session:
+            await record_seen(session, seen, int(time.time()), source)
+            await set_vtxos_state(session, spent, "spent")
+
+    async def mark_gone(self, vtxo_id: str) -> VtxoRow:
+        """The user says the VTXO is no longer theirs (forfeited, spent elsewhere): nothing exits it."""
+        vtxo_id = parse_vtxo_id(vtxo_id)
+        async with self.store.session() as session:
+            row = await _existing(session, vtxo_id)
+            if row.state == "locked":
+                raise VtxoExiting(vtxo_id)
+            if row.gone_at is None:
+                row.gone_at = int(time.time())
+                row.state = "spent"
+                event(log, logging.INFO, "vtxo_marked_gone", vtxo=vtxo_id)
+        return await self.get(vtxo_id)
+
     async def list(self, include_spent: bool) -> list[VtxoRow]:
         async with self.store.session() as session:
             return await list_vtxos(session, include_spent)
@@ -248,6 +306,13 @@ class VtxoBook:
             raise NoWallet()
         async with self.store.session() as session:
             return await amounts_by_state(session)
+
+
+async def _existing(session: AsyncSession, vtxo_id: str) -> VtxoRow:
+    row = await get_vtxo(session, vtxo_id)
+    if row is None:
+        raise UnknownVtxo(vtxo_id)
+    return row
 
 
 def vtxo_of(row: VtxoRow) -> Vtxo:

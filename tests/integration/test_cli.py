@@ -58,8 +58,9 @@ def test_import_start_cancel_then_status(exitd: Callable[..., CliRun], tmp_path:
 
     result = exitd("status")
     assert result.returncode == 0, result.stderr
-    table, funding = result.stdout.strip().split("\n\n")
+    table, funding, source = result.stdout.strip().split("\n\n")
     assert funding.startswith("funding: ")  # the wallet's funding plan, under the table
+    assert source.startswith("source: imports only")  # no barkd followed
     header, *rows = table.split("\n")
     assert header.split() == ["VTXO", "AMOUNT", "STATE", "LEVEL", "NEXT", "ERROR"]
     by_id = {row.split()[0]: row for row in rows}

@@ -4,10 +4,8 @@ drives an exit over REST: the tests import VTXOs, fund the wallet, mine blocks a
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -15,7 +13,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from aiohttp import web
 from bitcoin.core import CTransaction, b2lx
 
 from exitd.ark.exit_tx import build_exit_chain
@@ -24,6 +21,7 @@ from exitd.regtest.forge import DEFAULT_EXIT_DELTA, Forge, ForgedVtxo, LeafSpec
 from exitd.regtest.node import RegtestNode, free_port
 from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.exits import fund_wallet, owned
+from tests.support.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.bitcoind
 
@@ -36,63 +34,16 @@ CLAIM_MAX_RATE = 3000
 CYCLE_LINE = re.compile(r" cycle exits=\d+ tip=(\d+) ms=(\d+)")
 
 
-class WebhookReceiver:
-    """A webhook endpoint on loopback, served by aiohttp from a thread of its own: it keeps every body."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.bodies: list[dict[str, Any]] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/exitd-alerts"
-
-    def events(self, vtxo_id: str) -> list[str]:
-        return [body["event"] for body in list(self.bodies) if body["vtxo"] == vtxo_id]
-
-    async def _receive(self, request: web.Request) -> web.Response:
-        self.bodies.append(await request.json())
-        return web.Response(status=204)
-
-    async def _serve(self) -> None:
-        app = web.Application()
-        app.router.add_post("/exitd-alerts", self._receive)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    def start(self) -> None:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=10)
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    hook = WebhookReceiver()
-    hook.start()
-    try:
-        yield hook
-    finally:
-        hook.stop()
-
-
-def guard_config(webhook_url: str = "", **alerts: int) -> str:
-    """TOML for exitd in guard mode, claiming to its own wallet, alerting `webhook_url`."""
+def guard_config(webhook_url: str = "", protect_imports: bool = True, **alerts: int) -> str:
+    """TOML for exitd in guard mode, claiming to its own wallet, alerting `webhook_url`; every import is
+    guarded unless `protect_imports` is off (no barkd vouches for the VTXOs these tests forge)."""
     extra = "".join(f"{key} = {value}\n" for key, value in alerts.items())
     return f"""
 [guard]
 slack_blocks = {SLACK_BLOCKS}
 claim_address = "wallet"
 claim_max_rate = {CLAIM_MAX_RATE}
+protect_imports = {str(protect_imports).lower()}
 
 [alerts]
 webhook_url = "{webhook_url}"

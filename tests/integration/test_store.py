@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -25,6 +26,24 @@ from exitd.store.exits import ExitUpdate, insert_exit_txs, load_exit_txs, load_h
 from exitd.store.meta import get_meta, set_meta, write_meta
 from exitd.store.models import Base, ExitRow, VtxoRow
 from tests.support.postgres import PostgresServer
+
+
+def bare_vtxo_row(vtxo_id: str, **columns: Any) -> VtxoRow:
+    """A row that only the store reads (no VTXO behind it)."""
+    return VtxoRow(
+        vtxo_id=vtxo_id,
+        encoded=b"",
+        amount_sat=1,
+        expiry_height=1,
+        exit_delta=1,
+        exit_depth=1,
+        policy_type="pubkey",
+        user_pubkey="",
+        server_pubkey="",
+        chain_anchor="",
+        imported_at=0,
+        **columns,
+    )
 
 
 def table_names(url: str) -> set[str]:
@@ -143,21 +162,7 @@ async def test_a_state_change_appends_the_state_it_leaves_to_the_history(databas
     )
     try:
         async with store.session() as session:
-            session.add(
-                VtxoRow(
-                    vtxo_id=vtxo_id,
-                    encoded=b"",
-                    amount_sat=1,
-                    expiry_height=1,
-                    exit_delta=1,
-                    exit_depth=1,
-                    policy_type="pubkey",
-                    user_pubkey="",
-                    server_pubkey="",
-                    chain_anchor="",
-                    imported_at=0,
-                )
-            )
+            session.add(bare_vtxo_row(vtxo_id))
             await session.flush()
             session.add(
                 ExitRow(
@@ -180,3 +185,51 @@ async def test_a_state_change_appends_the_state_it_leaves_to_the_history(databas
             assert row is not None and json.loads(row.state) == done and row.error == '{"type":"e"}'
     finally:
         await store.close()
+
+
+async def test_the_guard_is_given_only_vtxos_a_source_vouches_for_or_the_user_protects(
+    database_url: str,
+) -> None:
+    """Which VTXOs the guard may exit, asked of the database: barkd's spendable and locked ones, protected
+    imports, never a stale import unasked, nor one spent, exiting or marked gone; on either backend."""
+    from exitd.store.vtxos import guarded_vtxo_ids, record_seen
+
+    upgrade(database_url)
+    store = Store(database_url)
+    kinds = {
+        # name: (state, source, protect, gone_at)
+        "barkd-spendable": ("spendable", "barkd", False, None),
+        "barkd-locked": ("spendable", "barkd", False, None),
+        "barkd-spent": ("spent", "barkd", False, None),
+        "barkd-missing": ("spendable", "barkd", False, None),
+        "stale-import": ("spendable", "import", False, None),
+        "protected-import": ("spendable", "import", True, None),
+        "protected-gone": ("spent", "import", True, 5),
+        "protected-exiting": ("locked", "import", True, None),
+    }
+    ids = {name: f"{i:064x}:0" for i, name in enumerate(kinds)}
+    try:
+        async with store.session() as session:
+            for name, (state, source, protect, gone_at) in kinds.items():
+                session.add(
+                    bare_vtxo_row(ids[name], state=state, source=source, protect=protect, gone_at=gone_at)
+                )
+        async with store.session() as session:
+            seen = {"barkd-spendable": "spendable", "barkd-locked": "locked", "barkd-spent": "spent"}
+            await record_seen(session, {ids[n]: s for n, s in seen.items()}, 7, "barkd")
+            await record_seen(session, {ids["barkd-missing"]: "missing"}, 7, "barkd")
+        async with store.session() as session:
+            guarded = set(await guarded_vtxo_ids(session, protect_imports=False))
+            everything = set(await guarded_vtxo_ids(session, protect_imports=True))
+            row = await session.get(VtxoRow, ids["barkd-locked"])
+            assert row is not None and (row.seen_state, row.seen_at) == ("locked", 7)
+    finally:
+        await store.close()
+    names = {v: k for k, v in ids.items()}
+    assert {names[i] for i in guarded} == {"barkd-spendable", "barkd-locked", "protected-import"}
+    assert {names[i] for i in everything} == {
+        "barkd-spendable",
+        "barkd-locked",
+        "protected-import",
+        "stale-import",
+    }

@@ -121,8 +121,9 @@ class StubFees:
 class StubBook:
     rows: list[VtxoRow]
 
-    async def ids_in_state(self, state: str) -> list[str]:
-        return [r.vtxo_id for r in self.rows if r.state == state]
+    async def guarded_ids(self, protect_imports: bool) -> list[str]:
+        """Every spendable row: which VTXOs are guarded is the store's query (tests/integration)."""
+        return [r.vtxo_id for r in self.rows if r.state == "spendable"]
 
     async def get_many(self, vtxo_ids: Sequence[str]) -> list[VtxoRow]:
         by_id = {r.vtxo_id: r for r in self.rows}
