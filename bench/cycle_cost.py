@@ -1,8 +1,9 @@
 """Cycle cost vs. scale: wall time and bitcoind round trips of one progress cycle, and memory, at 10, 100,
 1,000 and 5,000 tracked exits of round-tree VTXOs (shared ancestors, depth 3 to 5).
 
-Each scale gets a fresh daemon on one regtest node, its exits started and its wallet funded for the
-first two levels, then these cycles (each a real ExitEngine.progress(), as the background loop runs it):
+Each scale gets a fresh daemon (its store a SQLite file, or with --postgresql a PostgreSQL database) on
+one regtest node, its exits started and its wallet funded for the first two levels, then these cycles
+(each a real ExitEngine.progress(), as the background loop runs it):
   first       the first cycle: one package per tree root;
   idle        no new block since the last cycle (median of several);
   empty-block a new block that confirms nothing (every package stays in the mempool): the cost of a
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import (
+    database,
     forge_trees,
     fund_wallet,
     import_and_start,
@@ -96,7 +98,7 @@ def report(name: str, cycle: Cycle, exits: int) -> None:
     )
 
 
-async def measure(node: RegtestNode, forge: Forge, exits: int, repeats: int) -> None:
+async def measure(node: RegtestNode, forge: Forge, exits: int, repeats: int, database_url: str) -> None:
     gc.collect()
     base_rss, _ = rss_mb()
     started = time.perf_counter()
@@ -105,7 +107,7 @@ async def measure(node: RegtestNode, forge: Forge, exits: int, repeats: int) -> 
     trees = len({v.vtxo.anchor_point for v in vtxos})
     depths = sorted({v.vtxo.exit_depth for v in vtxos})
     minted = time.perf_counter() - started
-    async with running_daemon(node) as daemon:
+    async with running_daemon(node, database_url) as daemon:
         await import_and_start(daemon, vtxos)
         del vtxos
         await fund_wallet(daemon, node, 4 * trees + 4)
@@ -133,14 +135,14 @@ async def measure(node: RegtestNode, forge: Forge, exits: int, repeats: int) -> 
 
 
 async def main() -> None:
-    args = parse_args(__doc__ or "", scales=True)
+    args = parse_args(__doc__ or "", scales=True, backends=True)
     quiet_logs()
-    print(machine(), flush=True)
-    with regtest_node() as node:
+    print(machine(), "PostgreSQL" if args.postgresql else "SQLite", flush=True)
+    with regtest_node() as node, database(args.postgresql) as new_database:
         forge = Forge(node)
         scales = args.scales or (QUICK_SCALES if args.quick else SCALES)
         for exits in scales:
-            await measure(node, forge, exits, QUICK_REPEATS if args.quick else REPEATS)
+            await measure(node, forge, exits, QUICK_REPEATS if args.quick else REPEATS, new_database())
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -24,13 +24,15 @@ from pathlib import Path
 # package whose resources alembic cannot list when the script's directory, not the checkout, is first.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from exitd.config import BitcoindConfig, Config, RestConfig
+from exitd.config import BitcoindConfig, Config, DatabaseConfig, RestConfig
 from exitd.daemon.datadir import init_datadir
 from exitd.daemon.lifecycle import Daemon
 from exitd.regtest.forge import Forge, ForgedVtxo, LeafSpec
 from exitd.regtest.node import MINER_WALLET, RegtestNode
+from exitd.store.leader import take_term
 from exitd.wallet.vtxos import MAX_IMPORT_BATCH
 from tests.support.daemon import DaemonProcess
+from tests.support.postgres import PostgresServer
 
 # A leaf's amount: far above dust, small enough that a tree of thousands costs the miner little.
 LEAF_AMOUNT = 20_000
@@ -42,12 +44,33 @@ OUTPUTS_PER_FUNDING_TX = 500
 IMPORT_BYTES = 512 * 1024
 
 
-def parse_args(description: str, scales: bool = False) -> argparse.Namespace:
+def parse_args(description: str, scales: bool = False, backends: bool = False) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="smaller scales and fewer repetitions")
     if scales:
         parser.add_argument("--scales", type=int, nargs="+", metavar="N", help="these numbers of exits only")
+    if backends:
+        parser.add_argument(
+            "--postgresql",
+            action="store_true",
+            help="the store in a throwaway PostgreSQL cluster",
+        )
     return parser.parse_args()
+
+
+@contextmanager
+def database(postgresql: bool) -> Iterator[Callable[[], str]]:
+    """What makes each daemon's database: "" (the SQLite file in its datadir), or a new database on a
+    throwaway PostgreSQL cluster (tests/support/postgres.py), stopped afterwards."""
+    if not postgresql:
+        yield lambda: ""
+        return
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server.new_database
+    finally:
+        server.stop()
 
 
 def quiet_logs() -> None:
@@ -69,19 +92,23 @@ def regtest_node() -> Iterator[RegtestNode]:
 
 
 @asynccontextmanager
-async def running_daemon(node: RegtestNode) -> AsyncIterator[Daemon]:
+async def running_daemon(node: RegtestNode, database_url: str = "") -> AsyncIterator[Daemon]:
     """exitd's Daemon on `node` with a fresh datadir and wallet, started as `exitd run` starts it, its
-    background cycle not running (a benchmark runs cycles itself or starts `run_engine`)."""
+    background cycle not running (a benchmark runs cycles itself or starts `run_engine`). On PostgreSQL
+    (`database_url`) it is the database's only daemon, and leads."""
     with tempfile.TemporaryDirectory(prefix="exitd-bench-") as tmp:
         config = Config(
             network="regtest",
             datadir=Path(tmp),
             bitcoind=BitcoindConfig(rpc_url=node.rpc_url, rpc_cookie=str(node.cookie_file)),
             rest=RestConfig(port=0),
+            database=DatabaseConfig(url=database_url),
         )
         init_datadir(config)
         daemon = Daemon(config)
         await daemon.start()
+        if daemon.store.shared:
+            daemon.store.term = await take_term(daemon.store, "bench:1", "")
         try:
             assert await daemon.connect_node() is not None
             await daemon.setup_wallet()
