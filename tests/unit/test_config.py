@@ -29,6 +29,10 @@ def test_database_url_names_postgresql_and_nothing_else(tmp_path: Path) -> None:
     path = write(tmp_path, '[database]\nurl = "mysql://root@localhost/exitd"\n')
     with pytest.raises(ConfigError, match=r"'database\.url': expected a PostgreSQL URL"):
         load_config(path, environ={})
+    assert config.database.failover_timeout == 15.0
+    env = {"EXITD_DATABASE_URL": url, "EXITD_DATABASE_FAILOVER_TIMEOUT": "1"}
+    with pytest.raises(ConfigError, match=r"'database\.failover_timeout': expected seconds in \[3, 600\]"):
+        load_config(overrides={"datadir": str(tmp_path)}, environ=env)
 
 
 def test_file_then_env_then_flags(tmp_path: Path) -> None:
