@@ -46,6 +46,7 @@ def create_app(services: Services, auth_secret: bytes) -> web.Application:
     )
     app[SERVICES] = services
     app.router.add_get("/ping", ping)
-    for module in (bitcoin, exits, fees, onchain, wallet, unsupported, metrics, docs):
+    for module in (bitcoin, exits, fees, onchain, wallet, metrics, docs):
         module.add_routes(app)
+    unsupported.add_routes(app)  # last: what barkd defines and nothing above serves
     return app

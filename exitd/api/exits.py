@@ -181,7 +181,7 @@ async def status_all(request: web.Request) -> web.StreamResponse:
 async def status_all_deprecated(request: web.Request) -> web.StreamResponse:
     """0.1.4's listing; barkd 0.6.0 moved it to /status/all and answers here with a permanent redirect."""
     if _vocabulary(request) == V060:
-        location = request.rel_url.with_path("/api/v1/exits/status/all")
+        location = request.rel_url.with_path("/api/v1/exits/status/all").with_query(request.query)
         return web.Response(status=308, headers={"Location": str(location)})
     return await _statuses(request, "all")
 
@@ -346,7 +346,13 @@ async def fee_estimate(request: web.Request) -> web.Response:
     services = services_of(request)
     raw_ids = request.query.get("vtxo_ids")
     if raw_ids:
-        rows = await services.vtxos.get_many([i for i in raw_ids.split(",") if i.strip()])
+        # Unknown ids are bad input to this query (400, as barkd answers), not a missing resource.
+        ids = [parse_vtxo_id(i) for i in raw_ids.split(",") if i.strip()]
+        found = await services.vtxos.find_many(ids)
+        unknown = [i for i in ids if i not in found]
+        if unknown:
+            raise BadRequest(f"unknown VTXO {', '.join(unknown)}: import it first")
+        rows = [found[i] for i in ids]
         finished = [r.vtxo_id for r in rows if r.state == "spent"]
         if finished:
             raise BadRequest(f"VTXO {finished[0]} has already exited")

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from exitd.api.context import services_of
 from exitd.api.errors import BadRequest, json_response, read_json_object
+from exitd.api.shapes import V060, wallet_tx_json
 from exitd.chain.fees import SATS_PER_BTC, btc_to_sat
 
 # No amount can exceed the 21 million bitcoin there will ever be (Core's MAX_MONEY).
@@ -116,7 +117,11 @@ async def onchain_utxos(request: web.Request) -> web.Response:
 
 
 async def onchain_transactions(request: web.Request) -> web.Response:
-    txs = await services_of(request).wallet.list_transactions()
+    """0.1.4's TransactionInfo; in the 0.6.0 vocabulary WalletTxInfo, with what each did to the balance."""
+    services = services_of(request)
+    txs = await services.wallet.list_transactions()
+    if services.config.api_vocabulary == V060:
+        return json_response([wallet_tx_json(tx) for tx in txs])
     return json_response([{"txid": tx.txid, "tx": tx.raw.hex()} for tx in txs])
 
 

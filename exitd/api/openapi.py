@@ -15,18 +15,17 @@ import copy
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
 from http import HTTPStatus
-from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
 from exitd import __version__
+from exitd.api.shapes import VOCABULARIES, contract
 from exitd.api.unsupported import not_served
 
 # barkd's versions, the contract first: an operation both define is taken from 0.1.4.
-CONTRACT_VERSIONS = ("0.1.4", "0.6.0")
+CONTRACT_VERSIONS = VOCABULARIES
 SCHEMA_PREFIX = "#/components/schemas/"
 
 # Human text in an OpenAPI document: barkd's words are barkd's, so the packaged contract keeps none of them.
@@ -102,13 +101,6 @@ def contract_facts(document: Any, parent: str = "") -> Any:
 def render_contract(document: Any) -> str:
     """The packaged file's text of a contract document (contrib/extract_contract.py writes it)."""
     return json.dumps(contract_facts(document), indent=2, ensure_ascii=False) + "\n"
-
-
-@cache
-def contract(version: str) -> dict[str, Any]:
-    """The facts of barkd's OpenAPI document of `version`, as packaged with exitd."""
-    text = resources.files("exitd.api").joinpath(f"contract/barkd-openapi-{version}.json").read_text()
-    return dict(json.loads(text))
 
 
 def _open() -> list[dict[str, Any]]:
@@ -227,12 +219,12 @@ def contract_operation(method: str, path: str) -> dict[str, Any] | None:
 
 
 def not_served_operation(operation: dict[str, Any]) -> dict[str, Any]:
-    """barkd's operation for a route that needs an Ark server, with exitd's real answer."""
+    """barkd's operation for a route exitd does not serve, with exitd's real answer."""
     operation.pop("requestBody", None)
-    operation["summary"] = f"Needs an Ark server, answers 501 ({operation['operationId'].replace('_', ' ')})"
+    operation["summary"] = f"Not served by exitd, answers 501 ({operation['operationId'].replace('_', ' ')})"
     operation["responses"] = {
         "501": {
-            "description": "exitd only performs unilateral exits; this needs an Ark server (use barkd)",
+            "description": "exitd only performs unilateral exits; this is barkd's (use barkd)",
             "content": {"application/json": {"schema": {"$ref": f"{SCHEMA_PREFIX}NotImplementedError"}}},
         }
     }

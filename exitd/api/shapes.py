@@ -1,4 +1,5 @@
-"""barkd's JSON for exits: states, transaction statuses, origins, packages and errors, in each vocabulary.
+"""barkd's JSON for exits (states, transaction statuses, origins, packages, errors) in each vocabulary, and
+barkd's documents of both versions (`contract`).
 
 The one place that knows barkd's names. `0.1.4` is the contract (barkd-openapi-0.1.4.json); `0.6.0`
 (`rest.substate_vocabulary`) renders everything as barkd 0.6.0 does: its sub-state names (its migration
@@ -10,6 +11,9 @@ Fee rates are sat/kvB; 0.1.4's deprecated sat/kwu fields are derived (kvB / 4).
 
 from __future__ import annotations
 
+import json
+from functools import cache
+from importlib import resources
 from typing import Any
 
 from exitd.chain.view import BlockRef
@@ -42,10 +46,19 @@ from exitd.engine.states import (
     TxStatusKind,
     WalletOrigin,
 )
+from exitd.wallet.onchain import WalletTx
 
 V014 = "0.1.4"
 V060 = "0.6.0"
 VOCABULARIES = (V014, V060)
+
+
+@cache
+def contract(version: str) -> dict[str, Any]:
+    """The facts of barkd's OpenAPI document of `version`, as packaged with exitd (exitd/api/contract/)."""
+    text = resources.files("exitd.api").joinpath(f"contract/barkd-openapi-{version}.json").read_text()
+    return dict(json.loads(text))
+
 
 Json = dict[str, Any]
 
@@ -202,3 +215,15 @@ def error_json(error: ExitError, vocab: str) -> Json:
         amount, dust = error.fields["vtxo"], error.fields["dust"]
         return {"type": "dust-limit", "vtxo": error.vtxo_id, "amount": amount, "dust": dust}
     return {"type": error_tag(error), **error.fields}
+
+
+def wallet_tx_json(tx: WalletTx) -> Json:
+    """barkd 0.6.0's WalletTxInfo."""
+    return {
+        "txid": tx.txid,
+        "tx": tx.raw.hex(),
+        "balance_change_sat": tx.balance_change,
+        "is_cpfp": tx.is_cpfp,
+        "confirmation": block_json(tx.block),
+        "onchain_fee_sat": tx.fee,
+    }

@@ -1,53 +1,38 @@
-"""barkd endpoints that need an Ark server: exitd answers them with 501 so clients learn why at once."""
+"""barkd operations exitd does not serve: every operation of barkd's documents (0.1.4 and 0.6.0) that has no
+route of exitd's own answers 501, so a barkd client learns at once that this daemon only exits (a 404 would
+read as a wrong URL). One rule for both versions: boarding, payments, rounds, refreshes, barkd's history,
+mnemonic and message signing alike."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from exitd.api.errors import NotImplementedByExitd
+from exitd.api.shapes import VOCABULARIES, contract
 
-# (method, path) of barkd 0.1.4 operations that talk to an Ark server or a Lightning node.
-ARK_SERVER_ROUTES: tuple[tuple[str, str], ...] = (
-    ("POST", "/api/v1/boards/board-all"),
-    ("POST", "/api/v1/boards/board-amount"),
-    ("GET", "/api/v1/boards/pending"),
-    ("GET", "/api/v1/fees/board"),
-    ("GET", "/api/v1/fees/lightning/pay"),
-    ("GET", "/api/v1/fees/lightning/receive"),
-    ("GET", "/api/v1/fees/offboard-all"),
-    ("POST", "/api/v1/lightning/pay"),
-    ("GET", "/api/v1/lightning/receives"),
-    ("POST", "/api/v1/lightning/receives/invoice"),
-    ("GET", "/api/v1/lightning/receives/{identifier}"),
-    ("DELETE", "/api/v1/lightning/receives/{identifier}"),
-    ("GET", "/api/v1/notifications/ws/ticket"),
-    ("GET", "/api/v1/wallet/addresses/index/{index}"),
-    ("POST", "/api/v1/wallet/addresses/next"),
-    ("GET", "/api/v1/wallet/ark-info"),
-    ("GET", "/api/v1/wallet/connected"),
-    ("GET", "/api/v1/wallet/history"),
-    ("GET", "/api/v1/wallet/movements"),
-    ("GET", "/api/v1/wallet/next-round"),
-    ("POST", "/api/v1/wallet/offboard/all"),
-    ("POST", "/api/v1/wallet/offboard/vtxos"),
-    ("POST", "/api/v1/wallet/refresh/all"),
-    ("POST", "/api/v1/wallet/refresh/counterparty"),
-    ("POST", "/api/v1/wallet/refresh/vtxos"),
-    ("GET", "/api/v1/wallet/rounds"),
-    ("POST", "/api/v1/wallet/send"),
-    ("POST", "/api/v1/wallet/send-onchain"),
-    ("POST", "/api/v1/wallet/sync/mailbox"),
-    ("DELETE", "/api/v1/wallet"),
-)
+HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch"})
 
 
 async def not_served(request: web.Request) -> web.StreamResponse:
     raise NotImplementedByExitd(
-        f"{request.method} {request.path} needs an Ark server; exitd only performs unilateral exits "
-        "(use barkd for boarding, payments, rounds and refreshes)"
+        f"{request.method} {request.path} is barkd's: exitd only performs unilateral exits "
+        "(use barkd for boarding, payments, rounds, refreshes and the rest of an Ark wallet)"
     )
 
 
+def barkd_operations() -> set[tuple[str, str]]:
+    """(METHOD, path template) of every operation either barkd document defines."""
+    return {
+        (method.upper(), path)
+        for version in VOCABULARIES
+        for path, operations in contract(version)["paths"].items()
+        for method in operations
+        if method in HTTP_METHODS
+    }
+
+
 def add_routes(app: web.Application) -> None:
-    for method, path in ARK_SERVER_ROUTES:
+    """Added after every module that serves barkd's operations: the rest of barkd's answer 501."""
+    served = {(route.method, route.resource.canonical) for route in app.router.routes() if route.resource}
+    for method, path in sorted(barkd_operations() - served):
         app.router.add_route(method, path, not_served)

@@ -42,6 +42,7 @@ from exitd.chain.rpc import (
     RpcWalletAlreadyLoaded,
     RpcWalletNotFound,
 )
+from exitd.chain.view import BlockRef
 from exitd.log import event, get_logger
 from exitd.store.db import Store
 from exitd.store.meta import WALLET_BIRTHDAY_HEIGHT, WALLET_CREATED_AT, WALLET_FINGERPRINT, get_meta, set_meta
@@ -135,8 +136,25 @@ def _cpfp_child(parent: CTransaction, draft: Draft, tx: CTransaction) -> CpfpChi
 
 @dataclass(frozen=True)
 class WalletTx:
+    """A transaction touching the wallet: what it did to the balance (sat, fee included), its fee when the
+    wallet sent it (bitcoind's count: outputs less the wallet's inputs), and its block once confirmed."""
+
     txid: str
     raw: bytes
+    balance_change: int
+    fee: int | None
+    block: BlockRef | None
+
+    @property
+    def is_cpfp(self) -> bool:
+        """Whether it spends a pay-to-anchor output, as the CPFP child of an exit tx does: the one input a
+        standard tx spends with neither a scriptSig nor a witness (the wallet's own coins always sign)."""
+        tx = CTransaction.deserialize(self.raw)
+        witnesses = list(tx.wit.vtxinwit) + [None] * (len(tx.vin) - len(tx.wit.vtxinwit))
+        return any(
+            not txin.scriptSig and (wit is None or not wit.scriptWitness.stack)
+            for txin, wit in zip(tx.vin, witnesses, strict=True)
+        )
 
 
 def canonical_descriptor(descriptor: str) -> str:
@@ -428,7 +446,12 @@ class OnchainWallet:
         for txid, answer in zip(txids, answers, strict=True):
             if isinstance(answer, RpcError):
                 raise answer
-            txs.append(WalletTx(txid, bytes.fromhex(answer["hex"])))
+            fee = -btc_to_sat(answer["fee"]) if "fee" in answer else None
+            block = (
+                BlockRef(int(answer["blockheight"]), answer["blockhash"]) if "blockhash" in answer else None
+            )
+            change = btc_to_sat(answer["amount"]) - (fee or 0)
+            txs.append(WalletTx(txid, bytes.fromhex(answer["hex"]), change, fee, block))
         return txs
 
     # Coins and reservations.

@@ -253,11 +253,16 @@ class VtxoBook:
         async with self.store.session() as session:
             return await _existing(session, parse_vtxo_id(vtxo_id))
 
+    async def find_many(self, vtxo_ids: Sequence[str]) -> dict[str, VtxoRow]:
+        """The imported ones of these VTXOs, by canonical id; InvalidVtxoId for an id that is not one."""
+        ids = [parse_vtxo_id(v) for v in vtxo_ids]
+        async with self.store.session() as session:
+            return await get_vtxos(session, ids)
+
     async def get_many(self, vtxo_ids: Sequence[str]) -> list[VtxoRow]:
         """Rows in the order asked; UnknownVtxo names every id that is not imported."""
         ids = [parse_vtxo_id(v) for v in vtxo_ids]
-        async with self.store.session() as session:
-            rows = await get_vtxos(session, ids)
+        rows = await self.find_many(ids)
         missing = [v for v in ids if v not in rows]
         if missing:
             error = UnknownVtxo(", ".join(missing))

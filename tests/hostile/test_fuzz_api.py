@@ -3,6 +3,7 @@ with barkd's own document as the judge of what a barkd client sees."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,21 +18,19 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from exitd.api.openapi import MESSAGE_SCHEMA
-from exitd.api.unsupported import ARK_SERVER_ROUTES
 from tests.support.daemon import DaemonProcess
 from tests.support.fuzz import fuzz_operation, live_config, operations
 from tests.support.vectors import barkd_openapi
 
 pytestmark = pytest.mark.bitcoind
 
-ARK_SERVER_OPERATIONS = frozenset(f"{method} {path}" for method, path in ARK_SERVER_ROUTES)
 # Enough to reach each operation's validation branches; the two runs stay well under a minute each.
 MAX_EXAMPLES = 15
 CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 def answers_501(operation: Any) -> bool:
-    """An operation that needs an Ark server: exitd's document gives it exactly one answer, 501."""
+    """An operation exitd does not serve: exitd's document gives it exactly one answer, 501."""
     return "501" in operation.definition.raw["responses"]
 
 
@@ -59,34 +58,53 @@ def barkd_060_statuses(method: str, path: str) -> set[str]:
     return set(document["paths"].get(path, {}).get(method, {}).get("responses", {}))
 
 
-def documented_or_exitd_extra(ctx: CheckContext, response: Response, case: Case) -> bool:
-    """The status barkd documents for the operation (0.1.4, or 0.6.0 which documents more), or one of
-    exitd's precise additions: 400 where exitd checks an input barkd's schema lets through, 501 where the
-    operation needs an Ark server. Any body but a documented one is barkd's error shape, {message}."""
-    operation = case.operation
-    status = str(response.status_code)
-    documented = set(operation.definition.raw["responses"]) | barkd_060_statuses(
-        operation.method.lower(), operation.path
+def not_served(daemon: DaemonProcess) -> frozenset[str]:
+    """The labels of barkd's operations exitd does not serve: those its own document answers with 501."""
+    status, document = daemon.request("GET", "/api-docs/openapi.json", auth=False)
+    assert status == 200
+    return frozenset(
+        f"{method.upper()} {path}"
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if "501" in operation["responses"]
     )
-    has_input = bool(operation.definition.raw.get("parameters")) or "requestBody" in operation.definition.raw
-    extra = {"501"} if operation.label in ARK_SERVER_OPERATIONS else ({"400"} if has_input else set())
-    assert status in documented | extra, f"{operation.label}: {status} is neither barkd's nor exitd's"
-    if status not in documented:
-        errors = list(Draft202012Validator(MESSAGE_SCHEMA).iter_errors(response.json()))
-        assert not errors, f"{operation.label} {status}: {errors[0].message}"
-    return True
+
+
+def documented_or_exitd_extra(unserved: frozenset[str]) -> Callable[[CheckContext, Response, Case], bool]:
+    """The status barkd documents for the operation (0.1.4, or 0.6.0 which documents more), or one of
+    exitd's precise additions: 400 where exitd checks an input barkd's schema lets through, 501 where exitd
+    does not serve the operation. Any body but a documented one is barkd's error shape, {message}."""
+
+    def check(ctx: CheckContext, response: Response, case: Case) -> bool:
+        operation = case.operation
+        status = str(response.status_code)
+        documented = set(operation.definition.raw["responses"]) | barkd_060_statuses(
+            operation.method.lower(), operation.path
+        )
+        raw = operation.definition.raw
+        has_input = bool(raw.get("parameters")) or "requestBody" in raw
+        extra = {"501"} if operation.label in unserved else ({"400"} if has_input else set())
+        assert status in documented | extra, f"{operation.label}: {status} is neither barkd's nor exitd's"
+        if status not in documented:
+            errors = list(Draft202012Validator(MESSAGE_SCHEMA).iter_errors(response.json()))
+            assert not errors, f"{operation.label} {status}: {errors[0].message}"
+        return True
+
+    return check
 
 
 def test_barkd_document_judges_the_daemon(daemon: DaemonProcess) -> None:
     """What a barkd client sends (input valid by barkd's 0.1.4 document) gets what barkd's document promises:
-    no 5xx but the Ark-server operations' 501, documented statuses, bodies valid by barkd's schemas."""
+    no 5xx but the 501 of operations exitd does not serve, documented statuses, bodies valid by barkd's
+    schemas."""
     schema = schemathesis.openapi.from_dict(barkd_document(), config=live_config(daemon))
+    unserved = not_served(daemon)
+    assert "POST /api/v1/boards/board-all" in unserved
     failures = []
     for operation in operations(schema):
-        ark_server = operation.label in ARK_SERVER_OPERATIONS
         checks = [
-            *([] if ark_server else [not_a_server_error]),
-            documented_or_exitd_extra,
+            *([] if operation.label in unserved else [not_a_server_error]),
+            documented_or_exitd_extra(unserved),
             content_type_conformance,
             response_schema_conformance,
         ]

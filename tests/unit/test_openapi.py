@@ -19,7 +19,7 @@ from exitd.api.openapi import (
     render_contract,
     served_routes,
 )
-from exitd.api.unsupported import ARK_SERVER_ROUTES
+from exitd.api.unsupported import barkd_operations, not_served
 from exitd.config import Config
 from tests.support.vectors import barkd_openapi
 
@@ -56,9 +56,17 @@ def test_an_exitd_operation_without_a_route_is_drift() -> None:
         build_document(web.Application(), "0.1.4", metrics_open=False)
 
 
-def test_ark_server_routes_document_their_501() -> None:
-    paths = build_document(real_app(), "0.1.4", metrics_open=False)["paths"]
-    for method, path in ARK_SERVER_ROUTES:
+def test_every_barkd_operation_not_served_answers_501_and_documents_it() -> None:
+    """One rule for both documents: 0.1.4's Ark-server operations and 0.6.0's additions alike."""
+    app = real_app()
+    routes = served_routes(app)
+    unserved = {(r.method.upper(), r.path) for r in routes if r.handler is not_served}
+    served = {(r.method.upper(), r.path) for r in routes if r.handler is not not_served}
+    assert unserved == barkd_operations() - served and served & barkd_operations()
+    assert {("POST", "/api/v1/boards/board-all"), ("GET", "/api/v1/history")} <= unserved
+    assert {("POST", "/api/v1/message/sign"), ("GET", "/api/v1/wallet/mnemonic")} <= unserved
+    paths = build_document(app, "0.1.4", metrics_open=False)["paths"]
+    for method, path in unserved:
         operation = paths[path][method.lower()]
         assert list(operation["responses"]) == ["501", "401"] and "requestBody" not in operation
 
