@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import Enum
 from typing import Any
 
 from exitd.chain.rpc import BitcoinRpc, RpcError
@@ -25,6 +26,14 @@ CONFIRMATION_TARGETS = (1, 3, 6)
 MAX_CONFIRMATION_TARGET = 1008
 
 
+class Speed(Enum):
+    """How soon a tx should confirm: ~1 block (exit packages), ~3 (claims, sends) or ~6."""
+
+    FAST = "fast"
+    REGULAR = "regular"
+    SLOW = "slow"
+
+
 @dataclass(frozen=True)
 class FeeRates:
     """sat/kvB for ~1, ~3 and ~6 blocks; `estimated` is False when a fallback stood in."""
@@ -33,6 +42,13 @@ class FeeRates:
     regular: int
     slow: int
     estimated: bool
+
+    def at(self, speed: Speed) -> int:
+        if speed is Speed.FAST:
+            return self.fast
+        if speed is Speed.REGULAR:
+            return self.regular
+        return self.slow
 
 
 @dataclass(frozen=True)
@@ -139,6 +155,12 @@ class FeeEstimator:
             estimates[target] = ceiling
         estimated = all(self._estimates[t] is not None for t in targets)
         return Market(relay, estimates, estimated)
+
+    async def rate_or_estimate(self, given: int | None, speed: Speed) -> int:
+        """The rate a request gave (the user's choice wins), else the estimate for `speed`."""
+        if given is not None:
+            return given
+        return (await self.rates()).at(speed)
 
     async def rates(self) -> FeeRates:
         market = await self.market(CONFIRMATION_TARGETS)

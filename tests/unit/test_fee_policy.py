@@ -1,6 +1,17 @@
+from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any, ClassVar
 
-from exitd.chain.fees import Market, RelayPolicy, confirmation_target, relay_policy
+from exitd.chain.fees import (
+    FeeEstimator,
+    Market,
+    RelayPolicy,
+    Speed,
+    confirmation_target,
+    fee_at_rate,
+    relay_policy,
+    sat_per_vb_ceil,
+)
 from exitd.engine.fee_policy import (
     FeePolicy,
     RaisedRate,
@@ -109,3 +120,46 @@ def test_a_rate_below_the_floor_is_raised_and_says_so() -> None:
 def test_market_rate_by_blocks() -> None:
     m = Market(RelayPolicy(100, 100, 100), {1: 5000, 6: 2000, 1008: 100}, True)
     assert m.rate(1) == 5000 and m.rate(6) == 2000 and m.rate(5000) == 100 and m.rate(0) == 5000
+
+
+class CountingRpc:
+    """bitcoind's answers to a fee estimate: the best block and relay policy, then 1, 3 and 6-block
+    estimates."""
+
+    ANSWERS: ClassVar[dict[str, Any]] = {
+        "getbestblockhash": "00" * 32,
+        "getmempoolinfo": {
+            "minrelaytxfee": Decimal("0.00000100"),
+            "incrementalrelayfee": Decimal("0.00000100"),
+            "mempoolminfee": Decimal("0.00000100"),
+        },
+        "getnetworkinfo": {"relayfee": Decimal("0.00000100"), "incrementalfee": Decimal("0.00000100")},
+    }
+    RATES: ClassVar[dict[int, str]] = {1: "0.00005", 3: "0.00003", 6: "0.00001"}
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def batch(self, calls: Iterable[tuple[str, list[Any]]]) -> list[Any]:
+        self.calls += 1
+        return [
+            {"feerate": Decimal(self.RATES[params[0]])}
+            if method == "estimatesmartfee"
+            else self.ANSWERS[method]
+            for method, params in calls
+        ]
+
+
+async def test_a_given_rate_wins_and_asks_nothing_else_the_estimate_for_the_speed() -> None:
+    rpc = CountingRpc()
+    fees = FeeEstimator(rpc, fallback_rate=1000)  # type: ignore[arg-type]
+    assert await fees.rate_or_estimate(7_000, Speed.FAST) == 7_000 and rpc.calls == 0
+    assert await fees.rate_or_estimate(None, Speed.FAST) == 5_000
+    assert await fees.rate_or_estimate(None, Speed.REGULAR) == 3_000
+    assert await fees.rate_or_estimate(None, Speed.SLOW) == 1_000
+
+
+def test_fee_at_rate_rounds_up_so_the_rate_is_met() -> None:
+    assert fee_at_rate(1000, 141) == 141
+    assert fee_at_rate(1500, 141) == 212  # 211.5
+    assert sat_per_vb_ceil(1001) == 2 and sat_per_vb_ceil(1000) == 1
