@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from exitd.chain.fees import btc_to_sat
 from exitd.daemon.lifecycle import Daemon
-from exitd.engine.engine import CpfpFunder
+from exitd.engine.packages import CpfpFunder
 from exitd.engine.states import ExitStateKind
 from exitd.regtest.forge import Forge, ForgedVtxo, LeafSpec
 from exitd.regtest.node import RegtestNode

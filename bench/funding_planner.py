@@ -64,7 +64,7 @@ async def exit_all(node: RegtestNode, vtxos: list[ForgedVtxo], planner: bool) ->
     async with running_daemon(node) as daemon:
         await fund_one_coin(daemon, node)
         if not planner:
-            daemon.engine.funding = None
+            daemon.engine.cycle.funding = None
         ids = set(await import_and_start(daemon, vtxos))
         for mined in range(MAX_BLOCKS):
             await daemon.wallet.sync()  # bitcoind's wallet has seen the block, in both runs alike

@@ -133,7 +133,8 @@ class BarkdConfig:
     sync_interval: float = 60.0
 
 
-# Named points in the engine where a test may have the daemon die at once (exitd/engine/engine.py).
+# Named points in the engine where a test may have the daemon die at once (exitd/engine/packages.py for
+# packages, exitd/engine/engine.py for claims).
 CRASH_POINTS = ("after_child_stored", "after_submit", "before_claim_broadcast", "after_claim_broadcast")
 
 

@@ -28,8 +28,10 @@ from exitd.api.shapes import (
     state_json,
 )
 from exitd.api.wallet import parse_bool_query
-from exitd.engine.engine import ExitEngine, LiveExit, ProgressReport
+from exitd.chain.fees import sat_per_vb_ceil
+from exitd.engine.engine import ExitEngine
 from exitd.engine.fee_policy import RaisedRate
+from exitd.engine.model import LiveExit, ProgressReport
 from exitd.engine.states import ExitState
 from exitd.wallet.address import decode_address
 from exitd.wallet.planner import FundingOutlook
@@ -372,7 +374,7 @@ async def fee_estimate(request: web.Request) -> web.Response:
             "exit_broadcast_fee_sat": estimate.exit_broadcast_fee,
             "claim_fee_sat": estimate.claim_fee,
             "total_fee_sat": estimate.exit_broadcast_fee + estimate.claim_fee,
-            "fee_rate_sat_per_vb": -(-estimate.fee_rate // 1000),
+            "fee_rate_sat_per_vb": sat_per_vb_ceil(estimate.fee_rate),
             "txs_to_broadcast": estimate.txs_to_broadcast,
             "fundable": estimate.fundable,
             "funding": funding_json(funding),

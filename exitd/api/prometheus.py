@@ -14,7 +14,8 @@ from enum import StrEnum
 
 from exitd import __version__
 from exitd.chain.rpc import BitcoinRpc
-from exitd.engine.engine import ExitEngine, LiveExit
+from exitd.engine.engine import ExitEngine
+from exitd.engine.model import LiveExit
 from exitd.engine.states import ExitStateKind
 from exitd.wallet.onchain import OnchainBalance
 

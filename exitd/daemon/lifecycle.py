@@ -46,6 +46,7 @@ from exitd.engine.alerts import Alerts, WebhookSettings
 from exitd.engine.engine import ExitEngine
 from exitd.engine.fee_policy import FeePolicy
 from exitd.engine.guard import Guard, GuardSettings
+from exitd.engine.model import ExitBook
 from exitd.log import event, get_logger
 from exitd.source.barkd import BarkdClient, BarkdFollower, read_token
 from exitd.store.db import Store, upgrade
@@ -137,17 +138,32 @@ class Daemon:
             config.wallet.birthday_height,
         )
         self.vtxos = VtxoBook(self.store, self.rpc, seed, config.wallet.vtxo_key_search_limit)
-        self.engine = ExitEngine(
-            self.store, self.rpc, self.fees, self.vtxos, self.wallet, fee_policy(config), config.network
-        )
+        policy = fee_policy(config)
+        book = ExitBook()
         self.alerts = Alerts(webhook_settings(config))
         self.guard = Guard(
-            self.engine, self.vtxos, self.wallet, self.alerts, guard_settings(config), config.network
+            book,
+            self.vtxos,
+            self.wallet,
+            self.alerts,
+            guard_settings(config),
+            config.network,
+            self.fees,
+            policy,
         )
-        self.engine.guard = self.guard
-        self.engine.funding = self.wallet
-        if config.testing.crash_point:
-            self.engine.crash_hook = crash_at(config.testing.crash_point)
+        self.engine = ExitEngine(
+            self.store,
+            self.rpc,
+            self.fees,
+            self.vtxos,
+            self.wallet,
+            policy,
+            config.network,
+            book=book,
+            guard=self.guard,
+            funding=self.wallet,
+            crash_hook=crash_at(config.testing.crash_point) if config.testing.crash_point else None,
+        )
         self.follower: BarkdFollower | None = None
         self.services = Services(
             config=config,
@@ -279,7 +295,7 @@ class Daemon:
 
     async def run_engine(self) -> None:
         """The background cycle, with guard mode acting after each cycle and the alerts worker sending."""
-        guard = asyncio.create_task(self.guard.run(self.stopping))
+        guard = asyncio.create_task(self.guard.run(self.stopping, self.engine))
         alerts = asyncio.create_task(self.alerts.run())
         follower = asyncio.create_task(self.follower.run(self.stopping)) if self.follower else None
         try:

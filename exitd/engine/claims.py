@@ -6,17 +6,26 @@ rate x vsize from the output and sign again (the weight does not change: BIP340 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bitcoin.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, COutPoint, CScript, CTransaction
 
 from exitd.ark.claim import ClaimError, ClaimSigner, claim_input_weight, sign_claim_inputs
 from exitd.ark.encoding import OutPoint
-from exitd.ark.policy import ClaimClause
+from exitd.ark.policy import ClaimClause, UserPolicy
 from exitd.ark.weight import WITNESS_SCALE_FACTOR, tx_vsize, vsize
 from exitd.chain.fees import fee_at_rate
-from exitd.engine.errors import ClaimFeeExceedsOutput, ClaimSigningError
+from exitd.engine.errors import (
+    ClaimFeeExceedsOutput,
+    ClaimMissingInputs,
+    ClaimMissingSignableClause,
+    ClaimSigningError,
+    VtxoNotClaimable,
+)
+from exitd.engine.model import LiveExit
+from exitd.engine.states import ExitStateKind
+from exitd.wallet.vtxos import VtxoBook, vtxo_of
 
 CLAIM_TX_VERSION = 2
 # The P2TR dust limit barkd applies to every claim output, whatever the destination type.
@@ -70,3 +79,36 @@ def claim_tx_vsize(clauses: Sequence[ClaimClause], destination: bytes) -> int:
         stripped * WITNESS_SCALE_FACTOR + 2 + sum(claim_input_weight(c) for c in clauses)
     )  # + marker, flag
     return vsize(weight)
+
+
+def claimable_exits(exits: Mapping[str, LiveExit], vtxo_ids: Sequence[str] | None) -> list[LiveExit]:
+    """The exits a claim of `vtxo_ids` (None: every claimable one) spends; each given one must be
+    claimable, and at least one exit must be."""
+    if vtxo_ids is None:
+        chosen = [e for e in exits.values() if e.state.kind is ExitStateKind.CLAIMABLE]
+    else:
+        chosen = []
+        for vtxo_id in vtxo_ids:
+            e = exits.get(vtxo_id)
+            if e is None or e.state.kind is not ExitStateKind.CLAIMABLE:
+                raise VtxoNotClaimable(vtxo_id, e.state.kind.value if e else "not exiting")
+            chosen.append(e)
+    if not chosen:
+        raise ClaimMissingInputs()
+    return chosen
+
+
+async def claim_input(vtxos: VtxoBook, vtxo_id: str, preimage: bytes | None) -> ClaimInput:
+    """The VTXO's claim input, signable with its user key (and the HTLC preimage, given or stored)."""
+    row = await vtxos.get(vtxo_id)
+    vtxo = vtxo_of(row)
+    if row.key_index is None:
+        raise ClaimMissingSignableClause(vtxo_id, "this wallet does not hold the VTXO's user key")
+    assert isinstance(vtxo.policy, UserPolicy)
+    clause = vtxo.policy.user_claim_clause(vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
+    preimage = preimage or row.preimage
+    if clause.needs_preimage and preimage is None:
+        raise ClaimMissingSignableClause(vtxo_id, "the HTLC-receive claim needs the payment preimage")
+    secret = vtxos.keychain.seckey(row.key_index)
+    signer = ClaimSigner(clause, secret, preimage if clause.needs_preimage else None)
+    return ClaimInput(OutPoint.from_str(vtxo_id), vtxo.amount, clause.script_pubkey, signer)

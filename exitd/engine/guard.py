@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -56,17 +56,19 @@ from bitcoin.core import b2lx
 
 from exitd.ark.exit_tx import build_exit_chain
 from exitd.ark.weight import tx_vsize
+from exitd.chain.fees import FeeRates
 from exitd.chain.rpc import RpcError
 from exitd.chain.view import ChainSnapshot, TxState
 from exitd.engine.alerts import AlertEvent, Alerts
-from exitd.engine.engine import P2TR_DUST, ExitEngine
 from exitd.engine.errors import (
     ClaimMissingSignableClause,
     ExitError,
     FeeBudgetExceeded,
     InsufficientConfirmedFunds,
 )
-from exitd.engine.fee_policy import blocks_per_level, exit_fee_estimate, fee_budget
+from exitd.engine.fee_policy import FeePolicy, blocks_per_level, exit_fee_estimate, fee_budget
+from exitd.engine.model import LiveExit
+from exitd.engine.starts import P2TR_DUST
 from exitd.engine.states import ExitState, ExitStateKind, TxStatusKind
 from exitd.log import event, get_logger
 from exitd.store.models import VtxoRow
@@ -146,6 +148,27 @@ class AddressSource(Protocol):
     async def next_address(self) -> str: ...
 
 
+class FeeSource(Protocol):
+    async def rates(self) -> FeeRates: ...
+
+
+class ExitsView(Protocol):
+    """The engine's book as the guard reads it (exitd.engine.model.ExitBook); never changed here."""
+
+    @property
+    def exits(self) -> Mapping[str, LiveExit]: ...
+
+    def broadcast_by_exitd(self, txid: str) -> bool: ...
+
+
+class ExitActor(Protocol):
+    """The engine as the guard's task acts through it: as a request would, taking the engine's lock."""
+
+    async def start(self, vtxo_ids: Sequence[str], started_by: str) -> list[str]: ...
+
+    async def claim(self, vtxo_ids: Sequence[str], destination: bytes, fee_rate: int | None) -> str: ...
+
+
 def guard_margin(exit_depth: int, exit_delta: int, slack_blocks: int) -> int:
     """Blocks before expiry_height at which the expiry guard starts an exit."""
     return exit_depth + exit_delta + slack_blocks
@@ -206,14 +229,18 @@ def guarded_vtxo(row: VtxoRow) -> GuardedVtxo | None:
 class Guard:
     def __init__(
         self,
-        engine: ExitEngine,
+        book: ExitsView,
         vtxos: VtxoBook,
         wallet: AddressSource,
         alerts: Alerts,
         settings: GuardSettings,
         network: str,
+        fees: FeeSource,
+        policy: FeePolicy,
     ) -> None:
-        self.engine = engine
+        self.book = book
+        self.fees = fees
+        self.policy = policy
         self.vtxos = vtxos
         self.wallet = wallet
         self.alerts = alerts
@@ -227,7 +254,7 @@ class Guard:
 
     def prime(self) -> None:
         """After the engine loaded its exits: those already claimable or claimed were announced before."""
-        for e in self.engine.exits.values():
+        for e in self.book.exits.values():
             kind = e.state.kind
             if kind in (ExitStateKind.CLAIMABLE, ExitStateKind.CLAIM_IN_PROGRESS, ExitStateKind.CLAIMED):
                 self.alerts.mark_sent(AlertEvent.EXIT_CLAIMABLE, e.vtxo_id, ExitStateKind.CLAIMABLE.value)
@@ -240,8 +267,8 @@ class Guard:
         """The exit txids of every guarded VTXO that is not exiting, for this cycle's snapshot."""
         if not self.settings.enabled:
             return []
-        # Ids only, and rows only for VTXOs new to the guard: every cycle reads this, and loading every
-        # row (encoded VTXO included) cost a tenth of a second per cycle at a thousand VTXOs.
+        # Ids only, and rows only for VTXOs new to the guard: every cycle reads this, and every row
+        # (encoded VTXO included) would be a tenth of a second per cycle at a thousand VTXOs.
         ids = await self.vtxos.guarded_ids(self.settings.protect_imports)
         new = [i for i in ids if i not in self._chains]
         rows = {r.vtxo_id: r for r in await self.vtxos.get_many(new)} if new else {}
@@ -264,8 +291,8 @@ class Guard:
 
     def _alert_exits(self, snap: ChainSnapshot) -> None:
         tip = snap.tip.height
-        margin = self.engine.policy.expiry_margin
-        for e in self.engine.exits.values():
+        margin = self.policy.expiry_margin
+        for e in self.book.exits.values():
             state, stage = e.state, exit_stage(e.state)
             if state.kind is ExitStateKind.CLAIMABLE:
                 assert state.claimable_since is not None
@@ -315,7 +342,7 @@ class Guard:
         present = {
             txid for v in guarded for txid in v.txids if snap.location(txid).state is not TxState.NOT_FOUND
         }
-        ours = {txid for txid in present if self._broadcast_by_exitd(txid)}
+        ours = {txid for txid in present if self.book.broadcast_by_exitd(txid)}
         starts = []
         for v in guarded:
             txid = foreign_txid(v.txids, present, ours)
@@ -334,12 +361,6 @@ class Guard:
             )
         return starts
 
-    def _broadcast_by_exitd(self, txid: str) -> bool:
-        tracked = self.engine.txs.get(txid)
-        return tracked is not None and any(
-            c.source == "wallet" and c.status != "abandoned" for c in tracked.children.values()
-        )
-
     async def _expiry_starts(self, snap: ChainSnapshot, starting: set[str]) -> list[GuardStart]:
         tip = snap.tip.height
         due = [
@@ -350,11 +371,11 @@ class Guard:
         if not due:
             return []
         try:
-            rate = (await self.engine.fees.rates()).fast
+            rate = (await self.fees.rates()).fast
         except RpcError as e:
             event(log, logging.WARNING, "guard_fee_estimate_failed", error=str(e))
             return []
-        policy = self.engine.policy
+        policy = self.policy
         starts = []
         for v in due:
             unbroadcast = [
@@ -384,14 +405,14 @@ class Guard:
     def _claimable(self) -> list[str]:
         return [
             e.vtxo_id
-            for e in self.engine.exits.values()
+            for e in self.book.exits.values()
             if e.state.kind is ExitStateKind.CLAIMABLE and e.vtxo_id not in self._unclaimable
         ]
 
     # The guard's task (the engine's lock is free: start and claim as a request would).
 
-    async def run(self, stopping: asyncio.Event) -> None:
-        """Carry out each cycle's plan as soon as the cycle is over, until `stopping`."""
+    async def run(self, stopping: asyncio.Event, engine: ExitActor) -> None:
+        """Carry out each cycle's plan through `engine` as soon as the cycle is over, until `stopping`."""
         stop = asyncio.ensure_future(stopping.wait())
         try:
             while True:
@@ -403,20 +424,20 @@ class Guard:
                 self._due.clear()
                 plan, self._plan = self._plan, GuardPlan()
                 try:
-                    await self._start(plan.starts)
-                    await self._claim(list(plan.claims))
+                    await self._start(engine, plan.starts)
+                    await self._claim(engine, list(plan.claims))
                 except Exception:
                     log.exception("guard_crashed")
         finally:
             stop.cancel()
 
-    async def _start(self, starts: Sequence[GuardStart]) -> None:
+    async def _start(self, engine: ExitActor, starts: Sequence[GuardStart]) -> None:
         for reason in StartedBy:
             group = [s for s in starts if s.started_by is reason]
             if not group:
                 continue
             try:
-                started = set(await self.engine.start([s.vtxo_id for s in group], reason.value))
+                started = set(await engine.start([s.vtxo_id for s in group], reason.value))
             except (ExitError, RpcError, LookupError) as e:
                 event(log, logging.WARNING, "guard_start_failed", started_by=reason.value, error=str(e))
                 continue
@@ -431,19 +452,19 @@ class Guard:
                         blocks_left=s.expiry_height - s.tip,
                     )
 
-    async def _claim(self, vtxo_ids: list[str]) -> None:
+    async def _claim(self, engine: ExitActor, vtxo_ids: list[str]) -> None:
         """One claim of every claimable exit; an exit whose claim cannot be signed here is left out."""
         if not vtxo_ids:
             return
         try:
             destination = await self._claim_destination()
-            rate = min((await self.engine.fees.rates()).regular, self.settings.claim_max_rate)
+            rate = min((await self.fees.rates()).regular, self.settings.claim_max_rate)
         except (RpcError, NoWallet) as e:
             event(log, logging.WARNING, "auto_claim_failed", exits=len(vtxo_ids), error=str(e))
             return
         while vtxo_ids:
             try:
-                await self.engine.claim(vtxo_ids, destination, rate)
+                await engine.claim(vtxo_ids, destination, rate)
                 return
             except ClaimMissingSignableClause as e:
                 vtxo_id = str(e.fields["vtxo"])

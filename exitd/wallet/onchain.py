@@ -12,7 +12,7 @@ each side of a restart, never pick the same coin.
 
 Funding ahead (exitd/wallet/planner.py): every cycle, before any child chooses its coin, the engine hands
 the exit txs in flight to ensure_funding, which splits a coin into the coins the next blocks need when
-that saves blocks, and leaves each tx's floor for build_cpfp_children to choose by.
+that saves blocks, and answers each tx's floor, which the engine puts in that tx's CpfpRequest.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from exitd.ark.encoding import OutPoint, TxOut
 from exitd.ark.weight import tx_vsize
 from exitd.chain.broadcast import send_raw_transaction
-from exitd.chain.fees import FeeEstimator, btc_to_sat
+from exitd.chain.fees import FeeEstimator, Speed, btc_to_sat
 from exitd.chain.rpc import (
     NO_RETRY,
     BitcoinRpc,
@@ -112,11 +112,14 @@ class CpfpChild:
 
 @dataclass(frozen=True)
 class CpfpRequest:
-    """A CPFP child to build: for `parent`, paying `target_rate` (sat/kvB) for the package; when it replaces
-    a package, at least what that paid plus the incremental relay fee."""
+    """A CPFP child to build: for `parent` (whose txid is `parent_txid`), paying `target_rate` (sat/kvB) for
+    the package, from a single coin worth `floor` if there is one (the funding plan's coin for it); when it
+    replaces a package, at least what that paid plus the incremental relay fee."""
 
     parent: CTransaction
+    parent_txid: str
     target_rate: int
+    floor: int = 0
     replacing: Replacing | None = None
 
 
@@ -195,13 +198,11 @@ class OnchainWallet:
         self._coins_lock = asyncio.Lock()
         # Coins reserved in sessions not committed yet: invisible to other sessions, but taken all the same.
         self._pending: set[Outpoint] = set()
-        # The funding plan's floor of each exit tx in flight (txid -> sat), from the last ensure_funding.
-        self._floors: dict[str, int] = {}
         # The last funding plan and what it was made from (see _plan).
         self._last_plan: tuple[tuple[object, ...], FundingPlan] | None = None
         # The key of each (descriptor, script) a coin listing showed, or None when not ours: every listing
-        # checks every coin, and a descriptor parse and BIP32 derivation per coin per listing made each
-        # CPFP child cost O(coins) derivations.
+        # checks every coin, and without this each CPFP child would cost a descriptor parse and a BIP32
+        # derivation per coin.
         self._keys: dict[tuple[str, bytes], tuple[Keychain, int] | None] = {}
 
     # Keys.
@@ -519,12 +520,12 @@ class OnchainWallet:
         its P2A anchor) paying the request's rate (sat/kvB) for the package of both, and at least what
         the package it replaces paid plus the incremental relay fee when it replaces one; or the
         InsufficientFunds that stopped it. Funded by confirmed, unreserved coins (a single one worth the
-        funding plan's floor for the parent if there is one), no coin in two children, with one change
-        output back to the wallet.
+        request's floor if there is one), no coin in two children, with one change output back to the
+        wallet.
 
         A cycle that pays for many exit txs at once asks here once: one coin listing and one batch of change
-        addresses, whatever the number of children (a round trip or three per child made a block that needs
-        eighty packages cost seconds). The coins are reserved in `session` (not committed): the caller
+        addresses, whatever the number of children (a round trip or three per child would make a block that
+        needs eighty packages cost seconds). The coins are reserved in `session` (not committed): the caller
         stores the children in the same transaction, commits, and only then broadcasts.
         """
         account = self.account
@@ -534,11 +535,10 @@ class OnchainWallet:
             drafts: list[Draft | InsufficientFunds] = []
             for r in requests:
                 free = [c for c in coins if outpoint_key(c.outpoint) not in taken]
-                floor = self._floors.get(b2lx(r.parent.GetTxid()), 0)
                 try:
                     # Sized with the planner's change script; each child gets its own once planned.
                     draft = plan_cpfp_child(
-                        r.parent, free, SIZING_SPK, r.target_rate, r.replacing, tip, floor
+                        r.parent, free, SIZING_SPK, r.target_rate, r.replacing, tip, r.floor
                     )
                 except InsufficientFunds as e:
                     drafts.append(e)
@@ -563,7 +563,7 @@ class OnchainWallet:
                     logging.INFO,
                     "cpfp_child_built",
                     txid=result.txid,
-                    parent=b2lx(r.parent.GetTxid()),
+                    parent=r.parent_txid,
                     fee=result.fee,
                     package_rate=result.package_rate,
                     coins=len(result.inputs) - 1,
@@ -577,20 +577,20 @@ class OnchainWallet:
         """Pay each (address, amount in sat) in one transaction at `fee_rate` (sat/kvB; default: bitcoind's
         3-block estimate, as barkd); returns the txid once bitcoind accepted it."""
         outputs = [TxOut(amount, decode_address(address, self.network)) for address, amount in payments]
-        rate = fee_rate if fee_rate is not None else (await self.fees.rates()).regular
+        rate = await self.fees.rate_or_estimate(fee_rate, Speed.REGULAR)
         (change_spk,) = await self._change_scripts(1)
         return await self._send(lambda coins, tip: plan_payment(coins, outputs, change_spk, rate, tip))
 
     async def drain(self, address: str, fee_rate: int | None = None) -> str:
         """Send every confirmed, unreserved coin to `address`, less the fee."""
         destination = decode_address(address, self.network)
-        rate = fee_rate if fee_rate is not None else (await self.fees.rates()).regular
+        rate = await self.fees.rate_or_estimate(fee_rate, Speed.REGULAR)
         return await self._send(lambda coins, tip: plan_drain(coins, destination, rate, tip))
 
     async def send_fee(self, address: str, amount: int, fee_rate: int | None = None) -> int:
         """The fee a send of `amount` to `address` would pay now, building nothing and reserving nothing."""
         outputs = [TxOut(amount, decode_address(address, self.network))]
-        rate = fee_rate if fee_rate is not None else (await self.fees.rates()).regular
+        rate = await self.fees.rate_or_estimate(fee_rate, Speed.REGULAR)
         async with self.store.session() as session:
             coins, _ = await self._spendable(session)
         # Sized with the planner's change script: no address is taken from bitcoind.
@@ -617,20 +617,19 @@ class OnchainWallet:
 
     # Funding ahead.
 
-    async def ensure_funding(self, txs: Sequence[PlannedTx]) -> FundingOutlook:
+    async def ensure_funding(self, txs: Sequence[PlannedTx]) -> FundingPlan:
         """Plan the coins the exit txs `txs` need (exitd/wallet/planner.py) and make the split that saves
         blocks, if any: stored with its input's reservation, then broadcast. One split at a time: while one
         is unconfirmed, its outputs count as arriving and no other is made. The engine calls this every
-        cycle before its children choose their coins, which the plan's floors then guide."""
+        cycle before its children choose their coins, and asks for each child with the plan's floor."""
         await self._wait_for_wallet_tip()
         split_rate = (await self.fees.rates()).fast
         async with self._coins_lock:
             pending = await self._settle_splits()
             plan = await self._plan(txs, split_rate, may_split=pending is None)
-            self._floors = dict(plan.floors)
             if plan.split is not None:
                 pending = await self._split(plan.split)
-        return replace(plan.outlook, split_txid=pending)
+        return replace(plan, outlook=replace(plan.outlook, split_txid=pending))
 
     async def funding_outlook(self, txs: Sequence[PlannedTx]) -> FundingOutlook:
         """The plan for `txs` as ensure_funding would make it (with the split it would make), making

@@ -18,6 +18,7 @@ from bitcoin.core import (
     COutPoint,
     CScript,
     CTransaction,
+    b2lx,
     lx,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -97,7 +98,9 @@ async def build_child(
     rate: int,
     replacing: Replacing | None = None,
 ) -> CpfpChild:
-    (child,) = await wallet.build_cpfp_children(session, [CpfpRequest(parent, rate, replacing)])
+    (child,) = await wallet.build_cpfp_children(
+        session, [CpfpRequest(parent, b2lx(parent.GetTxid()), rate, replacing=replacing)]
+    )
     if isinstance(child, InsufficientFunds):
         raise child
     return child
@@ -189,7 +192,9 @@ async def test_one_batch_builds_many_children_from_one_listing_without_sharing_a
     parents = [zero_fee_parent(bitcoind, nth) for nth in range(3)]
     before = wallet.rpc.round_trips
     async with wallet.store.session(spends=True) as session:
-        built = await wallet.build_cpfp_children(session, [CpfpRequest(p, 2_000) for p in parents])
+        built = await wallet.build_cpfp_children(
+            session, [CpfpRequest(p, b2lx(p.GetTxid()), 2_000) for p in parents]
+        )
     assert wallet.rpc.round_trips - before == 2
     first, second, third = built
     assert isinstance(first, CpfpChild) and isinstance(second, CpfpChild)
@@ -330,7 +335,7 @@ async def test_a_split_stored_but_not_broadcast_is_sent_after_a_restart_not_made
     await wallet.store.close()
 
     restarted = open_wallet()
-    outlook = await restarted.ensure_funding(txs)
+    outlook = (await restarted.ensure_funding(txs)).outlook
     assert outlook.split_txid == stored and stored in bitcoind.rpc("getrawmempool")
     assert outlook.coins_arriving >= 3 and outlook.extra_blocks == 1
     async with restarted.store.session(spends=True) as session:

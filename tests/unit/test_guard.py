@@ -11,7 +11,6 @@ from exitd.ark.vtxo import decode_vtxo
 from exitd.chain.fees import FeeRates
 from exitd.chain.view import BlockRef, ChainSnapshot, TxLocation, TxState
 from exitd.engine.alerts import Alert, AlertEvent, Alerts, WebhookSettings
-from exitd.engine.engine import ChildRecord, LiveExit, TrackedTx
 from exitd.engine.errors import FeeBudgetExceeded, InsufficientConfirmedFunds
 from exitd.engine.fee_policy import FeePolicy, exit_fee_estimate
 from exitd.engine.guard import (
@@ -27,6 +26,7 @@ from exitd.engine.guard import (
     guarded_vtxo,
     is_due,
 )
+from exitd.engine.model import ChildRecord, ChildSource, ChildStatus, ExitBook, LiveExit, TrackedTx
 from exitd.engine.states import ExitState, ExitStateKind, ExitTx, ExitTxStatus, TxStatusKind
 from exitd.store.models import VtxoRow
 from tests.support.vectors import vector
@@ -132,20 +132,41 @@ class StubBook:
 
 @dataclass
 class StubEngine:
-    exits: dict[str, LiveExit] = field(default_factory=dict)
-    txs: dict[str, TrackedTx] = field(default_factory=dict)
+    """The engine's real book (what the guard reads), and starts recorded instead of made."""
+
+    book: ExitBook = field(default_factory=ExitBook)
     policy: FeePolicy = field(default_factory=FeePolicy)
     fees: StubFees = field(default_factory=StubFees)
     started: list[tuple[list[str], str]] = field(default_factory=list)
+
+    @property
+    def exits(self) -> dict[str, LiveExit]:
+        return self.book.exits
+
+    @property
+    def txs(self) -> dict[str, TrackedTx]:
+        return self.book.txs
 
     async def start(self, vtxo_ids: Sequence[str], started_by: str) -> list[str]:
         self.started.append((list(vtxo_ids), started_by))
         return list(vtxo_ids)
 
+    async def claim(self, vtxo_ids: Sequence[str], destination: bytes, fee_rate: int | None) -> str:
+        raise AssertionError("no test here claims")
+
 
 def make_guard(engine: StubEngine, rows: list[VtxoRow], **settings: int) -> Guard:
     alerts = Alerts(WebhookSettings("http://127.0.0.1:9/hook"))
-    return Guard(engine, StubBook(rows), None, alerts, GuardSettings(**settings), "regtest")  # type: ignore[arg-type]
+    return Guard(
+        engine.book,
+        StubBook(rows),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        alerts,
+        GuardSettings(**settings),
+        "regtest",
+        engine.fees,
+        engine.policy,
+    )
 
 
 def snapshot(tip: int, seen: dict[str, TxState] | None = None) -> ChainSnapshot:
@@ -170,9 +191,9 @@ async def cycle(guard: Guard, snap: ChainSnapshot) -> list[str]:
     return txids
 
 
-async def carry_out(guard: Guard) -> None:
+async def carry_out(guard: Guard, engine: StubEngine) -> None:
     stopping = asyncio.Event()
-    task = asyncio.create_task(guard.run(stopping))
+    task = asyncio.create_task(guard.run(stopping, engine))
     await asyncio.sleep(0.01)
     stopping.set()
     await task
@@ -189,7 +210,7 @@ async def test_a_chain_broadcast_by_someone_else_starts_the_exit() -> None:
 
     root, node, _ = guarded.txids
     await cycle(guard, snapshot(101, {root: TxState.CONFIRMED, node: TxState.MEMPOOL}))
-    await carry_out(guard)
+    await carry_out(guard, engine)
     assert engine.started == [([row.vtxo_id], "foreign-broadcast")]
     seen, started = alerts_of(guard)
     assert (seen.event, seen.txid, seen.detail) == (
@@ -209,11 +230,11 @@ async def test_a_shared_tx_exitd_broadcast_for_a_sibling_is_not_foreign() -> Non
     engine = StubEngine()
     engine.txs[root] = TrackedTx(root, b"", 150, "ee" * 32, 1)
     engine.txs[root].children["ff" * 32] = ChildRecord(
-        "ff" * 32, root, b"", 500, 150, 2000, "wallet", "confirmed", BLOCK
+        "ff" * 32, root, b"", 500, 150, 2000, ChildSource.WALLET, ChildStatus.CONFIRMED, BLOCK
     )
     guard = make_guard(engine, [row])
     await cycle(guard, snapshot(101, {root: TxState.CONFIRMED}))
-    await carry_out(guard)
+    await carry_out(guard, engine)
     assert engine.started == [] and alerts_of(guard) == []
 
 
@@ -223,10 +244,10 @@ async def test_expiry_guard_starts_at_its_margin_and_not_before() -> None:
     engine = StubEngine()
     guard = make_guard(engine, [row], slack_blocks=10)
     await cycle(guard, snapshot(101010 - margin - 1))
-    await carry_out(guard)
+    await carry_out(guard, engine)
     assert engine.started == []
     await cycle(guard, snapshot(101010 - margin))
-    await carry_out(guard)
+    await carry_out(guard, engine)
     assert engine.started == [([row.vtxo_id], "expiry-guard")]
     (started,) = alerts_of(guard)
     assert started.detail == {"started_by": "expiry-guard", "expiry_height": 101010, "blocks_left": margin}
@@ -238,7 +259,7 @@ async def test_a_vtxo_over_its_fee_budget_is_reported_once_and_left_alone() -> N
     guard = make_guard(engine, [row], slack_blocks=10)
     for tip in (100_000, 100_001):
         await cycle(guard, snapshot(tip))
-        await carry_out(guard)
+        await carry_out(guard, engine)
     assert engine.started == []
     (risk,) = alerts_of(guard)
     assert risk.event is AlertEvent.VTXO_AT_RISK and risk.detail is not None

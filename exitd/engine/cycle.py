@@ -1,0 +1,191 @@
+"""One progress cycle: one chain snapshot, and every exit moved on from what it shows.
+
+The steps: take the snapshot (the guard's txids included, so watching costs no round trip of its own);
+learn what it says about the children; give every exit tx one target rate and let the wallet plan its
+coins ahead; give every exit tx one status (once per tx, however many exits share it) and pay for or
+broadcast the packages that status asks for; then give every exit its next state, persist the ones that
+really changed, and let the guard look at the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
+
+from exitd.ark.policy import UserPolicy
+from exitd.chain.fees import FeeEstimator, RelayPolicy
+from exitd.chain.rpc import RpcError
+from exitd.chain.view import BlockRef, ChainSnapshot, ChainView
+from exitd.engine.children import ChildLearner, Sharers
+from exitd.engine.decisions import (
+    advance,
+    budget_rate,
+    is_watched,
+    level_targets,
+    planned_txs,
+    sharers_of,
+    snapshot_request,
+    tx_facts,
+    tx_targets,
+)
+from exitd.engine.errors import FeeBudgetExceeded
+from exitd.engine.fee_policy import FeePolicy, RaisedRate
+from exitd.engine.model import EngineCounters, ExitBook, LiveExit, PackageWork, ProgressReport, set_error
+from exitd.engine.packages import PackageDesk
+from exitd.engine.persist import persist_states
+from exitd.engine.states import ExitTxStatus
+from exitd.engine.transitions import next_tx_status
+from exitd.log import event, get_logger
+from exitd.store.db import Store
+from exitd.wallet.errors import NoWallet
+from exitd.wallet.planner import FundingOutlook, FundingPlan, PlannedTx
+from exitd.wallet.vtxos import VtxoBook, vtxo_of
+
+log = get_logger("engine")
+
+
+class Funding(Protocol):
+    """The on-chain wallet's funding plan (exitd.wallet.planner) as the cycle drives it."""
+
+    async def ensure_funding(self, txs: Sequence[PlannedTx]) -> FundingPlan: ...
+
+
+class CycleGuard(Protocol):
+    """Guard mode (exitd.engine.guard) as the cycle sees it: more txids for the snapshot, and a look at
+    the snapshot and the exits once the cycle is done."""
+
+    async def watched_txids(self) -> Sequence[str]: ...
+
+    async def after_cycle(self, snap: ChainSnapshot) -> None: ...
+
+
+class ProgressCycle:
+    def __init__(
+        self,
+        store: Store,
+        view: ChainView,
+        fees: FeeEstimator,
+        vtxos: VtxoBook,
+        policy: FeePolicy,
+        book: ExitBook,
+        learner: ChildLearner,
+        desk: PackageDesk,
+        counters: EngineCounters,
+        guard: CycleGuard | None,
+        funding: Funding | None,
+    ) -> None:
+        self.store = store
+        self.view = view
+        self.fees = fees
+        self.vtxos = vtxos
+        self.policy = policy
+        self.book = book
+        self.learner = learner
+        self.desk = desk
+        self.counters = counters
+        # None: the cycle only advances exits.
+        self.guard = guard
+        # None: children take whatever coins there are.
+        self.funding = funding
+        self.last_tip: BlockRef | None = None
+        # The exit txs in flight, as the last cycle planned their funding, and the wallet's outlook for them.
+        self.planned: tuple[PlannedTx, ...] = ()
+        self.funding_outlook: FundingOutlook | None = None
+        # The coin the last funding plan meant for each exit tx: its child's coin is chosen by it.
+        self.floors: Mapping[str, int] = {}
+
+    async def run(self, override: int | None) -> ProgressReport:
+        """One cycle; `override`: a rate the request chose, used as given (no deadline, no budget)."""
+        started = time.monotonic()
+        watched = [e for e in self.book.exits.values() if is_watched(e, self.last_tip)]
+        guarded = await self.guard.watched_txids() if self.guard is not None else ()
+        if not watched and not guarded:
+            self.counters.cycles += 1
+            return self.book.report()
+        request = snapshot_request(watched, self.book.txs, guarded)
+        snap = await self.view.snapshot(request.txids, request.spends, request.heights, request.utxos)
+        self.last_tip = snap.tip
+        for e in watched:
+            e.error = None
+        sharers = sharers_of(watched)
+        await self.learner.learn(snap, sharers)
+        market = await self.fees.market(
+            () if override is not None else level_targets(sharers, snap, self.policy)
+        )
+        if override is not None:
+            raised = RaisedRate.of(override, market.relay)
+            for e in watched:
+                e.raised_rate = raised
+        targets = tx_targets(sharers, snap, market, override, self.policy)
+        await self._fund_ahead(snap, targets)
+        statuses = await self._tx_statuses(sharers, snap, targets, override is not None, market.relay)
+        await self._learn_claim_timelocks(watched)
+        await persist_states(self.store, [(e, advance(e, snap, statuses)) for e in watched])
+        if self.guard is not None:
+            await self.guard.after_cycle(snap)
+        self.counters.cycles += 1
+        ms = int((time.monotonic() - started) * 1000)
+        event(log, logging.DEBUG, "cycle", exits=len(watched), tip=snap.tip.height, ms=ms)
+        return self.book.report()
+
+    async def _fund_ahead(self, snap: ChainSnapshot, targets: Mapping[str, int]) -> None:
+        """The funding hook: before this cycle's children choose their coins, the wallet plans the coins
+        of the levels left and splits one ahead of need (exitd/wallet/planner.py). A failure there costs
+        speed, never correctness: it is logged and the cycle goes on."""
+        self.planned = tuple(planned_txs(self.book.txs, snap, targets))
+        self.funding_outlook = None
+        if self.funding is None:
+            return
+        try:
+            plan = await self.funding.ensure_funding(self.planned)
+        except (RpcError, NoWallet) as e:
+            event(log, logging.WARNING, "funding_failed", error=str(e))
+            return
+        self.funding_outlook, self.floors = plan.outlook, plan.floors
+
+    async def _tx_statuses(
+        self,
+        sharers: Sharers,
+        snap: ChainSnapshot,
+        targets: Mapping[str, int],
+        explicit: bool,
+        relay: RelayPolicy,
+    ) -> dict[str, ExitTxStatus]:
+        """Each exit tx's status this cycle, once the packages it called for were paid for or sent. A rate
+        the request chose is used as given; else the fee budget may lower it (the exits are told)."""
+        statuses: dict[str, ExitTxStatus] = {}
+        work: list[PackageWork] = []
+        refcount = self.book.refcounts()
+        for txid, group in sharers.items():
+            tracked = self.book.txs[txid]
+            target = targets[txid]
+            status, action = next_tx_status(tx_facts(tracked, snap), target)
+            statuses[txid] = status
+            if action is None:
+                continue
+            rate = target
+            if not explicit:
+                paid = [self.book.fees_paid(e, refcount) for e in group]
+                rate = budget_rate(group, paid, snap, tracked.vsize, target, self.policy)
+            if rate < target:
+                set_error(group, FeeBudgetExceeded(rate, target, self.policy.budget_ratio))
+            if rate >= relay.floor:
+                work.append(PackageWork(tracked, action, rate, list(group), status))
+        await self.desk.act(work, self.floors, self.funding_outlook, relay)
+        statuses.update((w.tracked.txid, w.status) for w in work)
+        return statuses
+
+    async def _learn_claim_timelocks(self, exits: Iterable[LiveExit]) -> None:
+        """The claim clause's timelocks of exits that lack them (first cycle after a start or a load), from
+        one read of their VTXOs: decoding them every cycle, or one read per exit, costs O(N) round trips."""
+        missing = [e for e in exits if e.claim_delay is None]
+        if not missing:
+            return
+        rows = await self.vtxos.get_many([e.vtxo_id for e in missing])
+        for e, row in zip(missing, rows, strict=True):
+            vtxo = vtxo_of(row)
+            assert isinstance(vtxo.policy, UserPolicy)
+            clause = vtxo.policy.user_claim_clause(vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
+            e.claim_delay, e.claim_locktime = clause.csv_blocks, clause.cltv_height

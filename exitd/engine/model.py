@@ -1,0 +1,269 @@
+"""What the engine holds in memory: the exits, the exit txs they need, and the CPFP children of those txs.
+
+An exit tx shared by several exits (the ancestors of a round tree's leaves) is one `TrackedTx` in the
+book, whatever the number of exits that need it; its children are recorded once, and their fees are split
+among the exits that need the tx when each exit's spending is counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from bitcoin.core import CTransaction
+
+from exitd.chain.view import BlockRef, ChainSnapshot, Outpoint
+from exitd.engine.errors import ExitError
+from exitd.engine.fee_policy import RaisedRate
+from exitd.engine.states import (
+    BlockOrigin,
+    ExitState,
+    ExitStateKind,
+    ExitTxOrigin,
+    ExitTxStatus,
+    MempoolOrigin,
+    WalletOrigin,
+)
+from exitd.engine.transitions import Action, Child
+
+# The states in which an exit still needs its exit txs looked after.
+ACTIVE_KINDS = (ExitStateKind.START, ExitStateKind.PROCESSING, ExitStateKind.AWAITING_DELTA)
+
+
+class ChildSource(StrEnum):
+    """Who made a CPFP child: our wallet, or someone else (found in the mempool or a block)."""
+
+    WALLET = "wallet"
+    NETWORK = "network"
+
+
+class ChildStatus(StrEnum):
+    STORED = "stored"  # ours, stored with its coin reservations, not seen by bitcoind yet
+    BROADCAST = "broadcast"  # in the mempool
+    CONFIRMED = "confirmed"
+    REPLACED = "replaced"  # another child won the anchor
+    ABANDONED = "abandoned"  # can never be valid, or no exit needs its parent any more
+
+    @property
+    def in_flight(self) -> bool:
+        return self in (ChildStatus.STORED, ChildStatus.BROADCAST)
+
+
+@dataclass
+class ChildRecord:
+    txid: str
+    parent_txid: str
+    raw: bytes
+    fee: int
+    vsize: int
+    package_rate: int
+    source: ChildSource
+    status: ChildStatus
+    block: BlockRef | None = None
+
+    @property
+    def ours(self) -> bool:
+        return self.source is ChildSource.WALLET
+
+    @property
+    def pending(self) -> bool:
+        return self.ours and self.status.in_flight
+
+    def origin(self) -> ExitTxOrigin:
+        if self.ours:
+            return WalletOrigin(self.block)
+        if self.block is not None:
+            return BlockOrigin(self.block)
+        return MempoolOrigin(self.package_rate, self.fee)
+
+    def as_child(self) -> Child:
+        return Child(self.txid, self.fee, self.package_rate, self.ours, self.block)
+
+
+@dataclass
+class TrackedTx:
+    """An exit tx and what the engine knows of its children; shared by every exit that needs it."""
+
+    txid: str
+    raw: bytes
+    vsize: int
+    input_txid: str
+    anchor_vout: int
+    children: dict[str, ChildRecord] = field(default_factory=dict)
+
+    @property
+    def tx(self) -> CTransaction:
+        return CTransaction.deserialize(self.raw)
+
+    @property
+    def anchor(self) -> Outpoint:
+        return self.txid, self.anchor_vout
+
+
+@dataclass
+class LiveExit:
+    vtxo_id: str
+    amount: int
+    expiry_height: int
+    txids: list[str]
+    state: ExitState
+    started_by: str
+    created_at: int
+    error: ExitError | None = None
+    claim_delay: int | None = None
+    claim_locktime: int | None = None
+    # The error as the store holds it (JSON): a cycle that changes neither it nor the state writes nothing.
+    stored_error: str | None = None
+    # The last fee_rate a request gave for this exit, when the node's floor stood above it.
+    raised_rate: RaisedRate | None = None
+
+    def levels_left(self, snap: ChainSnapshot) -> int:
+        """Exit txs the snapshot does not show confirmed: the blocks this exit still needs at the least."""
+        return sum(1 for txid in self.txids if not snap.is_confirmed(txid))
+
+    @property
+    def outpoint(self) -> Outpoint:
+        txid, _, vout = self.vtxo_id.partition(":")
+        return txid, int(vout)
+
+
+@dataclass
+class PackageWork:
+    """An exit tx this cycle pays for or broadcasts: what to do, at what rate, for whom; the child once
+    there is one, and the tx's status as the cycle leaves it."""
+
+    tracked: TrackedTx
+    action: Action
+    rate: int
+    sharers: list[LiveExit]
+    status: ExitTxStatus
+    child: ChildRecord | None = None
+
+
+@dataclass(frozen=True)
+class ExitProgress:
+    """An exit as a cycle left it: a report keeps the state and error of then, whatever later cycles do."""
+
+    vtxo_id: str
+    state: ExitState
+    error: ExitError | None
+    raised_rate: RaisedRate | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class ProgressReport:
+    """What one cycle did; shared by every caller of that cycle (eq=False: compared and hashed by
+    identity, so that the API renders each report once)."""
+
+    exits: tuple[ExitProgress, ...]
+    done: bool
+    claimable_height: int | None
+
+
+@dataclass
+class EngineCounters:
+    """What /metrics reads (exitd/metrics.py); every counter only ever grows."""
+
+    packages_broadcast: int = 0
+    cpfp_fees_paid: int = 0  # sat, of our children accepted into the mempool
+    claim_fees_paid: int = 0  # sat
+    cycles: int = 0
+    cycle_errors: int = 0  # cycles that raised; every cycle ends in `cycles` or here
+    cycle_seconds: float = 0.0
+    # Cycles running now, and the most ever at once: 1 proves the single-flight (load tests read it).
+    cycles_running: int = 0
+    max_concurrent_cycles: int = 0
+
+
+def set_error(exits: Iterable[LiveExit], error: ExitError) -> None:
+    for e in exits:
+        e.error = error
+
+
+def claimable_height(state: ExitState) -> int | None:
+    """The height from which the exit is (or will be) claimable, when the state knows it."""
+    if state.kind is ExitStateKind.AWAITING_DELTA:
+        return state.claimable_height
+    if state.claimable_since is not None:
+        return state.claimable_since.height
+    return None
+
+
+class ExitBook:
+    """The exits by VTXO id and the exit txs by txid; the engine changes them only under its cycle lock."""
+
+    def __init__(self) -> None:
+        self.exits: dict[str, LiveExit] = {}
+        self.txs: dict[str, TrackedTx] = {}
+
+    def broadcast_by_exitd(self, txid: str) -> bool:
+        """Whether a child of our wallet ever paid for this exit tx (one abandoned unbroadcast aside)."""
+        tracked = self.txs.get(txid)
+        return tracked is not None and any(
+            c.ours and c.status is not ChildStatus.ABANDONED for c in tracked.children.values()
+        )
+
+    def refcounts(self) -> dict[str, int]:
+        """How many exits (canceled ones aside) need each exit tx, to split a shared tx's fees among them."""
+        refcount: dict[str, int] = {}
+        for other in self.exits.values():
+            if other.state.kind is not ExitStateKind.CANCELED:
+                for txid in other.txids:
+                    refcount[txid] = refcount.get(txid, 0) + 1
+        return refcount
+
+    def still_needed(self) -> set[str]:
+        """The exit txs of every exit that is not canceled."""
+        return {t for e in self.exits.values() if e.state.kind is not ExitStateKind.CANCELED for t in e.txids}
+
+    def fees_paid(self, e: LiveExit, refcount: Mapping[str, int] | None = None) -> int:
+        """CPFP fees of this exit's live children; a shared tx's child counts once, split among its exits.
+        `refcount`: refcounts(), when the caller asks for many exits (each call would recount all)."""
+        if refcount is None:
+            refcount = self.refcounts()
+        total = 0
+        for txid in e.txids:
+            for c in self.txs[txid].children.values():
+                if c.ours and c.status in (ChildStatus.BROADCAST, ChildStatus.CONFIRMED):
+                    total += c.fee // max(1, refcount.get(txid, 1))
+        return total
+
+    def fees_paid_each(self, exits: Iterable[LiveExit]) -> dict[str, int]:
+        """fees_paid of many exits by VTXO id, the shared txs counted once for all (a status listing of N
+        exits would otherwise recount every exit N times)."""
+        refcount = self.refcounts()
+        return {e.vtxo_id: self.fees_paid(e, refcount) for e in exits}
+
+    def packages(self, e: LiveExit) -> list[tuple[TrackedTx, ChildRecord | None, ExitTxOrigin | None]]:
+        """Each exit tx with the child that matters now (in flight or confirmed) and where that child came
+        from: as the current status says, else from what the engine recorded of it."""
+        statuses = {tx.txid: tx.status for tx in e.state.transactions}
+        result: list[tuple[TrackedTx, ChildRecord | None, ExitTxOrigin | None]] = []
+        for txid in e.txids:
+            tracked = self.txs[txid]
+            status = statuses.get(txid)
+            child = tracked.children.get(status.child_txid) if status and status.child_txid else None
+            if child is None:
+                live = [
+                    c
+                    for c in tracked.children.values()
+                    if c.status in (ChildStatus.CONFIRMED, ChildStatus.BROADCAST)
+                ]
+                child = live[-1] if live else None
+            origin = status.origin if status is not None and status.origin is not None else None
+            if origin is None and child is not None:
+                origin = child.origin()
+            result.append((tracked, child, origin))
+        return result
+
+    def report(self) -> ProgressReport:
+        exits = [e for e in self.exits.values() if not e.state.kind.is_finished]
+        pending = [e for e in exits if e.state.kind.is_pending]
+        heights = [h for e in exits if (h := claimable_height(e.state)) is not None]
+        unknown = any(claimable_height(e.state) is None for e in pending)
+        return ProgressReport(
+            tuple(ExitProgress(e.vtxo_id, e.state, e.error, e.raised_rate) for e in exits),
+            not pending,
+            None if unknown or not heights else max(heights),
+        )

@@ -1,0 +1,193 @@
+"""The book in the store: read whole at start-up, written in one session per step of a cycle (the records
+of states and errors themselves are records.py's).
+
+Each function here writes all it is given in one transaction: at a thousand exits, a session per exit or
+per child would cost a cycle more in SQLite than everything else together.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exitd.chain.view import BlockRef
+from exitd.engine.model import ChildRecord, ChildSource, ChildStatus, ExitBook, LiveExit, TrackedTx
+from exitd.engine.records import decode_state, encode_error, encode_state
+from exitd.engine.states import ExitState, ExitStateKind
+from exitd.log import event, get_logger
+from exitd.store.db import Store
+from exitd.store.exits import (
+    ExitStart,
+    ExitUpdate,
+    get_children,
+    insert_exit_txs,
+    load_children,
+    load_exit_txs,
+    load_exits,
+    load_links,
+    now,
+    start_exits,
+    update_exits,
+)
+from exitd.store.models import ExitChildRow
+from exitd.store.vtxos import list_vtxos, set_vtxos_state
+
+log = get_logger("engine")
+
+
+class ReservationHolder(Protocol):
+    """The on-chain wallet as the records see it: it frees the coins of a child that lost or was dropped."""
+
+    async def release_reservations(self, session: AsyncSession, spending_txid: str) -> None: ...
+
+
+async def load_book(store: Store, book: ExitBook) -> None:
+    """Fill `book` with every exit and its txs and children from the store."""
+    async with store.session() as session:
+        rows = await load_exits(session)
+        links = await load_links(session, [r.vtxo_id for r in rows])
+        txids = sorted({t for ts in links.values() for t in ts})
+        tx_rows = await load_exit_txs(session, txids)
+        children = await load_children(session, txids)
+        vtxo_rows = {r.vtxo_id: r for r in await list_vtxos(session, include_spent=True)}
+    book.txs = {r.txid: TrackedTx(r.txid, r.raw, r.vsize, r.input_txid, r.anchor_vout) for r in tx_rows}
+    for c in children:
+        block = (
+            BlockRef(c.block_height, c.block_hash) if c.block_height is not None and c.block_hash else None
+        )
+        book.txs[c.parent_txid].children[c.txid] = ChildRecord(
+            c.txid,
+            c.parent_txid,
+            c.raw,
+            c.fee,
+            c.vsize,
+            c.package_rate,
+            ChildSource(c.source),
+            ChildStatus(c.status),
+            block,
+        )
+    book.exits = {}
+    for row in rows:
+        vrow = vtxo_rows[row.vtxo_id]
+        book.exits[row.vtxo_id] = LiveExit(
+            vtxo_id=row.vtxo_id,
+            amount=vrow.amount_sat,
+            expiry_height=vrow.expiry_height,
+            txids=links.get(row.vtxo_id, []),
+            state=decode_state(row.state),
+            started_by=row.started_by,
+            created_at=row.created_at,
+            error=None,
+            stored_error=row.error,
+        )
+
+
+def child_row(c: ChildRecord) -> ExitChildRow:
+    return ExitChildRow(
+        txid=c.txid,
+        parent_txid=c.parent_txid,
+        raw=c.raw,
+        fee=c.fee,
+        vsize=c.vsize,
+        package_rate=c.package_rate,
+        source=c.source.value,
+        status=c.status.value,
+        block_height=c.block.height if c.block else None,
+        block_hash=c.block.hash if c.block else None,
+        created_at=now(),
+    )
+
+
+async def save_children(
+    store: Store,
+    wallet: ReservationHolder | None,
+    children: Iterable[ChildRecord],
+    release: Iterable[ChildRecord] = (),
+) -> None:
+    """Store new children and the status and block of known ones; free the coins of ours in `release`."""
+    children = list(children)
+    async with store.session() as session:
+        stored = await get_children(session, [c.txid for c in children])
+        for c in children:
+            row = stored.get(c.txid)
+            if row is None:
+                session.add(child_row(c))
+            else:
+                row.status = c.status.value
+                row.block_height = c.block.height if c.block else None
+                row.block_hash = c.block.hash if c.block else None
+        for c in release:
+            if c.ours and wallet is not None:
+                await wallet.release_reservations(session, c.txid)
+
+
+async def store_starts(
+    store: Store, started: Sequence[LiveExit], new_txs: Iterable[TrackedTx], restarted: set[str]
+) -> None:
+    """New exits (all in the same state, started by the same), their links and the txs not stored yet, in
+    one transaction; their VTXOs become locked. `restarted`: exits canceled before, whose rows are reset."""
+    state = started[0].state
+    async with store.session() as session:
+        await insert_exit_txs(
+            session,
+            [
+                {
+                    "txid": t.txid,
+                    "raw": t.raw,
+                    "vsize": t.vsize,
+                    "input_txid": t.input_txid,
+                    "anchor_vout": t.anchor_vout,
+                }
+                for t in new_txs
+            ],
+        )
+        await start_exits(
+            session,
+            [ExitStart(e.vtxo_id, tuple(e.txids)) for e in started],
+            restarted,
+            encode_state(state),
+            state.kind.value,
+            started[0].started_by,
+            started[0].created_at,
+        )
+        await set_vtxos_state(session, [e.vtxo_id for e in started], "locked")
+
+
+async def persist_states(store: Store, changes: Sequence[tuple[LiveExit, ExitState]]) -> None:
+    """Give each exit its new state, and write in one session the exits whose state or error changed."""
+    writes: list[tuple[LiveExit, bool, str | None]] = []
+    for e, new in changes:
+        changed = not new.same_as(e.state)
+        if changed:
+            event(
+                log,
+                logging.INFO,
+                "exit_state",
+                vtxo=e.vtxo_id,
+                old=e.state.kind.value,
+                new=new.kind.value,
+                tip=new.tip_height,
+            )
+            e.state = new
+        error = encode_error(e.error) if e.error else None
+        if changed or error != e.stored_error:
+            writes.append((e, changed, error))
+    if not writes:
+        return
+    async with store.session() as session:
+        await update_exits(
+            session,
+            [
+                ExitUpdate(e.vtxo_id, error, encode_state(e.state), e.state.kind.value)
+                if changed
+                else ExitUpdate(e.vtxo_id, error)
+                for e, changed, error in writes
+            ],
+        )
+        claimed = [e.vtxo_id for e, changed, _ in writes if changed and e.state.kind is ExitStateKind.CLAIMED]
+        await set_vtxos_state(session, claimed, "spent")
+    for e, _, error in writes:
+        e.stored_error = error
