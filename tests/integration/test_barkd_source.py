@@ -15,7 +15,10 @@ import pytest
 
 from exitd.regtest.forge import DEFAULT_EXIT_DELTA, Forge, ForgedVtxo
 from exitd.regtest.node import RegtestNode
-from tests.integration.test_guard import (
+from tests.support.barkd import BarkdStandIn
+from tests.support.daemon import DaemonProcess, running_daemon
+from tests.support.exits import fund_wallet, owned
+from tests.support.guard import (
     SLACK_BLOCKS,
     exit_status,
     finish_unattended,
@@ -25,9 +28,6 @@ from tests.integration.test_guard import (
     wait_for_cycle_at,
     wait_for_state,
 )
-from tests.support.barkd import BarkdStandIn
-from tests.support.daemon import DaemonProcess, running_daemon
-from tests.support.exits import fund_wallet, owned
 from tests.support.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.bitcoind

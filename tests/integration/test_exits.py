@@ -20,6 +20,7 @@ from tests.support.exits import (
     fund_wallet,
     import_and_start,
     owned,
+    package_rate,
     progress,
     states,
     wallet_address,
@@ -209,12 +210,6 @@ def test_low_fee_package_is_replaced_when_the_target_rises(
     assert target <= package_rate(bitcoind, second["child_txid"]) <= target * 1.05
     bitcoind.mine(1)
     advance_until(daemon, bitcoind, all_in("awaiting-delta", "claimable"))
-
-
-def package_rate(node: RegtestNode, child_txid: str) -> int:
-    """The package's effective rate as bitcoind sees it: ancestor fees over ancestor size (sat/kvB)."""
-    entry = node.rpc("getmempoolentry", child_txid)
-    return int(entry["fees"]["ancestor"] * 10**8) * 1000 // int(entry["ancestorsize"])
 
 
 def test_third_party_child_is_adopted(daemon: DaemonProcess, bitcoind: RegtestNode) -> None:

@@ -17,9 +17,8 @@ from exitd.daemon.lifecycle import CRASH_EXIT_CODE
 from exitd.regtest.forge import Forge
 from exitd.regtest.node import RegtestNode
 from exitd.store.db import run_sync
-from tests.integration.test_exits import owned
 from tests.support.daemon import DaemonProcess
-from tests.support.exits import advance_until, all_in, fund_wallet, progress, states
+from tests.support.exits import advance_until, all_in, fund_wallet, owned, progress, states
 from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.bitcoind

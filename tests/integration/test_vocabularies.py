@@ -14,10 +14,9 @@ import pytest
 from exitd.ark.exit_tx import build_exit_chain
 from exitd.regtest.forge import Forge
 from exitd.regtest.node import RegtestNode
-from tests.integration.test_exits import owned, package_rate, wallet_address
 from tests.support.barkd_schema import assert_answer
 from tests.support.daemon import DaemonProcess
-from tests.support.exits import fund_wallet
+from tests.support.exits import fund_wallet, owned, package_rate, wallet_address
 
 pytestmark = [pytest.mark.bitcoind, pytest.mark.slow]
 

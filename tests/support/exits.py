@@ -80,3 +80,9 @@ def advance_until(
 
 def all_in(*kinds: str) -> Callable[[dict[str, Any]], bool]:
     return lambda answer: bool(answer["exits"]) and all(e["state"]["type"] in kinds for e in answer["exits"])
+
+
+def package_rate(node: RegtestNode, child_txid: str) -> int:
+    """The package's effective rate as bitcoind sees it: ancestor fees over ancestor size (sat/kvB)."""
+    entry = node.rpc("getmempoolentry", child_txid)
+    return int(entry["fees"]["ancestor"] * 10**8) * 1000 // int(entry["ancestorsize"])
