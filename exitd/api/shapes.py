@@ -1,5 +1,5 @@
-"""barkd's JSON for exits (states, transaction statuses, origins, packages, errors) in each vocabulary, and
-barkd's documents of both versions (`contract`).
+"""barkd's JSON for exits (states, transaction statuses, origins, packages, errors) in each vocabulary, for
+VTXOs and wallet txs, and barkd's documents of both versions (`contract`).
 
 The one place that knows barkd's names. `0.1.4` is the contract (barkd-openapi-0.1.4.json); `0.6.0`
 (`rest.substate_vocabulary`) renders everything as barkd 0.6.0 does: its sub-state names (its migration
@@ -46,6 +46,7 @@ from exitd.engine.states import (
     TxStatusKind,
     WalletOrigin,
 )
+from exitd.store.vtxos import StoredVtxo, VtxoState
 from exitd.wallet.onchain import WalletTx
 
 V014 = "0.1.4"
@@ -226,4 +227,35 @@ def wallet_tx_json(tx: WalletTx) -> Json:
         "is_cpfp": tx.is_cpfp,
         "confirmation": block_json(tx.block),
         "onchain_fee_sat": tx.fee,
+    }
+
+
+# barkd's VtxoStateInfo names of exitd's VTXO states.
+VTXO_STATE_NAMES = {
+    VtxoState.SPENDABLE: "spendable",
+    VtxoState.LOCKED: "locked",
+    VtxoState.SPENT: "spent",
+}
+
+
+def vtxo_info_json(row: StoredVtxo) -> Json:
+    """barkd's WalletVtxoInfo, plus exitd's extras: `key_held` (whether this wallet can sign the claim),
+    `source` (import or barkd), `protected` (the user asked the guard to protect it), `seen` (what the
+    followed barkd last said of it, and when) and `gone_at` (when the user said it is gone)."""
+    return {
+        "id": row.vtxo_id,
+        "amount_sat": row.amount_sat,
+        "policy_type": row.policy_type,
+        "user_pubkey": row.user_pubkey,
+        "server_pubkey": row.server_pubkey,
+        "expiry_height": row.expiry_height,
+        "exit_delta": row.exit_delta,
+        "chain_anchor": row.chain_anchor,
+        "exit_depth": row.exit_depth,
+        "state": {"type": VTXO_STATE_NAMES[row.state]},
+        "key_held": row.key_index is not None,
+        "source": row.source,
+        "protected": row.protect,
+        "seen": None if row.seen_state is None else {"state": row.seen_state, "at": row.seen_at},
+        "gone_at": row.gone_at,
     }

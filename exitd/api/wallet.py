@@ -9,7 +9,7 @@ from aiohttp import web
 from exitd.api.context import services_of
 from exitd.api.errors import BadRequest, json_response, read_json_object
 from exitd.api.onchain import onchain_sync
-from exitd.store.models import VtxoRow
+from exitd.api.shapes import vtxo_info_json
 
 # barkd's BarkNetwork names (and exitd's "testnet", which bark lacks) -> exitd's network names.
 BARK_NETWORKS = {
@@ -32,29 +32,6 @@ def parse_bool_query(request: web.Request, name: str) -> bool:
     raise BadRequest(f"query parameter '{name}' must be true or false, got {raw[:40]!r}")
 
 
-def wallet_vtxo_info(row: VtxoRow) -> dict[str, Any]:
-    """barkd's WalletVtxoInfo, plus exitd's extras: `key_held` (whether this wallet can sign the claim),
-    `source` (import or barkd), `protected` (the user asked the guard to protect it), `seen` (what the
-    followed barkd last said of it, and when) and `gone_at` (when the user said it is gone)."""
-    return {
-        "id": row.vtxo_id,
-        "amount_sat": row.amount_sat,
-        "policy_type": row.policy_type,
-        "user_pubkey": row.user_pubkey,
-        "server_pubkey": row.server_pubkey,
-        "expiry_height": row.expiry_height,
-        "exit_delta": row.exit_delta,
-        "chain_anchor": row.chain_anchor,
-        "exit_depth": row.exit_depth,
-        "state": {"type": row.state},
-        "key_held": row.key_index is not None,
-        "source": row.source,
-        "protected": row.protect,
-        "seen": None if row.seen_state is None else {"state": row.seen_state, "at": row.seen_at},
-        "gone_at": row.gone_at,
-    }
-
-
 def parse_bool_field(body: dict[str, Any], name: str) -> bool:
     value = body.get(name, False)
     if not isinstance(value, bool):
@@ -69,17 +46,17 @@ async def import_vtxo(request: web.Request) -> web.Response:
         raise BadRequest("field 'vtxos' must be a list of hex-encoded VTXOs")
     protect = parse_bool_field(body, "protect")
     rows = await services_of(request).vtxos.import_vtxos(vtxos, protect)
-    return json_response([wallet_vtxo_info(row) for row in rows])
+    return json_response([vtxo_info_json(row) for row in rows])
 
 
 async def list_vtxos(request: web.Request) -> web.Response:
     rows = await services_of(request).vtxos.list(include_spent=parse_bool_query(request, "all"))
-    return json_response([wallet_vtxo_info(row) for row in rows])
+    return json_response([vtxo_info_json(row) for row in rows])
 
 
 async def get_vtxo(request: web.Request) -> web.Response:
     row = await services_of(request).vtxos.get(request.match_info["id"])
-    return json_response(wallet_vtxo_info(row))
+    return json_response(vtxo_info_json(row))
 
 
 async def get_vtxo_encoded(request: web.Request) -> web.Response:
@@ -90,7 +67,7 @@ async def get_vtxo_encoded(request: web.Request) -> web.Response:
 async def mark_vtxo_gone(request: web.Request) -> web.Response:
     """exitd's own: the user says the VTXO is no longer theirs; nothing exits it from now on."""
     row = await services_of(request).vtxos.mark_gone(request.match_info["id"])
-    return json_response(wallet_vtxo_info(row))
+    return json_response(vtxo_info_json(row))
 
 
 async def vtxo_source(request: web.Request) -> web.Response:

@@ -19,7 +19,7 @@ from exitd.ark.encoding import (
     ser_u32,
     ser_u64,
 )
-from exitd.ark.policy import Policy, decode_policy
+from exitd.ark.policy import ClaimClause, Policy, UserPolicy, decode_policy
 from exitd.ark.transition import Transition, decode_transition
 
 # Version 1 predates the per-item fee amount (it is then 0); version 2 is what bark writes today.
@@ -106,6 +106,14 @@ class Vtxo:
     def chain_anchor_amount(self) -> int:
         """Value of the on-chain output the exit chain starts from."""
         return self.amount + sum(item.value_out_of_chain for item in self.genesis)
+
+    @property
+    def claim_clause(self) -> ClaimClause:
+        """The user's clause that claims this VTXO's output once its exit has confirmed; only a VTXO of a
+        user policy has one (every VTXO exitd imports does)."""
+        if not isinstance(self.policy, UserPolicy):
+            raise ValueError(f"VTXO {self.id} has a {self.policy.kind} policy: no clause of the user's")
+        return self.policy.user_claim_clause(self.server_pubkey, self.exit_delta, self.expiry_height)
 
     @property
     def is_unfinished(self) -> bool:

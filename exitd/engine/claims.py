@@ -13,7 +13,7 @@ from bitcoin.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, COutP
 
 from exitd.ark.claim import ClaimError, ClaimSigner, claim_input_weight, sign_claim_inputs
 from exitd.ark.encoding import OutPoint
-from exitd.ark.policy import ClaimClause, UserPolicy
+from exitd.ark.policy import ClaimClause
 from exitd.ark.weight import WITNESS_SCALE_FACTOR, tx_vsize, vsize
 from exitd.chain.fees import fee_at_rate
 from exitd.engine.errors import (
@@ -25,7 +25,7 @@ from exitd.engine.errors import (
 )
 from exitd.engine.model import LiveExit
 from exitd.engine.states import ExitStateKind
-from exitd.wallet.vtxos import VtxoBook, vtxo_of
+from exitd.wallet.vtxos import VtxoBook
 
 CLAIM_TX_VERSION = 2
 # The P2TR dust limit barkd applies to every claim output, whatever the destination type.
@@ -101,14 +101,12 @@ def claimable_exits(exits: Mapping[str, LiveExit], vtxo_ids: Sequence[str] | Non
 async def claim_input(vtxos: VtxoBook, vtxo_id: str, preimage: bytes | None) -> ClaimInput:
     """The VTXO's claim input, signable with its user key (and the HTLC preimage, given or stored)."""
     row = await vtxos.get(vtxo_id)
-    vtxo = vtxo_of(row)
     if row.key_index is None:
         raise ClaimMissingSignableClause(vtxo_id, "this wallet does not hold the VTXO's user key")
-    assert isinstance(vtxo.policy, UserPolicy)
-    clause = vtxo.policy.user_claim_clause(vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
+    clause = row.claim_clause
     preimage = preimage or row.preimage
     if clause.needs_preimage and preimage is None:
         raise ClaimMissingSignableClause(vtxo_id, "the HTLC-receive claim needs the payment preimage")
     secret = vtxos.keychain.seckey(row.key_index)
     signer = ClaimSigner(clause, secret, preimage if clause.needs_preimage else None)
-    return ClaimInput(OutPoint.from_str(vtxo_id), vtxo.amount, clause.script_pubkey, signer)
+    return ClaimInput(OutPoint.from_str(vtxo_id), row.amount_sat, clause.script_pubkey, signer)

@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
-from exitd.ark.policy import UserPolicy
 from exitd.chain.fees import FeeEstimator, RelayPolicy
 from exitd.chain.rpc import RpcError
 from exitd.chain.view import BlockRef, ChainSnapshot, ChainView
@@ -41,7 +40,7 @@ from exitd.log import event, get_logger
 from exitd.store.db import Store
 from exitd.wallet.errors import NoWallet
 from exitd.wallet.planner import FundingOutlook, FundingPlan, PlannedTx
-from exitd.wallet.vtxos import VtxoBook, vtxo_of
+from exitd.wallet.vtxos import VtxoBook
 
 log = get_logger("engine")
 
@@ -185,7 +184,5 @@ class ProgressCycle:
             return
         rows = await self.vtxos.get_many([e.vtxo_id for e in missing])
         for e, row in zip(missing, rows, strict=True):
-            vtxo = vtxo_of(row)
-            assert isinstance(vtxo.policy, UserPolicy)
-            clause = vtxo.policy.user_claim_clause(vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
+            clause = row.claim_clause
             e.claim_delay, e.claim_locktime = clause.csv_blocks, clause.cltv_height

@@ -46,8 +46,7 @@ from exitd.engine.states import ExitState, ExitStateKind, ExitTxOrigin
 from exitd.log import event, get_logger
 from exitd.store.db import Store
 from exitd.store.exits import load_histories, now
-from exitd.store.models import VtxoRow
-from exitd.store.vtxos import set_vtxos_state
+from exitd.store.vtxos import StoredVtxo, set_vtxos_state
 from exitd.wallet.vtxos import VtxoBook
 
 log = get_logger("engine")
@@ -259,7 +258,7 @@ class ExitEngine:
     # Fee estimate (barkd 0.6.0).
 
     async def estimate(
-        self, rows: Sequence[VtxoRow], fee_rate: int | None, destination: bytes, confirmed_balance: int
+        self, rows: Sequence[StoredVtxo], fee_rate: int | None, destination: bytes, confirmed_balance: int
     ) -> FeeEstimate:
         """What exiting `rows` still costs, with the exit txs this engine has in flight for the plan."""
         return await estimate_exit(

@@ -8,15 +8,14 @@ from dataclasses import dataclass
 from bitcoin.core import b2lx
 
 from exitd.ark.exit_tx import build_exit_chain
-from exitd.ark.policy import ClaimClause, UserPolicy
+from exitd.ark.policy import ClaimClause
 from exitd.ark.weight import tx_vsize
 from exitd.chain.fees import FeeEstimator, fee_at_rate
 from exitd.chain.view import ChainView, TxState
 from exitd.engine.claims import claim_tx_vsize
 from exitd.engine.fee_policy import exit_fee_estimate
-from exitd.store.models import VtxoRow
+from exitd.store.vtxos import StoredVtxo
 from exitd.wallet.planner import PlannedTx
-from exitd.wallet.vtxos import vtxo_of
 
 
 @dataclass(frozen=True)
@@ -41,20 +40,17 @@ class _ExitTxs:
     clauses: list[ClaimClause]
 
 
-def _exit_txs(rows: Sequence[VtxoRow]) -> _ExitTxs:
+def _exit_txs(rows: Sequence[StoredVtxo]) -> _ExitTxs:
     found = _ExitTxs({}, {}, [])
     for row in rows:
-        vtxo = vtxo_of(row)
+        vtxo = row.vtxo
         input_txid = b2lx(vtxo.anchor_point.txid)
         for exit_tx in build_exit_chain(vtxo).txs:
             txid = b2lx(exit_tx.tx.GetTxid())
             found.vsizes[txid] = tx_vsize(exit_tx.tx)
             found.inputs[txid] = input_txid
             input_txid = txid
-        assert isinstance(vtxo.policy, UserPolicy)
-        found.clauses.append(
-            vtxo.policy.user_claim_clause(vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
-        )
+        found.clauses.append(row.claim_clause)
     return found
 
 
@@ -62,7 +58,7 @@ async def estimate_exit(
     view: ChainView,
     fees: FeeEstimator,
     in_flight: Sequence[PlannedTx],
-    rows: Sequence[VtxoRow],
+    rows: Sequence[StoredVtxo],
     fee_rate: int | None,
     destination: bytes,
     confirmed_balance: int,

@@ -71,10 +71,10 @@ from exitd.engine.model import LiveExit
 from exitd.engine.starts import P2TR_DUST
 from exitd.engine.states import ExitState, ExitStateKind, TxStatusKind
 from exitd.log import event, get_logger
-from exitd.store.models import VtxoRow
+from exitd.store.vtxos import StoredVtxo
 from exitd.wallet.address import decode_address
 from exitd.wallet.errors import NoWallet
-from exitd.wallet.vtxos import VtxoBook, vtxo_of
+from exitd.wallet.vtxos import VtxoBook
 
 log = get_logger("guard")
 
@@ -210,9 +210,9 @@ def exit_stage(state: ExitState) -> str:
     return state.kind.value
 
 
-def guarded_vtxo(row: VtxoRow) -> GuardedVtxo | None:
+def guarded_vtxo(row: StoredVtxo) -> GuardedVtxo | None:
     """The VTXO with its exit chain, or None for an unfinished one (nobody can broadcast its chain)."""
-    vtxo = vtxo_of(row)
+    vtxo = row.vtxo
     if vtxo.is_unfinished:
         return None
     txs = build_exit_chain(vtxo).txs

@@ -20,9 +20,9 @@ from exitd.engine.errors import DustLimit, InvalidWalletState, VtxoAlreadySpent
 from exitd.engine.model import LiveExit, TrackedTx
 from exitd.engine.states import ExitState, ExitStateKind
 from exitd.log import event, get_logger
-from exitd.store.models import VtxoRow
+from exitd.store.vtxos import StoredVtxo
 from exitd.wallet.policy import dust_threshold
-from exitd.wallet.vtxos import VtxoBook, spent_reason, vtxo_of
+from exitd.wallet.vtxos import VtxoBook, spent_reason
 
 log = get_logger("engine")
 
@@ -51,9 +51,9 @@ def check_relayable(vtxo_id: str, amount: int, chain: ExitChain) -> None:
                 )
 
 
-def exit_chain_of(row: VtxoRow) -> ExitChain:
+def exit_chain_of(row: StoredVtxo) -> ExitChain:
     """The exit chain of a stored VTXO that can be exited: finished, and every tx relayable."""
-    vtxo = vtxo_of(row)
+    vtxo = row.vtxo
     if vtxo.is_unfinished:
         raise InvalidWalletState(
             f"VTXO {row.vtxo_id} is not finished (its leaf lacks a preimage or signature)"

@@ -1,30 +1,118 @@
-"""Repository of imported VTXOs."""
+"""Repository of imported VTXOs: it hands out StoredVtxo, never its rows."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
+from functools import cached_property
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from exitd.ark.policy import ClaimClause
+from exitd.ark.vtxo import Vtxo, decode_vtxo
 from exitd.store.db import in_chunks, select_in
 from exitd.store.models import VtxoRow
 
 
-async def get_vtxo(session: AsyncSession, vtxo_id: str) -> VtxoRow | None:
-    return await session.get(VtxoRow, vtxo_id)
+class VtxoState(StrEnum):
+    """Where an imported VTXO stands for exitd."""
+
+    SPENDABLE = "spendable"
+    LOCKED = "locked"  # in an exit
+    SPENT = "spent"  # claimed, spent by its source, or marked gone
 
 
-async def get_vtxos(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict[str, VtxoRow]:
-    return {row.vtxo_id: row for row in await select_in(session, select(VtxoRow), VtxoRow.vtxo_id, vtxo_ids)}
+@dataclass(frozen=True)
+class StoredVtxo:
+    """An imported VTXO and what the store keeps beside it. The facts of the VTXO the listings need are
+    stored columns; the VTXO itself is decoded when first asked for (it was validated whole at import)."""
+
+    vtxo_id: str
+    encoded: bytes
+    amount_sat: int
+    expiry_height: int
+    exit_delta: int
+    exit_depth: int
+    policy_type: str
+    user_pubkey: str
+    server_pubkey: str
+    chain_anchor: str
+    # Index i of bark's VTXO key m/350'/0'/i that owns user_pubkey; None while the wallet holds no such key.
+    key_index: int | None
+    state: VtxoState
+    imported_at: int
+    preimage: bytes | None
+    source: str
+    protect: bool
+    seen_state: str | None
+    seen_at: int | None
+    gone_at: int | None
+
+    @cached_property
+    def vtxo(self) -> Vtxo:
+        return decode_vtxo(self.encoded)
+
+    @property
+    def claim_clause(self) -> ClaimClause:
+        return self.vtxo.claim_clause
 
 
-async def list_vtxos(session: AsyncSession, include_spent: bool = False) -> list[VtxoRow]:
+def stored(row: VtxoRow) -> StoredVtxo:
+    return StoredVtxo(
+        vtxo_id=row.vtxo_id,
+        encoded=row.encoded,
+        amount_sat=row.amount_sat,
+        expiry_height=row.expiry_height,
+        exit_delta=row.exit_delta,
+        exit_depth=row.exit_depth,
+        policy_type=row.policy_type,
+        user_pubkey=row.user_pubkey,
+        server_pubkey=row.server_pubkey,
+        chain_anchor=row.chain_anchor,
+        key_index=row.key_index,
+        state=VtxoState(row.state),
+        imported_at=row.imported_at,
+        preimage=row.preimage,
+        source=row.source,
+        protect=row.protect,
+        seen_state=row.seen_state,
+        seen_at=row.seen_at,
+        gone_at=row.gone_at,
+    )
+
+
+async def get_vtxo(session: AsyncSession, vtxo_id: str) -> StoredVtxo | None:
+    row = await session.get(VtxoRow, vtxo_id)
+    return None if row is None else stored(row)
+
+
+async def get_vtxos(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict[str, StoredVtxo]:
+    rows = await select_in(session, select(VtxoRow), VtxoRow.vtxo_id, vtxo_ids)
+    return {row.vtxo_id: stored(row) for row in rows}
+
+
+async def list_vtxos(session: AsyncSession, include_spent: bool = False) -> list[StoredVtxo]:
     query = select(VtxoRow).order_by(VtxoRow.imported_at, VtxoRow.vtxo_id)
     if not include_spent:
-        query = query.where(VtxoRow.state != "spent")
-    return list((await session.execute(query)).scalars())
+        query = query.where(VtxoRow.state != VtxoState.SPENT)
+    return [stored(row) for row in (await session.execute(query)).scalars()]
+
+
+async def add_vtxo(session: AsyncSession, vtxo: StoredVtxo) -> None:
+    session.add(VtxoRow(**{f: getattr(vtxo, f) for f in STORED_COLUMNS}))
+    await session.flush()
+
+
+async def protect_vtxo(session: AsyncSession, vtxo_id: str) -> None:
+    await session.execute(update(VtxoRow).where(VtxoRow.vtxo_id == vtxo_id).values(protect=True))
+
+
+async def mark_vtxo_gone(session: AsyncSession, vtxo_id: str, stamp: int) -> None:
+    """The user says the VTXO is no longer theirs: spent, and when they said so."""
+    query = update(VtxoRow).where(VtxoRow.vtxo_id == vtxo_id, VtxoRow.gone_at.is_(None))
+    await session.execute(query.values(gone_at=stamp, state=VtxoState.SPENT.value))
 
 
 async def vtxo_ids_in_state(session: AsyncSession, state: str) -> list[str]:
@@ -86,3 +174,7 @@ async def amounts_by_state(session: AsyncSession) -> dict[str, int]:
     """Total amount of the VTXOs in each state."""
     rows = await session.execute(select(VtxoRow.state, func.sum(VtxoRow.amount_sat)).group_by(VtxoRow.state))
     return {state: int(total) for state, total in rows}
+
+
+# StoredVtxo's fields, each a column of VtxoRow of the same name.
+STORED_COLUMNS = tuple(StoredVtxo.__dataclass_fields__)

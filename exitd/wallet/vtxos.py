@@ -10,27 +10,31 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exitd.ark.encoding import OutPoint, TxOut, VtxoError
 from exitd.ark.exit_tx import ExitChain, validate_vtxo
 from exitd.ark.policy import UserPolicy
-from exitd.ark.vtxo import Vtxo, decode_vtxo
+from exitd.ark.vtxo import Vtxo
 from exitd.chain.fees import btc_to_sat
 from exitd.chain.rpc import BitcoinRpc, RpcError, RpcInvalidAddressOrKey
 from exitd.log import event, get_logger
 from exitd.store.db import Store
-from exitd.store.models import VtxoRow
 from exitd.store.vtxos import (
     KnownVtxo,
+    StoredVtxo,
+    VtxoState,
+    add_vtxo,
     amounts_by_state,
     get_vtxo,
     get_vtxos,
     guarded_vtxo_ids,
     known_vtxos,
     list_vtxos,
+    mark_vtxo_gone,
+    protect_vtxo,
     record_seen,
     set_vtxos_state,
     vtxo_ids_in_state,
@@ -72,7 +76,7 @@ class VtxoExiting(ValueError):
         )
 
 
-def spent_reason(row: VtxoRow) -> str:
+def spent_reason(row: StoredVtxo) -> str:
     """Who said a spent VTXO is spent, for the messages that refuse to exit it."""
     if row.gone_at is not None:
         return "you marked it gone"
@@ -159,7 +163,7 @@ class VtxoBook:
                 raise AnchorNotInTx(anchor, len(answer["vout"]))
         return found
 
-    async def import_vtxos(self, encoded: Sequence[object], protect: bool = False) -> list[VtxoRow]:
+    async def import_vtxos(self, encoded: Sequence[object], protect: bool = False) -> list[StoredVtxo]:
         """Validate every entry, then store them all in one transaction (idempotent per id). `protect`:
         the guard may exit them although no source vouches for them (stale imports are not guarded)."""
         if not encoded:
@@ -191,26 +195,27 @@ class VtxoBook:
                     f"{expected.value} sat from {expected.script_pubkey.hex()}",
                 )
         now = int(time.time())
-        rows: list[VtxoRow] = []
+        rows: list[StoredVtxo] = []
         async with self.store.session() as session:
-            for vtxo, chain in decoded:
+            for vtxo, _ in decoded:
                 vtxo_id = str(vtxo.id)
                 existing = await get_vtxo(session, vtxo_id)
                 if existing is not None:
-                    existing.protect = existing.protect or protect
+                    if protect and not existing.protect:
+                        await protect_vtxo(session, vtxo_id)
+                        existing = replace(existing, protect=True)
                     rows.append(existing)
                     continue
-                row = self._row(vtxo, chain, now)
-                row.protect = protect
-                session.add(row)
+                row = self._stored(vtxo, now, protect)
+                await add_vtxo(session, row)
                 rows.append(row)
                 self._log_import(vtxo, row)
         return rows
 
-    def _row(self, vtxo: Vtxo, chain: ExitChain, now: int) -> VtxoRow:
+    def _stored(self, vtxo: Vtxo, now: int, protect: bool) -> StoredVtxo:
         policy = vtxo.policy
         assert isinstance(policy, UserPolicy)
-        return VtxoRow(
+        return StoredVtxo(
             vtxo_id=str(vtxo.id),
             encoded=vtxo.encode(),
             amount_sat=vtxo.amount,
@@ -222,12 +227,17 @@ class VtxoBook:
             server_pubkey=vtxo.server_pubkey.hex(),
             chain_anchor=str(vtxo.anchor_point),
             key_index=self.keychain.find_index(policy.user_pubkey, self.key_search_limit),
-            state="spendable",
+            state=VtxoState.SPENDABLE,
             imported_at=now,
+            preimage=None,
             source="import",
+            protect=protect,
+            seen_state=None,
+            seen_at=None,
+            gone_at=None,
         )
 
-    def _log_import(self, vtxo: Vtxo, row: VtxoRow) -> None:
+    def _log_import(self, vtxo: Vtxo, row: StoredVtxo) -> None:
         fields = {
             "vtxo": row.vtxo_id,
             "amount": row.amount_sat,
@@ -249,17 +259,17 @@ class VtxoBook:
                 log, logging.WARNING, "vtxo_unfinished", vtxo=row.vtxo_id, note="not exitable until completed"
             )
 
-    async def get(self, vtxo_id: str) -> VtxoRow:
+    async def get(self, vtxo_id: str) -> StoredVtxo:
         async with self.store.session() as session:
             return await _existing(session, parse_vtxo_id(vtxo_id))
 
-    async def find_many(self, vtxo_ids: Sequence[str]) -> dict[str, VtxoRow]:
+    async def find_many(self, vtxo_ids: Sequence[str]) -> dict[str, StoredVtxo]:
         """The imported ones of these VTXOs, by canonical id; InvalidVtxoId for an id that is not one."""
         ids = [parse_vtxo_id(v) for v in vtxo_ids]
         async with self.store.session() as session:
             return await get_vtxos(session, ids)
 
-    async def get_many(self, vtxo_ids: Sequence[str]) -> list[VtxoRow]:
+    async def get_many(self, vtxo_ids: Sequence[str]) -> list[StoredVtxo]:
         """Rows in the order asked; UnknownVtxo names every id that is not imported."""
         ids = [parse_vtxo_id(v) for v in vtxo_ids]
         rows = await self.find_many(ids)
@@ -288,20 +298,19 @@ class VtxoBook:
             await record_seen(session, seen, int(time.time()), source)
             await set_vtxos_state(session, spent, "spent")
 
-    async def mark_gone(self, vtxo_id: str) -> VtxoRow:
+    async def mark_gone(self, vtxo_id: str) -> StoredVtxo:
         """The user says the VTXO is no longer theirs (forfeited, spent elsewhere): nothing exits it."""
         vtxo_id = parse_vtxo_id(vtxo_id)
         async with self.store.session() as session:
             row = await _existing(session, vtxo_id)
-            if row.state == "locked":
+            if row.state is VtxoState.LOCKED:
                 raise VtxoExiting(vtxo_id)
             if row.gone_at is None:
-                row.gone_at = int(time.time())
-                row.state = "spent"
+                await mark_vtxo_gone(session, vtxo_id, int(time.time()))
                 event(log, logging.INFO, "vtxo_marked_gone", vtxo=vtxo_id)
         return await self.get(vtxo_id)
 
-    async def list(self, include_spent: bool) -> list[VtxoRow]:
+    async def list(self, include_spent: bool) -> list[StoredVtxo]:
         async with self.store.session() as session:
             return await list_vtxos(session, include_spent)
 
@@ -313,13 +322,8 @@ class VtxoBook:
             return await amounts_by_state(session)
 
 
-async def _existing(session: AsyncSession, vtxo_id: str) -> VtxoRow:
+async def _existing(session: AsyncSession, vtxo_id: str) -> StoredVtxo:
     row = await get_vtxo(session, vtxo_id)
     if row is None:
         raise UnknownVtxo(vtxo_id)
     return row
-
-
-def vtxo_of(row: VtxoRow) -> Vtxo:
-    """The stored VTXO, decoded again (it was fully validated when imported)."""
-    return decode_vtxo(row.encoded)

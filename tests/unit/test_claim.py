@@ -26,7 +26,7 @@ DESTINATION = p2tr_script(xonly(pubkey_from_seckey(b"\x01" * 32)))
 def exited(name: str) -> tuple[Vtxo, ClaimClause, TxOut]:
     vtxo, chain = validate_vtxo(vector(name).data)
     assert isinstance(vtxo.policy, UserPolicy)
-    clause = vtxo.policy.user_claim_clause(vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
+    clause = vtxo.claim_clause
     return vtxo, clause, chain.txs[-1].chain_output
 
 

@@ -20,7 +20,7 @@ DESTINATION = bytes.fromhex("5120") + bytes(range(32))
 def arkoor3_input() -> ClaimInput:
     vtxo = decode_vtxo(vector("arkoor3_vtxo").data)
     assert isinstance(vtxo.policy, UserPolicy)
-    clause = vtxo.policy.user_claim_clause(vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
+    clause = vtxo.claim_clause
     assert build_exit_chain(vtxo).txs[-1].chain_output.script_pubkey == clause.script_pubkey
     return ClaimInput(vtxo.point, vtxo.amount, clause.script_pubkey, ClaimSigner(clause, KEY))
 

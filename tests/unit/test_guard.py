@@ -28,7 +28,7 @@ from exitd.engine.guard import (
 )
 from exitd.engine.model import ChildRecord, ChildSource, ChildStatus, ExitBook, LiveExit, TrackedTx
 from exitd.engine.states import ExitState, ExitStateKind, ExitTx, ExitTxStatus, TxStatusKind
-from exitd.store.models import VtxoRow
+from exitd.store.vtxos import StoredVtxo, VtxoState
 from tests.support.vectors import vector
 
 BLOCK = BlockRef(100, "00" * 32)
@@ -95,17 +95,29 @@ def test_stage_counts_confirmed_levels_while_processing() -> None:
 # The guard over a stand-in engine.
 
 
-def vtxo_row(name: str) -> VtxoRow:
-    """A stored row of one of bark's VTXOs, as the VTXO book keeps it."""
+def vtxo_row(name: str) -> StoredVtxo:
+    """One of bark's VTXOs as the VTXO book hands it out."""
     vtxo = decode_vtxo(vector(name).data)
-    return VtxoRow(
+    return StoredVtxo(
         vtxo_id=str(vtxo.id),
         encoded=vtxo.encode(),
         amount_sat=vtxo.amount,
         expiry_height=vtxo.expiry_height,
         exit_delta=vtxo.exit_delta,
         exit_depth=vtxo.exit_depth,
-        state="spendable",
+        policy_type=vtxo.policy.kind,
+        user_pubkey="",
+        server_pubkey=vtxo.server_pubkey.hex(),
+        chain_anchor=str(vtxo.anchor_point),
+        key_index=None,
+        state=VtxoState.SPENDABLE,
+        imported_at=0,
+        preimage=None,
+        source="import",
+        protect=True,
+        seen_state=None,
+        seen_at=None,
+        gone_at=None,
     )
 
 
@@ -119,13 +131,13 @@ class StubFees:
 
 @dataclass
 class StubBook:
-    rows: list[VtxoRow]
+    rows: list[StoredVtxo]
 
     async def guarded_ids(self, protect_imports: bool) -> list[str]:
         """Every spendable row: which VTXOs are guarded is the store's query (tests/integration)."""
         return [r.vtxo_id for r in self.rows if r.state == "spendable"]
 
-    async def get_many(self, vtxo_ids: Sequence[str]) -> list[VtxoRow]:
+    async def get_many(self, vtxo_ids: Sequence[str]) -> list[StoredVtxo]:
         by_id = {r.vtxo_id: r for r in self.rows}
         return [by_id[i] for i in vtxo_ids]
 
@@ -155,7 +167,7 @@ class StubEngine:
         raise AssertionError("no test here claims")
 
 
-def make_guard(engine: StubEngine, rows: list[VtxoRow], **settings: int) -> Guard:
+def make_guard(engine: StubEngine, rows: list[StoredVtxo], **settings: int) -> Guard:
     alerts = Alerts(WebhookSettings("http://127.0.0.1:9/hook"))
     return Guard(
         engine.book,

@@ -96,7 +96,7 @@ def test_final_output_taproot_matches_the_reference(vec: VtxoVector) -> None:
 def test_user_claim_clause_is_the_users_leaf(vec: VtxoVector) -> None:
     vtxo = decode_vtxo(vec.data)
     assert isinstance(vtxo.policy, UserPolicy)
-    clause = vtxo.policy.user_claim_clause(vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
+    clause = vtxo.claim_clause
     user_x = vtxo.policy.user_pubkey[1:]
     [user_leaf] = [leaf for leaf in vec.derived["final_output_taproot"]["leaves"]
                    if user_x.hex() in leaf["script_hex"]]  # fmt: skip
