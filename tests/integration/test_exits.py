@@ -13,7 +13,7 @@ from exitd.ark.policy import PolicyType
 from exitd.regtest.forge import Forge, LeafSpec
 from exitd.regtest.node import RegtestNode
 from tests.support.barkd_schema import assert_answer, assert_valid
-from tests.support.daemon import DaemonProcess
+from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.exits import (
     advance_until,
     all_in,
@@ -281,12 +281,8 @@ VOCABULARY_060 = (
 
 
 def test_060_vocabulary_switch(tmp_path: Path, bitcoind: RegtestNode) -> None:
-    proc = DaemonProcess(tmp_path / "exitd", bitcoind)
-    text = proc.config_path.read_text()
-    proc.config_path.write_text(text.replace("[rest]\n", '[rest]\nsubstate_vocabulary = "0.6.0"\n', 1))
-    proc.init()
-    proc.start()
-    try:
+    vocabulary = {"EXITD_REST_SUBSTATE_VOCABULARY": "0.6.0"}
+    with running_daemon(tmp_path / "exitd", bitcoind, env=vocabulary) as proc:
         fund_wallet(proc, bitcoind, coins=2)
         arkoor = Forge(bitcoind).arkoor_chain(30_000, owned(proc, 0), hops=1)
         import_and_start(proc, [arkoor.hex])
@@ -301,5 +297,3 @@ def test_060_vocabulary_switch(tmp_path: Path, bitcoind: RegtestNode) -> None:
         advance_until(proc, bitcoind, record)
         assert {"awaiting-confirmation", "awaiting-input-confirmation", "confirmed"} <= seen
         assert seen <= set(VOCABULARY_060)
-    finally:
-        proc.stop()

@@ -13,7 +13,7 @@ from exitd.chain.rpc import BitcoinRpc, RpcCredentials
 from exitd.regtest.forge import Forge, UserKey
 from exitd.regtest.node import RegtestNode
 from tests.support.barkd_schema import assert_valid
-from tests.support.daemon import DaemonProcess
+from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.exits import advance_until, all_in, daemon_keychain, fund_wallet, progress, states
 
 pytestmark = pytest.mark.bitcoind
@@ -42,13 +42,8 @@ def fresh_daemon(tmp_path: Path, private_bitcoind: RegtestNode) -> Iterator[Daem
     """exitd against a node of its own that has no estimates, with a fallback below the node's floor, so
     that whatever cycle acts first pays the floor."""
     private_bitcoind.fund_miner()
-    proc = DaemonProcess(tmp_path / "exitd", private_bitcoind, extra_config="[fees]\nfallback_rate = 100\n")
-    proc.init()
-    proc.start()
-    try:
+    with running_daemon(tmp_path / "exitd", private_bitcoind, "[fees]\nfallback_rate = 100\n") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def test_a_rate_below_the_floor_is_accepted_raised_and_reported(

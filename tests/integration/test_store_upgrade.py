@@ -20,7 +20,7 @@ from alembic import command
 from exitd.regtest.forge import Forge
 from exitd.regtest.node import RegtestNode
 from exitd.store.db import alembic_config, current_revision, head_revision
-from tests.support.daemon import DaemonProcess
+from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.exits import advance_until, fund_wallet, import_and_start, owned, progress, wallet_address
 
 pytestmark = pytest.mark.bitcoind
@@ -54,11 +54,8 @@ def stored_exits(db: Path) -> dict[str, dict[str, Any]]:
 def test_a_0005_database_with_exits_in_every_state_upgrades_and_its_exits_finish(
     tmp_path: Path, bitcoind: RegtestNode
 ) -> None:
-    proc = DaemonProcess(tmp_path / "exitd", bitcoind)
-    proc.init()
-    proc.start()
     forge = Forge(bitcoind)
-    try:
+    with running_daemon(tmp_path / "exitd", bitcoind) as proc:
         fund_wallet(proc, bitcoind, coins=10)
         # Forged first: forging mines, and from the second claim on no block may come.
         claimed, in_progress, claimable, processing, started = (
@@ -90,8 +87,6 @@ def test_a_0005_database_with_exits_in_every_state_upgrades_and_its_exits_finish
         before = listing(proc)
         tx_status = before[e]["state"]["transactions"][0]["status"]["type"]
         assert tx_status == "broadcast-with-cpfp"
-    finally:
-        proc.stop()
 
     db = proc.datadir / "exitd.sqlite3"
     url = f"sqlite+aiosqlite:///{db}"

@@ -15,7 +15,7 @@ from exitd.ark.exit_tx import build_exit_chain
 from exitd.regtest.forge import Forge
 from exitd.regtest.node import RegtestNode
 from tests.support.barkd_schema import assert_answer
-from tests.support.daemon import DaemonProcess
+from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.exits import fund_wallet, owned, package_rate, wallet_address
 
 pytestmark = [pytest.mark.bitcoind, pytest.mark.slow]
@@ -90,13 +90,9 @@ def tx_kinds(answer: dict[str, Any]) -> set[str]:
 def test_full_exit_in_each_vocabulary(tmp_path: Path, private_bitcoind: RegtestNode, vocab: str) -> None:
     node = private_bitcoind
     node.fund_miner()
-    daemon = DaemonProcess(tmp_path / "exitd", node, extra_config="")
-    text = daemon.config_path.read_text()
-    daemon.config_path.write_text(text.replace("[rest]\n", f'[rest]\nsubstate_vocabulary = "{vocab}"\n', 1))
-    daemon.init()
-    daemon.start()
-    client = Client(daemon, vocab)
-    try:
+    vocabulary = {"EXITD_REST_SUBSTATE_VOCABULARY": vocab}
+    with running_daemon(tmp_path / "exitd", node, env=vocabulary) as daemon:
+        client = Client(daemon, vocab)
         fund_wallet(daemon, node, coins=6)
         forge = Forge(node)
         arkoor = forge.arkoor_chain(30_000, owned(daemon, 0), hops=1)  # three levels
@@ -168,5 +164,3 @@ def test_full_exit_in_each_vocabulary(tmp_path: Path, private_bitcoind: RegtestN
         assert ("needs-signed-package" in seen or "broadcast-with-cpfp" in seen) == (vocab == "0.1.4")
         if vocab == "0.6.0":
             assert not any(f'"{name}"' in seen or f"'{name}'" in seen for name in NAMES_014_ONLY)
-    finally:
-        daemon.stop()
