@@ -7,7 +7,6 @@ binaries are missing, root installs Debian's `postgresql` package as .ci/run doe
 
 from __future__ import annotations
 
-import asyncio
 import glob
 import os
 import pwd
@@ -16,8 +15,6 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-
-import asyncpg
 
 from exitd.regtest.node import free_port
 
@@ -99,21 +96,19 @@ class PostgresServer:
             )
         deadline = time.monotonic() + 60
         while True:
-            try:
-                asyncio.run(self._execute("postgres", "SELECT 1"))
+            answer = self._psql("SELECT 1")
+            if answer.returncode == 0:
                 return
-            except (OSError, asyncpg.PostgresError) as e:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise PostgresUnavailable(f"PostgreSQL did not start: {e}; {self.log.read_text()}") from e
-                time.sleep(0.1)
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                log = self.log.read_text()
+                self.stop()  # which removes the log
+                raise PostgresUnavailable(f"PostgreSQL did not start: {answer.stderr}; {log}")
+            time.sleep(0.1)
 
-    async def _execute(self, database: str, sql: str) -> None:
-        conn = await asyncpg.connect(host="127.0.0.1", port=self.port, user=SUPERUSER, database=database)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
+    def _psql(self, sql: str) -> subprocess.CompletedProcess[str]:
+        """One statement through psql (no event loop: fixtures and benchmarks call this from inside one)."""
+        command = [str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER]
+        return subprocess.run([*command, "-d", "postgres", "-c", sql], capture_output=True, text=True)
 
     def url(self, database: str) -> str:
         return f"postgresql+asyncpg://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
@@ -122,7 +117,8 @@ class PostgresServer:
         """The URL of a new, empty database."""
         self.databases += 1
         name = f"exitd_test_{self.databases}"
-        asyncio.run(self._execute("postgres", f"CREATE DATABASE {name}"))
+        created = self._psql(f"CREATE DATABASE {name}")
+        assert created.returncode == 0, created.stderr
         return self.url(name)
 
     def stop(self) -> None:
