@@ -33,7 +33,7 @@ from exitd.store.exits import (
     update_exits,
 )
 from exitd.store.models import ExitChildRow
-from exitd.store.vtxos import list_vtxos, set_vtxos_state
+from exitd.store.vtxos import set_vtxos_state, vtxo_terms
 
 log = get_logger("engine")
 
@@ -48,11 +48,10 @@ async def load_book(store: Store, book: ExitBook) -> None:
     """Fill `book` with every exit and its txs and children from the store."""
     async with store.session() as session:
         rows = await load_exits(session)
-        links = await load_links(session, [r.vtxo_id for r in rows])
-        txids = sorted({t for ts in links.values() for t in ts})
-        tx_rows = await load_exit_txs(session, txids)
-        children = await load_children(session, txids)
-        vtxo_rows = {r.vtxo_id: r for r in await list_vtxos(session, include_spent=True)}
+        links = await load_links(session, None)
+        tx_rows = await load_exit_txs(session, None)
+        children = await load_children(session, None)
+        terms = await vtxo_terms(session)
     book.txs = {r.txid: TrackedTx(r.txid, r.raw, r.vsize, r.input_txid, r.anchor_vout) for r in tx_rows}
     for c in children:
         block = (
@@ -71,11 +70,11 @@ async def load_book(store: Store, book: ExitBook) -> None:
         )
     book.exits = {}
     for row in rows:
-        vrow = vtxo_rows[row.vtxo_id]
+        amount, expiry_height = terms[row.vtxo_id]
         book.exits[row.vtxo_id] = LiveExit(
             vtxo_id=row.vtxo_id,
-            amount=vrow.amount_sat,
-            expiry_height=vrow.expiry_height,
+            amount=amount,
+            expiry_height=expiry_height,
             txids=links.get(row.vtxo_id, []),
             state=decode_state(row.state),
             started_by=row.started_by,

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
 import sqlalchemy as sa
 from alembic import command
@@ -27,6 +27,7 @@ from exitd.store.errors import NotLeader, StoreError
 from exitd.store.models import LeaderRow
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 # SQLite binds at most 32,766 parameters in one statement, PostgreSQL 32,767: long id lists are asked
 # in parts.
@@ -50,15 +51,27 @@ def in_chunks(ids: Sequence[str]) -> list[list[str]]:
     return [list(ids[i : i + IN_CHUNK]) for i in range(0, len(ids), IN_CHUNK)]
 
 
+async def execute_in(
+    session: AsyncSession,
+    query: sa.Select[*Ts],
+    column: QueryableAttribute[str],
+    ids: Sequence[str] | None,
+) -> list[sa.Row[*Ts]]:
+    """The rows of `query` whose `column` is one of `ids`, asked in parts (in_chunks), each part in the
+    query's order; all its rows when `ids` is None (no parameter list to send at all)."""
+    if ids is None:
+        return list(await session.execute(query))
+    rows: list[sa.Row[*Ts]] = []
+    for chunk in in_chunks(ids):
+        rows += await session.execute(query.where(column.in_(chunk)))
+    return rows
+
+
 async def select_in(
     session: AsyncSession, query: sa.Select[T], column: QueryableAttribute[str], ids: Sequence[str]
 ) -> list[T]:
-    """The rows of `query` whose `column` is one of `ids`, asked in parts (in_chunks); each part in the
-    query's order."""
-    rows: list[T] = []
-    for chunk in in_chunks(ids):
-        rows += (await session.execute(query.where(column.in_(chunk)))).scalars()
-    return rows
+    """execute_in for a query of one column or entity: its values."""
+    return [row[0] for row in await execute_in(session, query, column, ids)]
 
 
 def insert_new(session: AsyncSession, table: sa.Table) -> sa.Insert:

@@ -11,7 +11,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Table, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exitd.store.db import in_chunks, insert_new, select_in
+from exitd.store.db import execute_in, in_chunks, insert_new, select_in
 from exitd.store.models import Base, ExitChildRow, ExitRow, ExitTxLinkRow, ExitTxRow
 
 CHILD_LIVE_STATUSES = ("stored", "broadcast", "confirmed")
@@ -39,23 +39,44 @@ async def load_exits(session: AsyncSession, kinds: Sequence[str] | None = None) 
     return [StoredExit(*row) for row in await session.execute(query)]
 
 
-async def load_links(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict[str, list[str]]:
-    """vtxo id -> its exit txids, root first."""
+async def load_links(session: AsyncSession, vtxo_ids: Sequence[str] | None) -> dict[str, list[str]]:
+    """vtxo id -> its exit txids, root first; of every exit when `vtxo_ids` is None. Plain rows, not ORM
+    objects, and no id list for all: a new leader reads every link before it may act, and an object per
+    row, or 100,000 ids sent back, cost most of that time."""
     links: dict[str, list[str]] = {}
-    query = select(ExitTxLinkRow).order_by(ExitTxLinkRow.level)
-    for link in await select_in(session, query, ExitTxLinkRow.vtxo_id, vtxo_ids):
-        links.setdefault(link.vtxo_id, []).append(link.txid)
+    table = ExitTxLinkRow
+    query = select(table.vtxo_id, table.txid).order_by(table.level)
+    for vtxo_id, txid in await execute_in(session, query, table.vtxo_id, vtxo_ids):
+        links.setdefault(vtxo_id, []).append(txid)
     return links
 
 
-async def load_exit_txs(session: AsyncSession, txids: Sequence[str]) -> list[ExitTxRow]:
-    return await select_in(session, select(ExitTxRow), ExitTxRow.txid, txids)
+@dataclass(frozen=True)
+class StoredExitTx:
+    """An exit tx as stored (ExitTxRow's columns)."""
+
+    txid: str
+    raw: bytes
+    vsize: int
+    input_txid: str
+    anchor_vout: int
 
 
-async def load_children(session: AsyncSession, parent_txids: Sequence[str]) -> list[ExitChildRow]:
-    """The children of these txs, each tx's in the order they were made."""
+async def load_exit_txs(session: AsyncSession, txids: Sequence[str] | None) -> list[StoredExitTx]:
+    """These exit txs, or (None) those of any exit; as plain rows (see load_links)."""
+    table = ExitTxRow
+    query = select(table.txid, table.raw, table.vsize, table.input_txid, table.anchor_vout)
+    if txids is None:
+        query = query.where(table.txid.in_(select(ExitTxLinkRow.txid)))
+    return [StoredExitTx(*row) for row in await execute_in(session, query, table.txid, txids)]
+
+
+async def load_children(session: AsyncSession, parent_txids: Sequence[str] | None) -> list[ExitChildRow]:
+    """The children of these txs, or (None) of any exit's txs, each tx's in the order they were made."""
     query = select(ExitChildRow).order_by(ExitChildRow.created_at, ExitChildRow.txid)
-    return await select_in(session, query, ExitChildRow.parent_txid, parent_txids)
+    if parent_txids is None:
+        query = query.where(ExitChildRow.parent_txid.in_(select(ExitTxLinkRow.txid)))
+    return [row[0] for row in await execute_in(session, query, ExitChildRow.parent_txid, parent_txids)]
 
 
 @dataclass(frozen=True)

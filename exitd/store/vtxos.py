@@ -115,6 +115,13 @@ async def mark_vtxo_gone(session: AsyncSession, vtxo_id: str, stamp: int) -> Non
     await session.execute(query.values(gone_at=stamp, state=VtxoState.SPENT.value))
 
 
+async def vtxo_terms(session: AsyncSession) -> dict[str, tuple[int, int]]:
+    """vtxo id -> (amount in sat, expiry height) of every VTXO: what loading the exits needs of them, as
+    plain rows (an ORM object with its encoding per VTXO made a new leader's load of 100,000 slow)."""
+    query = select(VtxoRow.vtxo_id, VtxoRow.amount_sat, VtxoRow.expiry_height)
+    return {vtxo_id: (amount, expiry) for vtxo_id, amount, expiry in await session.execute(query)}
+
+
 async def vtxo_ids_in_state(session: AsyncSession, state: str) -> list[str]:
     query = select(VtxoRow.vtxo_id).where(VtxoRow.state == state)
     query = query.order_by(VtxoRow.imported_at, VtxoRow.vtxo_id)
