@@ -20,20 +20,15 @@ from pathlib import Path
 from harness import from_checkout, load_now, machine, parse_args, percentile, regtest_node
 
 from exitd.regtest.forge import Forge, LeafSpec
-from tests.integration.test_failover import assert_no_double_spend, shared_config
 from tests.support.daemon import DaemonProcess
 from tests.support.exits import fund_wallet, import_and_start, owned
+from tests.support.failover import assert_no_double_spend, shared_config
 from tests.support.postgres import PostgresServer
 
 KILLS = 20
 QUICK_KILLS = 3
 EXITS = 64  # one round tree of 64 leaves: depth 4
 TIMEOUT = 15.0  # database.failover_timeout's default
-
-
-def config(url: str) -> str:
-    """The shared database with the default failover timeout (the test's shorter one replaced)."""
-    return shared_config(url).replace("failover_timeout = 6.0", f"failover_timeout = {TIMEOUT}")
 
 
 def wait_standing_by(daemon: DaemonProcess, before: int) -> None:
@@ -64,7 +59,10 @@ def main() -> None:
     try:
         with regtest_node() as node, tempfile.TemporaryDirectory(prefix="exitd-failover-") as tmp:
             url = postgres.new_database()
-            daemons = [DaemonProcess(Path(tmp) / name, node, config(url)) for name in ("a", "b")]
+            daemons = [
+                DaemonProcess(Path(tmp) / name, node, shared_config(url, timeout=TIMEOUT))
+                for name in ("a", "b")
+            ]
             for d in daemons:  # info, not debug: the events waited for, not a line per package
                 d.config_path.write_text(
                     d.config_path.read_text().replace('level = "debug"', 'level = "info"')

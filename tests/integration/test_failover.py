@@ -10,26 +10,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from exitd.config import CRASH_POINTS
 from exitd.daemon.lifecycle import CRASH_EXIT_CODE
 from exitd.regtest.forge import Forge
 from exitd.regtest.node import RegtestNode
-from exitd.store.db import run_sync
 from tests.support.daemon import DaemonProcess
 from tests.support.exits import advance_until, all_in, fund_wallet, owned, progress, states
+from tests.support.failover import FAILOVER, assert_no_double_spend, shared_config
 from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.bitcoind
 
-FAILOVER = 6.0  # database.failover_timeout of both daemons (s)
 CLAIM_POINTS = ("before_claim_broadcast", "after_claim_broadcast")
-
-
-def shared_config(url: str, crash_point: str = "") -> str:
-    testing = f'\n[testing]\ncrash_point = "{crash_point}"\n' if crash_point else ""
-    return f'\n[database]\nurl = "{url}"\nfailover_timeout = {FAILOVER}\n{testing}'
 
 
 def wait_for_log(daemon: DaemonProcess, text: str, timeout: float = 30.0) -> None:
@@ -50,28 +43,6 @@ def wait_for_crash(daemon: DaemonProcess) -> float:
 def leader_of(answer: dict[str, str], daemon: DaemonProcess) -> bool:
     assert daemon.process is not None
     return f":{daemon.process.pid} (term" in answer["message"]
-
-
-def live_children(url: str) -> list[tuple[str, str]]:
-    """(child txid, parent txid) of the wallet's children that may still confirm (or did)."""
-    query = sa.text(
-        "select txid, parent_txid from exit_children "
-        "where source = 'wallet' and status not in ('abandoned', 'replaced')"
-    )
-    return [(t, p) for t, p in run_sync(url, lambda conn: list(conn.execute(query)))]
-
-
-def assert_no_double_spend(url: str, node: RegtestNode) -> None:
-    children = live_children(url)
-    parents = [parent for _, parent in children]
-    assert len(parents) == len(set(parents)), f"an exit tx got two children: {children}"
-    funded_by: dict[tuple[str, int], str] = {}
-    for txid, parent in children:
-        for vin in node.rpc("getrawtransaction", txid, 1)["vin"]:
-            outpoint = (vin["txid"], vin["vout"])
-            if vin["txid"] != parent:  # not the P2A anchor
-                assert outpoint not in funded_by, f"{outpoint} funds {funded_by[outpoint]} and {txid}"
-                funded_by[outpoint] = txid
 
 
 @pytest.fixture
