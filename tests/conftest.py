@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from exitd.regtest.node import RegtestNode
+from exitd.regtest.node import NodeFlavor, RegtestNode
 from exitd.regtest.obtain import find_bitcoind
 from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.postgres import PostgresServer
@@ -27,22 +27,54 @@ def bitcoind_binary(request: pytest.FixtureRequest) -> Path:
         return find_bitcoind()
 
 
+# The nodes exitd must work on; `@pytest.mark.parametrize("bitcoind", EVERY_NODE, indirect=True)` runs a
+# test against each.
+EVERY_NODE = [pytest.param(f, id=f.value) for f in NodeFlavor]
+
+
+class NodePool:
+    """One node per flavor for the whole session, started when a test first needs it."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.tmp_path_factory = tmp_path_factory
+        self.nodes: dict[NodeFlavor, RegtestNode] = {}
+
+    def get(self, flavor: NodeFlavor) -> RegtestNode:
+        if flavor not in self.nodes:
+            node = RegtestNode(self.tmp_path_factory.mktemp(f"bitcoind-{flavor.value}"), flavor=flavor)
+            node.start()
+            self.nodes[flavor] = node
+            node.fund_miner()
+        return self.nodes[flavor]
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            node.stop()
+
+
 @pytest.fixture(scope="session")
-def bitcoind(tmp_path_factory: pytest.TempPathFactory, bitcoind_binary: Path) -> Iterator[RegtestNode]:
-    """One regtest node for the whole session; tests must not assume an empty chain."""
-    node = RegtestNode(tmp_path_factory.mktemp("bitcoind"))
-    node.start()
+def node_pool(tmp_path_factory: pytest.TempPathFactory, bitcoind_binary: Path) -> Iterator[NodePool]:
+    pool = NodePool(tmp_path_factory)
     try:
-        node.fund_miner()
-        yield node
+        yield pool
     finally:
-        node.stop()
+        pool.stop()
+
+
+@pytest.fixture(scope="session")
+def bitcoind(request: pytest.FixtureRequest, node_pool: NodePool) -> RegtestNode:
+    """A regtest node for the whole session (with a tx index, unless parametrized with another flavor);
+    tests must not assume an empty chain."""
+    return node_pool.get(getattr(request, "param", NodeFlavor.TXINDEX))
 
 
 @pytest.fixture
-def private_bitcoind(tmp_path: Path, bitcoind_binary: Path) -> Iterator[RegtestNode]:
-    """A node of this test's own, for tests that stop, restart or reorg it."""
-    node = RegtestNode(tmp_path / "bitcoind")
+def private_bitcoind(
+    request: pytest.FixtureRequest, tmp_path: Path, bitcoind_binary: Path
+) -> Iterator[RegtestNode]:
+    """A node of this test's own, for tests that stop, restart or reorg it (with a tx index, unless
+    parametrized with another flavor)."""
+    node = RegtestNode(tmp_path / "bitcoind", flavor=getattr(request, "param", NodeFlavor.TXINDEX))
     node.start()
     try:
         yield node

@@ -1,38 +1,29 @@
 """One consistent look at the chain per cycle: tip, where each tracked tx is, who spends what in the mempool.
 
-Everything is asked in two batched round trips whatever the number of exits: the first asks for the tip,
-every tracked tx, the mempool spenders of every anchor and the block hashes the engine re-checks for reorgs;
-the second asks for the package fee data of the spenders found. The engine decides from this snapshot alone.
+No tx index is needed. A tx is confirmed where the locator (exitd.chain.locator) saw it in a block; else
+it is in the mempool if getmempoolentry knows it; else, for a tx mined before exitd watched it, the UTXO
+set places it through one of its outputs still unspent (`outputs`). An idle cycle costs one batched round
+trip whatever the number of exits: the tracked txs' mempool entries, the hints' and VTXOs' UTXOs, the
+mempool spenders of every anchor, the block hashes the engine re-checks for reorgs, and last the tip (so
+that a tx that left the mempool for a block is in a block at or below it). A second one asks for the
+package fee data of the spenders found; a new block rides in it (one block on the same chain) or costs
+one more (several, or a reorg). The engine decides from this snapshot alone.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from exitd.chain.fees import btc_to_sat
+from exitd.chain.locator import BlockRef, ChainMoved, LocatorStore, TxLocator
 from exitd.chain.rpc import BitcoinRpc, RpcError, RpcInvalidAddressOrKey, RpcInvalidParameter
 
 Outpoint = tuple[str, int]
 
-# How long a snapshot waits for the tx index to reach a block that just arrived.
-INDEX_WAIT_ATTEMPTS = 40
-INDEX_WAIT_SECONDS = 0.05
-
-
-class TxIndexBehind(RpcError):
-    """bitcoind's tx index has not reached the tip after the wait: a tx of the newest blocks would look
-    unknown and the engine would pay for it again, so nothing is decided on such a snapshot (the cycle
-    fails and the next one asks again)."""
-
-
-@dataclass(frozen=True)
-class BlockRef:
-    height: int
-    hash: str
+__all__ = ["BlockRef", "ChainSnapshot", "ChainView", "MempoolPackage", "TxLocation", "TxState"]
 
 
 class TxState(Enum):
@@ -48,6 +39,7 @@ class TxLocation:
 
 
 NOT_FOUND = TxLocation(TxState.NOT_FOUND)
+MEMPOOL = TxLocation(TxState.MEMPOOL)
 
 
 @dataclass(frozen=True)
@@ -85,8 +77,9 @@ class ChainSnapshot:
 
 
 class ChainView:
-    def __init__(self, rpc: BitcoinRpc) -> None:
+    def __init__(self, rpc: BitcoinRpc, store: LocatorStore | None = None) -> None:
         self.rpc = rpc
+        self.locator = TxLocator(rpc, store)
 
     async def snapshot(
         self,
@@ -94,86 +87,115 @@ class ChainView:
         spent_outpoints: Iterable[Outpoint] = (),
         heights: Iterable[int] = (),
         utxos: Iterable[Outpoint] = (),
+        outputs: Mapping[str, int] | None = None,
     ) -> ChainSnapshot:
         """Where `txids` are, mempool spenders of `spent_outpoints`, hashes at `heights`, and whether
-        `utxos` are unspent in the chain (mempool ignored)."""
-        txids = list(dict.fromkeys(txids))
-        outpoints = list(dict.fromkeys(spent_outpoints))
-        heights = list(dict.fromkeys(heights))
-        utxos = list(dict.fromkeys(utxos))
-        calls: list[tuple[str, list[object]]] = [("getblockchaininfo", []), ("getindexinfo", ["txindex"])]
-        calls += [("getrawtransaction", [txid, 1]) for txid in txids]
+        `utxos` are unspent in the chain (mempool ignored). `outputs`: an output index of some of
+        `txids` that the UTXO set may still hold, to place a tx mined before exitd watched it."""
+        async with self.locator.lock:
+            await self.locator.load()
+            return await self._snapshot(
+                list(dict.fromkeys(txids)),
+                list(dict.fromkeys(spent_outpoints)),
+                list(dict.fromkeys(heights)),
+                list(dict.fromkeys(utxos)),
+                outputs or {},
+            )
+
+    async def _snapshot(
+        self,
+        txids: list[str],
+        outpoints: list[Outpoint],
+        heights: list[int],
+        utxos: list[Outpoint],
+        outputs: Mapping[str, int],
+    ) -> ChainSnapshot:
+        locator = self.locator
+        unplaced = [txid for txid in txids if locator.located(txid) is None]
+        hinted = [(txid, outputs[txid]) for txid in unplaced if txid in outputs]
+        calls: list[tuple[str, list[object]]] = [("getmempoolentry", [txid]) for txid in unplaced]
+        calls += [("gettxout", [txid, vout, False]) for txid, vout in hinted]
         calls += [("getblockhash", [h]) for h in heights]
         calls += [("gettxout", [txid, vout, False]) for txid, vout in utxos]
         if outpoints:
             calls.append(("gettxspendingprevout", [[{"txid": t, "vout": v} for t, v in outpoints]]))
-        for _ in range(INDEX_WAIT_ATTEMPTS):
-            answers = await self.rpc.batch(calls)
-            info = _raise_if_error(answers[0])
-            if _index_caught_up(answers[1], int(info["blocks"])):
-                break
-            # bitcoind indexes a new block's txs just after connecting it: asked now, a tx mined in that
-            # block would look unknown and the engine would pay for it again.
-            await asyncio.sleep(INDEX_WAIT_SECONDS)
-        else:
-            waited = INDEX_WAIT_ATTEMPTS * INDEX_WAIT_SECONDS
-            raise TxIndexBehind(
-                f"bitcoind's transaction index has not reached block {info['blocks']} after {waited:g} s; "
-                "exitd decides nothing until it has",
-                "getindexinfo",
-            )
+        probes = locator.probes()
+        calls += probes
+        calls.append(("getblockchaininfo", []))
+        answers = iter(await self.rpc.batch(calls))
+        in_mempool = {txid for txid in unplaced if not isinstance(next(answers), RpcInvalidAddressOrKey)}
+        hint_answers = [next(answers) for _ in hinted]
+        hashes = [next(answers) for _ in heights]
+        unspent = [next(answers) for _ in utxos]
+        spending = next(answers) if outpoints else []
+        known = locator.probed_hashes([next(answers) for _ in probes])
+        info = _raise_if_error(next(answers))
         tip = BlockRef(int(info["blocks"]), str(info["bestblockhash"]))
+        known[tip.height] = tip.hash
         snap = ChainSnapshot(tip)
-        pos = 2
-        for txid in txids:
-            snap.txs[txid] = _location(answers[pos], tip.height)
-            pos += 1
-        for height in heights:
-            answer = answers[pos]
-            pos += 1
+        for height, answer in zip(heights, hashes, strict=True):
             if isinstance(answer, RpcInvalidParameter):
                 continue  # above the tip after a reorg
             snap.block_hashes[height] = str(_raise_if_error(answer))
-        for outpoint in utxos:
-            snap.unspent[outpoint] = _raise_if_error(answers[pos]) is not None
-            pos += 1
-        if outpoints:
-            for entry in _raise_if_error(answers[pos]):
-                if "spendingtxid" in entry:
-                    snap.spenders[(str(entry["txid"]), int(entry["vout"]))] = str(entry["spendingtxid"])
+        for outpoint, answer in zip(utxos, unspent, strict=True):
+            snap.unspent[outpoint] = _raise_if_error(answer) is not None
+        for entry in _raise_if_error(spending):
+            if "spendingtxid" in entry:
+                snap.spenders[(str(entry["txid"]), int(entry["vout"]))] = str(entry["spendingtxid"])
+        mined_before = _mined_heights(hinted, hint_answers, known)
         spenders = list(dict.fromkeys(snap.spenders.values()))
-        entries = await self.rpc.batch(("getmempoolentry", [txid]) for txid in spenders)
-        for txid, entry in zip(spenders, entries, strict=True):
+        hash_asks = sorted({h for h in mined_before.values() if h not in known})
+        extra: list[tuple[str, list[object]]] = [("getmempoolentry", [txid]) for txid in spenders]
+        extra += [("getblockhash", [h]) for h in hash_asks]
+        prune_height = int(info["pruneheight"]) if info.get("pruned") else None
+        reorged, replies = await locator.catch_up(tip, txids, known, prune_height, extra)
+        for txid, entry in zip(spenders, replies, strict=False):
             if isinstance(entry, RpcInvalidAddressOrKey):
                 continue  # confirmed or evicted between the two round trips; seen next cycle
             entry = _raise_if_error(entry)
             snap.packages[txid] = MempoolPackage(
                 txid, btc_to_sat(entry["fees"]["ancestor"]), int(entry["ancestorsize"])
             )
+        for height, answer in zip(hash_asks, replies[len(spenders) :], strict=True):
+            known[height] = str(_raise_if_error(answer))
+        for txid, height in mined_before.items():
+            if locator.located(txid) is None:
+                locator.place(txid, BlockRef(height, known[height]))
+        # A reorg took these out of the chain during this snapshot: are they back in the mempool?
+        back = [txid for txid in reorged if txid in txids and locator.located(txid) is None]
+        entries = await self.rpc.batch(("getmempoolentry", [txid]) for txid in back)
+        in_mempool.update(t for t, e in zip(back, entries, strict=True) if not isinstance(e, RpcError))
+        for txid in txids:
+            block = locator.located(txid)
+            if block is not None:
+                snap.txs[txid] = TxLocation(TxState.CONFIRMED, block)
+            elif txid in in_mempool:
+                snap.txs[txid] = MEMPOOL
+            else:
+                snap.txs[txid] = NOT_FOUND
+        await locator.flush()
         return snap
 
 
-def _index_caught_up(answer: Any, tip_height: int) -> bool:
-    """Whether the tx index has reached the tip (a node without one has nothing to wait for)."""
-    index = answer.get("txindex") if isinstance(answer, dict) else None
-    return index is None or int(index.get("best_block_height", tip_height)) >= tip_height
+def _mined_heights(
+    hinted: list[tuple[str, int]], answers: list[Any], known: Mapping[int, str]
+) -> dict[str, int]:
+    """The heights of hinted txs whose output the UTXO set holds: its depth under the block gettxout saw
+    as the tip (the tip or a probed block: the answers came before the tip was asked)."""
+    heights_of = {block_hash: height for height, block_hash in known.items()}
+    mined: dict[str, int] = {}
+    for (txid, _), answer in zip(hinted, answers, strict=True):
+        utxo = _raise_if_error(answer)
+        if utxo is None:
+            continue
+        best = heights_of.get(str(utxo["bestblock"]))
+        if best is None:
+            raise ChainMoved("the tip moved twice while exitd asked the UTXO set", "gettxout")
+        mined[txid] = best - int(utxo["confirmations"]) + 1
+    return mined
 
 
 def _raise_if_error(answer: Any) -> Any:
     if isinstance(answer, RpcError):
         raise answer
     return answer
-
-
-def _location(answer: Any, tip_height: int) -> TxLocation:
-    if isinstance(answer, RpcInvalidAddressOrKey):
-        return NOT_FOUND
-    tx = _raise_if_error(answer)
-    assert isinstance(tx, dict)
-    if "blockhash" not in tx:
-        return TxLocation(TxState.MEMPOOL)
-    confirmations = int(tx.get("confirmations", 0))
-    if confirmations <= 0:
-        # Found through the tx index in a block a reorg left behind, and not back in the mempool.
-        return NOT_FOUND
-    return TxLocation(TxState.CONFIRMED, BlockRef(tip_height - confirmations + 1, str(tx["blockhash"])))

@@ -104,7 +104,9 @@ class ProgressCycle:
             self.counters.cycles += 1
             return self.book.report()
         request = snapshot_request(watched, self.book.txs, guarded)
-        snap = await self.view.snapshot(request.txids, request.spends, request.heights, request.utxos)
+        snap = await self.view.snapshot(
+            request.txids, request.spends, request.heights, request.utxos, request.outputs
+        )
         self.last_tip = snap.tip
         for e in watched:
             e.error = None

@@ -50,6 +50,8 @@ class SnapshotRequest:
     spends: list[Outpoint] = field(default_factory=list)
     heights: list[int] = field(default_factory=list)
     utxos: list[Outpoint] = field(default_factory=list)
+    # An output of a tx the UTXO set may still hold: where it was mined, if before exitd watched it.
+    outputs: dict[str, int] = field(default_factory=dict)
 
 
 def is_watched(e: LiveExit, tip: BlockRef | None) -> bool:
@@ -69,9 +71,11 @@ def snapshot_request(
     request = SnapshotRequest(txids=list(guarded))
     for e in exits:
         kind = e.state.kind
+        request.outputs[e.txids[-1]] = e.outpoint[1]
         if kind in ACTIVE_KINDS:
             for txid in e.txids:
                 tracked = txs[txid]
+                request.outputs[tracked.input_txid] = tracked.input_vout
                 request.txids += [txid, tracked.input_txid]
                 request.txids += [c.txid for c in tracked.children.values() if c.status.in_flight]
                 request.spends.append(tracked.anchor)

@@ -46,6 +46,7 @@ from exitd.engine.states import ExitState, ExitStateKind, ExitTxOrigin
 from exitd.log import event, get_logger
 from exitd.store.db import Store
 from exitd.store.exits import load_histories, now
+from exitd.store.locations import StoredLocations
 from exitd.store.vtxos import StoredVtxo, set_vtxos_state
 from exitd.wallet.vtxos import VtxoBook
 
@@ -73,7 +74,7 @@ class ExitEngine:
         `crash_hook`: test-only fault injection, called at named points."""
         self.store = store
         self.rpc = rpc
-        self.view = ChainView(rpc)
+        self.view = ChainView(rpc, StoredLocations(store))
         self.fees = fees
         self.vtxos = vtxos
         self.wallet = wallet

@@ -7,6 +7,7 @@ among the exits that need the tx when each exit's spending is counted.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -99,6 +100,11 @@ class TrackedTx:
     @property
     def anchor(self) -> Outpoint:
         return self.txid, self.anchor_vout
+
+    @functools.cached_property
+    def input_vout(self) -> int:
+        """The output of `input_txid` this tx spends: the UTXO set shows its input mined until it is."""
+        return int(self.tx.vin[0].prevout.n)
 
 
 @dataclass

@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from decimal import Decimal
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +42,43 @@ def rpcauth_line(user: str, password: str, salt: str = "00" * 16) -> str:
     return f"{user}:{salt}${digest}"
 
 
+# bitcoind keeps at least this many blocks below the tip whatever -prune says (MIN_BLOCKS_TO_KEEP).
+PRUNE_KEEPS = 288
+
+
 class RegtestError(Exception):
     pass
 
 
+class NodeFlavor(Enum):
+    """How a node keeps the chain: exitd must work on each."""
+
+    TXINDEX = "txindex"  # a tx index (-txindex)
+    PLAIN = "plain"  # Bitcoin Core's defaults: no tx index
+    PRUNED = "pruned"  # -prune=1 (manual pruneblockchain) with small block files (-fastprune)
+
+    def args(self) -> tuple[str, ...]:
+        if self is NodeFlavor.TXINDEX:
+            return ("-txindex=1",)
+        if self is NodeFlavor.PRUNED:
+            return ("-prune=1", "-fastprune=1")
+        return ()
+
+
 class RegtestNode:
-    def __init__(self, datadir: Path | None = None, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        datadir: Path | None = None,
+        extra_args: tuple[str, ...] = (),
+        flavor: NodeFlavor = NodeFlavor.TXINDEX,
+    ) -> None:
         self.binary = find_bitcoind()
         self._own_dir = datadir is None
         self.datadir = datadir or Path(tempfile.mkdtemp(prefix="exitd-regtest-"))
         self.rpc_port = free_port()
         self.p2p_port = free_port()
         self.extra_args = extra_args
+        self.flavor = flavor
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -75,7 +101,7 @@ class RegtestNode:
             f"-rpcport={self.rpc_port}",
             f"-port={self.p2p_port}",
             f"-rpcauth={rpcauth_line(RPC_USER, RPC_PASSWORD)}",
-            "-txindex=1",
+            *self.flavor.args(),
             "-fallbackfee=0.0002",
             "-printtoconsole=0",
             "-dnsseed=0",
@@ -168,6 +194,38 @@ class RegtestNode:
         self.ensure_miner_wallet()
         while Decimal(self.rpc("getbalance", wallet=MINER_WALLET)) < min_btc:
             self.mine(101 if self.height() < 101 else 10)
+
+    def find_tx(self, txid: str, depth: int = 50) -> dict[str, Any]:
+        """A tx of the mempool or of the last `depth` blocks, verbose, on any flavor of node (without a tx
+        index, getrawtransaction finds a mined tx only when told its block)."""
+        try:
+            return dict(self.rpc("getrawtransaction", txid, 1))
+        except RegtestError:
+            pass
+        tip = self.height()
+        for height in range(tip, max(tip - depth, 0), -1):
+            block_hash = self.rpc("getblockhash", height)
+            try:
+                return dict(self.rpc("getrawtransaction", txid, 1, block_hash))
+            except RegtestError:
+                continue
+        raise RegtestError(f"tx {txid} is neither in the mempool nor in the last {depth} blocks")
+
+    def prune_history(self, max_blocks: int = 2000) -> int:
+        """On a pruned node, mine until every block made so far can be pruned (bitcoind keeps the last
+        PRUNE_KEEPS blocks and deletes only whole block files), and prune them. Returns the lowest height
+        still stored (0 on other nodes)."""
+        if self.flavor is not NodeFlavor.PRUNED:
+            return 0
+        below = self.height() + 1
+        self.mine(PRUNE_KEEPS)
+        for _ in range(0, max_blocks, 50):
+            self.mine(50)
+            self.rpc("pruneblockchain", self.height() - PRUNE_KEEPS)
+            lowest = int(self.rpc("getblockchaininfo")["pruneheight"])
+            if lowest >= below:
+                return lowest
+        raise RegtestError(f"blocks below {below} still stored after {max_blocks} more blocks")
 
     def send(self, address: str, btc: Decimal | str) -> str:
         self.fund_miner(int(Decimal(btc)) + 1)

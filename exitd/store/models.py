@@ -162,3 +162,16 @@ class LeaderRow(Base):
     holder: Mapped[str] = mapped_column(String(200), nullable=False)
     rest_url: Mapped[str] = mapped_column(String(200), nullable=False)
     since: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class WatchedTxRow(Base):
+    """A txid the chain locator (exitd.chain.locator) watches for in new blocks, and the block it was in.
+
+    The height read up to is in `meta` (chain_processed_height, chain_processed_hash).
+    """
+
+    __tablename__ = "watched_txs"
+
+    txid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    block_height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    block_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -11,7 +11,8 @@ import pytest
 from exitd.ark.exit_tx import build_exit_chain
 from exitd.ark.policy import PolicyType
 from exitd.regtest.forge import Forge, LeafSpec
-from exitd.regtest.node import RegtestNode
+from exitd.regtest.node import NodeFlavor, RegtestNode
+from tests.conftest import EVERY_NODE
 from tests.support.barkd_schema import assert_answer, assert_valid
 from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.exits import (
@@ -36,10 +37,19 @@ def onchain_total(daemon: DaemonProcess) -> int:
     return int(body["total_sat"])
 
 
+def minted(node: RegtestNode) -> None:
+    """On a pruned node, the blocks of the VTXOs just made are pruned before exitd sees them."""
+    minted_at = node.height()
+    if node.flavor is NodeFlavor.PRUNED:
+        assert node.prune_history() > minted_at
+
+
+@pytest.mark.parametrize("bitcoind", EVERY_NODE, indirect=True)
 def test_board_exit_from_start_to_claimed(daemon: DaemonProcess, bitcoind: RegtestNode) -> None:
     fund_wallet(daemon, bitcoind, coins=2)
     forge = Forge(bitcoind)
     board = forge.board(50_000, owned(daemon, 0))
+    minted(bitcoind)
     (vtxo_id,) = import_and_start(daemon, [board.hex])
     assert states(daemon) == {vtxo_id: "start"}
 
@@ -55,7 +65,7 @@ def test_board_exit_from_start_to_claimed(daemon: DaemonProcess, bitcoind: Regte
     (package,) = body["transactions"]
     child = package["child"]
     assert child is not None and child["origin"]["type"] == "wallet"
-    spender = bitcoind.rpc("getrawtransaction", child["info"]["txid"], 1)
+    spender = bitcoind.find_tx(child["info"]["txid"])
     assert {(i["txid"], i["vout"]) for i in spender["vin"]} >= {(package["exit"]["txid"], 1)}
 
     before = onchain_total(daemon)
@@ -75,10 +85,12 @@ def test_board_exit_from_start_to_claimed(daemon: DaemonProcess, bitcoind: Regte
     assert vtxo["state"] == {"type": "spent"}
 
 
+@pytest.mark.parametrize("bitcoind", EVERY_NODE, indirect=True)
 def test_tree_exits_broadcast_each_shared_tx_once(daemon: DaemonProcess, bitcoind: RegtestNode) -> None:
     fund_wallet(daemon, bitcoind, coins=10)
     forge = Forge(bitcoind)
     leaves = forge.tree([LeafSpec(20_000 + i, owned(daemon, i)) for i in range(8)], arity=4)
+    minted(bitcoind)
     ids = import_and_start(daemon, [leaf.hex for leaf in leaves])
     depth = leaves[0].vtxo.exit_depth
     assert depth >= 3
@@ -103,6 +115,7 @@ def test_tree_exits_broadcast_each_shared_tx_once(daemon: DaemonProcess, bitcoin
     assert set(states(daemon).values()) == {"claimed"}
 
 
+@pytest.mark.parametrize("bitcoind", EVERY_NODE, indirect=True)
 def test_arkoor_and_htlc_exits_are_claimed_through_their_leaves(
     daemon: DaemonProcess, bitcoind: RegtestNode
 ) -> None:
@@ -111,6 +124,7 @@ def test_arkoor_and_htlc_exits_are_claimed_through_their_leaves(
     arkoor = forge.arkoor_chain(30_000, owned(daemon, 0), hops=2)
     send = forge.arkoor_chain(25_000, owned(daemon, 1), hops=1, policy_type=PolicyType.SERVER_HTLC_SEND)
     recv = forge.arkoor_chain(26_000, owned(daemon, 2), hops=1, policy_type=PolicyType.SERVER_HTLC_RECV)
+    minted(bitcoind)
     assert arkoor.vtxo.exit_depth == 5
     ids = import_and_start(daemon, [arkoor.hex, send.hex, recv.hex])
 
