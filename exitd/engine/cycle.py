@@ -55,7 +55,7 @@ class CycleGuard(Protocol):
     """Guard mode (exitd.engine.guard) as the cycle sees it: more txids for the snapshot, and a look at
     the snapshot and the exits once the cycle is done."""
 
-    async def watched_txids(self) -> Sequence[str]: ...
+    async def watched_txids(self) -> Mapping[str, int]: ...
 
     async def after_cycle(self, snap: ChainSnapshot) -> None: ...
 
@@ -99,7 +99,7 @@ class ProgressCycle:
         """One cycle; `override`: a rate the request chose, used as given (no deadline, no budget)."""
         started = time.monotonic()
         watched = [e for e in self.book.exits.values() if is_watched(e, self.last_tip)]
-        guarded = await self.guard.watched_txids() if self.guard is not None else ()
+        guarded = await self.guard.watched_txids() if self.guard is not None else {}
         if not watched and not guarded:
             self.counters.cycles += 1
             return self.book.report()

@@ -65,10 +65,12 @@ def is_watched(e: LiveExit, tip: BlockRef | None) -> bool:
 
 
 def snapshot_request(
-    exits: Iterable[LiveExit], txs: Mapping[str, TrackedTx], guarded: Iterable[str] = ()
+    exits: Iterable[LiveExit], txs: Mapping[str, TrackedTx], guarded: Mapping[str, int] | None = None
 ) -> SnapshotRequest:
-    """The txs, spends, block heights and outputs the exits' next states depend on, plus `guarded`."""
-    request = SnapshotRequest(txids=list(guarded))
+    """The txs, spends, block heights and outputs the exits' next states depend on, plus `guarded` (each
+    txid with the output that places it)."""
+    guarded = guarded or {}
+    request = SnapshotRequest(txids=list(guarded), outputs=dict(guarded))
     for e in exits:
         kind = e.state.kind
         request.outputs[e.txids[-1]] = e.outpoint[1]

@@ -120,6 +120,9 @@ class GuardedVtxo:
     exit_delta: int
     txids: tuple[str, ...]
     vsizes: tuple[int, ...]
+    # Of each tx, the output the next level spends (the VTXO's own for the leaf): while the UTXO set holds
+    # it, it shows where the tx was mined, even if that was before exitd watched it.
+    outputs: tuple[int, ...]
 
     @property
     def exit_depth(self) -> int:
@@ -223,6 +226,7 @@ def guarded_vtxo(row: StoredVtxo) -> GuardedVtxo | None:
         row.exit_delta,
         tuple(b2lx(t.txid) for t in txs),
         tuple(tx_vsize(t.tx) for t in txs),
+        (*(int(t.tx.vin[0].prevout.n) for t in txs[1:]), vtxo.point.vout),
     )
 
 
@@ -263,17 +267,18 @@ class Guard:
 
     # In the cycle (the engine's lock is held: decide, never wait on the engine).
 
-    async def watched_txids(self) -> list[str]:
-        """The exit txids of every guarded VTXO that is not exiting, for this cycle's snapshot."""
+    async def watched_txids(self) -> dict[str, int]:
+        """The exit txids of every guarded VTXO that is not exiting, for this cycle's snapshot, each with
+        the output that places it if it was mined before (GuardedVtxo.outputs)."""
         if not self.settings.enabled:
-            return []
+            return {}
         # Ids only, and rows only for VTXOs new to the guard: every cycle reads this, and every row
         # (encoded VTXO included) would be a tenth of a second per cycle at a thousand VTXOs.
         ids = await self.vtxos.guarded_ids(self.settings.protect_imports)
         new = [i for i in ids if i not in self._chains]
         rows = {r.vtxo_id: r for r in await self.vtxos.get_many(new)} if new else {}
         self._chains = {i: self._chains[i] if i in self._chains else guarded_vtxo(rows[i]) for i in ids}
-        return [txid for v in self._guarded() for txid in v.txids]
+        return {txid: vout for v in self._guarded() for txid, vout in zip(v.txids, v.outputs, strict=True)}
 
     async def after_cycle(self, snap: ChainSnapshot) -> None:
         self._alert_exits(snap)

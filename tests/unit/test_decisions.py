@@ -4,6 +4,9 @@ and how the records of children follow the chain."""
 
 from __future__ import annotations
 
+from bitcoin.core import CMutableTransaction, COutPoint, CTxIn, CTxOut, lx
+from bitcoin.core.script import CScript
+
 from exitd.chain.fees import Market, RelayPolicy
 from exitd.chain.view import BlockRef, ChainSnapshot, MempoolPackage, TxLocation, TxState
 from exitd.engine.children import update_known
@@ -32,7 +35,9 @@ TIP_SNAP = ChainSnapshot(TIP)
 
 
 def tracked(txid: str, input_txid: str, vsize: int = 150) -> TrackedTx:
-    return TrackedTx(txid, b"", vsize, input_txid, 1)
+    """A stand-in exit tx spending output 2 of `input_txid` (its raw bytes serve only that)."""
+    raw = CMutableTransaction([CTxIn(COutPoint(lx(input_txid), 2))], [CTxOut(0, CScript())]).serialize()
+    return TrackedTx(txid, raw, vsize, input_txid, 1)
 
 
 def book_of_one_chain() -> ExitBook:
@@ -90,9 +95,11 @@ def test_snapshot_asks_for_the_txs_their_inputs_children_in_flight_and_anchors()
         "02" * 32: child("02" * 32, ROOT, ChildStatus.REPLACED),
     }
     e = live("0e" * 32, [ROOT, NODE, LEAF])
-    request = snapshot_request([e], book.txs, guarded=["99" * 32])
+    request = snapshot_request([e], book.txs, guarded={"99" * 32: 3})
     assert request.txids[0] == "99" * 32
     assert set(request.txids) == {"99" * 32, ROOT, NODE, LEAF, FUNDING, "01" * 32}
+    # The output each tx's next level spends (the VTXO's own for the leaf) places a tx mined unwatched.
+    assert request.outputs == {"99" * 32: 3, FUNDING: 2, ROOT: 2, NODE: 2, LEAF: 0}
     assert request.spends == [(ROOT, 1), (NODE, 1), (LEAF, 1)]
     assert request.heights == [] and request.utxos == []
 

@@ -36,7 +36,7 @@ TXIDS = ("aa" * 32, "bb" * 32, "cc" * 32)
 
 
 def chain(expiry_height: int = 1000, exit_delta: int = 12, amount: int = 100_000) -> GuardedVtxo:
-    return GuardedVtxo("dd" * 32 + ":0", amount, expiry_height, exit_delta, TXIDS, (150, 150, 120))
+    return GuardedVtxo("dd" * 32 + ":0", amount, expiry_height, exit_delta, TXIDS, (150, 150, 120), (0, 0, 0))
 
 
 def test_margin_is_depth_plus_delta_plus_slack() -> None:
@@ -198,7 +198,7 @@ def alerts_of(guard: Guard) -> list[Alert]:
 
 async def cycle(guard: Guard, snap: ChainSnapshot) -> list[str]:
     """One cycle's view for the guard; returns the txids it asked to watch."""
-    txids = await guard.watched_txids()
+    txids = list(await guard.watched_txids())
     await guard.after_cycle(snap)
     return txids
 
