@@ -74,11 +74,16 @@ async def select_in(
     return [row[0] for row in await execute_in(session, query, column, ids)]
 
 
+def dialect_insert(session: AsyncSession, table: sa.Table) -> Any:
+    """An INSERT of the session's dialect, which knows ON CONFLICT (SQLite's and PostgreSQL's alike)."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
 def insert_new(session: AsyncSession, table: sa.Table) -> sa.Insert:
     """An INSERT that skips rows whose key is stored already, in the session's dialect (SQLite's
     `INSERT OR IGNORE`, PostgreSQL's `ON CONFLICT DO NOTHING`)."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing()
+    return dialect_insert(session, table).on_conflict_do_nothing()
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

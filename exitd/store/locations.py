@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.sqlite import insert
 
-from exitd.store.db import Store, in_chunks
+from exitd.store.db import Store, dialect_insert, in_chunks
 from exitd.store.meta import get_meta, set_meta
 from exitd.store.models import WatchedTxRow
 
@@ -19,7 +18,7 @@ Position = tuple[int, str]
 
 
 class StoredLocations:
-    """The locator's store (exitd.chain.locator.LocatorStore) in the datadir's database."""
+    """The locator's store (exitd.chain.locator.LocatorStore) in exitd's database."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -53,7 +52,7 @@ class StoredLocations:
                     }
                     for txid, block in changed.items()
                 ]
-                statement = insert(WatchedTxRow)
+                statement = dialect_insert(session, WatchedTxRow.__table__)  # type: ignore[arg-type]
                 await session.execute(
                     statement.on_conflict_do_update(
                         index_elements=[WatchedTxRow.txid],

@@ -29,9 +29,9 @@ async def rpc(bitcoind: RegtestNode) -> AsyncIterator[BitcoinRpc]:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    db = tmp_path / "exitd.sqlite3"
-    upgrade(db)
-    opened = Store(db)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'exitd.sqlite3'}"
+    upgrade(url)
+    opened = Store(url)
     try:
         yield opened
     finally:
@@ -177,9 +177,9 @@ async def test_blocks_pruned_while_exitd_was_down_are_named(
 ) -> None:
     node = private_bitcoind
     node.fund_miner()
-    db = tmp_path / "exitd.sqlite3"
-    upgrade(db)
-    store = Store(db)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'exitd.sqlite3'}"
+    upgrade(url)
+    store = Store(url)
     rpc = BitcoinRpc(node.rpc_url, RpcCredentials(cookie_file=node.cookie_file))
     try:
         await ChainView(rpc, StoredLocations(store)).snapshot(["00" * 32])

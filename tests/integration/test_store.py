@@ -23,6 +23,7 @@ from exitd.store.db import (
     upgrade,
 )
 from exitd.store.exits import ExitUpdate, insert_exit_txs, load_exit_txs, load_histories, update_exits
+from exitd.store.locations import StoredLocations
 from exitd.store.meta import get_meta, set_meta, write_meta
 from exitd.store.models import Base, ExitRow, VtxoRow
 from tests.support.postgres import PostgresServer
@@ -233,3 +234,25 @@ async def test_the_guard_is_given_only_vtxos_a_source_vouches_for_or_the_user_pr
         "protected-import",
         "stale-import",
     }
+
+
+async def test_the_chain_locators_state_survives_a_restart(database_url: str) -> None:
+    """What exitd.chain.locator needs after a restart: the block read up to, the watched txids and where
+    the found ones are; changed rows replace the stored ones, forgotten ones go."""
+    upgrade(database_url)
+    store = Store(database_url)
+    try:
+        locations = StoredLocations(store)
+        assert await locations.load() == (None, {})
+        await locations.save((10, "aa" * 32), {"01" * 32: None, "02" * 32: (9, "bb" * 32)}, [])
+        await locations.save((12, "cc" * 32), {"01" * 32: (12, "cc" * 32), "03" * 32: None}, ["02" * 32])
+    finally:
+        await store.close()
+    store = Store(database_url)
+    try:
+        assert await StoredLocations(store).load() == (
+            (12, "cc" * 32),
+            {"01" * 32: (12, "cc" * 32), "03" * 32: None},
+        )
+    finally:
+        await store.close()
