@@ -103,6 +103,27 @@ def render_contract(document: Any) -> str:
     return json.dumps(contract_facts(document), indent=2, ensure_ascii=False) + "\n"
 
 
+NODE_STATUS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["version", "chain", "height", "wallets", "pruned", "txindex", "problems"],
+    "properties": {
+        "version": {"type": "string"},
+        "chain": {"type": "string"},
+        "height": {"type": "integer"},
+        "wallets": {"type": "string", "enum": ["enabled", "disabled"]},
+        "pruned": {"type": "boolean"},
+        "prune_height": {"type": ["integer", "null"]},
+        "txindex": {"type": "string", "enum": ["none", "synced", "building"]},
+        "initial_block_download": {"type": "boolean"},
+        "blocks_read_to": {
+            "type": ["object", "null"],
+            "properties": {"height": {"type": "integer"}, "hash": {"type": "string"}},
+        },
+        "problems": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
 def _open() -> list[dict[str, Any]]:
     return [{}]
 
@@ -182,6 +203,20 @@ def exitd_operations(metrics_open: bool) -> dict[tuple[str, str], dict[str, Any]
         ("get", "/swagger-ui/swagger-ui.css"): _docs_file(
             "swagger_ui_css", "Swagger UI's stylesheet (from the swagger-ui-py package)", "", "text/css"
         ),
+        ("get", "/api/v1/bitcoin/node"): {
+            "tags": ["bitcoin"],
+            "summary": "The node as exitd needs it",
+            "description": "What exitd needs of bitcoind and found (version >= 29, chain, wallets enabled; "
+            "pruning and a tx index are reported, neither is needed), the block exitd has read the chain "
+            "up to, and every problem that keeps exits from progressing (empty when there is none).",
+            "operationId": "bitcoin_node",
+            "responses": {
+                "200": {
+                    "description": "The node's status",
+                    "content": {"application/json": {"schema": NODE_STATUS_SCHEMA}},
+                }
+            },
+        },
     }
 
 

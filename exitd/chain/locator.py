@@ -123,6 +123,16 @@ class TxLocator:
         self._saved = self.processed
         self._loaded = True
 
+    async def pruned_gap(self, prune_height: int | None) -> BlocksPruned | None:
+        """The blocks after the last one read that the node has pruned, when anything is watched."""
+        async with self.lock:
+            await self.load()
+            if prune_height is None or self.processed is None or not self.watched:
+                return None
+            if self.processed.height + 1 >= prune_height:
+                return None
+            return BlocksPruned(self.processed.height + 1, prune_height - 1)
+
     def located(self, txid: str) -> BlockRef | None:
         return self.found.get(txid)
 
@@ -170,7 +180,9 @@ class TxLocator:
             self.processed = tip
             await self._save()
             return [], await self.rpc.batch(extra)
-        if tip.hash == self.processed.hash:
+        if tip.hash == self.processed.hash or not self.watched:
+            # Up to date, or nothing to look for in the blocks: nothing to read.
+            self.processed = tip
             await self._save()
             return [], await self.rpc.batch(extra)
         hashes = dict(known)

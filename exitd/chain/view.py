@@ -18,7 +18,7 @@ from enum import Enum
 from typing import Any
 
 from exitd.chain.fees import btc_to_sat
-from exitd.chain.locator import BlockRef, ChainMoved, LocatorStore, TxLocator
+from exitd.chain.locator import BlockRef, BlocksPruned, ChainMoved, LocatorStore, TxLocator
 from exitd.chain.rpc import BitcoinRpc, RpcError, RpcInvalidAddressOrKey, RpcInvalidParameter
 
 Outpoint = tuple[str, int]
@@ -80,6 +80,9 @@ class ChainView:
     def __init__(self, rpc: BitcoinRpc, store: LocatorStore | None = None) -> None:
         self.rpc = rpc
         self.locator = TxLocator(rpc, store)
+        # Why the last snapshot could not be taken when the node lacks blocks exitd needs (pruned); None
+        # since a snapshot succeeded. The node status shows it.
+        self.blocked: BlocksPruned | None = None
 
     async def snapshot(
         self,
@@ -94,13 +97,19 @@ class ChainView:
         `txids` that the UTXO set may still hold, to place a tx mined before exitd watched it."""
         async with self.locator.lock:
             await self.locator.load()
-            return await self._snapshot(
-                list(dict.fromkeys(txids)),
-                list(dict.fromkeys(spent_outpoints)),
-                list(dict.fromkeys(heights)),
-                list(dict.fromkeys(utxos)),
-                outputs or {},
-            )
+            try:
+                snap = await self._snapshot(
+                    list(dict.fromkeys(txids)),
+                    list(dict.fromkeys(spent_outpoints)),
+                    list(dict.fromkeys(heights)),
+                    list(dict.fromkeys(utxos)),
+                    outputs or {},
+                )
+            except BlocksPruned as e:
+                self.blocked = e
+                raise
+            self.blocked = None
+            return snap
 
     async def _snapshot(
         self,

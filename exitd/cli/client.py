@@ -96,6 +96,9 @@ class ExitdClient:
     def exit_statuses(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/api/v1/exits/status?transactions=true"))
 
+    def node_status(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/api/v1/bitcoin/node"))
+
     def fee_estimate(self) -> dict[str, Any]:
         """The cost of exiting every VTXO not exiting yet, and the wallet's funding plan (`funding`)."""
         return dict(self.request("GET", "/api/v1/exits/fee"))

@@ -99,6 +99,18 @@ def status_table(statuses: Sequence[Mapping[str, Any]], amounts: Mapping[str, in
     return table(("VTXO", "AMOUNT", "STATE", "LEVEL", "NEXT", "ERROR"), rows)
 
 
+def node_text(node: Mapping[str, Any]) -> str:
+    """GET /bitcoin/node in a line (and a line per problem)."""
+    pruned = f"pruned below {node['prune_height']}" if node["pruned"] else "not pruned"
+    read = node.get("blocks_read_to")
+    line = (
+        f"bitcoind {node['version']} on {node['chain']} at {node['height']}: wallets {node['wallets']}, "
+        f"{pruned}, tx index {node['txindex']} (not needed); blocks read to "
+        f"{read['height'] if read else NO_VALUE}"
+    )
+    return "\n".join([line, *(f"problem: {p}" for p in node["problems"])])
+
+
 def funding_text(funding: Mapping[str, Any]) -> str:
     """The wallet's funding plan (the `funding` of GET /exits/fee) in one line: the coins it needs and
     has, the blocks this wallet costs beyond one level per block, and what is missing."""

@@ -343,7 +343,16 @@ def _status(client: ExitdClient, _args: argparse.Namespace) -> Answer:
     amounts = {v["id"]: int(v["amount_sat"]) for v in client.vtxos()}
     funding = _funding_lines(client) if statuses else []
     source = console.source_text(client.source())
-    return statuses, "\n\n".join([console.status_table(statuses, amounts), *funding, source])
+    node = _node_lines(client)
+    return statuses, "\n\n".join([console.status_table(statuses, amounts), *funding, source, node])
+
+
+def _node_lines(client: ExitdClient) -> str:
+    """The node as exitd needs it, under the table: one line, and one per problem."""
+    try:
+        return console.node_text(client.node_status())
+    except DaemonRefused as e:
+        return f"bitcoind: unknown ({e})"
 
 
 def _vtxos(client: ExitdClient, _args: argparse.Namespace) -> Answer:

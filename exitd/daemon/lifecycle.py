@@ -23,7 +23,7 @@ from exitd.api.app import create_app
 from exitd.api.context import Services
 from exitd.api.prometheus import exits_by_state
 from exitd.chain.fees import FeeEstimator
-from exitd.chain.node import NodeInfo, NodeMismatch, check_node, format_version
+from exitd.chain.node import NodeInfo, NodeMismatch, check_node
 from exitd.chain.rpc import (
     BitcoinRpc,
     NodeUnreachable,
@@ -226,7 +226,8 @@ class Daemon:
         return True
 
     async def connect_node(self) -> NodeInfo | None:
-        """Wait for bitcoind, logging each failed attempt; a wrong chain or old version is fatal."""
+        """Wait for bitcoind, logging each failed attempt. A node that lacks what exitd needs
+        (exitd.chain.node) is fatal, and so is a pruned node without the blocks exitd has yet to read."""
         delay = 1.0
         for attempt in itertools.count(1):
             try:
@@ -239,14 +240,11 @@ class Daemon:
                     return None
                 delay = min(delay * 2, 30.0)
                 continue
-            event(
-                log,
-                logging.INFO,
-                "node_connected",
-                version=format_version(info.version),
-                chain=info.chain,
-                height=info.blocks,
-            )
+            # One line naming what exitd needs of the node and what it found (no tx index needed).
+            event(log, logging.INFO, "node_connected", **info.summary())
+            gap = await self.engine.view.locator.pruned_gap(info.prune_height)
+            if gap is not None:
+                raise FatalStartupError(str(gap))
             self.node = info
             return info
         raise AssertionError("unreachable")

@@ -44,6 +44,8 @@ def rpcauth_line(user: str, password: str, salt: str = "00" * 16) -> str:
 
 # bitcoind keeps at least this many blocks below the tip whatever -prune says (MIN_BLOCKS_TO_KEEP).
 PRUNE_KEEPS = 288
+# How far a pruned node's clock runs behind (seconds).
+PRUNED_CLOCK_LAG = 2 * 86400
 
 
 class RegtestError(Exception):
@@ -119,6 +121,10 @@ class RegtestNode:
                 raise RegtestError(f"bitcoind exited at start-up: {err.strip()}")
             try:
                 self.rpc("getblockchaininfo")
+                if self.flavor is NodeFlavor.PRUNED:
+                    # Block times two days back, as the pruned blocks of a real node are: bitcoind
+                    # rescans the last two hours of blocks for a new wallet, which must all be there.
+                    self.rpc("setmocktime", int(time.time()) - PRUNED_CLOCK_LAG)
                 return
             except (OSError, RegtestError):
                 if time.monotonic() > deadline:

@@ -250,6 +250,6 @@ def test_node_without_wallets_is_a_startup_error(tmp_path: Path) -> None:
         proc = DaemonProcess(tmp_path / "exitd", node)
         proc.init()
         result = subprocess.run(proc.command("run"), capture_output=True, text=True, timeout=60)
-        assert result.returncode == 1 and "-disablewallet" in result.stderr, result.stderr
+        assert result.returncode == 2 and "-disablewallet" in result.stderr, result.stderr
     finally:
         node.stop()
