@@ -12,9 +12,8 @@ from exitd.chain.node import NodeInfo, lacks
 from exitd.regtest.forge import Forge
 from exitd.regtest.node import NodeFlavor, RegtestNode
 from tests.conftest import EVERY_NODE
-from tests.integration.test_exits import import_and_start, owned
 from tests.support.daemon import DaemonProcess
-from tests.support.exits import fund_wallet
+from tests.support.exits import fund_wallet, import_and_start, owned
 
 pytestmark = pytest.mark.bitcoind
 
