@@ -58,15 +58,10 @@ def test_import_start_cancel_then_status(exitd: Callable[..., CliRun], tmp_path:
 
     result = exitd("status")
     assert result.returncode == 0, result.stderr
-<<<<<<< HEAD
-    table, funding, source = result.stdout.strip().split("\n\n")
+    table, funding, source, node = result.stdout.strip().split("\n\n")
     assert funding.startswith("funding: ")  # the wallet's funding plan, under the table
     assert source.startswith("source: imports only")  # no barkd followed
-=======
-    table, funding, node = result.stdout.strip().split("\n\n")
-    assert funding.startswith("funding: ")  # the wallet's funding plan, under the table
     assert node.startswith("bitcoind ") and "wallets enabled" in node and "problem" not in node
->>>>>>> b303caa (chain, api: the start-up line and GET /api/v1/bitcoin/node name what exitd needs of the node and found; lacks and a pruned gap are start-up errors; exitd status shows it)
     header, *rows = table.split("\n")
     assert header.split() == ["VTXO", "AMOUNT", "STATE", "LEVEL", "NEXT", "ERROR"]
     by_id = {row.split()[0]: row for row in rows}
