@@ -80,11 +80,11 @@ async def latencies(node: RegtestNode, levels: list[list[str]], blocks: int) -> 
 
 
 async def main() -> None:
-    args = parse_args(__doc__ or "")
+    args = parse_args(__doc__ or "", nodes=True)
     quiet_logs()
     blocks = QUICK_BLOCKS if args.quick else BLOCKS
-    print(machine(), flush=True)
-    with regtest_node() as node:
+    print(machine(), f"node: {args.node}", flush=True)
+    with regtest_node(args.node) as node:
         vtxos = arkoor_chains(node, Forge(node), CHAINS, blocks + 1)
         levels = txids_by_level(vtxos)
         async with running_daemon(node) as daemon:

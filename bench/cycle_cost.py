@@ -135,10 +135,10 @@ async def measure(node: RegtestNode, forge: Forge, exits: int, repeats: int, dat
 
 
 async def main() -> None:
-    args = parse_args(__doc__ or "", scales=True, backends=True)
+    args = parse_args(__doc__ or "", scales=True, backends=True, nodes=True)
     quiet_logs()
-    print(machine(), "PostgreSQL" if args.postgresql else "SQLite", flush=True)
-    with regtest_node() as node, database(args.postgresql) as new_database:
+    print(machine(), "PostgreSQL" if args.postgresql else "SQLite", f"node: {args.node}", flush=True)
+    with regtest_node(args.node) as node, database(args.postgresql) as new_database:
         forge = Forge(node)
         scales = args.scales or (QUICK_SCALES if args.quick else SCALES)
         for exits in scales:

@@ -28,7 +28,7 @@ from exitd.config import BitcoindConfig, Config, DatabaseConfig, RestConfig
 from exitd.daemon.datadir import init_datadir
 from exitd.daemon.lifecycle import Daemon
 from exitd.regtest.forge import Forge, ForgedVtxo, LeafSpec
-from exitd.regtest.node import MINER_WALLET, RegtestNode
+from exitd.regtest.node import MINER_WALLET, NodeFlavor, RegtestNode
 from exitd.store.leader import take_term
 from exitd.wallet.vtxos import MAX_IMPORT_BATCH
 from tests.support.daemon import DaemonProcess
@@ -44,9 +44,18 @@ OUTPUTS_PER_FUNDING_TX = 500
 IMPORT_BYTES = 512 * 1024
 
 
-def parse_args(description: str, scales: bool = False, backends: bool = False) -> argparse.Namespace:
+def parse_args(
+    description: str, scales: bool = False, backends: bool = False, nodes: bool = False
+) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="smaller scales and fewer repetitions")
+    if nodes:
+        parser.add_argument(
+            "--node",
+            choices=[f.value for f in NodeFlavor],
+            default=NodeFlavor.PLAIN.value,
+            help="the node: Bitcoin Core's defaults (plain, no tx index), with -txindex, or pruned",
+        )
     if scales:
         parser.add_argument("--scales", type=int, nargs="+", metavar="N", help="these numbers of exits only")
     if backends:
@@ -80,9 +89,10 @@ def quiet_logs() -> None:
 
 
 @contextmanager
-def regtest_node() -> Iterator[RegtestNode]:
-    """A private node with a mature miner wallet, removed afterwards."""
-    node = RegtestNode(extra_args=("-maxmempool=1000",))
+def regtest_node(flavor: str = NodeFlavor.TXINDEX.value) -> Iterator[RegtestNode]:
+    """A private node (with a tx index unless told another NodeFlavor) with a mature miner wallet,
+    removed afterwards."""
+    node = RegtestNode(extra_args=("-maxmempool=1000",), flavor=NodeFlavor(flavor))
     node.start()
     try:
         node.fund_miner(200)

@@ -45,6 +45,8 @@ class AlertEvent(StrEnum):
     EXIT_CLAIMABLE = "exit-claimable"
     EXIT_CLAIMED = "exit-claimed"
     VTXO_AT_RISK = "vtxo-at-risk"
+    # An exit in progress that made no progress for STALL_BLOCKS blocks although it could have.
+    EXIT_STALLED = "exit-stalled"
     # The followed barkd (exitd/source/barkd.py): it cannot be read; it spent a VTXO exitd is exiting.
     BARKD_UNREACHABLE = "barkd-unreachable"
     BARKD_SPENT_EXITING_VTXO = "barkd-spent-exiting-vtxo"
@@ -56,6 +58,7 @@ class AlertEvent(StrEnum):
             AlertEvent.FEE_BUDGET_HIT,
             AlertEvent.WALLET_TOO_POOR,
             AlertEvent.VTXO_AT_RISK,
+            AlertEvent.EXIT_STALLED,
             AlertEvent.BARKD_UNREACHABLE,
             AlertEvent.BARKD_SPENT_EXITING_VTXO,
         ):

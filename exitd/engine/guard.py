@@ -204,6 +204,31 @@ def foreign_txid(txids: Sequence[str], present: Collection[str], ours: Collectio
     return next((txid for txid in txids if txid in present and txid not in ours), None)
 
 
+# Blocks an exit in progress may go without any change of state, while a level of it is neither in the
+# mempool nor the chain, before an exit-stalled alert says why (each level can confirm in the next block).
+STALL_BLOCKS = 6
+
+
+def stall_reason(state: ExitState, error: ExitError | None, tip: int) -> str | None:
+    """Why an exit in progress has made no progress for STALL_BLOCKS blocks although it could have, or
+    None. A level waiting in the mempool at the rate the fee policy chose is not stalled: the policy raises
+    the rate towards the deadline, and vtxo-at-risk speaks when the deadline is near."""
+    if state.kind not in (ExitStateKind.START, ExitStateKind.PROCESSING):
+        return None
+    if tip - state.tip_height < STALL_BLOCKS:
+        return None
+    if error is not None:
+        return str(error)
+    waiting = next((tx for tx in state.transactions if tx.status.kind is not TxStatusKind.CONFIRMED), None)
+    if waiting is None:
+        return "no exit tx looked at yet" if state.kind is ExitStateKind.START else None
+    if waiting.status.kind is TxStatusKind.BROADCAST_WITH_CPFP:
+        return None
+    return (
+        f"exit tx {waiting.txid} is {waiting.status.kind.value}: it is neither in the mempool nor the chain"
+    )
+
+
 def exit_stage(state: ExitState) -> str:
     """Where an exit is, as alerts are deduplicated: its kind, and while processing the levels confirmed
     (a wallet too poor for level 3 is news again after it was too poor for level 2)."""
@@ -318,6 +343,15 @@ class Guard:
                     block_height=state.block.height,
                 )
             elif state.kind in (ExitStateKind.START, ExitStateKind.PROCESSING):
+                reason = stall_reason(state, e.error, tip)
+                if reason is not None:
+                    self.alerts.raise_once(
+                        AlertEvent.EXIT_STALLED,
+                        e.vtxo_id,
+                        stage,
+                        blocks=tip - state.tip_height,
+                        reason=reason,
+                    )
                 levels_left = e.levels_left(snap)
                 if at_risk(tip, e.expiry_height, levels_left, margin):
                     self.alerts.raise_once(

@@ -88,7 +88,8 @@ def test_compose_stack_is_consistent() -> None:
     major = re.fullmatch(r"bitcoin/bitcoin:(\d+)(\.\d+)*", bitcoind["image"])
     assert major and int(major.group(1)) >= 29
     flags = bitcoind["command"]
-    assert {"-regtest", "-txindex=1", "-server"} <= set(flags) and "-disablewallet" not in flags
+    assert {"-regtest", "-server"} <= set(flags) and "-disablewallet" not in flags
+    assert not any(f.startswith("-txindex") for f in flags)  # Bitcoin Core's default: no tx index needed
     assert "ports" not in bitcoind  # RPC stays on the compose network
     env = exitd["environment"]
     assert exitd["build"] == "." and env["EXITD_REST_HOST"] == "0.0.0.0"

@@ -14,6 +14,7 @@ from exitd.engine.alerts import Alert, AlertEvent, Alerts, WebhookSettings
 from exitd.engine.errors import FeeBudgetExceeded, InsufficientConfirmedFunds
 from exitd.engine.fee_policy import FeePolicy, exit_fee_estimate
 from exitd.engine.guard import (
+    STALL_BLOCKS,
     Guard,
     GuardedVtxo,
     GuardSettings,
@@ -25,6 +26,7 @@ from exitd.engine.guard import (
     guard_margin,
     guarded_vtxo,
     is_due,
+    stall_reason,
 )
 from exitd.engine.model import ChildRecord, ChildSource, ChildStatus, ExitBook, LiveExit, TrackedTx
 from exitd.engine.states import ExitState, ExitStateKind, ExitTx, ExitTxStatus, TxStatusKind
@@ -93,6 +95,23 @@ def test_stage_counts_confirmed_levels_while_processing() -> None:
 
 
 # The guard over a stand-in engine.
+
+
+def test_an_exit_is_stalled_only_when_a_level_could_have_moved_for_six_blocks() -> None:
+    def processing(*kinds: TxStatusKind) -> ExitState:
+        txs = tuple(ExitTx(f"{i:02x}" * 32, ExitTxStatus(kind)) for i, kind in enumerate(kinds))
+        return ExitState(ExitStateKind.PROCESSING, 100, transactions=txs)
+
+    confirmed, needs = TxStatusKind.CONFIRMED, TxStatusKind.NEEDS_SIGNED_PACKAGE
+    state = processing(confirmed, needs)
+    assert stall_reason(state, None, 100 + STALL_BLOCKS - 1) is None  # not for long enough yet
+    reason = stall_reason(state, None, 100 + STALL_BLOCKS)
+    assert reason is not None and "01" * 32 in reason and "needs-signed-package" in reason
+    poor = InsufficientConfirmedFunds(5000, 0)
+    assert stall_reason(state, poor, 200) == str(poor)  # the error says why
+    # Waiting in the mempool at the rate the fee policy chose is no stall; nor is an exit past processing.
+    assert stall_reason(processing(confirmed, TxStatusKind.BROADCAST_WITH_CPFP), None, 200) is None
+    assert stall_reason(ExitState(ExitStateKind.AWAITING_DELTA, 100), None, 200) is None
 
 
 def vtxo_row(name: str) -> StoredVtxo:
@@ -278,9 +297,10 @@ async def test_a_vtxo_over_its_fee_budget_is_reported_once_and_left_alone() -> N
     assert risk.detail["reason"] == "over-budget" and risk.detail["budget"] == 5000
 
 
-def exiting(engine: StubEngine, vtxo_id: str, expiry_height: int = 101010) -> LiveExit:
-    """A three-level exit just started, known to the stand-in engine."""
-    e = LiveExit(vtxo_id, 10_000, expiry_height, list(TXIDS), ExitState(ExitStateKind.START, 99), "user", 0)
+def exiting(engine: StubEngine, vtxo_id: str, expiry_height: int = 101010, started_at: int = 99) -> LiveExit:
+    """A three-level exit started at `started_at`, known to the stand-in engine."""
+    state = ExitState(ExitStateKind.START, started_at)
+    e = LiveExit(vtxo_id, 10_000, expiry_height, list(TXIDS), state, "user", 0)
     engine.exits[vtxo_id] = e
     return e
 
@@ -288,9 +308,10 @@ def exiting(engine: StubEngine, vtxo_id: str, expiry_height: int = 101010) -> Li
 async def test_guard_off_watches_nothing_but_still_tells_of_exits() -> None:
     engine = StubEngine()
     poor, capped, late = (f"{i:02x}" * 32 + ":0" for i in (1, 2, 3))
-    exiting(engine, poor).error = InsufficientConfirmedFunds(5000, 0)
-    exiting(engine, capped).error = FeeBudgetExceeded(4000, 9000, 0.5)
-    exiting(engine, late, expiry_height=100_000 + 6 + 2)  # three levels, two blocks before the deadline
+    exiting(engine, poor, started_at=100_000).error = InsufficientConfirmedFunds(5000, 0)
+    exiting(engine, capped, started_at=100_000).error = FeeBudgetExceeded(4000, 9000, 0.5)
+    # Three levels, two blocks before the deadline.
+    exiting(engine, late, expiry_height=100_000 + 6 + 2, started_at=100_000)
     guard = make_guard(engine, [vtxo_row("round1_vtxo")], enabled=False)
     assert await cycle(guard, snapshot(100_000)) == []
     await cycle(guard, snapshot(100_000))
