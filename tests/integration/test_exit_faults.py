@@ -14,9 +14,18 @@ import pytest
 
 from exitd.daemon.lifecycle import CRASH_EXIT_CODE
 from exitd.regtest.forge import Forge, LeafSpec
-from exitd.regtest.node import RegtestNode
+from exitd.regtest.node import NodeFlavor, RegtestNode
 from tests.support.daemon import DaemonProcess, running_daemon
-from tests.support.exits import advance_until, all_in, fund_wallet, import_and_start, owned, progress, states
+from tests.support.exits import (
+    advance_until,
+    all_in,
+    fund_wallet,
+    import_and_start,
+    minted,
+    owned,
+    progress,
+    states,
+)
 
 pytestmark = pytest.mark.bitcoind
 
@@ -50,7 +59,7 @@ def funding_inputs_are_never_shared(daemon: DaemonProcess, node: RegtestNode) ->
     for txid, parent, status in children(daemon):
         if status in ("abandoned", "replaced"):
             continue
-        tx = node.rpc("getrawtransaction", txid, 1)
+        tx = node.find_tx(txid)
         for vin in tx["vin"]:
             outpoint = (vin["txid"], vin["vout"])
             if vin["txid"] == parent:
@@ -59,7 +68,14 @@ def funding_inputs_are_never_shared(daemon: DaemonProcess, node: RegtestNode) ->
             seen[outpoint] = txid
 
 
-@pytest.mark.parametrize("point", ["after_child_stored", "after_submit"])
+@pytest.mark.parametrize(
+    ("point", "bitcoind"),
+    [
+        pytest.param("after_child_stored", NodeFlavor.TXINDEX, id="after_child_stored-txindex"),
+        *(pytest.param("after_submit", f, id=f"after_submit-{f.value}") for f in NodeFlavor),
+    ],
+    indirect=["bitcoind"],
+)
 def test_killed_mid_broadcast_resumes_without_double_spend(
     tmp_path: Path, bitcoind: RegtestNode, point: str
 ) -> None:
@@ -68,6 +84,7 @@ def test_killed_mid_broadcast_resumes_without_double_spend(
     proc.start()
     fund_wallet(proc, bitcoind, coins=2)
     board = Forge(bitcoind).board(50_000, owned(proc, 0))
+    minted(bitcoind)
     status, _ = proc.request("POST", "/api/v1/wallet/import-vtxo", {"vtxos": [board.hex]})
     assert status == 200
     proc.request("POST", "/api/v1/exits/start/all")  # the background cycle builds the child and dies

@@ -11,7 +11,7 @@ import pytest
 from exitd.ark.exit_tx import build_exit_chain
 from exitd.ark.policy import PolicyType
 from exitd.regtest.forge import Forge, LeafSpec
-from exitd.regtest.node import NodeFlavor, RegtestNode
+from exitd.regtest.node import RegtestNode
 from tests.conftest import EVERY_NODE
 from tests.support.barkd_schema import assert_answer, assert_valid
 from tests.support.daemon import DaemonProcess, running_daemon
@@ -20,6 +20,7 @@ from tests.support.exits import (
     all_in,
     fund_wallet,
     import_and_start,
+    minted,
     owned,
     package_rate,
     progress,
@@ -35,13 +36,6 @@ def onchain_total(daemon: DaemonProcess) -> int:
     status, body = daemon.request("GET", "/api/v1/onchain/balance")
     assert status == 200, body
     return int(body["total_sat"])
-
-
-def minted(node: RegtestNode) -> None:
-    """On a pruned node, the blocks of the VTXOs just made are pruned before exitd sees them."""
-    minted_at = node.height()
-    if node.flavor is NodeFlavor.PRUNED:
-        assert node.prune_history() > minted_at
 
 
 @pytest.mark.parametrize("bitcoind", EVERY_NODE, indirect=True)

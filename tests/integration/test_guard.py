@@ -16,8 +16,9 @@ from exitd.ark.exit_tx import build_exit_chain
 from exitd.chain.fees import btc_to_sat, fee_at_rate
 from exitd.regtest.forge import DEFAULT_EXIT_DELTA, Forge, LeafSpec
 from exitd.regtest.node import RegtestNode, free_port
+from tests.conftest import EVERY_NODE
 from tests.support.daemon import DaemonProcess, running_daemon
-from tests.support.exits import fund_wallet, owned
+from tests.support.exits import fund_wallet, minted, owned
 from tests.support.guard import (
     CLAIM_MAX_RATE,
     SLACK_BLOCKS,
@@ -90,7 +91,7 @@ def test_expiring_vtxo_is_exited_and_claimed_unattended(
     assert status is not None
     (package,) = status["transactions"]
     assert package["child"]["origin"]["type"] == "wallet"
-    claim = bitcoind.rpc("getrawtransaction", status["state"]["txid"], 1)
+    claim = bitcoind.find_tx(status["state"]["txid"])
     (output,) = claim["vout"]
     assert output["scriptPubKey"]["address"].startswith("bcrt1p")  # a new address of exitd's wallet
     assert 0 < 50_000 - btc_to_sat(output["value"]) <= fee_at_rate(CLAIM_MAX_RATE, claim["vsize"])
@@ -106,6 +107,7 @@ def test_expiring_vtxo_is_exited_and_claimed_unattended(
     assert started["ts"] <= claimable["ts"] <= claimed["ts"]
 
 
+@pytest.mark.parametrize("bitcoind", EVERY_NODE, indirect=True)
 def test_tree_exit_begun_by_another_party_is_picked_up_at_level_three(
     guarded_daemon: DaemonProcess, bitcoind: RegtestNode, receiver: WebhookReceiver
 ) -> None:
@@ -113,6 +115,7 @@ def test_tree_exit_begun_by_another_party_is_picked_up_at_level_three(
     fund_wallet(daemon, bitcoind, coins=1)
     forge = Forge(bitcoind)
     leaves = forge.tree([LeafSpec(30_000, owned(daemon, i)) for i in range(4)], arity=2)
+    minted(bitcoind)
     root, node, leaf = [t.tx for t in build_exit_chain(leaves[0].vtxo).txs]
 
     # Someone else: the root confirmed, the node in the mempool; then exitd learns of the VTXO.
@@ -142,12 +145,14 @@ def test_tree_exit_begun_by_another_party_is_picked_up_at_level_three(
     assert leaf.GetTxid() == bytes.fromhex(claimed["transactions"][2]["exit"]["txid"])[::-1]
 
 
+@pytest.mark.parametrize("bitcoind", EVERY_NODE, indirect=True)
 def test_chain_fully_confirmed_by_another_party_is_claimed_after_its_delta(
     guarded_daemon: DaemonProcess, bitcoind: RegtestNode, receiver: WebhookReceiver
 ) -> None:
     daemon = guarded_daemon  # no coins: nothing is left to pay but the claim, from the VTXO itself
     forge = Forge(bitcoind)
     board = forge.board(40_000, owned(daemon, 0))
+    minted(bitcoind)
     (exit_tx,) = [t.tx for t in build_exit_chain(board.vtxo).txs]
     broadcast_with_child(bitcoind, forge, exit_tx)
     bitcoind.mine(1)

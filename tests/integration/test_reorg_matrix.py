@@ -10,9 +10,18 @@ from typing import Any
 import pytest
 
 from exitd.regtest.forge import Forge
-from exitd.regtest.node import RegtestNode
+from exitd.regtest.node import NodeFlavor, RegtestNode
 from tests.support.daemon import DaemonProcess, running_daemon
-from tests.support.exits import advance_until, all_in, fund_wallet, import_and_start, owned, progress, states
+from tests.support.exits import (
+    advance_until,
+    all_in,
+    fund_wallet,
+    import_and_start,
+    minted,
+    owned,
+    progress,
+    states,
+)
 
 pytestmark = [pytest.mark.bitcoind, pytest.mark.slow]
 
@@ -55,7 +64,15 @@ STAGES: dict[str, Callable[[DaemonProcess, RegtestNode], None]] = {
 }
 
 
-@pytest.mark.parametrize("depth", [1, 3])
+# Each stage one block deep on a node with a tx index, three deep on one without and on a pruned one.
+NODES_AND_DEPTHS = [
+    pytest.param(NodeFlavor.TXINDEX, 1, id="txindex-1"),
+    pytest.param(NodeFlavor.PLAIN, 3, id="plain-3"),
+    pytest.param(NodeFlavor.PRUNED, 3, id="pruned-3"),
+]
+
+
+@pytest.mark.parametrize(("private_bitcoind", "depth"), NODES_AND_DEPTHS, indirect=["private_bitcoind"])
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_reorg_then_complete(tmp_path: Path, private_bitcoind: RegtestNode, stage: str, depth: int) -> None:
     node = private_bitcoind
@@ -63,6 +80,7 @@ def test_reorg_then_complete(tmp_path: Path, private_bitcoind: RegtestNode, stag
     with running_daemon(tmp_path / "exitd", node) as proc:
         fund_wallet(proc, node, coins=4)
         arkoor = Forge(node).arkoor_chain(30_000, owned(proc, 0), hops=1)  # three exit txs
+        minted(node)
         node.mine(3)  # keep the reorgs to the exit's own blocks (the chain anchor is the server's business)
         (vtxo_id,) = import_and_start(proc, [arkoor.hex])
         STAGES[stage](proc, node)

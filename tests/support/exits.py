@@ -7,9 +7,17 @@ from decimal import Decimal
 from typing import Any
 
 from exitd.regtest.forge import UserKey
-from exitd.regtest.node import MINER_WALLET, RegtestNode
+from exitd.regtest.node import MINER_WALLET, NodeFlavor, RegtestNode
 from exitd.wallet.keys import VtxoKeychain
 from tests.support.daemon import DaemonProcess
+
+
+def minted(node: RegtestNode) -> None:
+    """On a pruned node, the blocks of the VTXOs just made are pruned before exitd sees them (their
+    anchors are found in the UTXO set); nothing on other nodes."""
+    minted_at = node.height()
+    if node.flavor is NodeFlavor.PRUNED:
+        assert node.prune_history() > minted_at
 
 
 def daemon_keychain(daemon: DaemonProcess) -> VtxoKeychain:
