@@ -25,6 +25,8 @@ from exitd.chain.rpc import BitcoinRpc, RpcError, RpcInvalidParameter
 READ_CHUNK = 16
 # A watched txid nobody has asked about for this many blocks is forgotten.
 WATCH_BLOCKS = 1008
+# Blocks read between two stores of the height read up to, when nothing else changed.
+SAVE_EVERY = 6
 
 
 @dataclass(frozen=True)
@@ -252,7 +254,10 @@ class TxLocator:
             del self.watched[txid]
             self.found.pop(txid, None)
             self._changed.pop(txid, None)
-        if self._changed or forgotten or self.processed != self._saved:
+        # The block read up to alone is stored every SAVE_EVERY blocks (a commit is an fsync); a restart
+        # from an older one reads a few blocks again, and finds them where it found them.
+        ahead = self.processed.height - self._saved.height if self._saved is not None else SAVE_EVERY
+        if self._changed or forgotten or (self.processed != self._saved and not 0 < ahead < SAVE_EVERY):
             changed = {txid: _position(block) for txid, block in self._changed.items()}
             await self.store.save((self.processed.height, self.processed.hash), changed, forgotten)
             self._changed.clear()
