@@ -32,6 +32,7 @@ from exitd.chain.fees import sat_per_vb_ceil
 from exitd.engine.engine import ExitEngine
 from exitd.engine.fee_policy import RaisedRate
 from exitd.engine.model import LiveExit, ProgressReport
+from exitd.engine.outcomes import ClaimBroadcast, StartReport
 from exitd.engine.states import ExitState
 from exitd.wallet.address import decode_address
 from exitd.wallet.planner import FundingOutlook
@@ -217,13 +218,11 @@ async def status_one(request: web.Request) -> web.Response:
 
 async def start_vtxos(request: web.Request) -> web.Response:
     ids = parse_vtxo_ids(await read_json_object(request))
-    await _engine(request).start(ids)
-    return json_response({"message": "Exit started successfully"})
+    return json_response(start_json(await _engine(request).start(ids)))
 
 
 async def start_all(request: web.Request) -> web.Response:
-    await _engine(request).start(None)
-    return json_response({"message": "Exit started successfully"})
+    return json_response(start_json(await _engine(request).start(None)))
 
 
 # Each cycle's report rendered once per vocabulary: every caller of a cycle shares its report, and fifty
@@ -295,21 +294,45 @@ def _preimages(body: dict[str, Any]) -> dict[str, bytes]:
     return result
 
 
+def start_json(report: StartReport) -> dict[str, Any]:
+    """barkd's ExitStartResponse, plus what the start did (extra fields): `started` (every exit it
+    began), `restarted` (those of them that had been cancelled) and `skipped` (each VTXO that did not start,
+    and why)."""
+    return {
+        "message": "Exit started successfully",
+        "started": list(report.started),
+        "restarted": list(report.restarted),
+        "skipped": [{"vtxo_id": vtxo_id, "reason": reason} for vtxo_id, reason in report.skipped],
+    }
+
+
+def claim_json(claim: ClaimBroadcast) -> dict[str, Any]:
+    """barkd's ExitClaimResponse, plus what the claim tx spent and paid (extra fields, so a client can say
+    what happened): `txid`, `vtxos` (the exits it claims), `amount_sat` (what they held) and `fee_sat`."""
+    return {
+        "message": "Exit claimed successfully",
+        "txid": claim.txid,
+        "vtxos": list(claim.vtxo_ids),
+        "amount_sat": claim.amount,
+        "fee_sat": claim.fee,
+    }
+
+
 async def claim_vtxos(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     destination = _destination(request, body)
     ids = parse_vtxo_ids(body)
     fee_rate = parse_fee_rate(body)
     await services_of(request).vtxos.get_many(ids)
-    await _engine(request).claim(ids, destination, fee_rate, _preimages(body))
-    return json_response({"message": "Exit claimed successfully"})
+    claim = await _engine(request).claim(ids, destination, fee_rate, _preimages(body))
+    return json_response(claim_json(claim))
 
 
 async def claim_all(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     destination = _destination(request, body)
-    await _engine(request).claim(None, destination, parse_fee_rate(body), _preimages(body))
-    return json_response({"message": "Exit claimed successfully"})
+    claim = await _engine(request).claim(None, destination, parse_fee_rate(body), _preimages(body))
+    return json_response(claim_json(claim))
 
 
 # A placeholder destination of each network, weighed when the estimate names none: a P2TR output is what

@@ -38,6 +38,7 @@ from exitd.engine.model import (
     ProgressReport,
     TrackedTx,
 )
+from exitd.engine.outcomes import ClaimBroadcast, StartReport
 from exitd.engine.packages import CpfpFunder, CrashHook, PackageDesk
 from exitd.engine.persist import load_book, persist_states, save_children, store_starts
 from exitd.engine.records import state_of
@@ -152,10 +153,11 @@ class ExitEngine:
         await load_book(self.store, self.book)
         self.version += 1
 
-    async def start(self, vtxo_ids: Sequence[str] | None, started_by: str = "user") -> list[str]:
+    async def start(self, vtxo_ids: Sequence[str] | None, started_by: str = "user") -> StartReport:
         """Start exits (all spendable VTXOs when `vtxo_ids` is None); running exits are left as they are.
         Given ids are all started or, when one cannot be exited, none is; of all, those that can be.
-        One transaction stores them all, so thousands of exits start in seconds."""
+        One transaction stores them all, so thousands of exits start in seconds. The report says which
+        started (restarted, when a cancelled exit starts again) and which not, and why."""
         if vtxo_ids is not None:
             ids = list(dict.fromkeys(vtxo_ids))
         else:
@@ -165,8 +167,8 @@ class ExitEngine:
             starts = await read_starts(
                 self.vtxos, ids, self.exits, self.txs, state, started_by, now(), strict=vtxo_ids is not None
             )
+            restarted = {e.vtxo_id for e in starts.exits if e.vtxo_id in self.exits}
             if starts.exits:
-                restarted = {e.vtxo_id for e in starts.exits if e.vtxo_id in self.exits}
                 await store_starts(self.store, starts.exits, starts.new_txs.values(), restarted)
                 self.txs.update(starts.new_txs)
                 for e in starts.exits:
@@ -181,7 +183,8 @@ class ExitEngine:
                     )
         if starts.exits:
             self.wakeup.set()
-        return [e.vtxo_id for e in starts.exits]
+        started = tuple(e.vtxo_id for e in starts.exits)
+        return StartReport(started, tuple(v for v in started if v in restarted), tuple(starts.skipped))
 
     # The cycle.
 
@@ -219,8 +222,8 @@ class ExitEngine:
         destination: bytes,
         fee_rate: int | None,
         preimages: dict[str, bytes] | None = None,
-    ) -> str:
-        """Broadcast one claim tx for the given (or all) claimable exits; returns its txid."""
+    ) -> ClaimBroadcast:
+        """Broadcast one claim tx for the given (or all) claimable exits; returns what it spent and paid."""
         async with self._changing():
             chosen = claimable_exits(self.exits, vtxo_ids)
             tip = await tip_height(self.rpc)
@@ -254,7 +257,7 @@ class ExitEngine:
                 for e in chosen
             ]
             await persist_states(self.store, in_progress)
-            return txid
+            return ClaimBroadcast(txid, tuple(e.vtxo_id for e in chosen), sum(i.amount for i in inputs), fee)
 
     # Fee estimate (barkd 0.6.0).
 

@@ -68,6 +68,7 @@ from exitd.engine.errors import (
 )
 from exitd.engine.fee_policy import FeePolicy, blocks_per_level, exit_fee_estimate, fee_budget
 from exitd.engine.model import LiveExit
+from exitd.engine.outcomes import ClaimBroadcast, StartReport
 from exitd.engine.starts import P2TR_DUST
 from exitd.engine.states import ExitState, ExitStateKind, TxStatusKind
 from exitd.log import event, get_logger
@@ -167,9 +168,11 @@ class ExitsView(Protocol):
 class ExitActor(Protocol):
     """The engine as the guard's task acts through it: as a request would, taking the engine's lock."""
 
-    async def start(self, vtxo_ids: Sequence[str], started_by: str) -> list[str]: ...
+    async def start(self, vtxo_ids: Sequence[str], started_by: str) -> StartReport: ...
 
-    async def claim(self, vtxo_ids: Sequence[str], destination: bytes, fee_rate: int | None) -> str: ...
+    async def claim(
+        self, vtxo_ids: Sequence[str], destination: bytes, fee_rate: int | None
+    ) -> ClaimBroadcast: ...
 
 
 def guard_margin(exit_depth: int, exit_delta: int, slack_blocks: int) -> int:
@@ -476,7 +479,8 @@ class Guard:
             if not group:
                 continue
             try:
-                started = set(await engine.start([s.vtxo_id for s in group], reason.value))
+                report = await engine.start([s.vtxo_id for s in group], reason.value)
+                started = set(report.started)
             except (ExitError, RpcError, LookupError) as e:
                 event(log, logging.WARNING, "guard_start_failed", started_by=reason.value, error=str(e))
                 continue

@@ -84,6 +84,8 @@ class Starts:
 
     exits: list[LiveExit] = field(default_factory=list)
     new_txs: dict[str, TrackedTx] = field(default_factory=dict)
+    # VTXOs asked for that do not start, and why.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 async def read_starts(
@@ -103,6 +105,7 @@ async def read_starts(
         for row in await vtxos.get_many(ids[first : first + START_BATCH]):
             existing = exits.get(row.vtxo_id)
             if existing is not None and existing.state.kind is not ExitStateKind.CANCELED:
+                starts.skipped.append((row.vtxo_id, f"its exit is already {existing.state.kind.value}"))
                 continue
             if row.state == "spent":
                 # Only a request names a spent VTXO (start all and the guard take spendable ones).
@@ -113,6 +116,7 @@ async def read_starts(
                 if strict:
                     raise
                 event(log, logging.WARNING, "exit_skipped", vtxo=row.vtxo_id, reason=str(e))
+                starts.skipped.append((row.vtxo_id, str(e)))
                 continue
             txids = track(chain, txs, starts.new_txs)
             starts.exits.append(

@@ -67,7 +67,14 @@ def test_board_exit_from_start_to_claimed(daemon: DaemonProcess, bitcoind: Regte
     status, body = daemon.request(
         "POST", "/api/v1/exits/claim/all", {"destination": destination, "fee_rate": 2000}
     )
-    assert status == 200 and body == {"message": "Exit claimed successfully"}, body
+    assert status == 200 and body["message"] == "Exit claimed successfully", body
+    # Extra fields: what the claim tx spent and paid, as bitcoind sees it.
+    entry = bitcoind.rpc("getmempoolentry", body["txid"])
+    assert (body["vtxos"], body["fee_sat"]) == ([vtxo_id], round(entry["fees"]["base"] * 100_000_000))
+    assert body["amount_sat"] == sum(
+        round(bitcoind.rpc("getrawtransaction", i["txid"], 1)["vout"][i["vout"]]["value"] * 100_000_000)
+        for i in bitcoind.rpc("getrawtransaction", body["txid"], 1)["vin"]
+    )
     assert states(daemon) == {vtxo_id: "claim-in-progress"}
     bitcoind.mine(1)
     answer = progress(daemon)

@@ -34,7 +34,8 @@ def import_and_start(daemon: DaemonProcess, hexes: list[str]) -> list[str]:
     ids = [v["id"] for v in imported]
     assert all(v["key_held"] for v in imported)
     status, body = daemon.request("POST", "/api/v1/exits/start/vtxos", {"vtxos": ids})
-    assert status == 200 and body == {"message": "Exit started successfully"}
+    assert status == 200 and body["message"] == "Exit started successfully", body
+    assert body["started"] == ids, body
     return ids
 
 

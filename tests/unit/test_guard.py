@@ -29,6 +29,7 @@ from exitd.engine.guard import (
     stall_reason,
 )
 from exitd.engine.model import ChildRecord, ChildSource, ChildStatus, ExitBook, LiveExit, TrackedTx
+from exitd.engine.outcomes import ClaimBroadcast, StartReport
 from exitd.engine.states import ExitState, ExitStateKind, ExitTx, ExitTxStatus, TxStatusKind
 from exitd.store.vtxos import StoredVtxo, VtxoState
 from tests.support.vectors import vector
@@ -178,11 +179,13 @@ class StubEngine:
     def txs(self) -> dict[str, TrackedTx]:
         return self.book.txs
 
-    async def start(self, vtxo_ids: Sequence[str], started_by: str) -> list[str]:
+    async def start(self, vtxo_ids: Sequence[str], started_by: str) -> StartReport:
         self.started.append((list(vtxo_ids), started_by))
-        return list(vtxo_ids)
+        return StartReport(tuple(vtxo_ids), (), ())
 
-    async def claim(self, vtxo_ids: Sequence[str], destination: bytes, fee_rate: int | None) -> str:
+    async def claim(
+        self, vtxo_ids: Sequence[str], destination: bytes, fee_rate: int | None
+    ) -> ClaimBroadcast:
         raise AssertionError("no test here claims")
 
 

@@ -1,0 +1,26 @@
+"""What a start or a claim did, as the engine tells its caller: a person asking should hear which exits
+started, restarted or were skipped and why, and what a claim tx spent and paid, not only that it worked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StartReport:
+    """`started` holds every exit this start began, `restarted` those of them that had been cancelled;
+    `skipped` is (VTXO id, why) for each VTXO asked for that did not start."""
+
+    started: tuple[str, ...]
+    restarted: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ClaimBroadcast:
+    """A claim tx exitd broadcast: the exits it spends, the sat they held, and the fee it paid."""
+
+    txid: str
+    vtxo_ids: tuple[str, ...]
+    amount: int
+    fee: int
