@@ -1,7 +1,10 @@
 """Configuration: a TOML file, overridden by `EXITD_*` environment variables, overridden by CLI flags.
 
-Every key is declared once in `SCHEMA`; an unknown key or a bad value stops start-up with a message that
-names the key, because a daemon that silently ignores a typo in `rpc_cookie` fails much later and worse.
+Every key is declared once, as a field of its section's dataclass made by `setting`: its default, the parser
+of its value and, for the few that have one, its command-line flag. The schema, the environment names and
+the flags are read from those declarations. An unknown key or a bad value stops start-up with a message
+naming the key and where the value came from, because a daemon that silently ignores a typo in
+`rpc_cookie` fails much later and worse.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -26,164 +29,6 @@ CONFIG_FILENAME = "exitd.toml"
 
 class ConfigError(Exception):
     """A configuration problem a person must fix before exitd can start."""
-
-
-@dataclass(frozen=True)
-class BitcoindConfig:
-    rpc_url: str = ""
-    rpc_user: str = ""
-    rpc_password: str = field(default="", repr=False)
-    rpc_cookie: str = ""
-    # bitcoind's watch-only wallet of exitd's coins; empty: exitd-<wallet fingerprint>.
-    wallet_name: str = ""
-    timeout: float = 30.0
-
-
-@dataclass(frozen=True)
-class RestConfig:
-    host: str = "127.0.0.1"
-    port: int = 3000
-    max_body_bytes: int = 1 << 20
-    # Seconds a client has to send a request body in full: one trickling it would hold its connection open.
-    body_timeout: float = 30.0
-    # /metrics without the bearer token (for a Prometheus that cannot send one); off: it needs the token.
-    metrics_open: bool = False
-    # Names of per-transaction exit sub-states: barkd 0.1.4's (the contract) or 0.6.0's.
-    substate_vocabulary: str = "0.1.4"
-
-
-@dataclass(frozen=True)
-class LogConfig:
-    level: str = "info"
-    format: str = "text"
-    # Append to this file instead of stderr; reopened when rotated away (logrotate without copytruncate).
-    file: str = ""
-
-
-@dataclass(frozen=True)
-class FeesConfig:
-    """Fee rates in sat/kvB; the fallback is used when the node has no estimate (regtest, fresh node)."""
-
-    fallback_rate: int = 2000
-    # The exit fee policy (exitd/engine/fee_policy.py documents the curve).
-    max_rate: int = 500_000
-    expiry_margin: int = 6
-    budget_ratio: float = 0.5
-
-
-@dataclass(frozen=True)
-class WalletConfig:
-    # bark's VTXO keys m/350'/0'/i are searched up to this index to find the owner of an imported VTXO.
-    vtxo_key_search_limit: int = 1000
-    # Where bitcoind searches a restored wallet's coins from when it first imports the descriptors (when
-    # none was given to POST /api/v1/wallet/create). None: from the genesis block, or for a mnemonic exitd
-    # generated, from the moment it did.
-    birthday_height: int | None = None
-
-
-@dataclass(frozen=True)
-class GuardConfig:
-    """Guard mode (exitd/engine/guard.py documents it): exits start before expiry and when someone else
-    began them, and are claimed to `claim_address` on their own."""
-
-    enabled: bool = True
-    # An exit starts when expiry_height - tip <= exit depth + exit delta + slack_blocks.
-    slack_blocks: int = 144
-    # VTXOs below this amount (sat) are not exited by the guard; a vtxo-at-risk alert tells of them.
-    min_amount: int = 0
-    # "": claims only on request; "wallet": to a new address of exitd's wallet; or an address.
-    claim_address: str = ""
-    # sat/kvB; auto-claims pay the ~3-block estimate, at most this.
-    claim_max_rate: int = 20_000
-    # Exit VTXOs that only came by import (no source vouches they are still the user's) too. Off: such a
-    # VTXO is guarded only when imported with `protect`, since bark may have refreshed or spent it since.
-    protect_imports: bool = False
-
-
-@dataclass(frozen=True)
-class AlertsConfig:
-    """Alerts are log lines; with a webhook URL also an HTTP POST each (exitd/engine/alerts.py)."""
-
-    webhook_url: str = field(default="", repr=False)  # it may carry a token
-    # Seconds per POST attempt, and attempts per alert (exponential backoff from 1 s, at most 60 s apart).
-    timeout: float = 5.0
-    max_attempts: int = 8
-    # Alerts waiting to be sent; more are dropped (and the drop logged).
-    queue_size: int = 1000
-
-
-@dataclass(frozen=True)
-class DatabaseConfig:
-    # "": the SQLite file exitd.sqlite3 in the datadir; or postgresql+asyncpg://user:password@host/db.
-    url: str = field(default="", repr=False)  # it may carry a password
-    # With several exitd on one PostgreSQL database: seconds within which a standby takes over from a
-    # leader that died or lost the database (exitd/store/leader.py).
-    failover_timeout: float = 15.0
-
-
-@dataclass(frozen=True)
-class BarkdConfig:
-    """A running barkd that exitd follows as the source of truth of which VTXOs are still the user's
-    (exitd/source/barkd.py). Off while `url` is empty."""
-
-    url: str = ""
-    # A file holding barkd's auth token (sent as a bearer token); empty: barkd asks for none.
-    token_file: str = ""
-    # Seconds between two reads of barkd's VTXO list (barkd 0.6's notifications also trigger one).
-    sync_interval: float = 60.0
-
-
-# Named points in the engine where a test may have the daemon die at once (exitd/engine/packages.py for
-# packages, exitd/engine/engine.py for claims).
-CRASH_POINTS = ("after_child_stored", "after_submit", "before_claim_broadcast", "after_claim_broadcast")
-
-
-@dataclass(frozen=True)
-class TestingConfig:
-    """TEST ONLY. Fault injection: the daemon exits abruptly (as if SIGKILLed) on reaching this point."""
-
-    crash_point: str = ""
-
-
-@dataclass(frozen=True)
-class Config:
-    network: str = "regtest"
-    datadir: Path = DEFAULT_DATADIR
-    bitcoind: BitcoindConfig = field(default_factory=BitcoindConfig)
-    rest: RestConfig = field(default_factory=RestConfig)
-    log: LogConfig = field(default_factory=LogConfig)
-    fees: FeesConfig = field(default_factory=FeesConfig)
-    wallet: WalletConfig = field(default_factory=WalletConfig)
-    guard: GuardConfig = field(default_factory=GuardConfig)
-    alerts: AlertsConfig = field(default_factory=AlertsConfig)
-    barkd: BarkdConfig = field(default_factory=BarkdConfig)
-    testing: TestingConfig = field(default_factory=TestingConfig)
-    database: DatabaseConfig = field(default_factory=DatabaseConfig)
-
-    @property
-    def database_path(self) -> Path:
-        """The SQLite file, when `database.url` names no other database."""
-        return self.datadir / "exitd.sqlite3"
-
-    @property
-    def database_url(self) -> str:
-        return self.database.url or f"sqlite+aiosqlite:///{self.database_path}"
-
-    @property
-    def mnemonic_path(self) -> Path:
-        return self.datadir / "mnemonic"
-
-    @property
-    def token_path(self) -> Path:
-        return self.datadir / "auth_token"
-
-    @property
-    def api_vocabulary(self) -> str:
-        return self.rest.substate_vocabulary
-
-    @property
-    def rpc_url(self) -> str:
-        return self.bitcoind.rpc_url or f"http://127.0.0.1:{DEFAULT_RPC_PORTS[self.network]}"
 
 
 def _parse_str(value: Any) -> str:
@@ -296,73 +141,240 @@ def _rpc_url(value: Any) -> str:
     return text
 
 
-# section -> key -> parser. The empty section holds top-level keys.
-SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
-    "": {"network": _choice(*NETWORKS), "datadir": _parse_str},
-    "bitcoind": {
-        "rpc_url": _rpc_url,
-        "rpc_user": _parse_str,
-        "rpc_password": _parse_str,
-        "rpc_cookie": _parse_str,
-        "wallet_name": _parse_str,
-        "timeout": _positive_float,
-    },
-    "rest": {
-        "host": _parse_str,
-        "port": _bounded(0, 65535),
-        "max_body_bytes": _bounded(1024, 1 << 30),
-        "body_timeout": _positive_float,
-        "metrics_open": _parse_bool,
-        "substate_vocabulary": _choice("0.1.4", "0.6.0"),
-    },
-    "log": {"level": _choice(*LOG_LEVELS), "format": _choice(*LOG_FORMATS), "file": _parse_str},
-    "fees": {
-        "fallback_rate": _bounded(100, 10_000_000),
-        "max_rate": _bounded(1000, 10_000_000),
-        "expiry_margin": _bounded(0, 10_000),
-        "budget_ratio": _ratio,
-    },
-    "wallet": {"vtxo_key_search_limit": _bounded(1, 1_000_000), "birthday_height": _bounded(0, 10_000_000)},
-    "guard": {
-        "enabled": _parse_bool,
-        "slack_blocks": _bounded(0, 100_000),
-        "min_amount": _bounded(0, 21_000_000 * 100_000_000),
-        "claim_address": _parse_str,
-        "claim_max_rate": _bounded(1000, 10_000_000),
-        "protect_imports": _parse_bool,
-    },
-    "alerts": {
-        "webhook_url": _optional_url("http://127.0.0.1:9000/exitd"),
-        "timeout": _positive_float,
-        "max_attempts": _bounded(1, 100),
-        "queue_size": _bounded(1, 1_000_000),
-    },
-    "barkd": {
-        "url": _optional_url("http://127.0.0.1:3000"),
-        "token_file": _parse_str,
-        "sync_interval": _positive_float,
-    },
-    "testing": {"crash_point": _choice("", *CRASH_POINTS)},
-    "database": {"url": _database_url, "failover_timeout": _failover_timeout},
+def setting(
+    default: Any, parse: Callable[[Any], Any], *, flag: str = "", help: str = "", secret: bool = False
+) -> Any:
+    """Declare one config key (a dataclass field): its default, the parser of a value from the file, the
+    environment or a flag, and its command-line `flag` with `help`, if it has one. A `secret` is kept out of
+    the dataclass's repr."""
+    return field(default=default, repr=not secret, metadata={"parse": parse, "flag": flag, "help": help})
+
+
+def section(cls: type) -> Any:
+    """A [section] of the file: a field holding that section's dataclass."""
+    return field(default_factory=cls, metadata={"section": True})
+
+
+@dataclass(frozen=True)
+class BitcoindConfig:
+    rpc_url: str = setting(
+        "", _rpc_url, flag="--rpc-url", help="bitcoind RPC URL, e.g. http://127.0.0.1:18443"
+    )
+    rpc_user: str = setting("", _parse_str, flag="--rpc-user", help="bitcoind RPC user")
+    rpc_password: str = setting(
+        "",
+        _parse_str,
+        flag="--rpc-password",
+        help="bitcoind RPC password (prefer the config file: argv is visible)",
+        secret=True,
+    )
+    rpc_cookie: str = setting("", _parse_str, flag="--rpc-cookie", help="bitcoind RPC cookie file")
+    # bitcoind's watch-only wallet of exitd's coins; empty: exitd-<wallet fingerprint>.
+    wallet_name: str = setting("", _parse_str)
+    timeout: float = setting(30.0, _positive_float)
+
+
+@dataclass(frozen=True)
+class RestConfig:
+    host: str = setting(
+        "127.0.0.1", _parse_str, flag="--rest-host", help="REST listen address (default: 127.0.0.1)"
+    )
+    port: int = setting(3000, _bounded(0, 65535), flag="--rest-port", help="REST listen port (default: 3000)")
+    max_body_bytes: int = setting(1 << 20, _bounded(1024, 1 << 30))
+    # Seconds a client has to send a request body in full: one trickling it would hold its connection open.
+    body_timeout: float = setting(30.0, _positive_float)
+    # /metrics without the bearer token (for a Prometheus that cannot send one); off: it needs the token.
+    metrics_open: bool = setting(False, _parse_bool)
+    # Names of per-transaction exit sub-states: barkd 0.1.4's (the contract) or 0.6.0's.
+    substate_vocabulary: str = setting("0.1.4", _choice("0.1.4", "0.6.0"))
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = setting(
+        "info",
+        _choice(*LOG_LEVELS),
+        flag="--log-level",
+        help="log level: debug, info (default), warning, error",
+    )
+    format: str = setting(
+        "text", _choice(*LOG_FORMATS), flag="--log-format", help="log format: text (default) or json"
+    )
+    # Append to this file instead of stderr; reopened when rotated away (logrotate without copytruncate).
+    file: str = setting(
+        "", _parse_str, flag="--log-file", help="append logs to this file instead of stderr (logrotate-safe)"
+    )
+
+
+@dataclass(frozen=True)
+class FeesConfig:
+    """Fee rates in sat/kvB; the fallback is used when the node has no estimate (regtest, fresh node)."""
+
+    fallback_rate: int = setting(2000, _bounded(100, 10_000_000))
+    # The exit fee policy (exitd/engine/fee_policy.py documents the curve).
+    max_rate: int = setting(500_000, _bounded(1000, 10_000_000))
+    expiry_margin: int = setting(6, _bounded(0, 10_000))
+    budget_ratio: float = setting(0.5, _ratio)
+
+
+@dataclass(frozen=True)
+class WalletConfig:
+    # bark's VTXO keys m/350'/0'/i are searched up to this index to find the owner of an imported VTXO.
+    vtxo_key_search_limit: int = setting(1000, _bounded(1, 1_000_000))
+    # Where bitcoind searches a restored wallet's coins from when it first imports the descriptors (when
+    # none was given to POST /api/v1/wallet/create). None: from the genesis block, or for a mnemonic exitd
+    # generated, from the moment it did.
+    birthday_height: int | None = setting(None, _bounded(0, 10_000_000))
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """Guard mode (exitd/engine/guard.py documents it): exits start before expiry and when someone else
+    began them, and are claimed to `claim_address` on their own."""
+
+    enabled: bool = setting(True, _parse_bool)
+    # An exit starts when expiry_height - tip <= exit depth + exit delta + slack_blocks.
+    slack_blocks: int = setting(144, _bounded(0, 100_000))
+    # VTXOs below this amount (sat) are not exited by the guard; a vtxo-at-risk alert tells of them.
+    min_amount: int = setting(0, _bounded(0, 21_000_000 * 100_000_000))
+    # "": claims only on request; "wallet": to a new address of exitd's wallet; or an address.
+    claim_address: str = setting("", _parse_str)
+    # sat/kvB; auto-claims pay the ~3-block estimate, at most this.
+    claim_max_rate: int = setting(20_000, _bounded(1000, 10_000_000))
+    # Exit VTXOs that only came by import (no source vouches they are still the user's) too. Off: such a
+    # VTXO is guarded only when imported with `protect`, since bark may have refreshed or spent it since.
+    protect_imports: bool = setting(False, _parse_bool)
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Alerts are log lines; with a webhook URL also an HTTP POST each (exitd/engine/alerts.py)."""
+
+    webhook_url: str = setting("", _optional_url("http://127.0.0.1:9000/exitd"), secret=True)  # a token?
+    # Seconds per POST attempt, and attempts per alert (exponential backoff from 1 s, at most 60 s apart).
+    timeout: float = setting(5.0, _positive_float)
+    max_attempts: int = setting(8, _bounded(1, 100))
+    # Alerts waiting to be sent; more are dropped (and the drop logged).
+    queue_size: int = setting(1000, _bounded(1, 1_000_000))
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    # "": the SQLite file exitd.sqlite3 in the datadir; or postgresql+asyncpg://user:password@host/db.
+    url: str = setting("", _database_url, secret=True)  # it may carry a password
+    # With several exitd on one PostgreSQL database: seconds within which a standby takes over from a
+    # leader that died or lost the database (exitd/store/leader.py).
+    failover_timeout: float = setting(15.0, _failover_timeout)
+
+
+@dataclass(frozen=True)
+class BarkdConfig:
+    """A running barkd that exitd follows as the source of truth of which VTXOs are still the user's
+    (exitd/source/barkd.py). Off while `url` is empty."""
+
+    url: str = setting("", _optional_url("http://127.0.0.1:3000"))
+    # A file holding barkd's auth token (sent as a bearer token); empty: barkd asks for none.
+    token_file: str = setting("", _parse_str)
+    # Seconds between two reads of barkd's VTXO list (barkd 0.6's notifications also trigger one).
+    sync_interval: float = setting(60.0, _positive_float)
+
+
+# Named points in the engine where a test may have the daemon die at once (exitd/engine/packages.py for
+# packages, exitd/engine/engine.py for claims).
+CRASH_POINTS = ("after_child_stored", "after_submit", "before_claim_broadcast", "after_claim_broadcast")
+
+
+@dataclass(frozen=True)
+class TestingConfig:
+    """TEST ONLY. Fault injection: the daemon exits abruptly (as if SIGKILLed) on reaching this point."""
+
+    crash_point: str = setting("", _choice("", *CRASH_POINTS))
+
+
+@dataclass(frozen=True)
+class Config:
+    network: str = setting(
+        "regtest", _choice(*NETWORKS), flag="--network", help="bitcoin network (default: regtest)"
+    )
+    # Given as a string (file, environment, flag); load_config makes it an absolute Path.
+    datadir: Path = setting(
+        DEFAULT_DATADIR, _parse_str, flag="--datadir", help="data directory (default: ~/.exitd)"
+    )
+    bitcoind: BitcoindConfig = section(BitcoindConfig)
+    rest: RestConfig = section(RestConfig)
+    log: LogConfig = section(LogConfig)
+    fees: FeesConfig = section(FeesConfig)
+    wallet: WalletConfig = section(WalletConfig)
+    guard: GuardConfig = section(GuardConfig)
+    alerts: AlertsConfig = section(AlertsConfig)
+    barkd: BarkdConfig = section(BarkdConfig)
+    testing: TestingConfig = section(TestingConfig)
+    database: DatabaseConfig = section(DatabaseConfig)
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file, when `database.url` names no other database."""
+        return self.datadir / "exitd.sqlite3"
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite+aiosqlite:///{self.database_path}"
+
+    @property
+    def mnemonic_path(self) -> Path:
+        return self.datadir / "mnemonic"
+
+    @property
+    def token_path(self) -> Path:
+        return self.datadir / "auth_token"
+
+    @property
+    def api_vocabulary(self) -> str:
+        return self.rest.substate_vocabulary
+
+    @property
+    def rpc_url(self) -> str:
+        return self.bitcoind.rpc_url or f"http://127.0.0.1:{DEFAULT_RPC_PORTS[self.network]}"
+
+
+def _keys(cls: type) -> dict[str, Field[Any]]:
+    return {f.name: f for f in fields(cls) if "parse" in f.metadata}
+
+
+# [section] -> its dataclass, and section -> key -> declaration ("" holds the top-level keys), read from
+# the dataclasses above.
+SECTION_TYPES: dict[str, type] = {
+    f.name: f.default_factory  # type: ignore[misc]
+    for f in fields(Config)
+    if f.metadata.get("section") and f.default_factory is not MISSING
 }
+KEYS: dict[str, dict[str, Field[Any]]] = {"": _keys(Config)} | {
+    name: _keys(cls) for name, cls in SECTION_TYPES.items()
+}
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A key settable by a command-line flag."""
+
+    key: str  # dotted: "rest.port"
+    flag: str  # "--rest-port"
+    help: str
+
+
+def flags() -> list[Flag]:
+    return [
+        Flag(_dotted(section, name), f.metadata["flag"], f.metadata["help"])
+        for section, keys in KEYS.items()
+        for name, f in keys.items()
+        if f.metadata["flag"]
+    ]
+
 
 # Keys earlier versions read: a config that still sets one is told why it went.
 REMOVED_KEYS = {
     "fees.min_rate": " (removed: the fee floor is read from bitcoind, minrelaytxfee and mempoolminfee)",
     "fees.escalation_window": " (removed: each level pays bitcoind's estimate for the blocks it has left)",
-}
-
-SECTION_TYPES: dict[str, type] = {
-    "bitcoind": BitcoindConfig,
-    "rest": RestConfig,
-    "log": LogConfig,
-    "fees": FeesConfig,
-    "wallet": WalletConfig,
-    "guard": GuardConfig,
-    "alerts": AlertsConfig,
-    "barkd": BarkdConfig,
-    "testing": TestingConfig,
-    "database": DatabaseConfig,
 }
 
 
@@ -375,25 +387,30 @@ def env_name(section: str, key: str) -> str:
     return "EXITD_" + (f"{section}_{key}" if section else key).upper()
 
 
-def _flatten_file(data: Mapping[str, Any], source: str) -> dict[tuple[str, str], Any]:
-    flat: dict[tuple[str, str], Any] = {}
+# A raw value and where it came from ("/etc/exitd/exitd.toml", "environment variable EXITD_REST_PORT",
+# "flag --rest-port"), for the message when it is bad.
+Sourced = tuple[Any, str]
+
+
+def _flatten_file(data: Mapping[str, Any], source: str) -> dict[tuple[str, str], Sourced]:
+    flat: dict[tuple[str, str], Sourced] = {}
     for name, value in data.items():
         if isinstance(value, dict):
-            if name not in SCHEMA or name == "":
+            if name not in KEYS or name == "":
                 raise ConfigError(f"{source}: unknown section [{name}]")
             for key, inner in value.items():
-                if key not in SCHEMA[name]:
+                if key not in KEYS[name]:
                     why = REMOVED_KEYS.get(f"{name}.{key}", "")
                     raise ConfigError(f"{source}: unknown key '{name}.{key}'{why}")
-                flat[(name, key)] = inner
-        elif name in SCHEMA[""]:
-            flat[("", name)] = value
+                flat[(name, key)] = (inner, source)
+        elif name in KEYS[""]:
+            flat[("", name)] = (value, source)
         else:
             raise ConfigError(f"{source}: unknown key '{name}'")
     return flat
 
 
-def read_config_file(path: Path) -> dict[tuple[str, str], Any]:
+def read_config_file(path: Path) -> dict[tuple[str, str], Sourced]:
     try:
         with path.open("rb") as f:
             data = tomllib.load(f)
@@ -404,9 +421,13 @@ def read_config_file(path: Path) -> dict[tuple[str, str], Any]:
     return _flatten_file(data, str(path))
 
 
-def _env_values(environ: Mapping[str, str]) -> dict[tuple[str, str], Any]:
-    known = {env_name(s, k): (s, k) for s, keys in SCHEMA.items() for k in keys}
-    values = {known[name]: value for name, value in environ.items() if name in known}
+def _env_values(environ: Mapping[str, str]) -> dict[tuple[str, str], Sourced]:
+    known = {env_name(s, k): (s, k) for s, keys in KEYS.items() for k in keys}
+    values = {
+        known[name]: (value, f"environment variable {name}")
+        for name, value in environ.items()
+        if name in known
+    }
     unknown = sorted(
         name
         for name in environ
@@ -432,19 +453,20 @@ def load_config(
     """
     environ = os.environ if environ is None else environ
     env = _env_values(environ)
-    cli: dict[tuple[str, str], Any] = {}
+    flag_of = {f.key: f.flag for f in flags()}
+    cli: dict[tuple[str, str], Sourced] = {}
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
-        section, _, key = dotted.rpartition(".")
-        if section not in SCHEMA or key not in SCHEMA[section]:
+        section_name, _, key = dotted.rpartition(".")
+        if section_name not in KEYS or key not in KEYS[section_name]:
             raise ConfigError(f"unknown config key '{dotted}'")
-        cli[(section, key)] = value
+        cli[(section_name, key)] = (value, f"flag {flag_of.get(dotted, dotted)}")
 
     explicit = config_path is not None or "EXITD_CONFIG" in environ
     if config_path is None and "EXITD_CONFIG" in environ:
         config_path = Path(environ["EXITD_CONFIG"])
-    datadir_raw = cli.get(("", "datadir")) or env.get(("", "datadir"))
+    datadir_raw = (cli.get(("", "datadir")) or env.get(("", "datadir")) or ("", ""))[0]
     default_datadir = Path(datadir_raw).expanduser() if datadir_raw else DEFAULT_DATADIR
     if config_path is None:
         config_path = default_datadir / CONFIG_FILENAME
@@ -452,11 +474,11 @@ def load_config(
 
     merged = {**file_values, **env, **cli}
     parsed: dict[tuple[str, str], Any] = {}
-    for (section, key), raw in merged.items():
+    for (section_name, key), (raw, source) in merged.items():
         try:
-            parsed[(section, key)] = SCHEMA[section][key](raw)
+            parsed[(section_name, key)] = KEYS[section_name][key].metadata["parse"](raw)
         except ValueError as e:
-            raise ConfigError(f"bad value for '{_dotted(section, key)}': {e}") from None
+            raise ConfigError(f"bad value for '{_dotted(section_name, key)}': {e} (from {source})") from None
 
     sections = {
         name: cls(**{k: v for (s, k), v in parsed.items() if s == name})

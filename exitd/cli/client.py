@@ -93,8 +93,17 @@ class ExitdClient:
 
     # One method per endpoint the CLI uses, named after what it does.
 
-    def exit_statuses(self) -> list[dict[str, Any]]:
-        return list(self.request("GET", "/api/v1/exits/status?transactions=true"))
+    def exit_statuses(self, which: str = "all", transactions: bool = True) -> list[dict[str, Any]]:
+        """Every exit (`which` "all"), those still running ("live") or the finished ones ("finished")."""
+        query = "?transactions=true" if transactions else ""
+        return list(self.request("GET", f"/api/v1/exits/status/{which}{query}"))
+
+    def exit_status(self, vtxo_id: str) -> dict[str, Any]:
+        path = "/api/v1/exits/status/" + urllib.parse.quote(vtxo_id, safe=":")
+        return dict(self.request("GET", path + "?transactions=true"))
+
+    def tip(self) -> int:
+        return int(self.request("GET", "/api/v1/bitcoin/tip")["tip_height"])
 
     def node_status(self) -> dict[str, Any]:
         return dict(self.request("GET", "/api/v1/bitcoin/node"))
@@ -141,6 +150,19 @@ class ExitdClient:
 
     def balance(self) -> dict[str, Any]:
         return dict(self.request("GET", "/api/v1/onchain/balance"))
+
+    def send(self, destination: str, amount_sat: int) -> str:
+        body = {"destination": destination, "amount_sat": amount_sat}
+        return str(self.request("POST", "/api/v1/onchain/send", body)["txid"])
+
+    def drain(self, destination: str) -> str:
+        return str(self.request("POST", "/api/v1/onchain/drain", {"destination": destination})["txid"])
+
+    def utxos(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/api/v1/onchain/utxos"))
+
+    def transactions(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/api/v1/onchain/transactions"))
 
     def cancel(self, vtxo_id: str) -> dict[str, Any]:
         path = "/api/v1/exits/cancel/" + urllib.parse.quote(vtxo_id, safe=":")

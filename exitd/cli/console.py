@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 # What an exit waits for, by the type of its first unconfirmed exit tx (0.1.4's and 0.6.0's names).
 NEXT_FOR_TX_STATUS = {
@@ -22,6 +22,10 @@ NEXT_FOR_TX_STATUS = {
 }
 
 NO_VALUE = "-"
+# States of an exit tx whose package is out (in a mempool): cancelling the exit does not call it back.
+IN_FLIGHT_TX_STATUSES = frozenset(
+    {"broadcast-with-cpfp", "needs-replacement-package", "awaiting-confirmation"}
+)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -36,6 +40,15 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def sat(amount: int) -> str:
     return f"{amount:,} sat"
+
+
+def short_txid(txid: str) -> str:
+    """A txid cut to what a person compares at a glance; tables stay narrow (`--json` has it whole)."""
+    return f"{txid[:8]}…{txid[-4:]}" if len(txid) == 64 else txid
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def exit_error_text(error: Mapping[str, Any] | None) -> str:
@@ -78,7 +91,7 @@ def next_action(state: Mapping[str, Any]) -> str:
     if kind == "claimable":
         return "claim it: exitd claim --to ADDRESS"
     if kind == "claim-in-progress":
-        return f"wait for claim tx {state['claim_txid']} to confirm"
+        return f"wait for claim tx {short_txid(state['claim_txid'])} to confirm"
     return NO_VALUE
 
 
@@ -139,13 +152,15 @@ def progress_text(progress: Mapping[str, Any]) -> str:
         for e in exits
     ]
     lines = [table(("VTXO", "STATE", "NEXT", "ERROR"), rows)] if rows else ["no exits in progress"]
+    return "\n".join([*lines, progress_conclusion(progress)])
+
+
+def progress_conclusion(progress: Mapping[str, Any]) -> str:
     if progress["done"] and progress.get("claimable_height") is not None:
-        lines.append(f"all exit txs confirmed; claimable from height {progress['claimable_height']}")
-    elif progress["done"]:
-        lines.append("nothing left to confirm")
-    else:
-        lines.append("exits still confirming; the daemon keeps going on its own every block")
-    return "\n".join(lines)
+        return f"all exit txs confirmed; claimable from height {progress['claimable_height']}"
+    if progress["done"]:
+        return "nothing left to confirm"
+    return "exits still confirming; the daemon keeps going on its own every block"
 
 
 def vtxo_table(vtxos: Sequence[Mapping[str, Any]]) -> str:
@@ -201,3 +216,110 @@ def balance_text(balance: Mapping[str, Any]) -> str:
         ("total", sat(balance["total_sat"])),
     ]
     return table(("BALANCE", ""), rows)
+
+
+class ExitsView:
+    """Where each exit is, block by block: a table redrawn in place on a terminal, otherwise one plain
+    line per exit whose state, level or fees changed (a log or a pipe gets no escape codes). `column` adds
+    a column (header, text by VTXO); then only its VTXOs are shown."""
+
+    def __init__(self, out: TextIO, column: tuple[str, Mapping[str, str]] | None = None) -> None:
+        self.out = out
+        self.column = column
+        self.live = out.isatty()
+        self._drawn_lines = 0
+        self._shown: dict[str, tuple[str, str, int]] = {}
+
+    def show(self, height: int, statuses: Sequence[Mapping[str, Any]]) -> None:
+        by_id = {s["vtxo_id"]: s for s in statuses}
+        shown = list(self.column[1]) if self.column else list(by_id)
+        rows = {
+            vtxo: (s["state"]["type"], exit_level(s), int(s.get("fees_paid_sat", 0)))
+            for vtxo in shown
+            if (s := by_id.get(vtxo)) is not None
+        }
+        if self.live:
+            self._redraw(height, rows)
+            return
+        for vtxo, row in rows.items():
+            if self._shown.get(vtxo) != row:
+                state, level, fees = row
+                print(f"height {height}  {vtxo}  {state}  level {level}  fees {sat(fees)}", file=self.out)
+        self._shown = rows
+        self.out.flush()
+
+    def _redraw(self, height: int, rows: Mapping[str, tuple[str, str, int]]) -> None:
+        extra = self.column
+        headers = ("VTXO", *((extra[0],) if extra else ()), "STATE", "LEVEL", "FEES SO FAR")
+        text = table(
+            headers,
+            [(v, *((extra[1][v],) if extra else ()), s, lvl, sat(f)) for v, (s, lvl, f) in rows.items()],
+        )
+        lines = [f"height {height}", *text.splitlines()]
+        # Up to the first line drawn last time, clear to the end of the screen, draw again.
+        prefix = f"\x1b[{self._drawn_lines}F\x1b[J" if self._drawn_lines else ""
+        self.out.write(prefix + "\n".join(lines) + "\n")
+        self.out.flush()
+        self._drawn_lines = len(lines)
+
+
+def start_text(outcome: Mapping[str, Any]) -> str:
+    """What `exitd start` did: exits started, restarted (cancelled before) and skipped, each with why."""
+    lines = []
+    restarted = outcome["restarted"]
+    new = [vtxo for vtxo in outcome["started"] if vtxo not in restarted]
+    if new:
+        lines.append(f"started {plural(len(new), 'exit')}:")
+        lines += [f"  {vtxo}" for vtxo in new]
+    if restarted:
+        lines.append(f"restarted {plural(len(restarted), 'exit')} you had canceled:")
+        lines += [f"  {vtxo}" for vtxo in restarted]
+    if outcome["skipped"]:
+        lines.append(f"skipped {len(outcome['skipped'])}:")
+        lines += [f"  {s['vtxo_id']}  {s['reason']}" for s in outcome["skipped"]]
+    if not outcome["started"]:
+        lines.insert(0, "no exit started")
+    return "\n".join(lines)
+
+
+def cancel_text(outcome: Mapping[str, Any]) -> str:
+    lines = [f"canceled the exit of {outcome['vtxo_id']}"]
+    out = outcome["packages_out"]
+    if out:
+        lines.append(
+            f"warning: {plural(len(out), 'package')} of this exit already broadcast will still confirm "
+            "(their fees are spent; a later start continues from them):"
+        )
+        lines += [f"  exit tx {p['txid']} (child {p['child_txid'] or NO_VALUE})" for p in out]
+    return "\n".join(lines)
+
+
+def why_not_claimable(state: Mapping[str, Any]) -> str:
+    kind = state["type"]
+    if kind == "awaiting-delta":
+        return f"claimable from height {state['claimable_height']} (exit delta)"
+    if kind == "claim-in-progress":
+        return f"already being claimed by {state['claim_txid']}"
+    return f"its exit is {kind}: {next_action(state)} first"
+
+
+def claim_text(outcome: Mapping[str, Any]) -> str:
+    """What `exitd claim` broadcast: the exits it spends, amounts in and out, fee, txid; what it left."""
+    lines = [
+        f"claimed {plural(len(outcome['vtxos']), 'exit')} to {outcome['destination']}: "
+        f"{sat(outcome['amount_sat'])} in, fee {sat(outcome['fee_sat'])}, {sat(outcome['net_sat'])} out",
+        f"claim txid {outcome['txid']}",
+        *(f"  {vtxo}" for vtxo in outcome["vtxos"]),
+    ]
+    if outcome["not_claimed"]:
+        lines.append(f"not claimable yet: {len(outcome['not_claimed'])}")
+        lines += [f"  {n['vtxo_id']}  {n['reason']}" for n in outcome["not_claimed"]]
+    return "\n".join(lines)
+
+
+def sent_text(outcome: Mapping[str, Any]) -> str:
+    """What `exitd send`/`drain` broadcast: amount to whom, the fee, the txid."""
+    return (
+        f"sent {sat(outcome['amount_sat'])} to {outcome['destination']}, fee {sat(outcome['fee_sat'])}\n"
+        f"txid {outcome['txid']}"
+    )

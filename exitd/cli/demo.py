@@ -180,52 +180,8 @@ def claimed_sat(node: RegtestNode, txid: str, destination: str) -> int:
     return int(btc * SATS_PER_BTC)
 
 
-class ProgressDisplay:
-    """Where each exit is, block by block: a table redrawn in place on a terminal, otherwise one plain
-    line per exit whose state, level or fees changed."""
-
-    def __init__(self, out: TextIO, shapes: Mapping[str, str]) -> None:
-        self.out = out
-        self.shapes = shapes
-        self.live = out.isatty()
-        self._drawn_lines = 0
-        self._shown: dict[str, tuple[str, str, int]] = {}
-
-    def show(self, height: int, statuses: Sequence[Mapping[str, Any]]) -> None:
-        by_id = {s["vtxo_id"]: s for s in statuses}
-        rows = {
-            vtxo: (s["state"]["type"], console.exit_level(s), int(s.get("fees_paid_sat", 0)))
-            for vtxo in self.shapes
-            if (s := by_id.get(vtxo)) is not None
-        }
-        if self.live:
-            self._redraw(height, rows)
-            return
-        for vtxo, row in rows.items():
-            if self._shown.get(vtxo) != row:
-                state, level, fees = row
-                print(
-                    f"height {height}  {vtxo}  {state}  level {level}  fees {console.sat(fees)}",
-                    file=self.out,
-                )
-        self._shown = rows
-        self.out.flush()
-
-    def _redraw(self, height: int, rows: Mapping[str, tuple[str, str, int]]) -> None:
-        text = console.table(
-            ("VTXO", "SHAPE", "STATE", "LEVEL", "FEES SO FAR"),
-            [(v, self.shapes[v], s, lvl, console.sat(f)) for v, (s, lvl, f) in rows.items()],
-        )
-        lines = [f"height {height}", *text.splitlines()]
-        # Up to the first line drawn last time, clear to the end of the screen, draw again.
-        prefix = f"\x1b[{self._drawn_lines}F\x1b[J" if self._drawn_lines else ""
-        self.out.write(prefix + "\n".join(lines) + "\n")
-        self.out.flush()
-        self._drawn_lines = len(lines)
-
-
 def run_exits(
-    client: ExitdClient, node: RegtestNode, vtxos: Sequence[DemoVtxo], display: ProgressDisplay
+    client: ExitdClient, node: RegtestNode, vtxos: Sequence[DemoVtxo], display: console.ExitsView
 ) -> list[ExitOutcome]:
     """Import, start every exit, then progress and mine one block at a time, claiming each exit to the
     wallet as soon as it is claimable, until all are claimed."""
@@ -338,7 +294,7 @@ def run_demo(keep: bool, as_json: bool, out: TextIO = sys.stdout) -> list[ExitOu
             fund_wallet(client, node)
             keychain = VtxoKeychain.from_mnemonic(WalletSeed(config.mnemonic_path).mnemonic)
             vtxos = forge_vtxos(node, keychain)
-            display = ProgressDisplay(notes, {str(v.forged.id): v.shape for v in vtxos})
+            display = console.ExitsView(notes, ("SHAPE", {str(v.forged.id): v.shape for v in vtxos}))
             results = run_exits(client, node, vtxos, display)
             event(
                 log,

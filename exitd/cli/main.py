@@ -14,15 +14,19 @@ import json
 import os
 import string
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bitcoin.core import CTransaction, b2lx
 
 from exitd import __version__
 from exitd.ark.bip39 import InvalidMnemonic
 from exitd.cli import console
 from exitd.cli.client import DaemonRefused, DaemonUnreachable, ExitdClient
-from exitd.config import LOG_FORMATS, LOG_LEVELS, NETWORKS, Config, ConfigError, load_config
+from exitd.config import Config, ConfigError, Flag, load_config
+from exitd.config import flags as config_flags
 from exitd.daemon.datadir import DatadirError, init_datadir, read_token
 from exitd.log import setup_logging
 from exitd.store.errors import StoreError
@@ -44,20 +48,11 @@ EXIT_CODES_HELP = """exit codes:
   3    the daemon is not reachable at its configured REST address
   130  interrupted (Ctrl-C); a running daemon keeps progressing exits"""
 
-# CLI flag dest -> dotted config key.
-FLAG_KEYS = {
-    "datadir": "datadir",
-    "network": "network",
-    "rpc_url": "bitcoind.rpc_url",
-    "rpc_user": "bitcoind.rpc_user",
-    "rpc_password": "bitcoind.rpc_password",
-    "rpc_cookie": "bitcoind.rpc_cookie",
-    "rest_host": "rest.host",
-    "rest_port": "rest.port",
-    "log_level": "log.level",
-    "log_format": "log.format",
-    "log_file": "log.file",
-}
+
+# Exits `claim --all` does not mention: over, one way or the other.
+FINISHED_STATES = frozenset({"claimed", "canceled"})
+# How often `progress --wait` asks for the tip while it waits for a block.
+BLOCK_POLL_SECONDS = 2.0
 
 
 class UsageError(Exception):
@@ -67,19 +62,20 @@ class UsageError(Exception):
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("configuration (overrides the config file and EXITD_* variables)")
     group.add_argument("--config", type=Path, help="config file (default: <datadir>/exitd.toml)")
-    group.add_argument("--datadir", help="data directory (default: ~/.exitd)")
-    group.add_argument("--network", choices=NETWORKS, help="bitcoin network (default: regtest)")
-    group.add_argument("--rpc-url", help="bitcoind RPC URL, e.g. http://127.0.0.1:18443")
-    group.add_argument("--rpc-user", help="bitcoind RPC user")
-    group.add_argument(
-        "--rpc-password", help="bitcoind RPC password (prefer the config file: argv is visible)"
-    )
-    group.add_argument("--rpc-cookie", help="bitcoind RPC cookie file")
-    group.add_argument("--rest-host", help="REST listen address (default: 127.0.0.1)")
-    group.add_argument("--rest-port", type=int, help="REST listen port (default: 3000)")
-    group.add_argument("--log-level", choices=LOG_LEVELS, help="log level (default: info)")
-    group.add_argument("--log-format", choices=LOG_FORMATS, help="log format (default: text)")
-    group.add_argument("--log-file", help="append logs to this file instead of stderr (logrotate-safe)")
+    for flag in config_flags():
+        group.add_argument(flag.flag, dest=_dest(flag), help=flag.help)
+
+
+def _dest(flag: Flag) -> str:
+    return "config_" + flag.key.replace(".", "__")
+
+
+# The config keys a command that drives a daemon takes as flags: where the daemon and its token are.
+CLIENT_FLAG_HELP = {
+    "datadir": "data directory holding auth_token (default: ~/.exitd)",
+    "rest.host": "the daemon's REST address (default: rest.host, 127.0.0.1)",
+    "rest.port": "the daemon's REST port (default: rest.port, 3000)",
+}
 
 
 def _add_client_flags(parser: argparse.ArgumentParser) -> None:
@@ -87,9 +83,9 @@ def _add_client_flags(parser: argparse.ArgumentParser) -> None:
         "the daemon to talk to (REST address from the config, token from the datadir)"
     )
     group.add_argument("--config", type=Path, help="config file (default: <datadir>/exitd.toml)")
-    group.add_argument("--datadir", help="data directory holding auth_token (default: ~/.exitd)")
-    group.add_argument("--rest-host", help="the daemon's REST address (default: rest.host, 127.0.0.1)")
-    group.add_argument("--rest-port", type=int, help="the daemon's REST port (default: rest.port, 3000)")
+    for flag in config_flags():
+        if flag.key in CLIENT_FLAG_HELP:
+            group.add_argument(flag.flag, dest=_dest(flag), help=CLIENT_FLAG_HELP[flag.key])
     parser.add_argument("--json", action="store_true", help="print the daemon's JSON answer, for scripts")
 
 
@@ -111,17 +107,26 @@ def _fee_rate(text: str) -> int:
     return rate
 
 
+def _amount(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number of sat, got {text!r}")
+    return int(text)
+
+
 def _add_selection(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("vtxos", nargs="*", metavar="VTXO", help=f"VTXO ids ('<txid>:<vout>') to {what}")
     parser.add_argument("--all", action="store_true", help=f"{what} every eligible VTXO")
 
 
 def _add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    _client_command(
+    status = _client_command(
         sub,
         "status",
         "show every exit: VTXO, amount, state, level, next action, error",
         "Show every exit of the running daemon. LEVEL is confirmed exit txs / exit depth.",
+    )
+    status.add_argument(
+        "--live", action="store_true", help="only the exits still running (not claimed or canceled)"
     )
     imp = _client_command(
         sub,
@@ -159,7 +164,9 @@ def _add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "Run one progress cycle now (the daemon also runs one every block) and show the result.",
     )
     progress.add_argument(
-        "--wait", action="store_true", help="keep going, a cycle per block, until all confirm"
+        "--wait",
+        action="store_true",
+        help="keep going, a cycle per block, until all confirm, showing each exit as blocks come",
     )
     progress.add_argument(
         "--fee-rate", type=_fee_rate, metavar="SAT_PER_KVB", help="fee rate for new packages"
@@ -184,6 +191,21 @@ def _add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "Cancel an exit; possible until its final transaction is broadcast.",
     )
     cancel.add_argument("vtxo", metavar="VTXO", help="VTXO id ('<txid>:<vout>')")
+    send = _client_command(
+        sub,
+        "send",
+        "send coins of the on-chain (fee) wallet to an address",
+        "Send AMOUNT sat from exitd's on-chain wallet (it pays the CPFP fees) to ADDRESS.",
+    )
+    send.add_argument("address", metavar="ADDRESS")
+    send.add_argument("amount", type=_amount, metavar="AMOUNT_SAT")
+    drain = _client_command(
+        sub,
+        "drain",
+        "send every confirmed coin of the on-chain wallet to an address",
+        "Empty exitd's on-chain wallet to ADDRESS, less the fee (coins reserved by running exits stay).",
+    )
+    drain.add_argument("address", metavar="ADDRESS")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_from_args(args: argparse.Namespace) -> Config:
-    overrides: dict[str, Any] = {key: getattr(args, dest, None) for dest, key in FLAG_KEYS.items()}
+    overrides: dict[str, Any] = {flag.key: getattr(args, _dest(flag), None) for flag in config_flags()}
     return load_config(args.config, overrides)
 
 
@@ -338,8 +360,8 @@ def read_vtxo_sources(sources: list[str]) -> list[str]:
     return encoded
 
 
-def _status(client: ExitdClient, _args: argparse.Namespace) -> Answer:
-    statuses = client.exit_statuses()
+def _status(client: ExitdClient, args: argparse.Namespace) -> Answer:
+    statuses = client.exit_statuses("live" if args.live else "all")
     amounts = {v["id"]: int(v["amount_sat"]) for v in client.vtxos()}
     funding = _funding_lines(client) if statuses else []
     source = console.source_text(client.source())
@@ -382,19 +404,45 @@ def _import(client: ExitdClient, args: argparse.Namespace) -> Answer:
 
 def _start(client: ExitdClient, args: argparse.Namespace) -> Answer:
     answer = client.start_exits(_selection(args))
-    return answer, answer["message"]
+    return answer, console.start_text(answer)
 
 
 def _progress(client: ExitdClient, args: argparse.Namespace) -> Answer:
-    if args.wait and not args.json:
-        print("waiting for every exit to confirm; Ctrl-C stops waiting, not the exits", file=sys.stderr)
-    answer = client.progress(args.wait, args.fee_rate)
-    return answer, console.progress_text(answer)
+    if not args.wait:
+        answer = client.progress(False, args.fee_rate)
+        return answer, console.progress_text(answer)
+    out = sys.stderr if args.json else sys.stdout
+    print("waiting for every exit to confirm; Ctrl-C stops waiting, not the exits", file=sys.stderr)
+    view = console.ExitsView(out)
+    while True:
+        answer = client.progress(False, args.fee_rate)
+        height = client.tip()
+        view.show(height, client.exit_statuses("live"))
+        if answer["done"]:
+            return answer, console.progress_conclusion(answer)
+        _wait_for_block(client, height)
+
+
+def _wait_for_block(client: ExitdClient, height: int) -> None:
+    """Until the daemon's node is past `height`: short requests, so the view never sits on one for hours."""
+    while client.tip() <= height:
+        time.sleep(BLOCK_POLL_SECONDS)
 
 
 def _claim(client: ExitdClient, args: argparse.Namespace) -> Answer:
-    answer = client.claim(_selection(args), args.to, args.fee_rate)
-    return answer, answer["message"]
+    """Claim, then tell what the claim tx spends (exits, amounts), its fee and txid, and, for --all, the
+    exits not claimable yet and why."""
+    selection = _selection(args)
+    before = client.exit_statuses(transactions=False)
+    answer = client.claim(selection, args.to, args.fee_rate)
+    outcome = {**answer, "destination": args.to, "net_sat": answer["amount_sat"] - answer["fee_sat"]}
+    claimed = set(answer["vtxos"])
+    outcome["not_claimed"] = [
+        {"vtxo_id": s["vtxo_id"], "reason": console.why_not_claimable(s["state"])}
+        for s in before
+        if selection is None and s["vtxo_id"] not in claimed and s["state"]["type"] not in FINISHED_STATES
+    ]
+    return outcome, console.claim_text(outcome)
 
 
 def _address(client: ExitdClient, _args: argparse.Namespace) -> Answer:
@@ -408,8 +456,43 @@ def _balance(client: ExitdClient, _args: argparse.Namespace) -> Answer:
 
 
 def _cancel(client: ExitdClient, args: argparse.Namespace) -> Answer:
+    """Cancel, warning of the exit's packages already out: cancelling calls none of them back."""
+    status = client.exit_status(args.vtxo)
     answer = client.cancel(args.vtxo)
-    return answer, answer["message"]
+    transactions = status["state"].get("transactions") or []
+    out = [
+        {"txid": tx["txid"], "child_txid": tx["status"].get("child_txid")}
+        for tx in transactions
+        if tx["status"]["type"] in console.IN_FLIGHT_TX_STATUSES
+    ]
+    outcome = {"message": answer["message"], "vtxo_id": args.vtxo, "packages_out": out}
+    return outcome, console.cancel_text(outcome)
+
+
+def _sent(client: ExitdClient, destination: str, amount: int | None, send: Callable[[], str]) -> Answer:
+    """Run `send`, then read what it broadcast from the wallet: the fee is the wallet's coins it spent less
+    every output; `amount` None (a drain) is its one output."""
+    coins = {c["outpoint"]: int(c["amount_sat"]) for c in client.utxos()}
+    txid = send()
+    raw = next(t["tx"] for t in client.transactions() if t["txid"] == txid)
+    tx = CTransaction.deserialize(bytes.fromhex(raw))
+    spent = sum(coins[f"{b2lx(txin.prevout.hash)}:{txin.prevout.n}"] for txin in tx.vin)
+    outputs = sum(txout.nValue for txout in tx.vout)
+    outcome = {
+        "txid": txid,
+        "destination": destination,
+        "amount_sat": outputs if amount is None else amount,
+        "fee_sat": spent - outputs,
+    }
+    return outcome, console.sent_text(outcome)
+
+
+def _send(client: ExitdClient, args: argparse.Namespace) -> Answer:
+    return _sent(client, args.address, args.amount, lambda: client.send(args.address, args.amount))
+
+
+def _drain(client: ExitdClient, args: argparse.Namespace) -> Answer:
+    return _sent(client, args.address, None, lambda: client.drain(args.address))
 
 
 CLIENT_COMMANDS: dict[str, Callable[[ExitdClient, argparse.Namespace], Answer]] = {
@@ -423,6 +506,8 @@ CLIENT_COMMANDS: dict[str, Callable[[ExitdClient, argparse.Namespace], Answer]] 
     "address": _address,
     "balance": _balance,
     "cancel": _cancel,
+    "send": _send,
+    "drain": _drain,
 }
 
 

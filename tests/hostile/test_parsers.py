@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from exitd.api.errors import BadRequest
 from exitd.api.exits import MAX_FEE_RATE, _query_fee_rate, parse_fee_rate
 from exitd.api.onchain import MAX_MONEY, parse_amount, whole_number
-from exitd.config import SCHEMA, ConfigError, load_config
+from exitd.config import KEYS as DECLARED
+from exitd.config import ConfigError, load_config
 from exitd.wallet.address import (
     Encoding,
     InvalidAddress,
@@ -131,7 +132,7 @@ TOML_SCALARS = st.one_of(
     st.sampled_from(["regtest", "mainnet", "127.0.0.1", "http://127.0.0.1:1", "debug", "0.6.0", "wallet"]),
 )
 TOML_VALUES = st.one_of(TOML_SCALARS, st.lists(TOML_SCALARS, max_size=3))
-KEYS = st.sampled_from(sorted({k for keys in SCHEMA.values() for k in keys})) | st.text(min_size=1)
+KEYS = st.sampled_from(sorted({k for keys in DECLARED.values() for k in keys})) | st.text(min_size=1)
 
 
 def toml_value(value: Any) -> str:
@@ -159,7 +160,7 @@ def toml_documents(draw: st.DrawFn) -> str:
     ]
     for section in draw(
         st.lists(
-            st.sampled_from(sorted(s for s in SCHEMA if s)) | st.text(min_size=1), max_size=4, unique=True
+            st.sampled_from(sorted(s for s in DECLARED if s)) | st.text(min_size=1), max_size=4, unique=True
         )
     ):
         lines.append(f"[{toml_value(section)}]")

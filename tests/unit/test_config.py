@@ -1,9 +1,10 @@
 import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from exitd.config import ConfigError, load_config
+from exitd.config import KEYS, SECTION_TYPES, BitcoindConfig, Config, ConfigError, flags, load_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -129,3 +130,46 @@ def test_guard_is_on_by_default_and_claims_only_when_told(tmp_path: Path) -> Non
 def test_bad_guard_and_alert_values_are_named(tmp_path: Path, text: str, named: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(named)):
         load_config(write(tmp_path, text), environ={})
+
+
+def test_a_bad_value_says_where_it_came_from(tmp_path: Path) -> None:
+    path = write(tmp_path, "[rest]\nport = 70000\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert str(raised.value) == (
+        f"bad value for 'rest.port': expected an integer in [0, 65535], got 70000 (from {path})"
+    )
+    with pytest.raises(
+        ConfigError, match=re.escape("got 'http' (from environment variable EXITD_REST_PORT)")
+    ):
+        load_config(overrides={"datadir": str(tmp_path)}, environ={"EXITD_REST_PORT": "http"})
+    with pytest.raises(ConfigError, match=re.escape("got 'loud' (from flag --log-level)")):
+        load_config(overrides={"datadir": str(tmp_path / "none"), "log.level": "loud"}, environ={})
+
+
+def test_each_key_is_declared_once_and_everything_else_is_read_from_it() -> None:
+    """The schema, the environment names and the flags come from the dataclass fields; every field of
+    every section is a declared key with a default its own parser accepts."""
+    assert set(KEYS) == {"", *SECTION_TYPES}
+    defaults = Config()
+    for section, keys in KEYS.items():
+        holder = getattr(defaults, section) if section else defaults
+        assert set(keys) == {f.name for f in fields(holder) if not f.metadata.get("section")}
+        for name, declared in keys.items():
+            value = getattr(holder, name)
+            if value is not None and not isinstance(value, Path):
+                assert declared.metadata["parse"](value) == value, (section, name)
+    assert {f.flag: f.key for f in flags()} == {
+        "--network": "network",
+        "--datadir": "datadir",
+        "--rpc-url": "bitcoind.rpc_url",
+        "--rpc-user": "bitcoind.rpc_user",
+        "--rpc-password": "bitcoind.rpc_password",
+        "--rpc-cookie": "bitcoind.rpc_cookie",
+        "--rest-host": "rest.host",
+        "--rest-port": "rest.port",
+        "--log-level": "log.level",
+        "--log-format": "log.format",
+        "--log-file": "log.file",
+    }
+    assert "secret" not in repr(Config(bitcoind=BitcoindConfig(rpc_password="secret")))

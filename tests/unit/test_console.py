@@ -54,7 +54,7 @@ def test_next_action_follows_the_first_unconfirmed_tx() -> None:
     assert "exitd claim" in next_action({"type": "claimable"})
     assert (
         next_action({"type": "claim-in-progress", "claim_txid": TXID})
-        == f"wait for claim tx {TXID} to confirm"
+        == f"wait for claim tx {TXID[:8]}…{TXID[-4:]} to confirm"  # narrow; --json has it whole
     )
     assert next_action({"type": "claimed"}) == "-"
 
