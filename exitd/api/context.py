@@ -9,6 +9,7 @@ from aiohttp import web
 from exitd.chain.fees import FeeEstimator
 from exitd.chain.rpc import BitcoinRpc
 from exitd.config import Config
+from exitd.engine.alerts import Alerts
 from exitd.engine.engine import ExitEngine
 from exitd.source.barkd import BarkdFollower
 from exitd.store.db import Store
@@ -27,6 +28,8 @@ class Services:
     wallet: OnchainWallet
     # The followed barkd ([barkd]); None: VTXOs come by import only.
     source: BarkdFollower | None = None
+    # Alerts raised (what /metrics counts); None where no alerts run (benchmarks).
+    alerts: Alerts | None = None
 
 
 SERVICES = web.AppKey("services", Services)

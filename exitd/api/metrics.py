@@ -6,32 +6,44 @@ import logging
 
 from aiohttp import web
 
-from exitd.api.context import services_of
-from exitd.api.prometheus import CONTENT_TYPE, build_info, engine_metrics, render, rpc_metrics, wallet_balance
-from exitd.chain.rpc import RpcError
+from exitd.api.context import Services, services_of
+from exitd.api.prometheus import CONTENT_TYPE, ExitdCollector, NodeReading, exposition
+from exitd.chain.rpc import NO_RETRY, RpcError
 from exitd.log import event, get_logger
 from exitd.wallet.errors import NoWallet
 
 log = get_logger("api.metrics")
 
 METRICS_PATH = "/metrics"
+NODE_READING = web.AppKey("node_reading", NodeReading)
+
+
+async def read_node(services: Services, node: NodeReading) -> None:
+    """Ask bitcoind what only it knows, once per scrape; what it cannot answer keeps its last value, so an
+    outage shows as exitd_node_up 0 and a still balance, not as a failed scrape or missing series."""
+    try:
+        info = await services.rpc.call("getblockchaininfo", retry=NO_RETRY)
+    except RpcError as e:
+        node.up = False
+        event(log, logging.DEBUG, "metrics_node_unavailable", error=str(e))
+        return
+    node.up = True
+    node.height = int(info["blocks"])
+    node.block_time = int(info["time"])
+    try:
+        node.balance = await services.wallet.balance()
+    except (RpcError, NoWallet) as e:
+        event(log, logging.DEBUG, "metrics_balance_kept", error=str(e))
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Every family; the wallet balance (the one that asks bitcoind) is left out while it cannot be read,
-    so a node outage shows as missing balance and rising RPC failures, not as a failed scrape."""
     services = services_of(request)
-    families = [
-        build_info(services.config.network),
-        *engine_metrics(services.engine),
-        *rpc_metrics(services.rpc),
-    ]
-    try:
-        families.append(wallet_balance(await services.wallet.balance()))
-    except (RpcError, NoWallet) as e:
-        event(log, logging.DEBUG, "metrics_without_balance", error=str(e))
-    return web.Response(body=render(families).encode(), headers={"Content-Type": CONTENT_TYPE})
+    node = request.app[NODE_READING]
+    await read_node(services, node)
+    collector = ExitdCollector(services.engine, services.rpc, services.alerts, services.config.network, node)
+    return web.Response(body=exposition(collector), headers={"Content-Type": CONTENT_TYPE})
 
 
 def add_routes(app: web.Application) -> None:
+    app[NODE_READING] = NodeReading()
     app.router.add_get(METRICS_PATH, metrics)

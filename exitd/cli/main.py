@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import string
 import sys
@@ -19,16 +21,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bitcoin.core import CTransaction, b2lx
-
 from exitd import __version__
 from exitd.ark.bip39 import InvalidMnemonic
 from exitd.cli import console
 from exitd.cli.client import DaemonRefused, DaemonUnreachable, ExitdClient
 from exitd.config import Config, ConfigError, Flag, load_config
 from exitd.config import flags as config_flags
-from exitd.daemon.datadir import DatadirError, init_datadir, read_token
-from exitd.log import setup_logging
+from exitd.daemon.datadir import DatadirError, held_datadir, init_datadir, read_token
+from exitd.log import event, get_logger, setup_logging
 from exitd.store.errors import StoreError
 
 EXIT_OK = 0
@@ -48,6 +48,8 @@ EXIT_CODES_HELP = """exit codes:
   3    the daemon is not reachable at its configured REST address
   130  interrupted (Ctrl-C); a running daemon keeps progressing exits"""
 
+
+log = get_logger("cli")
 
 # Exits `claim --all` does not mention: over, one way or the other.
 FINISHED_STATES = frozenset({"claimed", "canceled"})
@@ -292,23 +294,35 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from exitd.daemon.lifecycle import Daemon, FatalStartupError
-    from exitd.store.leader import LeadershipLost
-
     config = _config_from_args(args)
     setup_logging(config.log.level, config.log.format, config.log.file)
-    try:
-        asyncio.run(Daemon(config).run())
-    except (FatalStartupError, DatadirError) as e:
-        # The daemon logged it as `fatal`; with a log file, whoever started it should read it here too.
-        if config.log.file:
+    with contextlib.ExitStack() as held:
+        try:
+            # Before the daemon's modules load: a second daemon on this datadir leaves at once.
+            held.enter_context(held_datadir(config))
+        except (DatadirError, OSError) as e:
+            event(log, logging.CRITICAL, "fatal", error=str(e))
+            return _fatal(config, e)
+        from exitd.daemon.lifecycle import Daemon, FatalStartupError
+        from exitd.store.leader import LeadershipLost
+
+        try:
+            asyncio.run(Daemon(config).run())
+        except (FatalStartupError, DatadirError) as e:
+            return _fatal(config, e)
+        except LeadershipLost as e:
+            # A restart (systemd's Restart=on-failure) brings it back as a standby.
             print(f"exitd: {e}", file=sys.stderr)
-        return EXIT_CONFIG
-    except LeadershipLost as e:
-        # A restart (systemd's Restart=on-failure) brings it back as a standby.
-        print(f"exitd: {e}", file=sys.stderr)
-        return EXIT_FAILURE
+            return EXIT_FAILURE
     return EXIT_OK
+
+
+def _fatal(config: Config, error: Exception) -> int:
+    """The status of what a restart cannot fix; logged as `fatal` already, and with a log file, printed
+    too for whoever started exitd."""
+    if config.log.file:
+        print(f"exitd: {error}", file=sys.stderr)
+    return EXIT_CONFIG
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -472,6 +486,8 @@ def _cancel(client: ExitdClient, args: argparse.Namespace) -> Answer:
 def _sent(client: ExitdClient, destination: str, amount: int | None, send: Callable[[], str]) -> Answer:
     """Run `send`, then read what it broadcast from the wallet: the fee is the wallet's coins it spent less
     every output; `amount` None (a drain) is its one output."""
+    from bitcoin.core import CTransaction, b2lx  # here: every other command starts without it
+
     coins = {c["outpoint"]: int(c["amount_sat"]) for c in client.utxos()}
     txid = send()
     raw = next(t["tx"] for t in client.transactions() if t["txid"] == txid)

@@ -114,6 +114,18 @@ def private_database(path: Path) -> None:
             name.chmod(0o600)
 
 
+@contextlib.contextmanager
+def held_datadir(config: Config) -> Iterator[Path]:
+    """What `exitd run` holds while it runs: an initialised datadir only its owner may change, locked
+    against a second daemon, with the SQLite files made 0600 before anything opens them. Light on imports
+    on purpose: a second daemon is turned away before it loads the rest of exitd."""
+    check_datadir(config)
+    with datadir_lock(config.datadir) as lock:
+        if not config.database.url:
+            private_database(config.database_path)
+        yield lock
+
+
 def read_token(config: Config) -> str:
     try:
         return config.token_path.read_text().strip()

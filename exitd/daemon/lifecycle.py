@@ -36,9 +36,6 @@ from exitd.chain.rpc import (
 from exitd.config import Config
 from exitd.daemon.datadir import (
     DatadirError,
-    check_datadir,
-    datadir_lock,
-    private_database,
     read_auth_secret,
 )
 from exitd.daemon.notify import SystemdNotifier, status_line
@@ -173,6 +170,7 @@ class Daemon:
             vtxos=self.vtxos,
             engine=self.engine,
             wallet=self.wallet,
+            alerts=self.alerts,
         )
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
@@ -326,21 +324,9 @@ class Daemon:
         return status_line(exits_by_state(engine.exits.values()), tip)
 
     async def run(self) -> None:
-        """Serve until SIGINT/SIGTERM, holding the datadir's lock throughout (taken before the database is
-        opened). Whatever stops the daemon early is logged as `fatal` through the configured log before
-        `stopped`, so a log file tells why, not only stderr."""
-        with contextlib.ExitStack() as held:
-            try:
-                check_datadir(self.config)
-                held.enter_context(datadir_lock(self.config.datadir))
-                if not self.config.database.url:
-                    private_database(self.config.database_path)
-            except (DatadirError, OSError) as e:
-                event(log, logging.CRITICAL, "fatal", error=str(e))
-                raise
-            await self._serve()
-
-    async def _serve(self) -> None:
+        """Serve until SIGINT/SIGTERM (the caller holds the datadir: held_datadir). Whatever stops the
+        daemon early is logged as `fatal` through the configured log before `stopped`, so a log file tells
+        why, not only stderr."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum, StrEnum
@@ -120,6 +121,8 @@ class Alerts:
         self.settings = settings
         self.queue: asyncio.Queue[Alert] = asyncio.Queue(maxsize=settings.queue_size)
         self._sent: set[tuple[AlertEvent, str, str]] = set()
+        # Alerts raised since start, by event: what /metrics counts.
+        self.raised: Counter[AlertEvent] = Counter()
 
     def mark_sent(self, alert: AlertEvent, vtxo: str, state: str) -> None:
         """Treat this alert as already raised (it was, before a restart)."""
@@ -133,6 +136,7 @@ class Alerts:
         if key in self._sent:
             return False
         self._sent.add(key)
+        self.raised[alert] += 1
         txid_field = {} if txid is None else {"txid": txid}
         event(log, alert.level, "alert", alert=alert.value, vtxo=vtxo, **txid_field, state=state, **detail)
         if self.settings.url:

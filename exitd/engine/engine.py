@@ -212,7 +212,9 @@ class ExitEngine:
                 raise
             finally:
                 counters.cycles_running -= 1
-                counters.cycle_seconds += time.monotonic() - started
+                seconds = time.monotonic() - started
+                counters.cycle_seconds += seconds
+                counters.cycle_durations.add(seconds)
 
     # Claims.
 

@@ -26,6 +26,7 @@ from exitd.engine.states import (
     MempoolOrigin,
     WalletOrigin,
 )
+from exitd.engine.timing import DurationTally
 from exitd.engine.transitions import Action, Child
 
 # The states in which an exit still needs its exit txs looked after.
@@ -169,7 +170,7 @@ class ProgressReport:
 
 @dataclass
 class EngineCounters:
-    """What /metrics reads (exitd/metrics.py); every counter only ever grows."""
+    """What /metrics reads (exitd/api/prometheus.py); every counter only ever grows."""
 
     packages_broadcast: int = 0
     cpfp_fees_paid: int = 0  # sat, of our children accepted into the mempool
@@ -177,6 +178,7 @@ class EngineCounters:
     cycles: int = 0
     cycle_errors: int = 0  # cycles that raised; every cycle ends in `cycles` or here
     cycle_seconds: float = 0.0
+    cycle_durations: DurationTally = field(default_factory=DurationTally)
     # Cycles running now, and the most ever at once: 1 proves the single-flight (load tests read it).
     cycles_running: int = 0
     max_concurrent_cycles: int = 0

@@ -18,9 +18,9 @@ pytestmark = pytest.mark.bitcoind
 def cycles_done(daemon: DaemonProcess) -> int:
     status, text = daemon.request("GET", "/metrics")
     assert status == 200
-    found = re.search(r"^exitd_cycles_total (\d+)$", text, re.MULTILINE)
+    found = re.search(r"^exitd_cycles_total ([0-9.e+]+)$", text, re.MULTILINE)
     assert found is not None
-    return int(found.group(1))
+    return int(float(found.group(1)))
 
 
 def test_a_second_daemon_on_a_datadir_exits_at_once_naming_the_holder(
@@ -85,7 +85,7 @@ def test_a_node_without_wallet_support_exits_2(tmp_path: Path) -> None:
         node.stop()
     assert result.returncode == 2
     fatal = next(line for line in result.stderr.splitlines() if " fatal " in line)
-    assert "wallets disabled (-disablewallet)" in fatal
+    assert "-disablewallet" in fatal and "wallet" in fatal
 
 
 def test_a_failure_that_may_pass_exits_1_so_systemd_restarts(tmp_path: Path, bitcoind: RegtestNode) -> None:

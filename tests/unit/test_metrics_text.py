@@ -1,38 +1,45 @@
-"""The Prometheus text exposition exitd writes, read back by a strict parser (and the parser's strictness)."""
+"""The cycle-duration tally as a Prometheus histogram, read back by a strict parser (and its strictness)."""
+
+import math
+from collections.abc import Iterator
 
 import pytest
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector, CollectorRegistry
 
-from exitd.api.prometheus import Metric, MetricType, Sample, counter, gauge, render, summary
+from exitd.engine.timing import DurationTally
 from tests.support.prometheus import ExpositionError, parse_exposition
 
 
-def test_rendered_families_parse_back() -> None:
-    text = render(
-        [
-            counter("exitd_things_total", "Things.\nOn two lines \\ with a backslash.", 3),
-            gauge("exitd_level", "A level.", 0.25),
-            summary("exitd_wait_seconds", "Waits.", 1.5, 4),
-            Metric(
-                "exitd_by_label",
-                "Labelled.",
-                MetricType.GAUGE,
-                (Sample(1, (("state", 'a "quoted"\nvalue\\'),)), Sample(2, (("state", "b"),))),
-            ),
-        ]
+def test_the_cycle_tally_counts_as_a_prometheus_histogram() -> None:
+    tally = DurationTally((0.1, 1.0))
+    for seconds in (0.05, 0.1, 0.5, 3.0):
+        tally.add(seconds)
+    assert tally.cumulative() == [(0.1, 2), (1.0, 3), (math.inf, 4)]  # a bound counts what equals it
+    assert tally.count == 4 and tally.total == pytest.approx(3.65)
+
+
+def test_the_exposition_of_a_tally_parses_strictly() -> None:
+    tally = DurationTally((0.5,))
+    tally.add(0.25)
+    family = HistogramMetricFamily(
+        "exitd_wait_seconds",
+        "Waits.",
+        buckets=[("+Inf" if b == math.inf else repr(b), n) for b, n in tally.cumulative()],
+        sum_value=tally.total,
     )
-    families, samples = parse_exposition(text)
-    assert {n: f.type for n, f in families.items()} == {
-        "exitd_things_total": "counter",
-        "exitd_level": "gauge",
-        "exitd_wait_seconds": "summary",
-        "exitd_by_label": "gauge",
-    }
-    assert families["exitd_things_total"].help == "Things.\\nOn two lines \\\\ with a backslash."
-    assert samples[("exitd_things_total", ())] == 3
-    assert samples[("exitd_level", ())] == 0.25
-    assert samples[("exitd_wait_seconds_sum", ())] == 1.5 and samples[("exitd_wait_seconds_count", ())] == 4
-    assert samples[("exitd_by_label", (("state", 'a "quoted"\nvalue\\'),))] == 1
-    assert "exitd_things_total 3\n" in text  # integers print without a fraction
+    registry = CollectorRegistry(auto_describe=False)
+
+    class One(Collector):
+        def collect(self) -> Iterator[Metric]:
+            yield family
+
+    registry.register(One())
+    families, samples = parse_exposition(generate_latest(registry).decode())
+    assert families["exitd_wait_seconds"].type == "histogram"
+    assert samples[("exitd_wait_seconds_bucket", (("le", "0.5"),))] == 1
+    assert samples[("exitd_wait_seconds_count", ())] == 1 and samples[("exitd_wait_seconds_sum", ())] == 0.25
 
 
 @pytest.mark.parametrize(
