@@ -189,9 +189,11 @@ def init_datadir(config: Config, mnemonic: str | None = None, wallet: bool = Tru
 
 
 def render_config(config: Config) -> str:
-    """A starting config for the datadir (0600: it may hold the RPC password); see config.example.toml."""
+    """A starting config for the datadir (0600: it may hold the RPC password). It names where the keys are
+    documented from an installed exitd too: the README's Configuration table, and `exitd run --help`."""
     lines = [
-        "# exitd configuration; every key is documented in config.example.toml",
+        '# exitd configuration. Every key: the README\'s "Configuration" section (config.example.toml in',
+        "# exitd's source); the command-line flags: exitd run --help.",
         f"network = {json.dumps(config.network)}",
         "",
         "[bitcoind]",

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from exitd.chain.view import BlockRef
 from exitd.engine.model import ChildRecord, ChildSource, ChildStatus, ExitBook, LiveExit, TrackedTx
 from exitd.engine.records import decode_state, encode_error, encode_state
-from exitd.engine.states import ExitState, ExitStateKind
+from exitd.engine.states import ExitState, ExitStateKind, TxStatusKind
 from exitd.log import event, get_logger
 from exitd.store.db import Store
 from exitd.store.exits import (
@@ -155,21 +155,28 @@ async def store_starts(
         await set_vtxos_state(session, [e.vtxo_id for e in started], "locked")
 
 
+def stage(state: ExitState) -> str:
+    """An exit's state for a log line: its kind and, while processing, its confirmed levels and the status
+    of the first tx still to confirm ("processing:1/3:broadcast-with-cpfp")."""
+    if state.kind is not ExitStateKind.PROCESSING:
+        return state.kind.value
+    pending = [
+        tx.status.kind.value for tx in state.transactions if tx.status.kind is not TxStatusKind.CONFIRMED
+    ]
+    confirmed = len(state.transactions) - len(pending)
+    return f"processing:{confirmed}/{len(state.transactions)}:{pending[0] if pending else 'confirmed'}"
+
+
 async def persist_states(store: Store, changes: Sequence[tuple[LiveExit, ExitState]]) -> None:
     """Give each exit its new state, and write in one session the exits whose state or error changed."""
     writes: list[tuple[LiveExit, bool, str | None]] = []
     for e, new in changes:
         changed = not new.same_as(e.state)
         if changed:
-            event(
-                log,
-                logging.INFO,
-                "exit_state",
-                vtxo=e.vtxo_id,
-                old=e.state.kind.value,
-                new=new.kind.value,
-                tip=new.tip_height,
-            )
+            old_stage, new_stage = stage(e.state), stage(new)
+            # A change that moves no stage (a fee detail, the tip it was seen at) is a debug line.
+            level = logging.INFO if old_stage != new_stage else logging.DEBUG
+            event(log, level, "exit_state", vtxo=e.vtxo_id, old=old_stage, new=new_stage, tip=new.tip_height)
             e.state = new
         error = encode_error(e.error) if e.error else None
         if changed or error != e.stored_error:

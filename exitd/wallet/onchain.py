@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy
@@ -321,7 +322,10 @@ class OnchainWallet:
                     "internal": keychain is Keychain.INTERNAL,
                 }
             )
-        event(log, logging.INFO, "descriptors_importing", bitcoind_wallet=name, rescan_from=timestamp)
+        since = (
+            timestamp if isinstance(timestamp, str) else datetime.fromtimestamp(timestamp, UTC).isoformat()
+        )
+        event(log, logging.INFO, "descriptors_importing", bitcoind_wallet=name, rescan_from=since)
         try:
             results = await self.rpc.call("importdescriptors", requests, wallet=name, retry=NO_RETRY)
         except NodeUnreachable:

@@ -71,10 +71,10 @@ def test_board_exit_from_start_to_claimed(daemon: DaemonProcess, bitcoind: Regte
     # Extra fields: what the claim tx spent and paid, as bitcoind sees it.
     entry = bitcoind.rpc("getmempoolentry", body["txid"])
     assert (body["vtxos"], body["fee_sat"]) == ([vtxo_id], round(entry["fees"]["base"] * 100_000_000))
-    assert body["amount_sat"] == sum(
-        round(bitcoind.rpc("getrawtransaction", i["txid"], 1)["vout"][i["vout"]]["value"] * 100_000_000)
-        for i in bitcoind.rpc("getrawtransaction", body["txid"], 1)["vin"]
-    )
+    # What the claim spends is the exit output, the VTXO's amount: the claim tx's one output plus its fee.
+    claim_tx = bitcoind.rpc("getrawtransaction", body["txid"], 1)  # in the mempool: no tx index needed
+    (output,) = claim_tx["vout"]
+    assert body["amount_sat"] == round(output["value"] * 100_000_000) + body["fee_sat"]
     assert states(daemon) == {vtxo_id: "claim-in-progress"}
     bitcoind.mine(1)
     answer = progress(daemon)

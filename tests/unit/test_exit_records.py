@@ -9,10 +9,9 @@ import pytest
 
 from exitd.api.shapes import V014, state_json
 from exitd.engine.errors import FeeBudgetExceeded, InsufficientConfirmedFunds
+from exitd.engine.persist import stage
 from exitd.engine.records import decode_state, encode_error, encode_state, state_of, state_record
-from exitd.engine.states import (
-    ExitState,
-)
+from exitd.engine.states import ExitState, ExitStateKind, TxStatusKind
 from exitd.store.db import alembic_config
 from tests.support.exit_states import STATES
 from tests.support.vectors import exits_0005
@@ -72,3 +71,14 @@ def test_0006_converts_every_error_0005_stored(stored: str) -> None:
     record = rev.error_record(wire)
     assert record["kind"] != "InternalError" or wire["type"] == "internal-error"
     assert rev.error_wire(record) == wire
+
+
+def test_a_log_line_names_the_stage_an_exit_moved_between() -> None:
+    for state in STATES:
+        text = stage(state)
+        assert text.startswith(state.kind.value)
+        if state.kind is ExitStateKind.PROCESSING:
+            confirmed = sum(1 for tx in state.transactions if tx.status.kind is TxStatusKind.CONFIRMED)
+            assert text.startswith(f"processing:{confirmed}/{len(state.transactions)}:")
+        else:
+            assert text == state.kind.value
