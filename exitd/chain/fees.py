@@ -8,11 +8,22 @@ The relay policy is read from the node, never assumed: Bitcoin Core 29.1 and lat
 default, a node may be started with other `-minrelaytxfee` / `-incrementalrelayfee`, and `mempoolminfee`
 rises above the relay floor whenever the mempool overflows `-maxmempool` (and falls back as it drains).
 Every estimate is raised to the floor of the moment, since below it the node refuses the package.
+
+What gets into the next block now is read from the node's block template: when the mempool holds much more
+than the template (FULL_MEMPOOL times: the node keeps a template for seconds while transactions arrive, so
+a few left out say nothing), the lowest package rate it includes (plus the increment, to beat it), else
+the floor. The
+estimator lags a market that moves; the template does not. A short memory of it tells a spike from a
+market that rises: a spike begins when the next-block rate jumps above SPIKE times its median over the last
+blocks, and lasts until it is back within SPIKE times that median as it stood when the spike began (a slow
+rise never jumps so far above its own recent median), or for SPIKE_BLOCKS at most: a market that stays
+high (a quiet one turned busy) is the market.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
@@ -24,6 +35,16 @@ SATS_PER_BTC = 100_000_000
 CONFIRMATION_TARGETS = (1, 3, 6)
 # estimatesmartfee's longest horizon (Core's fee estimator tracks no further).
 MAX_CONFIRMATION_TARGET = 1008
+# Blocks over which the next-block rate's median is kept.
+NEXT_BLOCK_MEMORY = 12
+# A next-block rate this many times its recent median is a spike; one that lasts this many blocks is the
+# market as it now is.
+SPIKE = 1.5
+SPIKE_BLOCKS = 36
+# A mempool this many times the size of the next block's template has a backlog: blocks are full.
+FULL_MEMPOOL = 1.5
+# vbytes an exit package (a parent and its CPFP child) takes in a block, about.
+PACKAGE_ROOM = 400
 
 
 class Speed(Enum):
@@ -97,6 +118,31 @@ def relay_policy(mempool_info: dict[str, Any], network_info: dict[str, Any]) -> 
     )
 
 
+def template_cutoff(transactions: Sequence[dict[str, Any]], room: int = PACKAGE_ROOM) -> int:
+    """The package rate (sat/kvB) a package of `room` vbytes must beat to take a full template's place: the
+    rate of the cheapest packages it would push out (each tx with the in-template ancestors it depends on,
+    as the miner takes them; a zero-fee tx alone rides on its child). Not the very lowest: a small tx at
+    the end of a block fills a gap a larger package would not fit in."""
+    packages: list[tuple[int, int]] = []
+    for tx in transactions:
+        parents = [transactions[i - 1] for i in tx.get("depends", ())]
+        fee = int(tx["fee"]) + sum(int(p["fee"]) for p in parents)
+        weight = int(tx["weight"]) + sum(int(p["weight"]) for p in parents)
+        if fee == 0 and not parents:
+            continue
+        packages.append((fee * 4000 // weight, -(-weight // 4)))
+    pushed = 0
+    for rate, vsize in sorted(packages):
+        pushed += vsize
+        if pushed >= room:
+            return rate
+    return max(packages)[0] if packages else 0
+
+
+def template_vsize(transactions: Sequence[dict[str, Any]]) -> int:
+    return sum(-(-int(tx["weight"]) // 4) for tx in transactions)
+
+
 def confirmation_target(blocks: int) -> int:
     """A number of blocks as estimatesmartfee takes it (1 to 1008)."""
     return min(MAX_CONFIRMATION_TARGET, max(1, blocks))
@@ -109,10 +155,40 @@ class Market:
     relay: RelayPolicy
     estimates: dict[int, int]  # confirmation target -> sat/kvB, at least relay.floor
     estimated: bool  # False when the fallback stood in for at least one target
+    next_block: int | None = None  # sat/kvB that enters the next block now (None: not asked, or no template)
+    usual: int | None = None  # the next-block rate as it usually is: before the spike, during one
+    spike: bool = False
 
     def rate(self, blocks: int) -> int:
         """The rate that confirms within `blocks` (asked for when the market was read)."""
         return self.estimates[confirmation_target(blocks)]
+
+
+class NextBlockMemory:
+    """The next-block rate over the last blocks, to tell a spike from the usual market (module doc)."""
+
+    def __init__(self) -> None:
+        self.rates: dict[int, int] = {}  # the first next-block rate seen at each tip height
+        self.before_spike: int | None = None  # the median when the spike under way began
+        self.spike_began = 0  # and the height it began at
+
+    def remember(self, height: int, rate: int) -> tuple[int, bool]:
+        """Keep the first rate seen at this tip height; the usual rate, and whether a spike is under way."""
+        if height not in self.rates:
+            earlier = [r for h, r in self.rates.items() if height - NEXT_BLOCK_MEMORY <= h < height]
+            median = int(statistics.median(earlier)) if earlier else rate
+            if self.before_spike is None and rate > median * SPIKE:
+                self.before_spike, self.spike_began = median, height
+            elif self.before_spike is not None and (
+                rate <= self.before_spike * SPIKE or height - self.spike_began >= SPIKE_BLOCKS
+            ):
+                self.before_spike = None
+            self.rates[height] = rate
+            for old in [h for h in self.rates if h < height - NEXT_BLOCK_MEMORY]:
+                del self.rates[old]
+        if self.before_spike is not None:
+            return self.before_spike, True
+        return int(statistics.median(self.rates.values())), False
 
 
 class FeeEstimator:
@@ -123,14 +199,17 @@ class FeeEstimator:
         # none), unfloored: the floor moves between blocks, the estimates do not.
         self._best = ""
         self._estimates: dict[int, int | None] = {}
+        self._next_blocks = NextBlockMemory()
 
     async def relay(self) -> RelayPolicy:
         return (await self.market(())).relay
 
-    async def market(self, blocks: Iterable[int]) -> Market:
+    async def market(self, blocks: Iterable[int], next_block: int | None = None) -> Market:
         """The relay policy now and, for each number of blocks, the rate estimated to confirm within it,
-        raised to the floor; a longer target never costs more than a shorter one. Two round trips at most:
-        the policy and the best block, then the estimates this block has not answered yet."""
+        raised to the floor; a longer target never costs more than a shorter one. With `next_block` (the
+        vbytes the caller's packages take), also the rate they need to enter the next block now. Two
+        round trips at most: the policy and the best block, then the estimates this block has not
+        answered yet (and the block template)."""
         targets = sorted({confirmation_target(b) for b in blocks})
         best, mempool, network = await self.rpc.batch(
             [("getbestblockhash", []), ("getmempoolinfo", []), ("getnetworkinfo", [])]
@@ -142,7 +221,11 @@ class FeeEstimator:
         if best != self._best:
             self._best, self._estimates = str(best), {}
         missing = [t for t in targets if t not in self._estimates]
-        answers = await self.rpc.batch(("estimatesmartfee", [t, "economical"]) for t in missing)
+        calls = [("estimatesmartfee", [t, "economical"]) for t in missing]
+        if next_block is not None:
+            calls.append(("getblocktemplate", [{"rules": ["segwit"]}]))
+        answers = await self.rpc.batch(calls)
+        template = answers.pop() if next_block is not None else None
         for target, answer in zip(missing, answers, strict=True):
             feerate = answer.get("feerate") if isinstance(answer, dict) else None
             self._estimates[target] = btc_to_sat(feerate) if feerate is not None else None
@@ -154,7 +237,14 @@ class FeeEstimator:
             ceiling = rate if ceiling is None else min(ceiling, rate)
             estimates[target] = ceiling
         estimated = all(self._estimates[t] is not None for t in targets)
-        return Market(relay, estimates, estimated)
+        if not isinstance(template, dict):
+            return Market(relay, estimates, estimated)
+        rate = relay.floor
+        if int(mempool["bytes"]) > template_vsize(template["transactions"]) * FULL_MEMPOOL:
+            room = max(next_block or 0, PACKAGE_ROOM)
+            rate = relay.raised(template_cutoff(template["transactions"], room) + relay.incremental)
+        usual, spike = self._next_blocks.remember(int(template["height"]) - 1, rate)
+        return Market(relay, estimates, estimated, rate, usual, spike)
 
     async def rate_or_estimate(self, given: int | None, speed: Speed) -> int:
         """The rate a request gave (the user's choice wins), else the estimate for `speed`."""

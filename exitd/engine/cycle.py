@@ -23,6 +23,7 @@ from exitd.engine.decisions import (
     budget_rate,
     is_watched,
     level_targets,
+    next_block_room,
     planned_txs,
     sharers_of,
     snapshot_request,
@@ -112,9 +113,11 @@ class ProgressCycle:
             e.error = None
         sharers = sharers_of(watched)
         await self.learner.learn(snap, sharers)
-        market = await self.fees.market(
-            () if override is not None else level_targets(sharers, snap, self.policy)
-        )
+        if override is not None:
+            market = await self.fees.market(())
+        else:
+            room = next_block_room(sharers, self.book.txs, snap)
+            market = await self.fees.market(level_targets(sharers, snap, self.policy), next_block=room)
         if override is not None:
             raised = RaisedRate.of(override, market.relay)
             for e in watched:

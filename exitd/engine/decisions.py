@@ -15,6 +15,7 @@ from exitd.chain.view import BlockRef, ChainSnapshot, Outpoint, TxState
 from exitd.engine.fee_policy import (
     CHILD_VSIZE_ESTIMATE,
     FeePolicy,
+    LevelMarket,
     budget_capped_rate,
     deadline_rate,
     fee_budget,
@@ -170,6 +171,18 @@ def claimable_checked(e: LiveExit, facts: ExitFacts, snap: ChainSnapshot) -> Exi
     return claimable_next(e.state, facts)
 
 
+def next_block_room(
+    sharers: Mapping[str, Sequence[LiveExit]], txs: Mapping[str, TrackedTx], snap: ChainSnapshot
+) -> int:
+    """The vbytes this cycle's packages may take in the next block: every exit tx whose input is confirmed
+    and that is not, with its child (together they push out the cheapest of the block)."""
+    return sum(
+        txs[txid].vsize + CHILD_VSIZE_ESTIMATE
+        for txid in sharers
+        if not snap.is_confirmed(txid) and snap.is_confirmed(txs[txid].input_txid)
+    )
+
+
 def level_targets(
     sharers: Mapping[str, Sequence[LiveExit]], snap: ChainSnapshot, policy: FeePolicy
 ) -> set[int]:
@@ -188,18 +201,19 @@ def tx_targets(
     policy: FeePolicy,
 ) -> dict[str, int]:
     """Each exit tx's target rate: the most urgent deadline rate of the exits that need it (each exit's
-    computed once, not once per tx it shares). The market rate of an exit is the estimate for its level's
-    target, or the request's rate (`override`) raised to the node's floor."""
+    computed once, not once per tx it shares). The market of an exit is the estimate for its level's target
+    and the next block's rate, or the request's rate (`override`) raised to the node's floor."""
     exits = {e.vtxo_id: e for group in sharers.values() for e in group}
     tip = snap.tip.height
     rate_of: dict[str, int] = {}
     for vtxo_id, e in exits.items():
         levels = e.levels_left(snap)
         if override is not None:
-            base = market.relay.raised(override)
+            asked = LevelMarket(market.relay.raised(override))
         else:
-            base = market.rate(level_target(tip, e.expiry_height, levels, policy))
-        rate_of[vtxo_id] = deadline_rate(base, tip, e.expiry_height, levels, policy)
+            estimate = market.rate(level_target(tip, e.expiry_height, levels, policy))
+            asked = LevelMarket(estimate, market.next_block, market.usual, market.spike)
+        rate_of[vtxo_id] = deadline_rate(asked, tip, e.expiry_height, levels, policy)
     return {txid: max(rate_of[e.vtxo_id] for e in group) for txid, group in sharers.items()}
 
 

@@ -1,21 +1,25 @@
-"""Which package fee rate to aim for: the market rate for the blocks an exit really has, within a budget.
+"""Which package fee rate to aim for: what gets a level in before the deadline, within a budget.
 
 Every exit tx must confirm before `expiry_height` (after it the server may sweep the tree), and TRUC
 allows one unconfirmed level per chain, so `r` levels left need at least `r` blocks. With `B` blocks left
 before the deadline (expiry minus a safety margin), the level in flight may take `W = B // r` blocks, and
-the exit as a whole may miss `S = B - r` blocks (its slack) and still finish in time.
+the exit as a whole may let `S = B - r` blocks pass without a confirmation (its slack).
 
-The curve (stateless, re-evaluated every block, so RBF follows it):
-- while there is slack (`S > 0`), the market rate for confirming within `W` blocks (bitcoind's estimate for
-  that target, or the request's `fee_rate`): a comfortable deadline pays what the market asks for it;
-- every block the level waits uses up slack: `W` shrinks, and with it the target, so the rate rises with
-  what the market asks for the shorter wait, and only by that;
-- with no slack left (`S <= 0`), the ceiling (`max_rate`): every level must now confirm in the next block.
+The curve (stateless, re-evaluated every block, so RBF follows it) reads the market from the node
+(exitd/chain/fees.py): `N`, the rate that enters the next block now (its block template: the floor while
+blocks have room), whether the market is in a spike, and `U`, its usual rate (before the spike):
+- with slack (`S > URGENT_SLACK`): `N`, what the next block takes, so a level is in at once at today's
+  price (in a rising market, waiting only costs more); during a spike, no more than `U`: the package waits
+  for the spike to pass, which slack allows;
+- with little slack (`0 < S <= URGENT_SLACK`): `N`, spike or not;
+- with none (`S <= 0`): every level must now confirm in the next block: half as much again as `N`, up to
+  the ceiling (`max_rate`).
+Without a template (an old or peerless node), bitcoind's estimate for confirming within `W` blocks stands in
+for `N`, and the ceiling is paid with no slack left: LND's sweeper with the deadline rolled per level
+(fee-bumping-anchors.md section 4), slack a fast level leaves passing to the next ones.
 
-This is LND's sweeper (start from the estimate for the blocks available, spend the budget when the deadline
-is next) with the deadline rolled per level (fee-bumping-anchors.md section 4): slack left by a fast level
-passes to the next ones. The budget caps what one exit may spend in fees (a share of its amount); a rate
-given explicitly in a request is the user's override and is not capped.
+The budget caps what one exit may spend in fees (a share of its amount); a rate given explicitly in a
+request stands in for the market (as the estimate, with no template) and is not capped.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ from exitd.chain.fees import RelayPolicy, confirmation_target, fee_at_rate
 # What a CPFP child adds to a package before it is built: the P2A input, one P2TR key-path input, one
 # P2TR output and the tx overhead. For budgets and estimates; the real child is measured when built.
 CHILD_VSIZE_ESTIMATE = 41 + 58 + 43 + 11
+# Blocks of slack below which a level bids for the next block rather than for its window.
+URGENT_SLACK = 2
+# A claim has no deadline (after the exit only the owner can spend the output): it is priced for a day.
+CLAIM_TARGET = 144
 
 
 @dataclass(frozen=True)
@@ -67,12 +75,39 @@ def level_target(tip: int, expiry_height: int, levels_left: int, policy: FeePoli
     return confirmation_target(blocks_per_level(tip, expiry_height, levels_left, policy.expiry_margin))
 
 
-def deadline_rate(market_rate: int, tip: int, expiry_height: int, levels_left: int, policy: FeePolicy) -> int:
-    """The target package rate in sat/kvB for an exit with `levels_left` unconfirmed txs; `market_rate` is
-    what confirms within `level_target` blocks (bitcoind's estimate, or the request's fee_rate)."""
-    if slack(tip, expiry_height, levels_left, policy.expiry_margin) <= 0:
-        return max(market_rate, policy.max_rate)
-    return market_rate
+@dataclass(frozen=True)
+class LevelMarket:
+    """What the market asks of a level, in sat/kvB: `estimate` for its confirmation target (or the
+    request's rate), `next_block` to enter the next block now (None: unknown), and during a `spike` the
+    `usual` rate."""
+
+    estimate: int
+    next_block: int | None = None
+    usual: int | None = None
+    spike: bool = False
+
+
+def deadline_rate(
+    market: LevelMarket, tip: int, expiry_height: int, levels_left: int, policy: FeePolicy
+) -> int:
+    """The target package rate in sat/kvB for an exit with `levels_left` unconfirmed txs."""
+    left = slack(tip, expiry_height, levels_left, policy.expiry_margin)
+    estimate, next_block = market.estimate, market.next_block
+    if next_block is None:
+        return max(estimate, policy.max_rate) if left <= 0 else estimate
+    if left <= 0:
+        return max(estimate, min(next_block * 3 // 2, policy.max_rate))
+    if left > URGENT_SLACK and market.spike and market.usual is not None:
+        return min(next_block, market.usual)
+    return next_block
+
+
+def claim_rate(estimate: int, next_block: int | None, max_rate: int) -> int:
+    """A claim's rate: the market's for CLAIM_TARGET blocks (`estimate`), or less when the next block
+    takes less (`next_block`: the floor while blocks have room), and never above `max_rate`; a claim
+    may wait, so it never pays a spike."""
+    rate = estimate if next_block is None else min(estimate, next_block)
+    return min(rate, max_rate)
 
 
 def exit_fee_estimate(rate: int, vsizes: Iterable[int]) -> int:

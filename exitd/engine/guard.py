@@ -36,7 +36,7 @@ from. The guard starts that VTXO's exit (started_by foreign-broadcast); the engi
 chain is, adopting others' children, and a chain already fully confirmed goes straight to awaiting-delta.
 
 Auto-claim. With guard.claim_address set ("wallet": a new address of exitd's own wallet each time),
-claimable exits are claimed in one batch per cycle at min(the ~3-block estimate, guard.claim_max_rate).
+claimable exits are claimed in one batch per cycle at fee_policy.claim_rate, at most guard.claim_max_rate.
 An exit whose claim cannot be signed here (the key is not held, an HTLC preimage is missing) is left to
 a claim request.
 
@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -56,7 +56,7 @@ from bitcoin.core import b2lx
 
 from exitd.ark.exit_tx import build_exit_chain
 from exitd.ark.weight import tx_vsize
-from exitd.chain.fees import FeeRates
+from exitd.chain.fees import PACKAGE_ROOM, FeeRates, Market
 from exitd.chain.rpc import RpcError
 from exitd.chain.view import ChainSnapshot, TxState
 from exitd.engine.alerts import AlertEvent, Alerts
@@ -66,7 +66,14 @@ from exitd.engine.errors import (
     FeeBudgetExceeded,
     InsufficientConfirmedFunds,
 )
-from exitd.engine.fee_policy import FeePolicy, blocks_per_level, exit_fee_estimate, fee_budget
+from exitd.engine.fee_policy import (
+    CLAIM_TARGET,
+    FeePolicy,
+    blocks_per_level,
+    claim_rate,
+    exit_fee_estimate,
+    fee_budget,
+)
 from exitd.engine.model import LiveExit
 from exitd.engine.outcomes import ClaimBroadcast, StartReport
 from exitd.engine.starts import P2TR_DUST
@@ -154,6 +161,8 @@ class AddressSource(Protocol):
 
 class FeeSource(Protocol):
     async def rates(self) -> FeeRates: ...
+
+    async def market(self, blocks: Iterable[int], next_block: int | None = None) -> Market: ...
 
 
 class ExitsView(Protocol):
@@ -501,7 +510,8 @@ class Guard:
             return
         try:
             destination = await self._claim_destination()
-            rate = min((await self.fees.rates()).regular, self.settings.claim_max_rate)
+            market = await self.fees.market([CLAIM_TARGET], next_block=PACKAGE_ROOM)
+            rate = claim_rate(market.rate(CLAIM_TARGET), market.next_block, self.settings.claim_max_rate)
         except (RpcError, NoWallet) as e:
             event(log, logging.WARNING, "auto_claim_failed", exits=len(vtxo_ids), error=str(e))
             return

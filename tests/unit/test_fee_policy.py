@@ -3,17 +3,21 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from exitd.chain.fees import (
+    SPIKE_BLOCKS,
     FeeEstimator,
     Market,
+    NextBlockMemory,
     RelayPolicy,
     Speed,
     confirmation_target,
     fee_at_rate,
     relay_policy,
     sat_per_vb_ceil,
+    template_cutoff,
 )
 from exitd.engine.fee_policy import (
     FeePolicy,
+    LevelMarket,
     RaisedRate,
     blocks_per_level,
     budget_capped_rate,
@@ -33,14 +37,20 @@ def market(blocks: int) -> int:
     return max(2_000, 20_000 // blocks)
 
 
-def rate_at(tip: int, expiry: int, levels: int, policy: FeePolicy = POLICY) -> int:
-    return deadline_rate(market(level_target(tip, expiry, levels, policy)), tip, expiry, levels, policy)
+def rate_at(
+    tip: int, expiry: int, levels: int, next_block: int | None = None, usual: int | None = None
+) -> int:
+    """The rate of a level; `usual` given: during a spike."""
+    target = level_target(tip, expiry, levels, POLICY)
+    asked = LevelMarket(market(target), next_block, usual, spike=usual is not None)
+    return deadline_rate(asked, tip, expiry, levels, POLICY)
 
 
 def test_an_exit_started_by_the_guard_pays_the_market_on_every_level() -> None:
     """The guard starts an exit depth + exit_delta + slack blocks before expiry. Every level then has tens
-    of blocks, and the market's rate for that many blocks is all it pays, level after level (the curve
-    that escalated below a fixed 144-block window paid 165 times the market here)."""
+    of blocks and pays the market, level after level: the estimate for that many blocks without a block
+    template, what enters the next block with one (the curve that escalated below a fixed 144-block
+    window paid 165 times the market here)."""
     policy = FeePolicy()  # the defaults
     for depth in (1, 3, 5):
         start = 1000
@@ -49,7 +59,8 @@ def test_an_exit_started_by_the_guard_pays_the_market_on_every_level() -> None:
         for levels in range(depth, 0, -1):  # each level confirms in the next block
             target = level_target(tip, expiry, levels, policy)
             assert target >= (EXIT_DELTA + GUARD_SLACK - policy.expiry_margin) // depth
-            assert deadline_rate(2_000, tip, expiry, levels, policy) == 2_000
+            assert deadline_rate(LevelMarket(2_000), tip, expiry, levels, policy) == 2_000
+            assert deadline_rate(LevelMarket(9_000, 2_000), tip, expiry, levels, policy) == 2_000
             tip += 1
 
 
@@ -64,8 +75,9 @@ def test_the_target_is_the_blocks_each_level_has() -> None:
 
 
 def test_the_rate_rises_only_as_slack_is_used_up() -> None:
-    """One level waiting block after block: its target shrinks with the blocks left, so the rate follows
-    what the market asks for the shorter wait, and nothing more, until there is no slack at all."""
+    """One level waiting block after block, the node giving no template: its target shrinks with the
+    blocks left, so the rate follows what the market asks for the shorter wait, and nothing more, until
+    there is no slack at all."""
     expiry = 100 + 2 + 40  # 40 blocks before the margin
     rates = [rate_at(tip, expiry, 1) for tip in range(100, 141)]
     assert rates == sorted(rates)
@@ -75,7 +87,30 @@ def test_the_rate_rises_only_as_slack_is_used_up() -> None:
     assert rates[39] == rates[40] == POLICY.max_rate  # none left: the next block is the last chance
 
 
-def test_no_slack_pays_the_ceiling() -> None:
+def test_with_slack_a_level_pays_what_enters_the_next_block() -> None:
+    # Blocks with room: the floor gets in at once, whatever the estimate says.
+    assert rate_at(100, 200, 1, next_block=100) == 100
+    # Full blocks at 3 sat/vB: in at once at that, above the 97-block estimate (waiting for a dip that
+    # may never come costs slack, and in a rising market more fees).
+    assert rate_at(100, 200, 1, next_block=3_000) == 3_000
+    # A spike (the next block at 40 sat/vB, 4 usually): a level with slack (3 blocks) bids the usual
+    # rate and waits for the spike to pass.
+    assert rate_at(100, 106, 1, next_block=40_000, usual=4_000) == 4_000
+
+
+def test_little_slack_bids_for_the_next_block_and_none_bids_higher() -> None:
+    # Two blocks of slack: what the next block takes, spike or not.
+    assert slack(100, 105, 1, 2) == 2
+    assert rate_at(100, 105, 1, next_block=40_000, usual=4_000) == 40_000
+    # No slack: half as much again, up to the ceiling.
+    assert slack(100, 103, 1, 2) == 0
+    assert rate_at(100, 103, 1, next_block=40_000, usual=4_000) == 60_000
+    assert rate_at(100, 103, 1, next_block=90_000) == POLICY.max_rate
+    # Already late: the same, never less than the estimate.
+    assert rate_at(200, 103, 1, next_block=1_000) == market(1)
+
+
+def test_no_slack_without_a_template_pays_the_ceiling() -> None:
     # 3 levels, 3 blocks before the margin: each must confirm in the next block.
     assert slack(100, 105, 3, 2) == 0
     assert rate_at(100, 105, 3) == 100_000
@@ -83,10 +118,10 @@ def test_no_slack_pays_the_ceiling() -> None:
     assert slack(100, 106, 3, 2) == 1 and rate_at(100, 106, 3) == market(1)
     # already late: still the ceiling, never less
     assert rate_at(200, 107, 3) == 100_000
-
-
-def test_ceiling_never_below_the_market() -> None:
-    assert deadline_rate(300_000, tip=100, expiry_height=103, levels_left=1, policy=POLICY) == 300_000
+    assert (
+        deadline_rate(LevelMarket(300_000), tip=100, expiry_height=103, levels_left=1, policy=POLICY)
+        == 300_000
+    )
 
 
 def test_budget() -> None:
@@ -163,3 +198,39 @@ def test_fee_at_rate_rounds_up_so_the_rate_is_met() -> None:
     assert fee_at_rate(1000, 141) == 141
     assert fee_at_rate(1500, 141) == 212  # 211.5
     assert sat_per_vb_ceil(1001) == 2 and sat_per_vb_ceil(1000) == 1
+
+
+def test_template_cutoff_counts_packages() -> None:
+    template = [
+        {"fee": 2_000, "weight": 4_000, "depends": []},  # 2 sat/vB, 1,000 vB
+        {"fee": 0, "weight": 800, "depends": []},  # a zero-fee exit tx...
+        {"fee": 1_400, "weight": 600, "depends": [2]},  # ...and its child: 1,400 sat for 350 vB
+        {"fee": 100, "weight": 400, "depends": []},  # a 100 vB filler at 1 sat/vB
+    ]
+    # A 400 vB package pushes out the filler and the next cheapest: it must beat 2 sat/vB.
+    assert template_cutoff(template, room=400) == 2_000
+    assert template_cutoff(template, room=100) == 1_000
+    template[0]["fee"] = 8_000
+    assert template_cutoff(template, room=400) == 4_000
+    assert template_cutoff([]) == 0
+
+
+def test_a_spike_is_told_from_a_rise() -> None:
+    spike = NextBlockMemory()
+    rates = [4_000] * 12 + [10_000, 22_000, 34_000, 40_000] + [40_000] * 10 + [10_000, 5_000, 4_000]
+    seen = [spike.remember(height, rate) for height, rate in enumerate(rates)]
+    assert seen[11] == (4_000, False)
+    # The jump starts a spike, which lasts while the rate stays above 1.5 times the usual 4 sat/vB,
+    # however long it holds (its own median would have caught up after six blocks).
+    assert all(s == (4_000, True) for s in seen[12:27]), seen
+    assert not seen[27][1]  # back to 5 sat/vB: the spike is over
+    assert spike.remember(27, 90_000) == seen[27]  # a second look at a height changes nothing
+
+    busy = NextBlockMemory()  # a quiet market turned busy for good: a spike for SPIKE_BLOCKS, then the market
+    seen = [busy.remember(height, rate) for height, rate in enumerate([100] * 12 + [3_500] * 40)]
+    assert seen[12] == (100, True) and seen[12 + SPIKE_BLOCKS - 1] == (100, True)
+    assert seen[12 + SPIKE_BLOCKS] == (3_500, False) and seen[-1] == (3_500, False)
+
+    rise = NextBlockMemory()
+    rates = [4_000 + 250 * k for k in range(150)]  # 0.25 sat/vB more every block, for ever
+    assert not any(rise.remember(height, rate)[1] for height, rate in enumerate(rates))
