@@ -89,10 +89,12 @@ def quiet_logs() -> None:
 
 
 @contextmanager
-def regtest_node(flavor: str = NodeFlavor.TXINDEX.value) -> Iterator[RegtestNode]:
+def regtest_node(
+    flavor: str = NodeFlavor.TXINDEX.value, extra_args: Sequence[str] = ("-maxmempool=1000",)
+) -> Iterator[RegtestNode]:
     """A private node (with a tx index unless told another NodeFlavor) with a mature miner wallet,
     removed afterwards."""
-    node = RegtestNode(extra_args=("-maxmempool=1000",), flavor=NodeFlavor(flavor))
+    node = RegtestNode(extra_args=tuple(extra_args), flavor=NodeFlavor(flavor))
     node.start()
     try:
         node.fund_miner(200)
