@@ -11,8 +11,8 @@ Every estimate is raised to the floor of the moment, since below it the node ref
 
 What gets into the next block now is read from the node's block template: when the mempool holds much more
 than the template (FULL_MEMPOOL times: the node keeps a template for seconds while transactions arrive, so
-a few left out say nothing), the lowest package rate it includes (plus the increment, to beat it), else
-the floor. The
+a few left out say nothing), the rate of the cheapest packages the caller's would push out, with a margin
+for what arrives before the block (NEXT_BLOCK_MARGIN) and the increment, else the floor. The
 estimator lags a market that moves; the template does not. A short memory of it tells a spike from a
 market that rises: a spike begins when the next-block rate jumps above SPIKE times its median over the last
 blocks, and lasts until it is back within SPIKE times that median as it stood when the spike began (a slow
@@ -45,6 +45,10 @@ SPIKE_BLOCKS = 36
 FULL_MEMPOOL = 1.5
 # vbytes an exit package (a parent and its CPFP child) takes in a block, about.
 PACKAGE_ROOM = 400
+# Percent of the template's rate bid for the next block: what others send between the template and the
+# block pushes the cutoff up (in bench/fee_market.py's full markets, bids at the template's very rate
+# missed the next block again and again).
+NEXT_BLOCK_MARGIN = 105
 
 
 class Speed(Enum):
@@ -242,7 +246,8 @@ class FeeEstimator:
         rate = relay.floor
         if int(mempool["bytes"]) > template_vsize(template["transactions"]) * FULL_MEMPOOL:
             room = max(next_block or 0, PACKAGE_ROOM)
-            rate = relay.raised(template_cutoff(template["transactions"], room) + relay.incremental)
+            cutoff = template_cutoff(template["transactions"], room)
+            rate = relay.raised(cutoff * NEXT_BLOCK_MARGIN // 100 + relay.incremental)
         usual, spike = self._next_blocks.remember(int(template["height"]) - 1, rate)
         return Market(relay, estimates, estimated, rate, usual, spike)
 
