@@ -682,7 +682,7 @@ async def _run(
         for level in books["exitd"].levels.values():
             tracked = daemon.engine.txs.get(level.txid)
             if tracked is not None:
-                level.rbf = max(0, sum(1 for c in tracked.children.values() if c.source == "wallet") - 1)
+                level.rbf = max(0, sum(1 for c in tracked.children.values() if c.ours) - 1)
     result = summarize(run)
     if out is not None:
         plot(run, out)
