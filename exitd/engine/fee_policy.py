@@ -32,7 +32,7 @@ from exitd.chain.fees import RelayPolicy, confirmation_target, fee_at_rate
 # What a CPFP child adds to a package before it is built: the P2A input, one P2TR key-path input, one
 # P2TR output and the tx overhead. For budgets and estimates; the real child is measured when built.
 CHILD_VSIZE_ESTIMATE = 41 + 58 + 43 + 11
-# Blocks of slack below which a level bids for the next block rather than for its window.
+# Blocks of slack at or below which a level bids for the next block even during a spike.
 URGENT_SLACK = 2
 # A claim has no deadline (after the exit only the owner can spend the output): it is priced for a day.
 CLAIM_TARGET = 144
