@@ -242,7 +242,12 @@ _OUTPOINT_TEXT = re.compile(r"(?P<txid>[0-9a-fA-F]{64}):(?P<vout>[0-9]{1,10})")
 
 @dataclass(frozen=True)
 class OutPoint:
-    """A transaction output reference; `txid` is in internal (serialization) byte order."""
+    """A transaction output reference: exitd's one outpoint type, from the VTXO codec to bitcoind's RPC
+    and the store.
+
+    The txid convention: as bytes (`txid`) a txid is in internal (serialization) byte order, as Bitcoin
+    Core's test framework holds it; as text (`txid_hex`, and every `txid: str` in exitd) it is the
+    reversed hex that bitcoind's RPC and explorers show."""
 
     txid: bytes
     vout: int
@@ -253,7 +258,16 @@ class OutPoint:
 
     def __str__(self) -> str:
         """`<txid>:<vout>` with the txid in the reversed hex that explorers and bitcoind display."""
-        return f"{self.txid[::-1].hex()}:{self.vout}"
+        return f"{self.txid_hex}:{self.vout}"
+
+    @property
+    def txid_hex(self) -> str:
+        return self.txid[::-1].hex()
+
+    @classmethod
+    def of(cls, txid_hex: str, vout: int) -> Self:
+        """The outpoint bitcoind names (txid as it shows it, vout)."""
+        return cls(bytes.fromhex(txid_hex)[::-1], int(vout))
 
     @classmethod
     def from_str(cls, text: str) -> Self:

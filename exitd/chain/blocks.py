@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from exitd.ark.encoding import OutPoint
 from exitd.chain.rpc import BitcoinRpc, RpcError
-from exitd.chain.view import BlockRef, Outpoint
+from exitd.chain.view import BlockRef
 
 
 @dataclass(frozen=True)
@@ -21,10 +22,10 @@ class BlockTx:
 
 @dataclass(frozen=True)
 class BlockSpends:
-    """A block, and the tx of it that spends each outpoint spent there."""
+    """A block, and the tx of it that spends each outpoint asked about that is spent there."""
 
     block: BlockRef
-    spenders: dict[Outpoint, BlockTx]
+    spenders: dict[OutPoint, BlockTx]
 
 
 async def tip_height(rpc: BitcoinRpc) -> int:
@@ -42,8 +43,11 @@ async def raw_transactions(rpc: BitcoinRpc, txids: Sequence[str]) -> list[bytes 
     return [a if isinstance(a, RpcError) else bytes.fromhex(a) for a in answers]
 
 
-async def block_spends(rpc: BitcoinRpc, block_hashes: Sequence[str]) -> list[BlockSpends | RpcError]:
-    """Each block with the spender of every outpoint its txs spend, or the error that came instead."""
+async def block_spends(
+    rpc: BitcoinRpc, block_hashes: Sequence[str], outpoints: Collection[OutPoint]
+) -> list[BlockSpends | RpcError]:
+    """Each block with the spender of each of `outpoints` its txs spend, or the error that came instead."""
+    wanted = {(o.txid_hex, o.vout): o for o in outpoints}
     answers = await rpc.batch(("getblock", [h, 2]) for h in block_hashes)
     results: list[BlockSpends | RpcError] = []
     for block_hash, block in zip(block_hashes, answers, strict=True):
@@ -51,12 +55,10 @@ async def block_spends(rpc: BitcoinRpc, block_hashes: Sequence[str]) -> list[Blo
             results.append(block)
             continue
         spenders = {
-            (str(vin["txid"]), int(vin["vout"])): BlockTx(
-                tx["txid"], bytes.fromhex(tx["hex"]), int(tx["vsize"])
-            )
+            wanted[key]: BlockTx(tx["txid"], bytes.fromhex(tx["hex"]), int(tx["vsize"]))
             for tx in block["tx"]
             for vin in tx["vin"]
-            if "txid" in vin
+            if (key := (vin.get("txid"), vin.get("vout"))) in wanted
         }
         results.append(BlockSpends(BlockRef(int(block["height"]), block_hash), spenders))
     return results

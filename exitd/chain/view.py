@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from exitd.ark.encoding import OutPoint
 from exitd.chain.fees import btc_to_sat
 from exitd.chain.locator import BlockRef, BlocksPruned, ChainMoved, LocatorStore, TxLocator
 from exitd.chain.rpc import BitcoinRpc, RpcError, RpcInvalidAddressOrKey, RpcInvalidParameter
-
-Outpoint = tuple[str, int]
 
 __all__ = ["BlockRef", "ChainSnapshot", "ChainView", "MempoolPackage", "TxLocation", "TxState"]
 
@@ -64,10 +63,10 @@ class MempoolPackage:
 class ChainSnapshot:
     tip: BlockRef
     txs: dict[str, TxLocation] = field(default_factory=dict)
-    spenders: dict[Outpoint, str] = field(default_factory=dict)
+    spenders: dict[OutPoint, str] = field(default_factory=dict)
     packages: dict[str, MempoolPackage] = field(default_factory=dict)
     block_hashes: dict[int, str] = field(default_factory=dict)
-    unspent: dict[Outpoint, bool] = field(default_factory=dict)
+    unspent: dict[OutPoint, bool] = field(default_factory=dict)
 
     def location(self, txid: str) -> TxLocation:
         return self.txs.get(txid, NOT_FOUND)
@@ -87,9 +86,9 @@ class ChainView:
     async def snapshot(
         self,
         txids: Iterable[str] = (),
-        spent_outpoints: Iterable[Outpoint] = (),
+        spent_outpoints: Iterable[OutPoint] = (),
         heights: Iterable[int] = (),
-        utxos: Iterable[Outpoint] = (),
+        utxos: Iterable[OutPoint] = (),
         outputs: Mapping[str, int] | None = None,
     ) -> ChainSnapshot:
         """Where `txids` are, mempool spenders of `spent_outpoints`, hashes at `heights`, and whether
@@ -114,9 +113,9 @@ class ChainView:
     async def _snapshot(
         self,
         txids: list[str],
-        outpoints: list[Outpoint],
+        outpoints: list[OutPoint],
         heights: list[int],
-        utxos: list[Outpoint],
+        utxos: list[OutPoint],
         outputs: Mapping[str, int],
     ) -> ChainSnapshot:
         locator = self.locator
@@ -125,9 +124,11 @@ class ChainView:
         calls: list[tuple[str, list[object]]] = [("getmempoolentry", [txid]) for txid in unplaced]
         calls += [("gettxout", [txid, vout, False]) for txid, vout in hinted]
         calls += [("getblockhash", [h]) for h in heights]
-        calls += [("gettxout", [txid, vout, False]) for txid, vout in utxos]
+        calls += [("gettxout", [o.txid_hex, o.vout, False]) for o in utxos]
         if outpoints:
-            calls.append(("gettxspendingprevout", [[{"txid": t, "vout": v} for t, v in outpoints]]))
+            calls.append(
+                ("gettxspendingprevout", [[{"txid": o.txid_hex, "vout": o.vout} for o in outpoints]])
+            )
         probes = locator.probes()
         calls += probes
         calls.append(("getblockchaininfo", []))
@@ -150,7 +151,7 @@ class ChainView:
             snap.unspent[outpoint] = _raise_if_error(answer) is not None
         for entry in _raise_if_error(spending):
             if "spendingtxid" in entry:
-                snap.spenders[(str(entry["txid"]), int(entry["vout"]))] = str(entry["spendingtxid"])
+                snap.spenders[OutPoint.of(entry["txid"], entry["vout"])] = str(entry["spendingtxid"])
         mined_before = _mined_heights(hinted, hint_answers, known)
         spenders = list(dict.fromkeys(snap.spenders.values()))
         hash_asks = sorted({h for h in mined_before.values() if h not in known})

@@ -119,7 +119,8 @@ class ChildLearner:
         if not wanted:
             return []
         found: list[ChildRecord] = []
-        blocks = await block_spends(self.rpc, list(wanted))
+        anchors = [tracked.anchor for trackeds in wanted.values() for tracked in trackeds]
+        blocks = await block_spends(self.rpc, list(wanted), anchors)
         for (block_hash, trackeds), block in zip(wanted.items(), blocks, strict=True):
             if isinstance(block, RpcError):
                 for tracked in trackeds:

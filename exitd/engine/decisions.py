@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from exitd.ark.encoding import OutPoint
 from exitd.chain.fees import Market
-from exitd.chain.view import BlockRef, ChainSnapshot, Outpoint, TxState
+from exitd.chain.view import BlockRef, ChainSnapshot, TxState
 from exitd.engine.fee_policy import (
     CHILD_VSIZE_ESTIMATE,
     FeePolicy,
@@ -48,9 +49,9 @@ class SnapshotRequest:
     """What one snapshot asks bitcoind (ChainView.snapshot's arguments)."""
 
     txids: list[str] = field(default_factory=list)
-    spends: list[Outpoint] = field(default_factory=list)
+    spends: list[OutPoint] = field(default_factory=list)
     heights: list[int] = field(default_factory=list)
-    utxos: list[Outpoint] = field(default_factory=list)
+    utxos: list[OutPoint] = field(default_factory=list)
     # An output of a tx the UTXO set may still hold: where it was mined, if before exitd watched it.
     outputs: dict[str, int] = field(default_factory=dict)
 
@@ -74,7 +75,7 @@ def snapshot_request(
     request = SnapshotRequest(txids=list(guarded), outputs=dict(guarded))
     for e in exits:
         kind = e.state.kind
-        request.outputs[e.txids[-1]] = e.outpoint[1]
+        request.outputs[e.txids[-1]] = e.outpoint.vout
         if kind in ACTIVE_KINDS:
             for txid in e.txids:
                 tracked = txs[txid]

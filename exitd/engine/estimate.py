@@ -44,7 +44,7 @@ def _exit_txs(rows: Sequence[StoredVtxo]) -> _ExitTxs:
     found = _ExitTxs({}, {}, [])
     for row in rows:
         vtxo = row.vtxo
-        input_txid = b2lx(vtxo.anchor_point.txid)
+        input_txid = vtxo.anchor_point.txid_hex
         for exit_tx in build_exit_chain(vtxo).txs:
             txid = b2lx(exit_tx.tx.GetTxid())
             found.vsizes[txid] = tx_vsize(exit_tx.tx)

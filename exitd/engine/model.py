@@ -14,7 +14,8 @@ from enum import StrEnum
 
 from bitcoin.core import CTransaction
 
-from exitd.chain.view import BlockRef, ChainSnapshot, Outpoint
+from exitd.ark.encoding import OutPoint
+from exitd.chain.view import BlockRef, ChainSnapshot
 from exitd.engine.errors import ExitError
 from exitd.engine.fee_policy import RaisedRate
 from exitd.engine.states import (
@@ -93,14 +94,15 @@ class TrackedTx:
     input_txid: str
     anchor_vout: int
     children: dict[str, ChildRecord] = field(default_factory=dict)
+    # The P2A output its CPFP children spend.
+    anchor: OutPoint = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.anchor = OutPoint.of(self.txid, self.anchor_vout)
 
     @property
     def tx(self) -> CTransaction:
         return CTransaction.deserialize(self.raw)
-
-    @property
-    def anchor(self) -> Outpoint:
-        return self.txid, self.anchor_vout
 
     @functools.cached_property
     def input_vout(self) -> int:
@@ -124,15 +126,15 @@ class LiveExit:
     stored_error: str | None = None
     # The last fee_rate a request gave for this exit, when the node's floor stood above it.
     raised_rate: RaisedRate | None = None
+    # The VTXO's own output, which the claim spends.
+    outpoint: OutPoint = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.outpoint = OutPoint.from_str(self.vtxo_id)
 
     def levels_left(self, snap: ChainSnapshot) -> int:
         """Exit txs the snapshot does not show confirmed: the blocks this exit still needs at the least."""
         return sum(1 for txid in self.txids if not snap.is_confirmed(txid))
-
-    @property
-    def outpoint(self) -> Outpoint:
-        txid, _, vout = self.vtxo_id.partition(":")
-        return txid, int(vout)
 
 
 @dataclass

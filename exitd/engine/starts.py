@@ -66,7 +66,7 @@ def exit_chain_of(row: StoredVtxo) -> ExitChain:
 def track(chain: ExitChain, known: Mapping[str, TrackedTx], new_txs: dict[str, TrackedTx]) -> list[str]:
     """The chain's txids, root first; its txs in neither `known` nor `new_txs` yet go to `new_txs`."""
     txids: list[str] = []
-    input_txid = b2lx(chain.vtxo.anchor_point.txid)
+    input_txid = chain.vtxo.anchor_point.txid_hex
     for exit_tx in chain.txs:
         txid = b2lx(exit_tx.tx.GetTxid())
         if txid not in known and txid not in new_txs:

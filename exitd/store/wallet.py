@@ -7,11 +7,10 @@ from collections.abc import Iterable
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from exitd.ark.encoding import OutPoint
 from exitd.store.db import require_fenced
 from exitd.store.exits import now
 from exitd.store.models import CoinReservationRow, FundingSplitRow
-
-Outpoint = tuple[str, int]
 
 
 async def list_reservations(session: AsyncSession) -> list[CoinReservationRow]:
@@ -19,20 +18,20 @@ async def list_reservations(session: AsyncSession) -> list[CoinReservationRow]:
     return list((await session.execute(query)).scalars())
 
 
-async def reserved_outpoints(session: AsyncSession) -> set[Outpoint]:
+async def reserved_outpoints(session: AsyncSession) -> set[OutPoint]:
     rows = await session.execute(select(CoinReservationRow.txid, CoinReservationRow.vout))
-    return {(txid, vout) for txid, vout in rows}
+    return {OutPoint.of(txid, vout) for txid, vout in rows}
 
 
 def add_reservations(
-    session: AsyncSession, outpoints: Iterable[Outpoint], reserved_by: str, purpose: str
+    session: AsyncSession, outpoints: Iterable[OutPoint], reserved_by: str, purpose: str
 ) -> None:
     require_fenced(session)
     created_at = now()
-    for txid, vout in outpoints:
+    for o in outpoints:
         session.add(
             CoinReservationRow(
-                txid=txid, vout=vout, reserved_by=reserved_by, purpose=purpose, created_at=created_at
+                txid=o.txid_hex, vout=o.vout, reserved_by=reserved_by, purpose=purpose, created_at=created_at
             )
         )
 
@@ -47,8 +46,8 @@ async def delete_reservations_by(session: AsyncSession, reserved_by: str) -> int
     return len(freed.all())
 
 
-async def delete_reservations(session: AsyncSession, outpoints: Iterable[Outpoint]) -> None:
-    keys = list(outpoints)
+async def delete_reservations(session: AsyncSession, outpoints: Iterable[OutPoint]) -> None:
+    keys = [(o.txid_hex, o.vout) for o in outpoints]
     if keys:
         await session.execute(
             delete(CoinReservationRow).where(

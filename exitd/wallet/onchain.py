@@ -48,7 +48,6 @@ from exitd.log import event, get_logger
 from exitd.store.db import Store
 from exitd.store.meta import WALLET_BIRTHDAY_HEIGHT, WALLET_CREATED_AT, WALLET_FINGERPRINT, get_meta, set_meta
 from exitd.store.wallet import (
-    Outpoint,
     add_reservations,
     add_split,
     delete_reservations,
@@ -166,11 +165,6 @@ def canonical_descriptor(descriptor: str) -> str:
     return descriptor.split("#", 1)[0].replace("'", "h")
 
 
-def outpoint_key(outpoint: OutPoint) -> Outpoint:
-    """An outpoint as the store and bitcoind name it: (display txid, vout)."""
-    return b2lx(outpoint.txid), outpoint.vout
-
-
 class OnchainWallet:
     def __init__(
         self,
@@ -198,7 +192,7 @@ class OnchainWallet:
         # Held while coins are chosen and reserved, while a send is broadcast, and while sync frees coins.
         self._coins_lock = asyncio.Lock()
         # Coins reserved in sessions not committed yet: invisible to other sessions, but taken all the same.
-        self._pending: set[Outpoint] = set()
+        self._pending: set[OutPoint] = set()
         # The last funding plan and what it was made from (see _plan).
         self._last_plan: tuple[tuple[object, ...], FundingPlan] | None = None
         # The key of each (descriptor, script) a coin listing showed, or None when not ours: every listing
@@ -422,7 +416,7 @@ class OnchainWallet:
             return None
         confirmations = int(utxo["confirmations"])
         return Coin(
-            outpoint=OutPoint.from_str(f"{utxo['txid']}:{utxo['vout']}"),
+            outpoint=OutPoint.of(utxo["txid"], utxo["vout"]),
             value=btc_to_sat(utxo["amount"]),
             script_pubkey=spk,
             keychain=located[0],
@@ -472,7 +466,7 @@ class OnchainWallet:
         taken = await reserved_outpoints(session) | self._pending
         coins, balances = await self._unspent_and_balances()
         height = int(balances["lastprocessedblock"]["height"])
-        return [c for c in coins if outpoint_key(c.outpoint) not in taken], height
+        return [c for c in coins if c.outpoint not in taken], height
 
     async def _spendable(self, session: AsyncSession) -> tuple[list[Coin], int]:
         """Confirmed coins no stored transaction has promised elsewhere, and the wallet's height (see
@@ -483,7 +477,7 @@ class OnchainWallet:
 
     def _reserve(self, session: AsyncSession, coins: Iterable[Coin], txid: str, purpose: str) -> None:
         """Reserve `coins` for `txid` in `session`; until it commits they are held back in memory."""
-        outpoints = [outpoint_key(c.outpoint) for c in coins]
+        outpoints = [c.outpoint for c in coins]
         add_reservations(session, outpoints, txid, purpose)
         self._pending.update(outpoints)
 
@@ -535,10 +529,10 @@ class OnchainWallet:
         account = self.account
         async with self._coins_lock:
             coins, tip = await self._spendable(session)
-            taken: set[Outpoint] = set()
+            taken: set[OutPoint] = set()
             drafts: list[Draft | InsufficientFunds] = []
             for r in requests:
-                free = [c for c in coins if outpoint_key(c.outpoint) not in taken]
+                free = [c for c in coins if c.outpoint not in taken]
                 try:
                     # Sized with the planner's change script; each child gets its own once planned.
                     draft = plan_cpfp_child(
@@ -547,7 +541,7 @@ class OnchainWallet:
                 except InsufficientFunds as e:
                     drafts.append(e)
                     continue
-                taken.update(outpoint_key(c.outpoint) for c in draft.coins)
+                taken.update(c.outpoint for c in draft.coins)
                 drafts.append(draft)
             scripts = iter(await self._change_scripts(sum(isinstance(d, Draft) for d in drafts)))
             results: list[CpfpChild | InsufficientFunds] = []
@@ -653,7 +647,7 @@ class OnchainWallet:
             spenders = {row.reserved_by for row in await list_reservations(session)}
         confirmed = [c for c in coins if c.confirmed]
         arriving = [
-            c.value for c in coins if not c.confirmed and (c.trusted or b2lx(c.outpoint.txid) in spenders)
+            c.value for c in coins if not c.confirmed and (c.trusted or c.outpoint.txid_hex in spenders)
         ]
         # Every cycle plans, most of them (no new block, no coin moved) for what the last one planned:
         # comparing is a few ms at a thousand exits, planning tens.
@@ -734,7 +728,7 @@ class OnchainWallet:
                 if isinstance(utxo, RpcError):
                     raise utxo
                 if utxo is None:
-                    spent.add((row.txid, row.vout))
+                    spent.add(OutPoint.of(row.txid, row.vout))
             sends = sorted({r.reserved_by for r in rows if r.purpose == SEND_PURPOSE})
             answers = await self._batch([("gettransaction", [txid]) for txid in sends])
             unknown = {

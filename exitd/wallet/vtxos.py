@@ -137,7 +137,7 @@ class VtxoBook:
 
     async def _anchor_outputs(self, anchors: Sequence[OutPoint]) -> dict[OutPoint, TxOut | None]:
         """The chain-anchor outputs bitcoind knows, spent or not; None for anchors it has never seen."""
-        unspent = await self.rpc.batch(("gettxout", [a.txid[::-1].hex(), a.vout, True]) for a in anchors)
+        unspent = await self.rpc.batch(("gettxout", [a.txid_hex, a.vout, True]) for a in anchors)
         found: dict[OutPoint, TxOut | None] = {}
         missing = []
         for anchor, answer in zip(anchors, unspent, strict=True):
@@ -150,7 +150,7 @@ class VtxoBook:
                     btc_to_sat(answer["value"]), bytes.fromhex(answer["scriptPubKey"]["hex"])
                 )
         # Spent anchors (an exit already under way) are found through the transaction index.
-        txs = await self.rpc.batch(("getrawtransaction", [a.txid[::-1].hex(), True]) for a in missing)
+        txs = await self.rpc.batch(("getrawtransaction", [a.txid_hex, True]) for a in missing)
         for anchor, answer in zip(missing, txs, strict=True):
             if isinstance(answer, RpcInvalidAddressOrKey):
                 found[anchor] = None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from exitd.ark.encoding import OutPoint
 from exitd.chain.locator import BlocksPruned
 from exitd.chain.rpc import BitcoinRpc, RpcCredentials
 from exitd.chain.view import ChainView, TxState
@@ -47,11 +48,11 @@ async def test_round_trips_idle_and_per_new_block(bitcoind: RegtestNode, rpc: Bi
     view = ChainView(rpc)
     parent = spend(bitcoind)
     spent_input = bitcoind.rpc("getrawtransaction", parent, 1)["vin"][0]
-    outpoint = (spent_input["txid"], spent_input["vout"])
+    outpoint = OutPoint.of(spent_input["txid"], spent_input["vout"])
     tip = bitcoind.height()
 
     def asked() -> dict[str, object]:
-        return {"txids": [parent, "00" * 32], "spent_outpoints": [outpoint, ("11" * 32, 0)]}
+        return {"txids": [parent, "00" * 32], "spent_outpoints": [outpoint, OutPoint.of("11" * 32, 0)]}
 
     before = rpc.round_trips
     snap = await view.snapshot(heights=[tip, tip + 5], utxos=[outpoint], **asked())  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from bitcoin.core import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from exitd.ark.encoding import OutPoint
 from exitd.ark.script import P2A_SCRIPT
 from exitd.chain.fees import FeeEstimator, btc_to_sat, fee_at_rate
 from exitd.chain.rpc import BitcoinRpc, RpcCredentials
@@ -34,7 +35,7 @@ from exitd.wallet.address import decode_address, script_to_address
 from exitd.wallet.builder import Replacing
 from exitd.wallet.errors import InsufficientFunds, WalletMismatch
 from exitd.wallet.keys import Keychain
-from exitd.wallet.onchain import CpfpChild, CpfpRequest, OnchainWallet, outpoint_key
+from exitd.wallet.onchain import CpfpChild, CpfpRequest, OnchainWallet
 from exitd.wallet.planner import PlannedTx
 from exitd.wallet.seed import WalletSeed
 from tests.support.wallet import ABANDON_ABOUT
@@ -203,7 +204,9 @@ async def test_one_batch_builds_many_children_from_one_listing_without_sharing_a
     assert first.tx.vout[0].scriptPubKey != second.tx.vout[0].scriptPubKey  # a change address each
     async with wallet.store.session(spends=True) as session:
         reserved = {(r.txid, r.vout, r.reserved_by) for r in await list_reservations(session)}
-    assert reserved == {(*outpoint_key(o), child.txid) for child in (first, second) for o in child.inputs[1:]}
+    assert reserved == {
+        (o.txid_hex, o.vout, child.txid) for child in (first, second) for o in child.inputs[1:]
+    }
     for parent, child in zip(parents, (first, second), strict=False):
         answer = bitcoind.rpc("submitpackage", [parent.serialize().hex(), child.tx.serialize().hex()])
         assert answer["package_msg"] == "success", answer
@@ -258,7 +261,7 @@ async def test_child_and_zero_fee_parent_are_accepted_at_the_target_rate_and_rep
     async with wallet.store.session(spends=True) as session:
         await wallet.release_reservations(session, child.txid)
     # bitcoind's wallet, told the replaced child is abandoned, lists its coin as unspent again.
-    lost = {outpoint_key(o) for o in child.inputs[1:]}
+    lost = set(child.inputs[1:])
     await until(lambda: coins_listed(wallet, lost))
 
     bitcoind.mine(1)
@@ -267,8 +270,8 @@ async def test_child_and_zero_fee_parent_are_accepted_at_the_target_rate_and_rep
         assert await list_reservations(session) == []
 
 
-async def coins_listed(wallet: OnchainWallet, outpoints: set[tuple[str, int]]) -> bool:
-    return outpoints <= {outpoint_key(c.outpoint) for c in await wallet.list_unspent()}
+async def coins_listed(wallet: OnchainWallet, outpoints: set[OutPoint]) -> bool:
+    return outpoints <= {c.outpoint for c in await wallet.list_unspent()}
 
 
 async def test_sync_forgets_sends_that_never_reached_bitcoind(
@@ -278,13 +281,15 @@ async def test_sync_forgets_sends_that_never_reached_bitcoind(
     has: sync frees the coin. A CPFP child's reservation is the engine's to release, and stays."""
     wallet = open_wallet()
     await fund(bitcoind, wallet, "0.001", "0.001")
-    first, second = (outpoint_key(c.outpoint) for c in await wallet.list_unspent())
+    first, second = (c.outpoint for c in await wallet.list_unspent())
     async with wallet.store.session(spends=True) as session:
         add_reservations(session, [first], "11" * 32, "send")
         add_reservations(session, [second], "22" * 32, "cpfp")
     await wallet.sync()
     async with wallet.store.session(spends=True) as session:
-        assert [(r.txid, r.vout, r.purpose) for r in await list_reservations(session)] == [(*second, "cpfp")]
+        assert [(r.txid, r.vout, r.purpose) for r in await list_reservations(session)] == [
+            (second.txid_hex, second.vout, "cpfp")
+        ]
 
 
 async def test_a_wallet_of_another_mnemonic_is_refused(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from bitcoin.core import CMutableTransaction, COutPoint, CTxIn, CTxOut, lx
 from bitcoin.core.script import CScript
 
+from exitd.ark.encoding import OutPoint
 from exitd.chain.fees import Market, RelayPolicy
 from exitd.chain.view import BlockRef, ChainSnapshot, MempoolPackage, TxLocation, TxState
 from exitd.engine.children import update_known
@@ -100,7 +101,7 @@ def test_snapshot_asks_for_the_txs_their_inputs_children_in_flight_and_anchors()
     assert set(request.txids) == {"99" * 32, ROOT, NODE, LEAF, FUNDING, "01" * 32}
     # The output each tx's next level spends (the VTXO's own for the leaf) places a tx mined unwatched.
     assert request.outputs == {"99" * 32: 3, FUNDING: 2, ROOT: 2, NODE: 2, LEAF: 0}
-    assert request.spends == [(ROOT, 1), (NODE, 1), (LEAF, 1)]
+    assert request.spends == [OutPoint.of(ROOT, 1), OutPoint.of(NODE, 1), OutPoint.of(LEAF, 1)]
     assert request.heights == [] and request.utxos == []
 
 
@@ -133,7 +134,9 @@ def test_tx_facts_tell_the_confirmed_child_and_ours_in_flight() -> None:
     theirs = child("03" * 32, NODE, ChildStatus.BROADCAST, ours=False)
     book.txs[NODE].children = {stored.txid: stored, theirs.txid: theirs}
     package = MempoolPackage(theirs.txid, 900, 300)
-    snapshot = ChainSnapshot(TIP, spenders={(NODE, 1): theirs.txid}, packages={theirs.txid: package})
+    snapshot = ChainSnapshot(
+        TIP, spenders={OutPoint.of(NODE, 1): theirs.txid}, packages={theirs.txid: package}
+    )
     facts = tx_facts(book.txs[NODE], snapshot)
     assert [c.txid for c in facts.pending_children] == [stored.txid]
     assert facts.spender == package and not facts.input_confirmed and facts.confirmed_child is None
@@ -219,7 +222,7 @@ def test_children_follow_the_chain_confirmed_broadcast_or_beaten() -> None:
 
     tx.children = {c.txid: c for c in (sent, beaten)}
     snapshot = ChainSnapshot(
-        TIP, txs={sent.txid: TxLocation(TxState.MEMPOOL)}, spenders={(NODE, 1): sent.txid}
+        TIP, txs={sent.txid: TxLocation(TxState.MEMPOOL)}, spenders={OutPoint.of(NODE, 1): sent.txid}
     )
     assert update_known(tx, snapshot) == [sent, beaten]
     assert (sent.status, beaten.status) == (ChildStatus.BROADCAST, ChildStatus.REPLACED)
