@@ -33,7 +33,7 @@ from exitd.engine.decisions import (
 from exitd.engine.errors import FeeBudgetExceeded
 from exitd.engine.fee_policy import FeePolicy, RaisedRate
 from exitd.engine.model import EngineCounters, ExitBook, LiveExit, PackageWork, ProgressReport, set_error
-from exitd.engine.packages import PackageDesk
+from exitd.engine.packages import ChildTerms, PackageDesk
 from exitd.engine.persist import persist_states
 from exitd.engine.states import ExitTxStatus
 from exitd.engine.transitions import next_tx_status
@@ -177,7 +177,7 @@ class ProgressCycle:
                 set_error(group, FeeBudgetExceeded(rate, target, self.policy.budget_ratio))
             if rate >= relay.floor:
                 work.append(PackageWork(tracked, action, rate, list(group), status))
-        await self.desk.act(work, self.floors, self.funding_outlook, relay)
+        await self.desk.act(work, ChildTerms(relay, self.floors, self.funding_outlook))
         statuses.update((w.tracked.txid, w.status) for w in work)
         return statuses
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,6 +51,17 @@ class CpfpFunder(Protocol):
     async def release_reservations(self, session: AsyncSession, spending_txid: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class ChildTerms:
+    """What a cycle's children are built under: the node's relay policy (a replacement must beat the
+    package it replaces by its increment), the coin the funding plan meant for each exit tx, and the
+    plan's outlook (a split on its way is not a wallet too poor)."""
+
+    relay: RelayPolicy
+    floors: Mapping[str, int]
+    outlook: FundingOutlook | None
+
+
 class PackageDesk:
     def __init__(
         self,
@@ -70,21 +82,13 @@ class PackageDesk:
         if self.crash_hook is not None:
             await self.crash_hook(name)
 
-    async def act(
-        self,
-        work: Sequence[PackageWork],
-        floors: Mapping[str, int],
-        outlook: FundingOutlook | None,
-        relay: RelayPolicy,
-    ) -> None:
-        """Build what lacks a child, then submit every package that has one and record the answers.
-        `floors`: the coin the funding plan meant for each tx; `outlook`: this cycle's funding outlook;
-        `relay`: the node's policy, which a replacement must beat the package it replaces by."""
+    async def act(self, work: Sequence[PackageWork], terms: ChildTerms) -> None:
+        """Build what lacks a child, then submit every package that has one and record the answers."""
         for w in work:
             if w.action.kind is ActionKind.BROADCAST:
                 assert w.action.child_txid is not None
                 w.child = w.tracked.children[w.action.child_txid]
-        await self._build_children([w for w in work if w.child is None], floors, outlook, relay)
+        await self._build_children([w for w in work if w.child is None], terms)
         ready = [w for w in work if w.child is not None]
         if not ready:
             return
@@ -93,13 +97,7 @@ class PackageDesk:
         await self.crash_point("after_submit")
         await self._record_broadcasts(ready, results)
 
-    async def _build_children(
-        self,
-        work: Sequence[PackageWork],
-        floors: Mapping[str, int],
-        outlook: FundingOutlook | None,
-        relay: RelayPolicy,
-    ) -> None:
+    async def _build_children(self, work: Sequence[PackageWork], terms: ChildTerms) -> None:
         if not work:
             return
         if self.wallet is None:
@@ -111,8 +109,8 @@ class PackageDesk:
                 w.tracked.tx,
                 w.tracked.txid,
                 w.rate,
-                floors.get(w.tracked.txid, 0),
-                _replacing(w.action, relay),
+                terms.floors.get(w.tracked.txid, 0),
+                _replacing(w.action, terms.relay),
             )
             for w in work
         ]
@@ -124,7 +122,7 @@ class PackageDesk:
                         w.child = _stored_child(w, result)
                         session.add(child_row(w.child))
                     else:
-                        _too_poor(w, result, outlook)
+                        _too_poor(w, result, terms.outlook)
         except (ExitError, RpcError) as e:
             error = e if isinstance(e, ExitError) else InternalError(str(e))
             for w in work:
