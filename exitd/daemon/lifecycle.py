@@ -135,32 +135,8 @@ class Daemon:
             config.wallet.birthday_height,
         )
         self.vtxos = VtxoBook(self.store, self.rpc, seed, config.wallet.vtxo_key_search_limit)
-        policy = fee_policy(config)
-        book = ExitBook()
         self.alerts = Alerts(webhook_settings(config))
-        self.guard = Guard(
-            book,
-            self.vtxos,
-            self.wallet,
-            self.alerts,
-            guard_settings(config),
-            config.network,
-            self.fees,
-            policy,
-        )
-        self.engine = ExitEngine(
-            self.store,
-            self.rpc,
-            self.fees,
-            self.vtxos,
-            self.wallet,
-            policy,
-            config.network,
-            book=book,
-            guard=self.guard,
-            funding=self.wallet,
-            crash_hook=crash_at(config.testing.crash_point) if config.testing.crash_point else None,
-        )
+        self.guard, self.engine = self._guard_and_engine()
         self.follower: BarkdFollower | None = None
         self.services = Services(
             config=config,
@@ -177,6 +153,37 @@ class Daemon:
         # Several exitd on one PostgreSQL database elect a leader; on SQLite this one always leads.
         self.leadership: Leadership | None = None
         self._next_reload = 0.0  # monotonic time of a standby's next reload (_stand_by)
+
+    def _guard_and_engine(self) -> tuple[Guard, ExitEngine]:
+        """The guard reads the engine's book and looks at every cycle, so the book is made first, then the
+        guard, then the engine given both (and the wallet's funding plan, and the test-only crash hook)."""
+        config = self.config
+        policy = fee_policy(config)
+        book = ExitBook()
+        guard = Guard(
+            book,
+            self.vtxos,
+            self.wallet,
+            self.alerts,
+            guard_settings(config),
+            config.network,
+            self.fees,
+            policy,
+        )
+        engine = ExitEngine(
+            self.store,
+            self.rpc,
+            self.fees,
+            self.vtxos,
+            self.wallet,
+            policy,
+            config.network,
+            book=book,
+            guard=guard,
+            funding=self.wallet,
+            crash_hook=crash_at(config.testing.crash_point) if config.testing.crash_point else None,
+        )
+        return guard, engine
 
     def _follow_barkd(self) -> None:
         """The barkd follower, when [barkd] names one; its token file must be readable."""
