@@ -61,10 +61,11 @@ def node_pool(tmp_path_factory: pytest.TempPathFactory, bitcoind_binary: Path) -
         pool.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def bitcoind(request: pytest.FixtureRequest, node_pool: NodePool) -> RegtestNode:
-    """A regtest node for the whole session (with a tx index, unless parametrized with another flavor);
-    tests must not assume an empty chain."""
+    """The session's regtest node (with a tx index, unless parametrized with another flavor); tests must
+    not assume an empty chain. Function-scoped over the session's pool on purpose: a parametrized
+    session fixture would make pytest move every parametrized test ahead of the others."""
     return node_pool.get(getattr(request, "param", NodeFlavor.TXINDEX))
 
 

@@ -39,7 +39,7 @@ from tests.support.daemon import DaemonProcess
 FEE_RATE = 3  # sat/vB
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def forge(bitcoind: RegtestNode) -> Forge:
     return Forge(bitcoind)
 
