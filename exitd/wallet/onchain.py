@@ -1,9 +1,7 @@
 """The on-chain wallet: the BIP86 coins of the datadir's mnemonic, which pay every CPFP child.
 
-bitcoind does the scanning. At set-up it gets the account's two public descriptors (receive and change) in a
-watch-only descriptor wallet of its own, rescanning from the wallet's birthday; from then on it follows
-blocks, reorgs and the mempool, and keeps its keypool (1000 by default, `-keypool`) of addresses derived
-beyond the last one used, which is the gap limit. exitd chooses coins, builds and signs.
+bitcoind does the scanning, in a watch-only wallet holding the account's descriptors
+(exitd/wallet/watchonly.py); exitd chooses coins, builds and signs.
 
 What bitcoind cannot know is which coins exitd has promised to transactions that are not confirmed, or not
 even broadcast yet (a CPFP child is stored before it is broadcast). Those are reserved in the store, in the
@@ -22,7 +20,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy
@@ -34,19 +31,13 @@ from exitd.ark.weight import tx_vsize
 from exitd.chain.broadcast import send_raw_transaction
 from exitd.chain.fees import FeeEstimator, Speed, btc_to_sat
 from exitd.chain.rpc import (
-    NO_RETRY,
     BitcoinRpc,
-    NodeUnreachable,
     RpcError,
     RpcInvalidAddressOrKey,
-    RpcMethodNotFound,
-    RpcWalletAlreadyLoaded,
-    RpcWalletNotFound,
 )
 from exitd.chain.view import BlockRef
 from exitd.log import event, get_logger
 from exitd.store.db import Store
-from exitd.store.meta import WALLET_BIRTHDAY_HEIGHT, WALLET_CREATED_AT, WALLET_FINGERPRINT, get_meta, set_meta
 from exitd.store.wallet import (
     add_reservations,
     add_split,
@@ -60,10 +51,11 @@ from exitd.store.wallet import (
 from exitd.wallet.address import decode_address
 from exitd.wallet.builder import Draft, Replacing, plan_cpfp_child, plan_drain, plan_payment, sign
 from exitd.wallet.coinselection import Coin
-from exitd.wallet.errors import InsufficientFunds, WalletDisabled, WalletMismatch
+from exitd.wallet.errors import InsufficientFunds
 from exitd.wallet.keys import Bip86Account, Keychain
 from exitd.wallet.planner import SIZING_SPK, FundingOutlook, FundingPlan, PlannedTx, plan_funding
-from exitd.wallet.seed import WalletSeed, master_fingerprint
+from exitd.wallet.seed import WalletSeed
+from exitd.wallet.watchonly import WatchOnlyWallet
 
 log = get_logger("wallet")
 
@@ -160,11 +152,6 @@ class WalletTx:
         )
 
 
-def canonical_descriptor(descriptor: str) -> str:
-    """A descriptor without its checksum and with bitcoind's 'h' for hardened steps, for comparison."""
-    return descriptor.split("#", 1)[0].replace("'", "h")
-
-
 class OnchainWallet:
     def __init__(
         self,
@@ -176,19 +163,12 @@ class OnchainWallet:
         wallet_name: str = "",
         birthday_height: int | None = None,
     ) -> None:
-        """`wallet_name` names bitcoind's watch-only wallet, by default exitd-<fingerprint> so that wallets
-        of several datadirs can share a node; `birthday_height` (config) is where a restored wallet's
-        coins are searched from when no birthday was given at its creation."""
+        """`seed`, `wallet_name` and `birthday_height` are the watch-only wallet's (WatchOnlyWallet)."""
         self.rpc = rpc
         self.store = store
         self.fees = fees
-        self.seed = seed
         self.network = network
-        self.configured_wallet_name = wallet_name
-        self.birthday_height = birthday_height
-        self._account: Bip86Account | None = None
-        self._ready = False
-        self._setup_lock = asyncio.Lock()
+        self.watch_only = WatchOnlyWallet(rpc, store, seed, network, wallet_name, birthday_height)
         # Held while coins are chosen and reserved, while a send is broadcast, and while sync frees coins.
         self._coins_lock = asyncio.Lock()
         # Coins reserved in sessions not committed yet: invisible to other sessions, but taken all the same.
@@ -200,14 +180,12 @@ class OnchainWallet:
         # derivation per coin.
         self._keys: dict[tuple[str, bytes], tuple[Keychain, int] | None] = {}
 
-    # Keys.
+    # Keys and set-up (bitcoind's watch-only wallet, exitd/wallet/watchonly.py).
 
     @property
     def account(self) -> Bip86Account:
         """The BIP86 account of the mnemonic; NoWallet until a wallet exists."""
-        if self._account is None:
-            self._account = Bip86Account.from_mnemonic(self.seed.mnemonic, self.network)
-        return self._account
+        return self.watch_only.account
 
     def _own_key(self, descriptor: str, script_pubkey: bytes) -> tuple[Keychain, int] | None:
         """The (keychain, index) of the account's key that `descriptor` names and that pays to
@@ -221,161 +199,26 @@ class OnchainWallet:
     @property
     def fingerprint(self) -> str | None:
         """The BIP32 master fingerprint (hex), or None before a wallet exists."""
-        return self.account.master_fingerprint.hex() if self.seed.exists else None
+        return self.watch_only.fingerprint
 
     @property
     def bitcoind_wallet(self) -> str:
-        return self.configured_wallet_name or f"exitd-{self.account.master_fingerprint.hex()}"
-
-    # Set-up.
+        return self.watch_only.bitcoind_wallet
 
     async def create(self, mnemonic: str | None = None, birthday_height: int | None = None) -> str:
         """Make the wallet (a new mnemonic, or the given one, restored from `birthday_height`), the same one
         `exitd init` makes, and start using it; returns its fingerprint. WalletExists if there is one."""
-        async with self._setup_lock:
-            words = self.seed.create(mnemonic)
-            async with self.store.session() as session:
-                if birthday_height is not None:
-                    await set_meta(session, WALLET_BIRTHDAY_HEIGHT, str(birthday_height))
-                elif mnemonic is None:
-                    await set_meta(session, WALLET_CREATED_AT, str(int(time.time())))
-        fingerprint = master_fingerprint(words)
-        event(log, logging.INFO, "wallet_created", fingerprint=fingerprint, restored=mnemonic is not None)
-        try:
-            await self.setup()
-        except RpcError as e:
-            event(log, logging.WARNING, "wallet_setup_deferred", error=str(e))
-        return fingerprint
+        return await self.watch_only.create(mnemonic, birthday_height)
 
     async def setup(self) -> None:
-        """Make bitcoind's watch-only wallet hold this wallet's descriptors (create, load or import them as
-        needed). WalletDisabled on a node without wallets; a no-op, but for that check, before a wallet
-        exists."""
-        async with self._setup_lock:
-            try:
-                loaded = await self.rpc.call("listwallets")
-            except RpcMethodNotFound:
-                raise WalletDisabled() from None
-            if not self.seed.exists:
-                event(log, logging.INFO, "no_wallet_yet")
-                return
-            await self._check_database_wallet()
-            name = self.bitcoind_wallet
-            if name not in loaded:
-                await self._load_or_create(name)
-            await self._import_descriptors(name)
-            self._ready = True
-            event(log, logging.INFO, "wallet_ready", fingerprint=self.fingerprint, bitcoind_wallet=name)
-
-    async def _check_database_wallet(self) -> None:
-        """Coin reservations and exits belong to one wallet: refuse another mnemonic on the same database."""
-        fingerprint = self.account.master_fingerprint.hex()
-        async with self.store.session() as session:
-            known = await get_meta(session, WALLET_FINGERPRINT)
-            if known is None:
-                await set_meta(session, WALLET_FINGERPRINT, fingerprint)
-        if known not in (None, fingerprint):
-            raise WalletMismatch(
-                f"this database belongs to wallet {known}, but the mnemonic file is wallet {fingerprint}; "
-                "put the right mnemonic back or use another datadir"
-            )
-
-    async def _load_or_create(self, name: str) -> None:
-        try:
-            await self.rpc.call("loadwallet", name, True)
-            event(log, logging.INFO, "bitcoind_wallet_loaded", bitcoind_wallet=name)
-        except RpcWalletAlreadyLoaded:
-            pass
-        except RpcWalletNotFound:
-            # Watch-only (no private keys), blank, descriptors, loaded whenever bitcoind starts.
-            await self.rpc.call("createwallet", name, True, True, "", False, True, True)
-            event(log, logging.INFO, "bitcoind_wallet_created", bitcoind_wallet=name)
-
-    async def _import_descriptors(self, name: str) -> None:
-        listed = await self.rpc.call("listdescriptors", wallet=name)
-        present = {canonical_descriptor(d["desc"]) for d in listed["descriptors"]}
-        ours = {keychain: self.account.descriptor(keychain) for keychain in Keychain}
-        foreign = present - {canonical_descriptor(d) for d in ours.values()}
-        if foreign:
-            raise WalletMismatch(
-                f"bitcoind wallet '{name}' watches descriptors of another wallet; "
-                "set bitcoind.wallet_name to a wallet of exitd's own (or leave it empty)"
-            )
-        missing = [k for k in Keychain if canonical_descriptor(ours[k]) not in present]
-        if not missing:
-            return
-        timestamp = await self._rescan_from()
-        requests = []
-        for keychain in missing:
-            info = await self.rpc.call("getdescriptorinfo", ours[keychain])
-            requests.append(
-                {
-                    "desc": info["descriptor"],
-                    "timestamp": timestamp,
-                    "active": True,
-                    "internal": keychain is Keychain.INTERNAL,
-                }
-            )
-        since = (
-            timestamp if isinstance(timestamp, str) else datetime.fromtimestamp(timestamp, UTC).isoformat()
-        )
-        event(log, logging.INFO, "descriptors_importing", bitcoind_wallet=name, rescan_from=since)
-        try:
-            results = await self.rpc.call("importdescriptors", requests, wallet=name, retry=NO_RETRY)
-        except NodeUnreachable:
-            # The RPC timed out, but the rescan goes on inside bitcoind with the descriptors imported.
-            info = await self.rpc.call("getwalletinfo", wallet=name)
-            if not info.get("scanning"):
-                raise
-            event(log, logging.INFO, "wallet_rescan_running", bitcoind_wallet=name)
-            return
-        for result in results:
-            if not result.get("success"):
-                raise RpcError(str(result.get("error", {}).get("message", result)), "importdescriptors")
-
-    async def _rescan_from(self) -> int | str:
-        """importdescriptors' timestamp: the block time of the birthday height, else the time exitd made
-        the mnemonic (no coin can be older), else 0 (the whole chain)."""
-        async with self.store.session() as session:
-            stored_height = await get_meta(session, WALLET_BIRTHDAY_HEIGHT)
-            created_at = await get_meta(session, WALLET_CREATED_AT)
-        height = int(stored_height) if stored_height is not None else self.birthday_height
-        if height is not None:
-            if height > int(await self.rpc.call("getblockcount")):
-                return "now"
-            header = await self.rpc.call("getblockheader", await self.rpc.call("getblockhash", height))
-            return int(header["time"])
-        return int(created_at) if created_at is not None else 0
-
-    async def _ensure_ready(self) -> None:
-        if not self._ready:
-            await self.setup()
-
-    async def _call(self, method: str, *params: Any) -> Any:
-        """A call to bitcoind's wallet; one that was unloaded behind our back is loaded again."""
-        await self._ensure_ready()
-        try:
-            return await self.rpc.call(method, *params, wallet=self.bitcoind_wallet)
-        except RpcWalletNotFound:
-            self._ready = False
-            await self._ensure_ready()
-            return await self.rpc.call(method, *params, wallet=self.bitcoind_wallet)
-
-    async def _batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
-        """Wallet calls in one round trip, answered as BitcoinRpc.batch answers, reloading as _call does."""
-        await self._ensure_ready()
-        answers = await self.rpc.batch(calls, wallet=self.bitcoind_wallet)
-        if any(isinstance(a, RpcWalletNotFound) for a in answers):
-            self._ready = False
-            await self._ensure_ready()
-            answers = await self.rpc.batch(calls, wallet=self.bitcoind_wallet)
-        return answers
+        """Make bitcoind's watch-only wallet hold this wallet's descriptors (WatchOnlyWallet.setup)."""
+        await self.watch_only.setup()
 
     # Reading.
 
     async def next_address(self) -> str:
         """A new receive address (bitcoind hands out the next unused index of the receive descriptor)."""
-        address = str(await self._call("getnewaddress", "", "bech32m"))
+        address = str(await self.watch_only.call("getnewaddress", "", "bech32m"))
         event(log, logging.INFO, "address_issued", address=address)
         return address
 
@@ -398,7 +241,7 @@ class OnchainWallet:
     async def _unspent_and_balances(self) -> tuple[list[Coin], dict[str, Any]]:
         """One round trip: the coins, and bitcoind's balances with the block the wallet has processed, which
         is what its confirmation counts are relative to."""
-        unspent, balances = await self._batch([("listunspent", [0]), ("getbalances", [])])
+        unspent, balances = await self.watch_only.batch([("listunspent", [0]), ("getbalances", [])])
         for answer in (unspent, balances):
             if isinstance(answer, RpcError):
                 raise answer
@@ -429,7 +272,7 @@ class OnchainWallet:
         """Every transaction touching the wallet, oldest first (by block, then by time seen), except those a
         block conflicts with. listsinceblock with change entries is the one listing that includes a CPFP
         child, whose only output is change."""
-        listing = await self._call("listsinceblock", "", 1, True, False, True)
+        listing = await self.watch_only.call("listsinceblock", "", 1, True, False, True)
         entries = sorted(
             (e for e in listing["transactions"] if int(e["confirmations"]) >= 0),
             key=lambda e: (
@@ -440,7 +283,7 @@ class OnchainWallet:
             ),
         )
         txids = list(dict.fromkeys(e["txid"] for e in entries))
-        answers = await self._batch([("gettransaction", [txid]) for txid in txids])
+        answers = await self.watch_only.batch([("gettransaction", [txid]) for txid in txids])
         txs = []
         for txid, answer in zip(txids, answers, strict=True):
             if isinstance(answer, RpcError):
@@ -492,7 +335,7 @@ class OnchainWallet:
         told to abandon it too: a tx it saw that simply left the mempool still counts its inputs as spent."""
         freed = await delete_reservations_by(session, spending_txid)
         try:
-            await self._call("abandontransaction", spending_txid)
+            await self.watch_only.call("abandontransaction", spending_txid)
         except RpcInvalidAddressOrKey:
             pass  # never seen by bitcoind, or in the mempool or a block, where nothing is to be abandoned
         except RpcError as e:
@@ -501,7 +344,7 @@ class OnchainWallet:
 
     async def _change_scripts(self, n: int) -> list[bytes]:
         """`n` fresh change scripts, in one round trip."""
-        answers = await self._batch([("getrawchangeaddress", ["bech32m"])] * n)
+        answers = await self.watch_only.batch([("getrawchangeaddress", ["bech32m"])] * n)
         scripts = []
         for answer in answers:
             if isinstance(answer, RpcError):
@@ -690,7 +533,7 @@ class OnchainWallet:
         unconfirmed, if any."""
         async with self.store.session() as session:
             rows = await unsettled_splits(session)
-        answers = await self._batch([("gettransaction", [row.txid]) for row in rows])
+        answers = await self.watch_only.batch([("gettransaction", [row.txid]) for row in rows])
         unconfirmed = None
         for row, answer in zip(rows, answers, strict=True):
             if isinstance(answer, RpcInvalidAddressOrKey):
@@ -730,7 +573,7 @@ class OnchainWallet:
                 if utxo is None:
                     spent.add(OutPoint.of(row.txid, row.vout))
             sends = sorted({r.reserved_by for r in rows if r.purpose == SEND_PURPOSE})
-            answers = await self._batch([("gettransaction", [txid]) for txid in sends])
+            answers = await self.watch_only.batch([("gettransaction", [txid]) for txid in sends])
             unknown = {
                 txid for txid, a in zip(sends, answers, strict=True) if isinstance(a, RpcInvalidAddressOrKey)
             }
@@ -743,7 +586,7 @@ class OnchainWallet:
     async def _wait_for_wallet_tip(self) -> None:
         deadline = time.monotonic() + WALLET_CATCH_UP_SECONDS
         while time.monotonic() < deadline:
-            best, info = await self._batch([("getbestblockhash", []), ("getwalletinfo", [])])
+            best, info = await self.watch_only.batch([("getbestblockhash", []), ("getwalletinfo", [])])
             for answer in (best, info):
                 if isinstance(answer, RpcError):
                     raise answer
