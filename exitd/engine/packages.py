@@ -26,11 +26,12 @@ from exitd.engine.errors import (
     InternalError,
 )
 from exitd.engine.model import ChildRecord, ChildSource, ChildStatus, EngineCounters, PackageWork, set_error
-from exitd.engine.persist import child_row, save_children
+from exitd.engine.persist import as_stored, save_children
 from exitd.engine.states import ExitTxStatus, TxStatusKind, WalletOrigin
 from exitd.engine.transitions import Action, ActionKind
 from exitd.log import event, get_logger
 from exitd.store.db import Store
+from exitd.store.exits import store_children
 from exitd.wallet.builder import Replacing
 from exitd.wallet.errors import InsufficientFunds
 from exitd.wallet.onchain import CpfpChild, CpfpRequest
@@ -120,9 +121,9 @@ class PackageDesk:
                 for w, result in zip(work, built, strict=True):
                     if isinstance(result, CpfpChild):
                         w.child = _stored_child(w, result)
-                        session.add(child_row(w.child))
                     else:
                         _too_poor(w, result, terms.outlook)
+                await store_children(session, [as_stored(w.child) for w in work if w.child])
         except (ExitError, RpcError) as e:
             error = e if isinstance(e, ExitError) else InternalError(str(e))
             for w in work:

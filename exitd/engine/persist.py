@@ -22,17 +22,17 @@ from exitd.store.db import Store
 from exitd.store.exits import (
     ExitStart,
     ExitUpdate,
-    get_children,
+    StoredChild,
+    StoredExitTx,
     insert_exit_txs,
     load_children,
     load_exit_txs,
     load_exits,
     load_links,
-    now,
     start_exits,
+    store_children,
     update_exits,
 )
-from exitd.store.models import ExitChildRow
 from exitd.store.vtxos import set_vtxos_state, vtxo_terms
 
 log = get_logger("engine")
@@ -84,8 +84,8 @@ async def load_book(store: Store, book: ExitBook) -> None:
         )
 
 
-def child_row(c: ChildRecord) -> ExitChildRow:
-    return ExitChildRow(
+def as_stored(c: ChildRecord) -> StoredChild:
+    return StoredChild(
         txid=c.txid,
         parent_txid=c.parent_txid,
         raw=c.raw,
@@ -96,7 +96,6 @@ def child_row(c: ChildRecord) -> ExitChildRow:
         status=c.status.value,
         block_height=c.block.height if c.block else None,
         block_hash=c.block.hash if c.block else None,
-        created_at=now(),
     )
 
 
@@ -107,17 +106,8 @@ async def save_children(
     release: Iterable[ChildRecord] = (),
 ) -> None:
     """Store new children and the status and block of known ones; free the coins of ours in `release`."""
-    children = list(children)
     async with store.session() as session:
-        stored = await get_children(session, [c.txid for c in children])
-        for c in children:
-            row = stored.get(c.txid)
-            if row is None:
-                session.add(child_row(c))
-            else:
-                row.status = c.status.value
-                row.block_height = c.block.height if c.block else None
-                row.block_hash = c.block.hash if c.block else None
+        await store_children(session, [as_stored(c) for c in children])
         for c in release:
             if c.ours and wallet is not None:
                 await wallet.release_reservations(session, c.txid)
@@ -131,17 +121,7 @@ async def store_starts(
     state = started[0].state
     async with store.session() as session:
         await insert_exit_txs(
-            session,
-            [
-                {
-                    "txid": t.txid,
-                    "raw": t.raw,
-                    "vsize": t.vsize,
-                    "input_txid": t.input_txid,
-                    "anchor_vout": t.anchor_vout,
-                }
-                for t in new_txs
-            ],
+            session, [StoredExitTx(t.txid, t.raw, t.vsize, t.input_txid, t.anchor_vout) for t in new_txs]
         )
         await start_exits(
             session,

@@ -14,8 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from exitd.store.db import execute_in, in_chunks, insert_new, select_in
 from exitd.store.models import Base, ExitChildRow, ExitRow, ExitTxLinkRow, ExitTxRow
 
-CHILD_LIVE_STATUSES = ("stored", "broadcast", "confirmed")
-
 
 @dataclass(frozen=True)
 class StoredExit:
@@ -53,13 +51,30 @@ async def load_links(session: AsyncSession, vtxo_ids: Sequence[str] | None) -> d
 
 @dataclass(frozen=True)
 class StoredExitTx:
-    """An exit tx as stored (ExitTxRow's columns)."""
+    """A signed exit tx, stored once however many exits share it."""
 
     txid: str
     raw: bytes
     vsize: int
+    # The tx it spends: the previous level, or the on-chain chain anchor for level 0.
     input_txid: str
     anchor_vout: int
+
+
+@dataclass(frozen=True)
+class StoredChild:
+    """A CPFP child of an exit tx as stored; `source` and `status` are the engine's enum values."""
+
+    txid: str
+    parent_txid: str
+    raw: bytes
+    fee: int
+    vsize: int
+    package_rate: int
+    source: str
+    status: str
+    block_height: int | None
+    block_hash: str | None
 
 
 async def load_exit_txs(session: AsyncSession, txids: Sequence[str] | None) -> list[StoredExitTx]:
@@ -71,12 +86,27 @@ async def load_exit_txs(session: AsyncSession, txids: Sequence[str] | None) -> l
     return [StoredExitTx(*row) for row in await execute_in(session, query, table.txid, txids)]
 
 
-async def load_children(session: AsyncSession, parent_txids: Sequence[str] | None) -> list[ExitChildRow]:
+async def load_children(session: AsyncSession, parent_txids: Sequence[str] | None) -> list[StoredChild]:
     """The children of these txs, or (None) of any exit's txs, each tx's in the order they were made."""
     query = select(ExitChildRow).order_by(ExitChildRow.created_at, ExitChildRow.txid)
     if parent_txids is None:
         query = query.where(ExitChildRow.parent_txid.in_(select(ExitTxLinkRow.txid)))
-    return [row[0] for row in await execute_in(session, query, ExitChildRow.parent_txid, parent_txids)]
+    rows = [row[0] for row in await execute_in(session, query, ExitChildRow.parent_txid, parent_txids)]
+    return [
+        StoredChild(
+            r.txid,
+            r.parent_txid,
+            r.raw,
+            r.fee,
+            r.vsize,
+            r.package_rate,
+            r.source,
+            r.status,
+            r.block_height,
+            r.block_hash,
+        )
+        for r in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -144,8 +174,31 @@ async def load_histories(session: AsyncSession, vtxo_ids: Sequence[str]) -> dict
     return histories
 
 
-async def get_children(session: AsyncSession, txids: Sequence[str]) -> dict[str, ExitChildRow]:
-    return {row.txid: row for row in await select_in(session, select(ExitChildRow), ExitChildRow.txid, txids)}
+async def store_children(session: AsyncSession, children: Sequence[StoredChild]) -> None:
+    """New children stored; of known ones, only what changes: the status and the block."""
+    known = set(
+        await select_in(session, select(ExitChildRow.txid), ExitChildRow.txid, [c.txid for c in children])
+    )
+    new = [{**vars(c), "created_at": now()} for c in children if c.txid not in known]
+    if new:
+        await session.execute(insert(_table(ExitChildRow)), new)
+    changed = [
+        {"b_txid": c.txid, "b_status": c.status, "b_height": c.block_height, "b_hash": c.block_hash}
+        for c in children
+        if c.txid in known
+    ]
+    if changed:
+        table = _table(ExitChildRow)
+        await session.execute(
+            update(table)
+            .where(table.c.txid == bindparam("b_txid"))
+            .values(
+                status=bindparam("b_status"),
+                block_height=bindparam("b_height"),
+                block_hash=bindparam("b_hash"),
+            ),
+            changed,
+        )
 
 
 @dataclass(frozen=True)
@@ -156,10 +209,10 @@ class ExitStart:
     txids: tuple[str, ...]
 
 
-async def insert_exit_txs(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Exit txs (ExitTxRow's columns), those not stored yet: a tree's shared ancestors often are."""
-    if rows:
-        await session.execute(insert_new(session, _table(ExitTxRow)), rows)
+async def insert_exit_txs(session: AsyncSession, txs: Sequence[StoredExitTx]) -> None:
+    """Exit txs not stored yet: a tree's shared ancestors often are."""
+    if txs:
+        await session.execute(insert_new(session, _table(ExitTxRow)), [vars(t) for t in txs])
 
 
 async def start_exits(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exitd.ark.encoding import OutPoint
@@ -13,9 +14,33 @@ from exitd.store.exits import now
 from exitd.store.models import CoinReservationRow, FundingSplitRow
 
 
-async def list_reservations(session: AsyncSession) -> list[CoinReservationRow]:
-    query = select(CoinReservationRow).order_by(CoinReservationRow.created_at, CoinReservationRow.txid)
-    return list((await session.execute(query)).scalars())
+@dataclass(frozen=True)
+class Reservation:
+    """A wallet coin (txid, vout) promised to the tx `reserved_by`, for `purpose` (cpfp | send)."""
+
+    txid: str
+    vout: int
+    reserved_by: str
+    purpose: str
+
+
+@dataclass(frozen=True)
+class StoredSplit:
+    """A funding fan-out tx of the wallet: its fee, the coins it makes, and stored | broadcast | confirmed |
+    abandoned."""
+
+    txid: str
+    raw: bytes
+    fee: int
+    coins: int
+    status: str
+
+
+async def list_reservations(session: AsyncSession) -> list[Reservation]:
+    table = CoinReservationRow
+    query = select(table.txid, table.vout, table.reserved_by, table.purpose)
+    query = query.order_by(table.created_at, table.txid)
+    return [Reservation(*row) for row in await session.execute(query)]
 
 
 async def reserved_outpoints(session: AsyncSession) -> set[OutPoint]:
@@ -61,13 +86,13 @@ def add_split(session: AsyncSession, txid: str, raw: bytes, fee: int, coins: int
     session.add(FundingSplitRow(txid=txid, raw=raw, fee=fee, coins=coins, status="stored", created_at=now()))
 
 
-async def unsettled_splits(session: AsyncSession) -> list[FundingSplitRow]:
+async def unsettled_splits(session: AsyncSession) -> list[StoredSplit]:
     """Funding splits neither confirmed nor abandoned: stored, or broadcast and not yet in a block."""
-    query = select(FundingSplitRow).where(FundingSplitRow.status.in_(("stored", "broadcast")))
-    return list((await session.execute(query.order_by(FundingSplitRow.created_at))).scalars())
+    table = FundingSplitRow
+    query = select(table.txid, table.raw, table.fee, table.coins, table.status)
+    query = query.where(table.status.in_(("stored", "broadcast"))).order_by(table.created_at)
+    return [StoredSplit(*row) for row in await session.execute(query)]
 
 
 async def set_split_status(session: AsyncSession, txid: str, status: str) -> None:
-    row = await session.get(FundingSplitRow, txid)
-    assert row is not None
-    row.status = status
+    await session.execute(update(FundingSplitRow).where(FundingSplitRow.txid == txid).values(status=status))

@@ -3,6 +3,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,14 @@ from exitd.store.db import (
     run_sync,
     upgrade,
 )
-from exitd.store.exits import ExitUpdate, insert_exit_txs, load_exit_txs, load_histories, update_exits
+from exitd.store.exits import (
+    ExitUpdate,
+    StoredExitTx,
+    insert_exit_txs,
+    load_exit_txs,
+    load_histories,
+    update_exits,
+)
 from exitd.store.locations import StoredLocations
 from exitd.store.meta import get_meta, set_meta, write_meta
 from exitd.store.models import Base, ExitRow, VtxoRow
@@ -140,12 +148,12 @@ async def test_stored_exit_txs_are_not_stored_twice(database_url: str) -> None:
     """insert_exit_txs skips the txs stored already (a tree's shared ancestors), on either backend."""
     upgrade(database_url)
     store = Store(database_url)
-    row = {"txid": "aa" * 32, "raw": b"first", "vsize": 100, "input_txid": "bb" * 32, "anchor_vout": 1}
+    row = StoredExitTx("aa" * 32, b"first", 100, "bb" * 32, 1)
     try:
         async with store.session() as session:
             await insert_exit_txs(session, [row])
         async with store.session() as session:
-            await insert_exit_txs(session, [{**row, "raw": b"second"}, {**row, "txid": "cc" * 32}])
+            await insert_exit_txs(session, [replace(row, raw=b"second"), replace(row, txid="cc" * 32)])
         async with store.session() as session:
             stored = {tx.txid: tx.raw for tx in await load_exit_txs(session, ["aa" * 32, "cc" * 32])}
         assert stored == {"aa" * 32: b"first", "cc" * 32: b"first"}
