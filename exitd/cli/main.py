@@ -300,9 +300,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         try:
             # Before the daemon's modules load: a second daemon on this datadir leaves at once.
             held.enter_context(held_datadir(config))
-        except (DatadirError, OSError) as e:
+        except DatadirError as e:
             event(log, logging.CRITICAL, "fatal", error=str(e))
             return _fatal(config, e)
+        except OSError as e:
+            # A disk that is full or read-only may come back: systemd's restart is the right answer.
+            event(log, logging.CRITICAL, "fatal", error=str(e))
+            if config.log.file:
+                print(f"exitd: {e}", file=sys.stderr)
+            return EXIT_FAILURE
         from exitd.daemon.lifecycle import Daemon, FatalStartupError
         from exitd.store.leader import LeadershipLost
 

@@ -9,6 +9,7 @@ spends money on the strength of these files.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -24,6 +25,8 @@ from exitd.config import CONFIG_FILENAME, Config
 from exitd.wallet.seed import WalletSeed, normalized_mnemonic, write_private_file
 
 LOCK_FILENAME = "exitd.lock"
+# Errors of a datadir exitd may not write to (a disk remounted read-only, a changed owner).
+UNWRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 class DatadirError(Exception):
@@ -46,7 +49,11 @@ def datadir_lock(datadir: Path) -> Iterator[Path]:
     lock behind; the file itself stays (removing it would race with the next daemon taking it).
     """
     path = datadir / LOCK_FILENAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        hint = " (the datadir is not writable: a read-only disk?)" if e.errno in UNWRITABLE else ""
+        raise OSError(e.errno, f"cannot open the lock file {path}: {e.strerror}{hint}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
