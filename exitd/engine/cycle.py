@@ -36,7 +36,7 @@ from exitd.engine.model import EngineCounters, ExitBook, LiveExit, PackageWork, 
 from exitd.engine.packages import ChildTerms, PackageDesk
 from exitd.engine.persist import persist_states
 from exitd.engine.states import ExitTxStatus
-from exitd.engine.transitions import next_tx_status
+from exitd.engine.transitions import ActionKind, next_tx_status
 from exitd.log import event, get_logger
 from exitd.store.db import Store
 from exitd.wallet.errors import NoWallet
@@ -168,6 +168,10 @@ class ProgressCycle:
             status, action = next_tx_status(tx_facts(tracked, snap), target)
             statuses[txid] = status
             if action is None:
+                continue
+            if action.kind is ActionKind.BROADCAST:
+                # A stored package sent again costs nothing more: the budget held its child when built.
+                work.append(PackageWork(tracked, action, target, list(group), status))
                 continue
             rate = target
             if not explicit:

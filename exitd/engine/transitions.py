@@ -107,14 +107,14 @@ def next_tx_status(facts: TxFacts, target_rate: int) -> tuple[ExitTxStatus, Acti
             return status, Action(ActionKind.REPLACE, facts.txid, package.txid, package.fee)
         found: ExitTxOrigin = WalletOrigin() if ours else MempoolOrigin(package.rate, package.fee)
         return ExitTxStatus(TxStatusKind.BROADCAST_WITH_CPFP, child_txid=package.txid, origin=found), None
-    # Not in the mempool nor the chain: send our stored package if it still pays enough, else a new one.
+    # Not in the mempool nor the chain: send our stored package again as it is (re-sending is not spending:
+    # its child is built and paid for already), and only without one build a new one. A package that left
+    # the mempool (expiry, eviction, a node restarted without it) is back within a cycle; if it pays less
+    # than the target now, the next cycle replaces it from the mempool as the curve says.
     if facts.pending_children:
         child = facts.pending_children[-1]
-        if not needs_bump(child.package_rate, target_rate):
-            status = ExitTxStatus(
-                TxStatusKind.NEEDS_BROADCASTING, child_txid=child.txid, origin=WalletOrigin()
-            )
-            return status, Action(ActionKind.BROADCAST, facts.txid, child.txid)
+        status = ExitTxStatus(TxStatusKind.NEEDS_BROADCASTING, child_txid=child.txid, origin=WalletOrigin())
+        return status, Action(ActionKind.BROADCAST, facts.txid, child.txid)
     return ExitTxStatus(TxStatusKind.NEEDS_SIGNED_PACKAGE), Action(ActionKind.BUILD, facts.txid)
 
 

@@ -60,10 +60,12 @@ def test_stored_child_is_broadcast_not_rebuilt() -> None:
     assert action is not None and action.kind is ActionKind.BROADCAST and action.child_txid == OURS.txid
 
 
-def test_stored_child_paying_too_little_is_rebuilt() -> None:
+def test_stored_child_paying_less_than_the_target_is_sent_again_before_any_replacement() -> None:
+    """Re-sending is not spending: a package that left the mempool goes back as it was (its child is built
+    and paid already, whatever the budget says now); RBF follows the curve from the mempool."""
     status, action = next_tx_status(facts(pending_children=(OURS,)), 5000)
-    assert status.kind is TxStatusKind.NEEDS_SIGNED_PACKAGE and action is not None
-    assert action.kind is ActionKind.BUILD
+    assert status.kind is TxStatusKind.NEEDS_BROADCASTING and status.child_txid == OURS.txid
+    assert action is not None and action.kind is ActionKind.BROADCAST
 
 
 def test_our_package_in_mempool_at_target() -> None:
