@@ -30,6 +30,12 @@ def update_known(tracked: TrackedTx, snap: ChainSnapshot) -> list[ChildRecord]:
     spender = snap.spenders.get(tracked.anchor)
     changed = []
     for child in tracked.children.values():
+        back = location.state is TxState.MEMPOOL and spender == child.txid
+        if child.status is ChildStatus.CONFIRMED and back:
+            # A reorg put our confirmed package back in the mempool: ours, and in flight again.
+            child.status, child.block = ChildStatus.BROADCAST, None
+            changed.append(child)
+            continue
         if not child.status.in_flight:
             continue
         loc = snap.location(child.txid)

@@ -55,3 +55,25 @@ def test_a_package_dropped_after_its_budget_is_spent_is_sent_again_within_a_cycl
     assert child in node.rpc("getrawmempool")
     advance_until(proc, node, all_in("claimable"))
 
+
+def test_our_package_put_back_in_the_mempool_by_a_reorg_is_still_ours(
+    tmp_path: Path, private_bitcoind: RegtestNode
+) -> None:
+    node = private_bitcoind
+    node.fund_miner()
+    with running_daemon(tmp_path / "exitd", node) as proc:
+        fund_wallet(proc, node, coins=2)
+        import_and_start(proc, [Forge(node).board(50_000, owned(proc, 0)).hex])
+        child = progress(proc)["exits"][0]["state"]["transactions"][0]["status"]["child_txid"]
+        node.mine(1)
+        assert progress(proc)["exits"][0]["state"]["type"] == "awaiting-delta"
+
+        node.rpc("invalidateblock", node.rpc("getbestblockhash"))
+        back = progress(proc)["exits"][0]["state"]
+        status = back["transactions"][0]["status"]
+        assert (back["type"], status["type"], status["child_txid"]) == (
+            "processing",
+            "broadcast-with-cpfp",
+            child,
+        )
+        assert status["origin"]["type"] == "wallet"
