@@ -215,6 +215,9 @@ class FeesConfig:
     max_rate: int = setting(500_000, _bounded(1000, 10_000_000))
     expiry_margin: int = setting(6, _bounded(0, 10_000))
     budget_ratio: float = setting(0.5, _ratio)
+    # sat: an exit whose amount less its CPFP and claim fees is below this (or below dust) is refused
+    # unless forced (exitd/engine/admission.py).
+    min_net_recovered: int = setting(0, _bounded(0, 21_000_000 * 100_000_000))
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,10 @@ from exitd.engine.errors import (
     ExitError,
     InvalidWalletState,
     NotExiting,
+    StartRefused,
     VtxoAlreadySpent,
     VtxoNotClaimable,
+    WalletCannotFund,
 )
 from exitd.log import event, get_logger
 from exitd.store.errors import NotLeader
@@ -134,6 +136,8 @@ _STATUS_BY_ERROR: dict[type[BaseException], int] = {
     DustLimit: 400,
     InvalidWalletState: 400,
     VtxoAlreadySpent: 400,
+    StartRefused: 400,
+    WalletCannotFund: 400,
     VtxoNotClaimable: 400,
     ClaimMissingInputs: 400,
     ClaimMissingSignableClause: 400,

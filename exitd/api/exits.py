@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
-from exitd.api.context import services_of
+from exitd.api.context import Services, services_of
 from exitd.api.errors import (
     BadRequest,
     NotFound,
@@ -27,13 +28,15 @@ from exitd.api.shapes import (
     shown,
     state_json,
 )
-from exitd.api.wallet import parse_bool_query
+from exitd.api.wallet import parse_bool_field, parse_bool_query
 from exitd.chain.fees import sat_per_vb_ceil
+from exitd.engine.admission import refusal, refusal_reason
 from exitd.engine.engine import ExitEngine
 from exitd.engine.fee_policy import RaisedRate
 from exitd.engine.model import LiveExit, ProgressReport
 from exitd.engine.outcomes import ClaimBroadcast, StartReport
 from exitd.engine.states import ExitState
+from exitd.store.vtxos import StoredVtxo
 from exitd.wallet.address import decode_address
 from exitd.wallet.planner import FundingOutlook
 from exitd.wallet.vtxos import parse_vtxo_id
@@ -217,12 +220,19 @@ async def status_one(request: web.Request) -> web.Response:
 
 
 async def start_vtxos(request: web.Request) -> web.Response:
-    ids = parse_vtxo_ids(await read_json_object(request))
-    return json_response(start_json(await _engine(request).start(ids)))
+    """barkd's start, and exitd's `force` (extra): start even an exit not worth it, too late or unfunded."""
+    body = await read_json_object(request)
+    ids = parse_vtxo_ids(body)
+    report = await _engine(request).start(ids, force=parse_bool_field(body, "force"))
+    return json_response(start_json(report))
 
 
 async def start_all(request: web.Request) -> web.Response:
-    return json_response(start_json(await _engine(request).start(None)))
+    """Every spendable VTXO but those not worth exiting or too late (unless `force`): `skipped` names them."""
+    body = await read_json_object(request) if request.can_read_body else {}
+    return json_response(
+        start_json(await _engine(request).start(None, force=parse_bool_field(body, "force")))
+    )
 
 
 # Each cycle's report rendered once per vocabulary: every caller of a cycle shares its report, and fifty
@@ -390,6 +400,7 @@ async def fee_estimate(request: web.Request) -> web.Response:
         else PLACEHOLDER_DESTINATION
     )
     balance = await services.wallet.balance()
+    verdicts = await _verdicts(services, rows, balance.confirmed)
     estimate = await services.engine.estimate(rows, _query_fee_rate(request), destination, balance.confirmed)
     funding = await services.wallet.funding_outlook(estimate.planned)
     return json_response(
@@ -401,8 +412,42 @@ async def fee_estimate(request: web.Request) -> web.Response:
             "txs_to_broadcast": estimate.txs_to_broadcast,
             "fundable": estimate.fundable,
             "funding": funding_json(funding),
+            "vtxos": verdicts,
         }
     )
+
+
+async def _verdicts(services: Services, rows: Sequence[StoredVtxo], confirmed: int) -> list[dict[str, Any]]:
+    """exitd's per-VTXO verdict (extra): whether a start would go ahead unforced, or why not; what the
+    exit would recover; and what the wallet lacks to pay its first level, and where to send it."""
+    admitted = await services.engine.admit(rows)
+    floor = services.engine.policy.min_net_recovered
+    address = None
+    verdicts = []
+    for cost in admitted.costs:
+        why = refusal(cost, floor)
+        missing = max(0, cost.first_level_fee - confirmed)
+        if missing and address is None:
+            address = await services.wallet.next_address()
+        verdicts.append(
+            {
+                "vtxo_id": cost.vtxo_id,
+                "can_start": why is None and not missing,
+                "reason": why.value if why else ("unfunded" if missing else None),
+                "message": refusal_reason(cost, why, floor) if why else None,
+                "amount_sat": cost.amount,
+                "cpfp_fee_sat": cost.cpfp_fee,
+                "claim_fee_sat": cost.claim_fee,
+                "net_recovered_sat": cost.net,
+                "blocks_left": cost.blocks_left,
+                "blocks_needed": cost.blocks_needed,
+                "funding_needed_sat": missing,
+                "fund_address": address if missing else None,
+            }
+        )
+    for vtxo_id, why_not in admitted.unexitable.items():
+        verdicts.append({"vtxo_id": vtxo_id, "can_start": False, "reason": "unexitable", "message": why_not})
+    return verdicts
 
 
 async def cancel(request: web.Request) -> web.Response:

@@ -61,7 +61,7 @@ NETWORK_SUBDIRS = {"mainnet": "", "testnet": "testnet3", "signet": "signet", "re
 
 def fee_policy(config: Config) -> FeePolicy:
     fees = config.fees
-    return FeePolicy(fees.max_rate, fees.expiry_margin, fees.budget_ratio)
+    return FeePolicy(fees.max_rate, fees.expiry_margin, fees.budget_ratio, fees.min_net_recovered)
 
 
 def guard_settings(config: Config) -> GuardSettings:

@@ -51,6 +51,10 @@ class AlertEvent(StrEnum):
     # The followed barkd (exitd/source/barkd.py): it cannot be read; it spent a VTXO exitd is exiting.
     BARKD_UNREACHABLE = "barkd-unreachable"
     BARKD_SPENT_EXITING_VTXO = "barkd-spent-exiting-vtxo"
+    # The guard would exit a VTXO whose net recovered is below dust or the floor: it does not.
+    VTXO_NOT_WORTH_EXITING = "vtxo-not-worth-exiting"
+    # An exit tx's input was spent by a tx not part of the exit: the exit ends (exitd/engine/conflicts.py).
+    EXIT_CONFLICTED = "exit-conflicted"
 
     @property
     def level(self) -> int:
@@ -62,6 +66,8 @@ class AlertEvent(StrEnum):
             AlertEvent.EXIT_STALLED,
             AlertEvent.BARKD_UNREACHABLE,
             AlertEvent.BARKD_SPENT_EXITING_VTXO,
+            AlertEvent.VTXO_NOT_WORTH_EXITING,
+            AlertEvent.EXIT_CONFLICTED,
         ):
             return logging.WARNING
         return logging.INFO

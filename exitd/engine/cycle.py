@@ -40,6 +40,7 @@ from exitd.engine.transitions import ActionKind, next_tx_status
 from exitd.log import event, get_logger
 from exitd.store.db import Store
 from exitd.wallet.errors import NoWallet
+from exitd.wallet.onchain import OnchainBalance
 from exitd.wallet.planner import FundingOutlook, FundingPlan, PlannedTx
 from exitd.wallet.vtxos import VtxoBook
 
@@ -50,6 +51,10 @@ class Funding(Protocol):
     """The on-chain wallet's funding plan (exitd.wallet.planner) as the cycle drives it."""
 
     async def ensure_funding(self, txs: Sequence[PlannedTx]) -> FundingPlan: ...
+
+    async def balance(self) -> OnchainBalance: ...
+
+    async def next_address(self) -> str: ...
 
 
 class CycleGuard(Protocol):

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 
 import sqlalchemy as sa
 
@@ -23,10 +24,27 @@ from exitd.chain.fees import FeeEstimator
 from exitd.chain.rpc import BitcoinRpc, RpcError
 from exitd.chain.view import BlockRef, ChainView, TxState
 from exitd.chain.watcher import BlockWatcher
+from exitd.engine.admission import (
+    Admissions,
+    Candidate,
+    admission_targets,
+    admissions,
+    candidate,
+    chain_snapshot,
+    refusal,
+    refusal_reason,
+)
 from exitd.engine.children import ChildLearner
 from exitd.engine.claims import build_claim_tx, claim_input, claimable_exits
 from exitd.engine.cycle import CycleGuard, Funding, ProgressCycle
-from exitd.engine.errors import CannotCancelExit, NotExiting
+from exitd.engine.errors import (
+    CannotCancelExit,
+    DustLimit,
+    InvalidWalletState,
+    NotExiting,
+    StartRefused,
+    WalletCannotFund,
+)
 from exitd.engine.estimate import FeeEstimate, estimate_exit
 from exitd.engine.fee_policy import FeePolicy, RaisedRate
 from exitd.engine.model import (
@@ -42,7 +60,7 @@ from exitd.engine.outcomes import ClaimBroadcast, StartReport
 from exitd.engine.packages import CpfpFunder, CrashHook, PackageDesk
 from exitd.engine.persist import load_book, persist_states, save_children, store_starts
 from exitd.engine.records import state_of
-from exitd.engine.starts import read_starts
+from exitd.engine.starts import USER, Starts, exit_chain_of, read_starts
 from exitd.engine.states import ExitState, ExitStateKind, ExitTxOrigin
 from exitd.log import event, get_logger
 from exitd.store.db import Store
@@ -81,6 +99,7 @@ class ExitEngine:
         self.wallet = wallet
         self.policy = policy
         self.network = network
+        self.funding = funding
         self.book = book if book is not None else ExitBook()
         self.counters = EngineCounters()
         self.watcher = BlockWatcher(rpc)
@@ -153,20 +172,28 @@ class ExitEngine:
         await load_book(self.store, self.book)
         self.version += 1
 
-    async def start(self, vtxo_ids: Sequence[str] | None, started_by: str = "user") -> StartReport:
+    async def start(
+        self, vtxo_ids: Sequence[str] | None, started_by: str = USER, force: bool = False
+    ) -> StartReport:
         """Start exits (all spendable VTXOs when `vtxo_ids` is None); running exits are left as they are.
         Given ids are all started or, when one cannot be exited, none is; of all, those that can be.
-        One transaction stores them all, so thousands of exits start in seconds. The report says which
-        started (restarted, when a cancelled exit starts again) and which not, and why."""
+        Unless `force`d, each exit must first be worth it and in time (exitd/engine/admission.py): a user's
+        start naming VTXOs is refused whole with the figures (and when the wallet cannot pay for the first
+        level, with what is missing and where to send it); other starts leave the refused ones out and say
+        which. One transaction stores them all, so thousands of exits start in seconds. The report says
+        which started (restarted, when a cancelled exit starts again) and which not, and why."""
         if vtxo_ids is not None:
             ids = list(dict.fromkeys(vtxo_ids))
         else:
             ids = await self.vtxos.ids_in_state("spendable")
+        refused: list[StartRefused] = []
         async with self._changing():
             state = ExitState(ExitStateKind.START, await tip_height(self.rpc))
             starts = await read_starts(
                 self.vtxos, ids, self.exits, self.txs, state, started_by, now(), strict=vtxo_ids is not None
             )
+            if starts.exits and not force:
+                refused = await self._admit(starts, strict=vtxo_ids is not None and started_by == USER)
             restarted = {e.vtxo_id for e in starts.exits if e.vtxo_id in self.exits}
             if starts.exits:
                 await store_starts(self.store, starts.exits, starts.new_txs.values(), restarted)
@@ -184,7 +211,48 @@ class ExitEngine:
         if starts.exits:
             self.wakeup.set()
         started = tuple(e.vtxo_id for e in starts.exits)
-        return StartReport(started, tuple(v for v in started if v in restarted), tuple(starts.skipped))
+        restarts = tuple(v for v in started if v in restarted)
+        return StartReport(started, restarts, tuple(starts.skipped), tuple(refused))
+
+    async def _admit(self, starts: Starts, strict: bool) -> list[StartRefused]:
+        """Leave out of `starts` the exits not worth it or too late (`strict`: refuse them all instead),
+        and with `strict` refuse a start whose first levels the wallet cannot pay for."""
+        found = await self._admissions(starts.candidates)
+        floor = self.policy.min_net_recovered
+        refused = []
+        for cost in found.costs:
+            why = refusal(cost, floor)
+            if why is None:
+                continue
+            error = StartRefused(cost.vtxo_id, why.value, refusal_reason(cost, why, floor))
+            if strict:
+                raise error
+            event(log, logging.WARNING, "exit_refused", vtxo=cost.vtxo_id, reason=why.value, net=cost.net)
+            refused.append(error)
+        starts.refuse(refused)
+        if strict and self.funding is not None and starts.exits:
+            kept = {t for e in starts.exits for t in e.txids}
+            needed = sum(fee for txid, fee in found.first_levels.items() if txid in kept)
+            available = (await self.funding.balance()).confirmed
+            if needed > available:
+                raise WalletCannotFund(needed, available, await self.funding.next_address())
+        return refused
+
+    async def admit(self, rows: Sequence[StoredVtxo]) -> Admissions:
+        """What exiting each of `rows` would cost and recover now, for the fee estimate's verdicts."""
+        candidates = []
+        unexitable = {}
+        for row in rows:
+            try:
+                candidates.append(candidate(row.vtxo_id, row.amount_sat, exit_chain_of(row)))
+            except (DustLimit, InvalidWalletState) as e:
+                unexitable[row.vtxo_id] = str(e)
+        return replace(await self._admissions(candidates), unexitable=unexitable)
+
+    async def _admissions(self, candidates: Sequence[Candidate]) -> Admissions:
+        snap = await chain_snapshot(self.view, candidates)
+        market = await self.fees.market(admission_targets(snap, candidates, self.policy))
+        return admissions(snap, market, candidates, self.policy)
 
     # The cycle.
 

@@ -128,3 +128,26 @@ class NotExiting(ExitError):
 class CannotCancelExit(ExitError):
     def __init__(self, vtxo: str, state: str, why: str) -> None:
         super().__init__(f"cannot cancel the exit of {vtxo}: {why}", vtxo=vtxo, state=state)
+
+
+# A start refused before any fee is spent (exitd/engine/admission.py); not barkd variants: no JSON of their
+# own, a 400 whose message carries the figures. A user start may be forced past them.
+
+
+class StartRefused(ValueError):
+    def __init__(self, vtxo_id: str, reason: str, message: str) -> None:
+        super().__init__(f'{message}; pass "force": true to start it anyway')
+        self.vtxo_id = vtxo_id
+        self.reason = reason
+
+
+class WalletCannotFund(ValueError):
+    def __init__(self, needed: int, available: int, address: str) -> None:
+        super().__init__(
+            f"the on-chain wallet has {available} sat of confirmed coins but the first level of these exits "
+            f"needs {needed} sat of CPFP fees: send at least {needed - available} sat to {address} and wait "
+            'for a confirmation, or pass "force": true to start anyway'
+        )
+        self.needed = needed
+        self.available = available
+        self.address = address

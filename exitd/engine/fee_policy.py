@@ -43,6 +43,7 @@ class FeePolicy:
     max_rate: int = 500_000  # sat/kvB (500 sat/vB)
     expiry_margin: int = 6  # blocks before expiry_height by which the last level should be confirmed
     budget_ratio: float = 0.5  # share of the VTXO amount an exit may spend on CPFP fees
+    min_net_recovered: int = 0  # sat an exit must recover after its fees to start unforced (admission)
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ from exitd.ark.weight import tx_vsize
 from exitd.chain.fees import PACKAGE_ROOM, FeeRates, Market
 from exitd.chain.rpc import RpcError
 from exitd.chain.view import ChainSnapshot, TxState
+from exitd.engine.admission import Refusal
 from exitd.engine.alerts import AlertEvent, Alerts
 from exitd.engine.errors import (
     ClaimMissingSignableClause,
@@ -493,6 +494,16 @@ class Guard:
             except (ExitError, RpcError, LookupError) as e:
                 event(log, logging.WARNING, "guard_start_failed", started_by=reason.value, error=str(e))
                 continue
+            for refused in report.refused:
+                # Never forced: a loss or a lost race is the operator's call (a start with "force").
+                alert = (
+                    AlertEvent.VTXO_NOT_WORTH_EXITING
+                    if refused.reason == Refusal.NOT_WORTH_IT
+                    else AlertEvent.VTXO_AT_RISK
+                )
+                self.alerts.raise_once(
+                    alert, refused.vtxo_id, f"{NOT_EXITING}:{refused.reason}", reason=str(refused)
+                )
             for s in group:
                 if s.vtxo_id in started:
                     self.alerts.raise_once(

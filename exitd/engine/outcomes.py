@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exitd.engine.errors import ClaimMissingSignableClause, StartRefused
+
 
 @dataclass(frozen=True)
 class StartReport:
     """`started` holds every exit this start began, `restarted` those of them that had been cancelled;
-    `skipped` is (VTXO id, why) for each VTXO asked for that did not start."""
+    `skipped` is (VTXO id, why) for each VTXO asked for that did not start; `refused` those of them that
+    admission left out (not worth it or too late, exitd/engine/admission.py)."""
 
     started: tuple[str, ...]
     restarted: tuple[str, ...]
     skipped: tuple[tuple[str, str], ...]
+    refused: tuple[StartRefused, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -24,3 +28,5 @@ class ClaimBroadcast:
     vtxo_ids: tuple[str, ...]
     amount: int
     fee: int
+    # Claimable exits a claim of all left out: their claim cannot be signed here.
+    skipped: tuple[ClaimMissingSignableClause, ...] = ()

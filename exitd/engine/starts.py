@@ -16,7 +16,8 @@ from bitcoin.core import b2lx
 
 from exitd.ark.exit_tx import ExitChain, build_exit_chain
 from exitd.ark.weight import tx_vsize
-from exitd.engine.errors import DustLimit, InvalidWalletState, VtxoAlreadySpent
+from exitd.engine.admission import Candidate, candidate
+from exitd.engine.errors import DustLimit, InvalidWalletState, StartRefused, VtxoAlreadySpent
 from exitd.engine.model import LiveExit, TrackedTx
 from exitd.engine.states import ExitState, ExitStateKind
 from exitd.log import event, get_logger
@@ -78,6 +79,10 @@ def track(chain: ExitChain, known: Mapping[str, TrackedTx], new_txs: dict[str, T
     return txids
 
 
+# Who started an exit on request (the guard's reasons are exitd.engine.guard.StartedBy).
+USER = "user"
+
+
 @dataclass
 class Starts:
     """The exits a start makes, and the exit txs they need that are tracked nowhere yet."""
@@ -86,6 +91,18 @@ class Starts:
     new_txs: dict[str, TrackedTx] = field(default_factory=dict)
     # VTXOs asked for that do not start, and why.
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # What admission weighs of each exit (its txids and sizes: the chains themselves are not kept).
+    candidates: list[Candidate] = field(default_factory=list)
+
+    def refuse(self, refused: Sequence[StartRefused]) -> None:
+        """Leave the refused exits out (skipped, with the refusal as the reason), and the new txs only they
+        needed."""
+        vtxo_ids = {r.vtxo_id for r in refused}
+        self.skipped += [(r.vtxo_id, str(r)) for r in refused]
+        self.exits = [e for e in self.exits if e.vtxo_id not in vtxo_ids]
+        self.candidates = [c for c in self.candidates if c.vtxo_id not in vtxo_ids]
+        needed = {t for e in self.exits for t in e.txids}
+        self.new_txs = {t: tx for t, tx in self.new_txs.items() if t in needed}
 
 
 async def read_starts(
@@ -119,6 +136,7 @@ async def read_starts(
                 starts.skipped.append((row.vtxo_id, str(e)))
                 continue
             txids = track(chain, txs, starts.new_txs)
+            starts.candidates.append(candidate(row.vtxo_id, row.amount_sat, chain))
             starts.exits.append(
                 LiveExit(row.vtxo_id, row.amount_sat, row.expiry_height, txids, state, started_by, stamp)
             )

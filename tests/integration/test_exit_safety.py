@@ -6,13 +6,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from exitd.regtest.forge import Forge
+from exitd.regtest.forge import Forge, ForgedVtxo
 from exitd.regtest.node import RegtestNode
 from tests.support.daemon import DaemonProcess, running_daemon
-from tests.support.exits import advance_until, all_in, fund_wallet, import_and_start, owned, progress
+from tests.support.exits import (
+    advance_until,
+    all_in,
+    fund_wallet,
+    import_and_start,
+    owned,
+    progress,
+    states,
+)
 
 pytestmark = pytest.mark.bitcoind
 
@@ -77,3 +86,44 @@ def test_our_package_put_back_in_the_mempool_by_a_reorg_is_still_ours(
             child,
         )
         assert status["origin"]["type"] == "wallet"
+
+
+def start(proc: DaemonProcess, vtxo_id: str, force: bool = False) -> tuple[int, Any]:
+    return proc.request("POST", "/api/v1/exits/start/vtxos", {"vtxos": [vtxo_id], "force": force})
+
+
+def imported(proc: DaemonProcess, forged: ForgedVtxo) -> str:
+    status, body = proc.request("POST", "/api/v1/wallet/import-vtxo", {"vtxos": [forged.hex]})
+    assert status == 200, body
+    return str(body[0]["id"])
+
+
+def test_starts_that_cannot_pay_off_or_finish_are_refused_with_their_figures_unless_forced(
+    daemon: DaemonProcess, bitcoind: RegtestNode
+) -> None:
+    forge = Forge(bitcoind)
+    poor = imported(daemon, forge.board(700, owned(daemon, 0)))
+    status, body = start(daemon, poor)  # an empty wallet too, but the loss is said first
+    assert status == 400 and "not worth exiting" in body["message"], body
+    assert "700 sat minus" in body["message"] and "below the floor of 330 sat" in body["message"]
+
+    late = imported(daemon, forge.board(50_000, owned(daemon, 1), expiry_height=bitcoind.height() + 4))
+    status, body = start(daemon, late)
+    assert status == 400 and "too late" in body["message"], body
+    assert "need 7" in body["message"]  # one level + an exit delta of 6
+
+    unfunded = imported(daemon, forge.board(50_000, owned(daemon, 2)))
+    status, body = start(daemon, unfunded)
+    assert status == 400, body
+    assert "send at least" in body["message"] and "bcrt1" in body["message"], body
+
+    fee = daemon.request("GET", f"/api/v1/exits/fee?vtxo_ids={poor},{late},{unfunded}")[1]
+    verdicts = {v["vtxo_id"]: v for v in fee["vtxos"]}
+    assert [verdicts[i]["can_start"] for i in (poor, late, unfunded)] == [False, False, False]
+    assert verdicts[poor]["net_recovered_sat"] < 330 and verdicts[late]["reason"] == "too-late"
+    assert verdicts[unfunded]["funding_needed_sat"] > 0 and verdicts[unfunded]["fund_address"]
+
+    for vtxo_id in (poor, late, unfunded):
+        status, body = start(daemon, vtxo_id, force=True)
+        assert status == 200, body
+    assert set(states(daemon)) == {poor, late, unfunded}
