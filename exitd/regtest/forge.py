@@ -26,7 +26,19 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TypeVar
 
-from bitcoin.core import COutPoint, CScript, CTransaction, CTxIn, CTxOut, b2lx, lx
+from bitcoin.core import (
+    CMutableTransaction,
+    COutPoint,
+    CScript,
+    CScriptWitness,
+    CTransaction,
+    CTxIn,
+    CTxInWitness,
+    CTxOut,
+    CTxWitness,
+    b2lx,
+    lx,
+)
 
 from exitd.ark.encoding import OutPoint, TxOut
 from exitd.ark.exit_tx import EXIT_TX_VERSION, rebuild_exit_txs, validate_vtxo
@@ -439,6 +451,25 @@ class Forge:
         )
         self.node.mine(1)
         return OutPoint(lx(txid), vout)
+
+    def competing_spend(self, forged: ForgedVtxo, address: str, fee: int = 1_000) -> CTransaction:
+        """A tx spending the VTXO's chain anchor (a board's funding output, a round's tree root) to
+        `address` with the keys the forge holds, as the server and the user together may: a conflict for
+        the VTXO's exit, whose first tx spends the same output."""
+        vtxo = forged.vtxo
+        chain_anchor, txs = rebuild_exit_txs(vtxo)
+        first = txs[0]
+        transition = first.item.transition
+        tx = CMutableTransaction(
+            [CTxIn(COutPoint(vtxo.anchor_point.txid, vtxo.anchor_point.vout))],
+            [CTxOut(chain_anchor.value - fee, CScript(decode_address(address, NETWORK)))],
+            nVersion=2,
+        )
+        params = (vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
+        msg, _ = transition.sighash_and_key(CTransaction.from_tx(tx), first.prevout, *params)
+        signed = self._signed(transition, msg, vtxo)
+        tx.wit = CTxWitness([CTxInWitness(CScriptWitness(signed.witness(*params)))])
+        return CTransaction.from_tx(tx)
 
     def cpfp_child(self, parent: CTransaction, fee_rate: int = DEFAULT_CPFP_FEE_RATE) -> CTransaction:
         """A TRUC child of an exit tx: it spends the parent's P2A (last output, empty witness) and a

@@ -1,0 +1,43 @@
+"""Who spent an outpoint in the chain: bitcoind keeps no index of spends (and exitd requires no tx index),
+so the blocks are read back from the tip, a window per round trip, down to where the outpoint was made.
+Asked rarely: once when an exit finds its input gone to a tx that is not its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exitd.chain.rpc import BitcoinRpc, RpcError
+from exitd.chain.view import BlockRef, Outpoint
+
+# Blocks read per round trip, and how far back a search goes at most (two days).
+SEARCH_WINDOW = 12
+SEARCH_DEPTH = 288
+
+
+@dataclass(frozen=True)
+class ChainSpend:
+    txid: str
+    block: BlockRef
+
+
+async def find_chain_spend(
+    rpc: BitcoinRpc, outpoint: Outpoint, tip: int, lowest: int, depth: int = SEARCH_DEPTH
+) -> ChainSpend | None:
+    """The confirmed tx spending `outpoint`, searched from block `tip` down to `lowest` (the block the
+    outpoint was made in) and at most `depth` blocks; None when not found there."""
+    txid, vout = outpoint
+    height = tip
+    bottom = max(lowest, tip - depth + 1, 0)
+    while height >= bottom:
+        heights = list(range(height, max(bottom, height - SEARCH_WINDOW + 1) - 1, -1))
+        hashes = await rpc.batch(("getblockhash", [h]) for h in heights)
+        blocks = await rpc.batch(("getblock", [h, 2]) for h in hashes if not isinstance(h, RpcError))
+        for block in blocks:
+            if isinstance(block, RpcError):
+                raise block
+            for tx in block["tx"]:
+                if any(i.get("txid") == txid and i.get("vout") == vout for i in tx["vin"]):
+                    return ChainSpend(str(tx["txid"]), BlockRef(int(block["height"]), str(block["hash"])))
+        height = heights[-1] - 1
+    return None
