@@ -4,8 +4,9 @@ VTXOs and wallet txs, and barkd's documents of both versions (`contract`).
 The one place that knows barkd's names. `0.1.4` is the contract (barkd-openapi-0.1.4.json); `0.6.0`
 (`rest.substate_vocabulary`) renders everything as barkd 0.6.0 does: its sub-state names (its migration
 m0032 is the mapping), mempool origins without fee data (a package's fees are its `fee_info`), and the
-0.6.0-only variants (the `canceled` state, cancel errors). barkd 0.1.4 has no canceled exit: in its
-vocabulary a canceled exit is not shown at all (`shown`), as barkd 0.1.4 shows a VTXO that is not exiting.
+0.6.0-only variants (the `canceled` and `vtxo-already-spent` states, cancel errors). barkd 0.1.4 has
+neither state: in its vocabulary such an exit is not shown at all (`shown`), as barkd 0.1.4 shows a VTXO
+that is not exiting.
 Fee rates are sat/kvB; 0.1.4's deprecated sat/kwu fields are derived (kvB / 4).
 """
 
@@ -71,6 +72,7 @@ STATE_NAMES = {
     ExitStateKind.CLAIM_IN_PROGRESS: "claim-in-progress",
     ExitStateKind.CLAIMED: "claimed",
     ExitStateKind.CANCELED: "canceled",
+    ExitStateKind.VTXO_ALREADY_SPENT: "vtxo-already-spent",
 }
 
 TX_STATUS_NAMES = {
@@ -127,9 +129,13 @@ def block_json(block: BlockRef | None) -> Json | None:
     return None if block is None else {"height": block.height, "hash": block.hash}
 
 
+# States barkd 0.1.4 lacks: an exit in one is not shown to a 0.1.4 client at all.
+ONLY_060_STATES = (ExitStateKind.CANCELED, ExitStateKind.VTXO_ALREADY_SPENT)
+
+
 def shown(state: ExitState, vocab: str) -> bool:
     """Whether a client of `vocab` sees this exit at all (barkd 0.1.4 knows no canceled exit)."""
-    return vocab == V060 or state.kind is not ExitStateKind.CANCELED
+    return vocab == V060 or state.kind not in ONLY_060_STATES
 
 
 def origin_json(origin: ExitTxOrigin, vocab: str) -> Json:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exitd.ark.encoding import OutPoint
 from exitd.chain.rpc import BitcoinRpc, RpcError
-from exitd.chain.view import BlockRef, Outpoint
+from exitd.chain.view import BlockRef
 
 # Blocks read per round trip, and how far back a search goes at most (two days).
 SEARCH_WINDOW = 12
@@ -22,11 +23,11 @@ class ChainSpend:
 
 
 async def find_chain_spend(
-    rpc: BitcoinRpc, outpoint: Outpoint, tip: int, lowest: int, depth: int = SEARCH_DEPTH
+    rpc: BitcoinRpc, outpoint: OutPoint, tip: int, lowest: int, depth: int = SEARCH_DEPTH
 ) -> ChainSpend | None:
     """The confirmed tx spending `outpoint`, searched from block `tip` down to `lowest` (the block the
     outpoint was made in) and at most `depth` blocks; None when not found there."""
-    txid, vout = outpoint
+    txid, vout = outpoint.txid_hex, outpoint.vout
     height = tip
     bottom = max(lowest, tip - depth + 1, 0)
     while height >= bottom:

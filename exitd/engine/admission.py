@@ -33,6 +33,7 @@ from exitd.engine.claims import CLAIM_DUST, claim_tx_vsize
 from exitd.engine.fee_policy import (
     CHILD_VSIZE_ESTIMATE,
     FeePolicy,
+    LevelMarket,
     deadline_rate,
     exit_fee_estimate,
     level_target,
@@ -178,7 +179,7 @@ def admissions(
         unbroadcast = [(txid, v) for txid, v in c.txs if snap.location(txid).state is TxState.NOT_FOUND]
         levels = levels_left(c, snap)
         target = market.rate(level_target(tip, c.expiry_height, levels, policy))
-        rate = deadline_rate(target, tip, c.expiry_height, levels, policy)
+        rate = deadline_rate(LevelMarket(target), tip, c.expiry_height, levels, policy)
         cost = exit_cost(
             c.vtxo_id,
             c.amount,

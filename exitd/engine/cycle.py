@@ -18,6 +18,14 @@ from exitd.chain.fees import FeeEstimator, RelayPolicy
 from exitd.chain.rpc import RpcError
 from exitd.chain.view import BlockRef, ChainSnapshot, ChainView
 from exitd.engine.children import ChildLearner, Sharers
+from exitd.engine.conflicts import (
+    abandoned_children,
+    conflict_error,
+    conflicted_state,
+    find_conflicts,
+    resumed,
+    suspects,
+)
 from exitd.engine.decisions import (
     advance,
     budget_rate,
@@ -34,11 +42,12 @@ from exitd.engine.errors import FeeBudgetExceeded
 from exitd.engine.fee_policy import FeePolicy, RaisedRate
 from exitd.engine.model import EngineCounters, ExitBook, LiveExit, PackageWork, ProgressReport, set_error
 from exitd.engine.packages import ChildTerms, PackageDesk
-from exitd.engine.persist import persist_states
-from exitd.engine.states import ExitTxStatus
+from exitd.engine.persist import persist_states, save_children
+from exitd.engine.states import ExitStateKind, ExitTxStatus
 from exitd.engine.transitions import ActionKind, next_tx_status
 from exitd.log import event, get_logger
 from exitd.store.db import Store
+from exitd.store.vtxos import VtxoState, set_vtxos_state
 from exitd.wallet.errors import NoWallet
 from exitd.wallet.onchain import OnchainBalance
 from exitd.wallet.planner import FundingOutlook, FundingPlan, PlannedTx
@@ -116,6 +125,10 @@ class ProgressCycle:
         self.last_tip = snap.tip
         for e in watched:
             e.error = None
+        await self._end_conflicts(watched, snap)
+        for e in watched:
+            if e.state.kind is ExitStateKind.VTXO_ALREADY_SPENT:
+                e.error = conflict_error(e.vtxo_id, e.state)
         sharers = sharers_of(watched)
         await self.learner.learn(snap, sharers)
         if override is not None:
@@ -131,13 +144,54 @@ class ProgressCycle:
         await self._fund_ahead(snap, targets)
         statuses = await self._tx_statuses(sharers, snap, targets, override is not None, market.relay)
         await self._learn_claim_timelocks(watched)
-        await persist_states(self.store, [(e, advance(e, snap, statuses)) for e in watched])
+        changes = [(e, advance(e, snap, statuses)) for e in watched]
+        back = [e.vtxo_id for e, new in changes if resumed(e, snap) is not None]
+        if back:
+            for e, _ in changes:
+                if e.vtxo_id in back:
+                    e.error = None
+            event(log, logging.INFO, "conflict_reorged_out", exits=len(back))
+            await self._set_vtxo_states(back, VtxoState.LOCKED)
+        await persist_states(self.store, changes)
         if self.guard is not None:
             await self.guard.after_cycle(snap)
         self.counters.cycles += 1
         ms = int((time.monotonic() - started) * 1000)
         event(log, logging.DEBUG, "cycle", exits=len(watched), tip=snap.tip.height, ms=ms)
         return self.book.report()
+
+    async def _end_conflicts(self, watched: Sequence[LiveExit], snap: ChainSnapshot) -> None:
+        """End the exits whose input a tx not of theirs spent in the chain (exitd/engine/conflicts.py)."""
+        found = suspects(watched, self.book.txs, snap)
+        if not found:
+            return
+        conflicts = await find_conflicts(self.view.rpc, found, snap, self.book.txs)
+        dropped = []
+        changes = []
+        for s, spend in conflicts:
+            dropped += abandoned_children(s.exit, s.txid, self.book.txs)
+            state = conflicted_state(snap.tip.height, spend, s.spent)
+            s.exit.error = conflict_error(s.exit.vtxo_id, state)
+            changes.append((s.exit, state))
+            event(
+                log,
+                logging.WARNING,
+                "exit_conflicted",
+                vtxo=s.exit.vtxo_id,
+                txid=s.txid,
+                spent=state.spent_input,
+                by=spend.txid,
+                block=spend.block.height,
+            )
+        if not changes:
+            return
+        await save_children(self.store, self.learner.wallet, dropped, release=dropped)
+        await self._set_vtxo_states([e.vtxo_id for e, _ in changes], VtxoState.SPENT)
+        await persist_states(self.store, changes)
+
+    async def _set_vtxo_states(self, vtxo_ids: Sequence[str], state: VtxoState) -> None:
+        async with self.store.session() as session:
+            await set_vtxos_state(session, vtxo_ids, state)
 
     async def _fund_ahead(self, snap: ChainSnapshot, targets: Mapping[str, int]) -> None:
         """The funding hook: before this cycle's children choose their coins, the wallet plans the coins

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from exitd.ark.encoding import OutPoint
 from exitd.chain.fees import Market
 from exitd.chain.view import BlockRef, ChainSnapshot, TxState
+from exitd.engine.conflicts import resumed
 from exitd.engine.fee_policy import (
     CHILD_VSIZE_ESTIMATE,
     FeePolicy,
@@ -57,10 +58,11 @@ class SnapshotRequest:
 
 
 def is_watched(e: LiveExit, tip: BlockRef | None) -> bool:
-    """Whether a cycle looks at this exit: all but canceled ones and claims deep enough to be final."""
+    """Whether a cycle looks at this exit: all but canceled ones, and claims and conflicts deep enough to
+    be final (a reorg may still take a conflict out: the exit then starts over)."""
     if e.state.kind is ExitStateKind.CANCELED:
         return False
-    if e.state.kind is ExitStateKind.CLAIMED:
+    if e.state.kind in (ExitStateKind.CLAIMED, ExitStateKind.VTXO_ALREADY_SPENT):
         height = tip.height if tip else 0
         return e.state.block is not None and height - e.state.block.height < FINAL_DEPTH
     return True
@@ -83,6 +85,7 @@ def snapshot_request(
                 request.txids += [txid, tracked.input_txid]
                 request.txids += [c.txid for c in tracked.children.values() if c.status.in_flight]
                 request.spends.append(tracked.anchor)
+                request.utxos.append(tracked.spent)
         if kind is ExitStateKind.AWAITING_DELTA and e.state.claimable_height is not None:
             request.heights.append(e.state.claimable_height)
         if kind in _OUTPUT_WATCHED:
@@ -154,6 +157,8 @@ def advance(e: LiveExit, snap: ChainSnapshot, statuses: Mapping[str, ExitTxStatu
         return new
     if kind is ExitStateKind.CLAIMABLE:
         return claimable_checked(e, facts, snap)
+    if kind is ExitStateKind.VTXO_ALREADY_SPENT:
+        return resumed(e, snap) or state
     return claim_next(state, facts)
 
 

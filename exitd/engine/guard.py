@@ -355,6 +355,16 @@ class Guard:
                     txid=state.txid,
                     block_height=state.block.height,
                 )
+            elif state.kind is ExitStateKind.VTXO_ALREADY_SPENT:
+                assert state.block is not None and state.spent_input is not None
+                self.alerts.raise_once(
+                    AlertEvent.EXIT_CONFLICTED,
+                    e.vtxo_id,
+                    f"{stage}:{state.txid}",
+                    txid=state.txid,
+                    spent_input=state.spent_input,
+                    block_height=state.block.height,
+                )
             elif state.kind in (ExitStateKind.START, ExitStateKind.PROCESSING):
                 reason = stall_reason(state, e.error, tip)
                 if reason is not None:

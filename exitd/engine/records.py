@@ -101,6 +101,7 @@ def state_record(state: ExitState) -> Record:
             "claim_txid": state.claim_txid,
             "txid": state.txid,
             "block": _block(state.block),
+            "spent_input": state.spent_input,
         }
     )
 
@@ -118,6 +119,7 @@ def state_of(record: Record) -> ExitState:
         claim_txid=record.get("claim_txid"),
         txid=record.get("txid"),
         block=_block_of(record.get("block")),
+        spent_input=record.get("spent_input"),
     )
 
 

@@ -80,6 +80,9 @@ class ExitStateKind(StrEnum):
     CLAIM_IN_PROGRESS = "claim-in-progress"
     CLAIMED = "claimed"
     CANCELED = "canceled"
+    # An exit tx's input was spent by a tx not part of the exit (exitd/engine/conflicts.py): `txid` is that
+    # tx, `block` where it confirmed, `spent_input` the outpoint it took.
+    VTXO_ALREADY_SPENT = "vtxo-already-spent"
 
     @property
     def is_pending(self) -> bool:
@@ -88,7 +91,7 @@ class ExitStateKind(StrEnum):
 
     @property
     def is_finished(self) -> bool:
-        return self in (ExitStateKind.CLAIMED, ExitStateKind.CANCELED)
+        return self in (ExitStateKind.CLAIMED, ExitStateKind.CANCELED, ExitStateKind.VTXO_ALREADY_SPENT)
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ class ExitState:
     claim_txid: str | None = None
     txid: str | None = None
     block: BlockRef | None = None
+    spent_input: str | None = None
 
     def same_as(self, other: ExitState) -> bool:
         """Equal but for the tip and the scan cursor: a new history entry is only made when this is False,

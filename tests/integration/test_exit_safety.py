@@ -4,11 +4,13 @@ off or finish in time are refused with their figures unless forced."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bitcoin.core import b2lx
 
 from exitd.regtest.forge import Forge, ForgedVtxo
 from exitd.regtest.node import RegtestNode
@@ -127,3 +129,57 @@ def test_starts_that_cannot_pay_off_or_finish_are_refused_with_their_figures_unl
         status, body = start(daemon, vtxo_id, force=True)
         assert status == 200, body
     assert set(states(daemon)) == {poor, late, unfunded}
+
+
+def test_a_conflicting_spend_ends_the_exit_and_a_reorg_taking_it_out_resumes_it(
+    tmp_path: Path, private_bitcoind: RegtestNode
+) -> None:
+    node = private_bitcoind
+    node.fund_miner()
+    vocabulary = {"EXITD_REST_SUBSTATE_VOCABULARY": "0.6.0"}  # barkd 0.6 names the state
+    with running_daemon(tmp_path / "exitd", node, env=vocabulary) as proc:
+        fund_wallet(proc, node, coins=2)
+        forge = Forge(node)
+        board = forge.board(50_000, owned(proc, 0))
+        (vtxo_id,) = import_and_start(proc, [board.hex])
+        child = progress(proc)["exits"][0]["state"]["transactions"][0]["status"]["child_txid"]
+        assert child in node.rpc("getrawmempool")
+
+        competitor = forge.competing_spend(board, node.miner_address())  # the forge holds both keys
+        conflict = b2lx(competitor.GetTxid())
+        node.rpc("generateblock", node.miner_address(), [competitor.serialize().hex()])
+        ended = progress(proc)["exits"][0]
+        assert ended["state"]["type"] == "vtxo-already-spent"
+        assert ended["error"]["spent_by"] == conflict
+        assert ended["error"]["spent_input"] == str(board.vtxo.anchor_point)
+        assert child_statuses(proc) == {child: "abandoned"}
+        assert reservations(proc, child) == 0  # its coin is free again
+        assert vtxo_state(proc, vtxo_id) == "spent"
+        for _ in range(2):  # nothing is sent for it again
+            node.mine(1)
+            assert progress(proc)["exits"][0]["state"]["type"] == "vtxo-already-spent"
+        assert child_statuses(proc) == {child: "abandoned"}
+        assert proc.log_text().count(" exit_conflicted ") == 1
+
+        node.rpc("invalidateblock", node.rpc("getblockhash", node.height() - 2))  # the conflict's block
+        resumed = progress(proc)["exits"][0]
+        assert resumed["state"]["type"] not in ("vtxo-already-spent", "canceled"), resumed
+        assert resumed["error"] is None or resumed["error"]["type"] != "vtxo-already-spent"
+        assert vtxo_state(proc, vtxo_id) == "locked"
+
+
+def child_statuses(proc: DaemonProcess) -> dict[str, str]:
+    with sqlite3.connect(proc.datadir / "exitd.sqlite3") as db:
+        return dict(db.execute("select txid, status from exit_children"))
+
+
+def reservations(proc: DaemonProcess, spending_txid: str) -> int:
+    with sqlite3.connect(proc.datadir / "exitd.sqlite3") as db:
+        query = "select count(*) from coin_reservations where reserved_by = ?"
+        return int(db.execute(query, (spending_txid,)).fetchone()[0])
+
+
+def vtxo_state(proc: DaemonProcess, vtxo_id: str) -> str:
+    status, body = proc.request("GET", f"/api/v1/wallet/vtxos/{vtxo_id}")
+    assert status == 200, body
+    return str(body["state"]["type"])

@@ -1,0 +1,118 @@
+"""Conflicts: an exit tx whose input was spent by a tx that is not part of the exit can never confirm.
+
+The Ark server's sweep after expiry, a forfeit, a double-spend by the key holders: once such a tx is in the
+chain, the exit is over. Retrying it would fail every cycle forever (other engines did exactly that), so
+the exit ends in barkd 0.6's `vtxo-already-spent` state, naming the tx and the outpoint it took; its
+children in flight are abandoned and their coins released, the VTXO is spent, an alert is raised
+(exit-conflicted, exitd/engine/guard.py), and no cycle sends anything for it again. A reorg that takes the
+conflicting tx out of the chain starts the exit over.
+
+Only a conflict in the chain ends an exit: one in the mempool may still be replaced or evicted, and the
+package's refusal says so in the exit's error meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from exitd.ark.encoding import OutPoint
+from exitd.chain.rpc import BitcoinRpc
+from exitd.chain.spends import ChainSpend, find_chain_spend
+from exitd.chain.view import ChainSnapshot
+from exitd.engine.errors import VtxoAlreadySpent
+from exitd.engine.model import ACTIVE_KINDS, ChildRecord, ChildStatus, LiveExit, TrackedTx
+from exitd.engine.states import ExitState, ExitStateKind
+from exitd.log import event, get_logger
+
+log = get_logger("engine")
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """An exit whose tx `txid` is not confirmed while the outpoint it spends is spent in the chain."""
+
+    exit: LiveExit
+    txid: str
+    spent: OutPoint
+
+
+def suspects(exits: Iterable[LiveExit], txs: Mapping[str, TrackedTx], snap: ChainSnapshot) -> list[Suspect]:
+    """The exits in progress whose first unconfirmed tx has lost its input in the chain."""
+    found = []
+    for e in exits:
+        if e.state.kind not in ACTIVE_KINDS:
+            continue
+        for txid in e.txids:
+            if snap.is_confirmed(txid):
+                continue
+            tracked = txs[txid]
+            if snap.is_confirmed(tracked.input_txid) and snap.unspent.get(tracked.spent) is False:
+                found.append(Suspect(e, txid, tracked.spent))
+            break
+    return found
+
+
+def conflicted_state(tip: int, spend: ChainSpend, spent: OutPoint) -> ExitState:
+    return ExitState(
+        ExitStateKind.VTXO_ALREADY_SPENT,
+        tip,
+        txid=spend.txid,
+        block=spend.block,
+        spent_input=str(spent),
+    )
+
+
+def conflict_error(vtxo_id: str, state: ExitState) -> VtxoAlreadySpent:
+    """The error a conflicted exit carries: which tx spent what."""
+    assert state.block is not None
+    return VtxoAlreadySpent(
+        vtxo_id,
+        f"its exit tx input {state.spent_input} was spent by {state.txid} in block {state.block.height}, "
+        "a tx not part of this exit",
+        spent_by=state.txid or "",
+        spent_input=state.spent_input or "",
+    )
+
+
+def resumed(e: LiveExit, snap: ChainSnapshot) -> ExitState | None:
+    """A conflicted exit whose conflicting tx a reorg took out of the chain starts over; else None."""
+    if e.state.kind is not ExitStateKind.VTXO_ALREADY_SPENT or e.state.txid is None:
+        return None
+    if snap.is_confirmed(e.state.txid):
+        return None
+    return ExitState(ExitStateKind.START, snap.tip.height)
+
+
+def abandoned_children(e: LiveExit, txid: str, txs: Mapping[str, TrackedTx]) -> list[ChildRecord]:
+    """The children in flight of the conflicted tx and of every level after it, now abandoned."""
+    level = e.txids.index(txid)
+    dropped = []
+    for t in e.txids[level:]:
+        for child in txs[t].children.values():
+            if child.status.in_flight:
+                child.status = ChildStatus.ABANDONED
+                dropped.append(child)
+    return dropped
+
+
+async def find_conflicts(
+    rpc: BitcoinRpc, found: list[Suspect], snap: ChainSnapshot, txs: Mapping[str, TrackedTx]
+) -> list[tuple[Suspect, ChainSpend]]:
+    """The conflicting tx of each suspect, read from the blocks (once per outpoint). A suspect whose spend
+    is its own tx (it confirmed between two reads of one snapshot) is no conflict; one whose spender is
+    not found within the search is logged and looked for again next cycle."""
+    spends: dict[OutPoint, ChainSpend | None] = {}
+    conflicts = []
+    for s in found:
+        if s.spent not in spends:
+            made = snap.location(txs[s.txid].input_txid).block
+            lowest = made.height if made is not None else 0
+            spends[s.spent] = await find_chain_spend(rpc, s.spent, snap.tip.height, lowest)
+        spend = spends[s.spent]
+        if spend is None:
+            event(log, logging.WARNING, "conflict_spender_not_found", vtxo=s.exit.vtxo_id, txid=s.txid)
+        elif spend.txid != s.txid:
+            conflicts.append((s, spend))
+    return conflicts
