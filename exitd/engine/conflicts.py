@@ -76,11 +76,17 @@ def conflict_error(vtxo_id: str, state: ExitState) -> VtxoAlreadySpent:
     )
 
 
-def resumed(e: LiveExit, snap: ChainSnapshot) -> ExitState | None:
-    """A conflicted exit whose conflicting tx a reorg took out of the chain starts over; else None."""
-    if e.state.kind is not ExitStateKind.VTXO_ALREADY_SPENT or e.state.txid is None:
+def spent_outpoint(state: ExitState) -> OutPoint | None:
+    """The outpoint a conflicted exit lost."""
+    if state.kind is not ExitStateKind.VTXO_ALREADY_SPENT or state.spent_input is None:
         return None
-    if snap.is_confirmed(e.state.txid):
+    return OutPoint.from_str(state.spent_input)
+
+
+def resumed(e: LiveExit, snap: ChainSnapshot) -> ExitState | None:
+    """A conflicted exit whose lost input a reorg made unspent in the chain again starts over; else None."""
+    spent = spent_outpoint(e.state)
+    if spent is None or snap.unspent.get(spent) is not True:
         return None
     return ExitState(ExitStateKind.START, snap.tip.height)
 

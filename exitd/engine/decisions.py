@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from exitd.ark.encoding import OutPoint
 from exitd.chain.fees import Market
 from exitd.chain.view import BlockRef, ChainSnapshot, TxState
-from exitd.engine.conflicts import resumed
+from exitd.engine.conflicts import resumed, spent_outpoint
 from exitd.engine.fee_policy import (
     CHILD_VSIZE_ESTIMATE,
     FeePolicy,
@@ -92,6 +92,9 @@ def snapshot_request(
             request.spends.append(e.outpoint)
             request.utxos.append(e.outpoint)
             request.txids.append(e.txids[-1])
+        lost = spent_outpoint(e.state)
+        if lost is not None:
+            request.utxos.append(lost)
         if e.state.claimable_since is not None:
             request.heights.append(e.state.claimable_since.height)
         for claim in (e.state.claim_txid, e.state.txid):

@@ -102,7 +102,9 @@ def test_snapshot_asks_for_the_txs_their_inputs_children_in_flight_and_anchors()
     # The output each tx's next level spends (the VTXO's own for the leaf) places a tx mined unwatched.
     assert request.outputs == {"99" * 32: 3, FUNDING: 2, ROOT: 2, NODE: 2, LEAF: 0}
     assert request.spends == [OutPoint.of(ROOT, 1), OutPoint.of(NODE, 1), OutPoint.of(LEAF, 1)]
-    assert request.heights == [] and request.utxos == []
+    assert request.heights == []
+    # Each tx's input, to see a conflict spend it in the chain.
+    assert request.utxos == [OutPoint.of(FUNDING, 2), OutPoint.of(ROOT, 2), OutPoint.of(NODE, 2)]
 
 
 def test_snapshot_of_a_claimable_exit_watches_its_output_and_the_block_it_became_claimable_in() -> None:
