@@ -128,10 +128,11 @@ class ExitdClient:
         """Where VTXOs come from: the followed barkd and its last sync, or imports only."""
         return dict(self.request("GET", "/api/v1/wallet/source"))
 
-    def start_exits(self, vtxo_ids: list[str] | None) -> dict[str, Any]:
+    def start_exits(self, vtxo_ids: list[str] | None, force: bool = False) -> dict[str, Any]:
         if vtxo_ids is None:
-            return dict(self.request("POST", "/api/v1/exits/start/all", {}))
-        return dict(self.request("POST", "/api/v1/exits/start/vtxos", {"vtxos": vtxo_ids}))
+            return dict(self.request("POST", "/api/v1/exits/start/all", {"force": force}))
+        body = {"vtxos": vtxo_ids, "force": force}
+        return dict(self.request("POST", "/api/v1/exits/start/vtxos", body))
 
     def progress(self, wait: bool, fee_rate: int | None) -> dict[str, Any]:
         body = {"wait": wait, "fee_rate": fee_rate}

@@ -159,6 +159,11 @@ def _add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         sub, "start", "start exits (--all, or the given VTXOs)", "Start the unilateral exit of VTXOs."
     )
     _add_selection(start, "exit")
+    start.add_argument(
+        "--force",
+        action="store_true",
+        help="start even exits not worth it (net below dust), too late, or the wallet cannot pay for yet",
+    )
     progress = _client_command(
         sub,
         "progress",
@@ -423,7 +428,7 @@ def _import(client: ExitdClient, args: argparse.Namespace) -> Answer:
 
 
 def _start(client: ExitdClient, args: argparse.Namespace) -> Answer:
-    answer = client.start_exits(_selection(args))
+    answer = client.start_exits(_selection(args), args.force)
     return answer, console.start_text(answer)
 
 
