@@ -318,13 +318,15 @@ def start_json(report: StartReport) -> dict[str, Any]:
 
 def claim_json(claim: ClaimBroadcast) -> dict[str, Any]:
     """barkd's ExitClaimResponse, plus what the claim tx spent and paid (extra fields, so a client can say
-    what happened): `txid`, `vtxos` (the exits it claims), `amount_sat` (what they held) and `fee_sat`."""
+    what happened): `txid`, `vtxos` (the exits it claims), `amount_sat` (what they held), `fee_sat` and
+    `skipped` (each claimable exit a claim of all left out, its claim not signable here, and why)."""
     return {
         "message": "Exit claimed successfully",
         "txid": claim.txid,
         "vtxos": list(claim.vtxo_ids),
         "amount_sat": claim.amount,
         "fee_sat": claim.fee,
+        "skipped": [{"vtxo_id": e.fields["vtxo"], "reason": str(e)} for e in claim.skipped],
     }
 
 

@@ -39,6 +39,7 @@ from exitd.engine.claims import build_claim_tx, claim_input, claimable_exits
 from exitd.engine.cycle import CycleGuard, Funding, ProgressCycle
 from exitd.engine.errors import (
     CannotCancelExit,
+    ClaimMissingSignableClause,
     DustLimit,
     InvalidWalletState,
     NotExiting,
@@ -293,7 +294,9 @@ class ExitEngine:
         fee_rate: int | None,
         preimages: dict[str, bytes] | None = None,
     ) -> ClaimBroadcast:
-        """Broadcast one claim tx for the given (or all) claimable exits; returns what it spent and paid."""
+        """Broadcast one claim tx for the given (or all) claimable exits. Of all, one whose claim cannot be
+        signed here (its key not held, an HTLC preimage missing) is left out and named; given ones are
+        claimed all or none. Returns what it spent and paid."""
         async with self._changing():
             chosen = claimable_exits(self.exits, vtxo_ids)
             tip = await tip_height(self.rpc)
@@ -304,9 +307,17 @@ class ExitEngine:
                 rate = relay.raised(fee_rate)
                 for e in chosen:
                     e.raised_rate = RaisedRate.of(fee_rate, relay)
-            inputs = [
-                await claim_input(self.vtxos, e.vtxo_id, (preimages or {}).get(e.vtxo_id)) for e in chosen
-            ]
+            inputs = []
+            skipped: list[ClaimMissingSignableClause] = []
+            for e in list(chosen):
+                try:
+                    inputs.append(await claim_input(self.vtxos, e.vtxo_id, (preimages or {}).get(e.vtxo_id)))
+                except ClaimMissingSignableClause as error:
+                    if vtxo_ids is not None or len(skipped) + 1 == len(chosen):
+                        raise
+                    skipped.append(error)
+                    chosen.remove(e)
+                    event(log, logging.WARNING, "claim_skipped", vtxo=e.vtxo_id, error=str(error))
             tx, fee = build_claim_tx(inputs, destination, rate, tip)
             await self.store.check_leader()  # a deposed leader's claim would race the new leader's
             await self.desk.crash_point("before_claim_broadcast")
@@ -327,7 +338,9 @@ class ExitEngine:
                 for e in chosen
             ]
             await persist_states(self.store, in_progress)
-            return ClaimBroadcast(txid, tuple(e.vtxo_id for e in chosen), sum(i.amount for i in inputs), fee)
+            return ClaimBroadcast(
+                txid, tuple(e.vtxo_id for e in chosen), sum(i.amount for i in inputs), fee, tuple(skipped)
+            )
 
     # Fee estimate (barkd 0.6.0).
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from bitcoin.core import b2lx
 
-from exitd.regtest.forge import Forge, ForgedVtxo
+from exitd.regtest.forge import Forge, ForgedVtxo, UserKey
 from exitd.regtest.node import RegtestNode
 from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.exits import (
@@ -148,7 +148,8 @@ def test_a_conflicting_spend_ends_the_exit_and_a_reorg_taking_it_out_resumes_it(
         competitor = forge.competing_spend(board, node.miner_address())  # the forge holds both keys
         conflict = b2lx(competitor.GetTxid())
         node.rpc("generateblock", node.miner_address(), [competitor.serialize().hex()])
-        ended = progress(proc)["exits"][0]
+        progress(proc)
+        ended = exit_of(proc, vtxo_id)
         assert ended["state"]["type"] == "vtxo-already-spent"
         assert ended["error"]["spent_by"] == conflict
         assert ended["error"]["spent_input"] == str(board.vtxo.anchor_point)
@@ -157,12 +158,14 @@ def test_a_conflicting_spend_ends_the_exit_and_a_reorg_taking_it_out_resumes_it(
         assert vtxo_state(proc, vtxo_id) == "spent"
         for _ in range(2):  # nothing is sent for it again
             node.mine(1)
-            assert progress(proc)["exits"][0]["state"]["type"] == "vtxo-already-spent"
+            progress(proc)
+            assert exit_of(proc, vtxo_id)["state"]["type"] == "vtxo-already-spent"
         assert child_statuses(proc) == {child: "abandoned"}
         assert proc.log_text().count(" exit_conflicted ") == 1
 
         node.rpc("invalidateblock", node.rpc("getblockhash", node.height() - 2))  # the conflict's block
-        resumed = progress(proc)["exits"][0]
+        progress(proc)
+        resumed = exit_of(proc, vtxo_id)
         assert resumed["state"]["type"] not in ("vtxo-already-spent", "canceled"), resumed
         assert resumed["error"] is None or resumed["error"]["type"] != "vtxo-already-spent"
         assert vtxo_state(proc, vtxo_id) == "locked"
@@ -183,3 +186,31 @@ def vtxo_state(proc: DaemonProcess, vtxo_id: str) -> str:
     status, body = proc.request("GET", f"/api/v1/wallet/vtxos/{vtxo_id}")
     assert status == 200, body
     return str(body["state"]["type"])
+
+
+def exit_of(proc: DaemonProcess, vtxo_id: str) -> dict[str, Any]:
+    status, body = proc.request("GET", f"/api/v1/exits/status/vtxo/{vtxo_id}")
+    assert status == 200, body
+    return dict(body)
+
+
+def test_claim_all_claims_what_it_can_sign_and_names_the_exit_it_left_out(
+    daemon: DaemonProcess, bitcoind: RegtestNode
+) -> None:
+    fund_wallet(daemon, bitcoind, coins=2)
+    forge = Forge(bitcoind)
+    ours, foreign = forge.board(50_000, owned(daemon, 0)), forge.board(50_000, UserKey.generate())
+    status, imported = daemon.request(
+        "POST", "/api/v1/wallet/import-vtxo", {"vtxos": [ours.hex, foreign.hex]}
+    )
+    assert status == 200, imported
+    ours_id, foreign_id = (v["id"] for v in imported)
+    status, body = daemon.request("POST", "/api/v1/exits/start/vtxos", {"vtxos": [ours_id, foreign_id]})
+    assert status == 200, body
+    advance_until(daemon, bitcoind, all_in("claimable"))
+    status, body = daemon.request(
+        "POST", "/api/v1/exits/claim/all", {"destination": bitcoind.miner_address()}
+    )
+    assert status == 200, body
+    assert foreign_id in body["message"] and "does not hold the VTXO's user key" in body["message"]
+    assert states(daemon) == {ours_id: "claim-in-progress", foreign_id: "claimable"}
