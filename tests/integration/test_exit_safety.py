@@ -212,5 +212,7 @@ def test_claim_all_claims_what_it_can_sign_and_names_the_exit_it_left_out(
         "POST", "/api/v1/exits/claim/all", {"destination": bitcoind.miner_address()}
     )
     assert status == 200, body
-    assert foreign_id in body["message"] and "does not hold the VTXO's user key" in body["message"]
+    (skipped,) = body["skipped"]
+    assert skipped["vtxo_id"] == foreign_id and "does not hold the VTXO's user key" in skipped["reason"]
+    assert body["vtxos"] == [ours_id]
     assert states(daemon) == {ours_id: "claim-in-progress", foreign_id: "claimable"}
