@@ -28,12 +28,14 @@ def owned(daemon: DaemonProcess, index: int) -> UserKey:
     return UserKey.from_secret(daemon_keychain(daemon).seckey(index))
 
 
-def import_and_start(daemon: DaemonProcess, hexes: list[str]) -> list[str]:
+def import_and_start(daemon: DaemonProcess, hexes: list[str], force: bool = True) -> list[str]:
+    """Import and start, forced past admission by default (tests of the exit's course fund the wallet when
+    they need to; tests/integration/test_exit_safety.py tests admission itself)."""
     status, imported = daemon.request("POST", "/api/v1/wallet/import-vtxo", {"vtxos": hexes})
     assert status == 200, imported
     ids = [v["id"] for v in imported]
     assert all(v["key_held"] for v in imported)
-    status, body = daemon.request("POST", "/api/v1/exits/start/vtxos", {"vtxos": ids})
+    status, body = daemon.request("POST", "/api/v1/exits/start/vtxos", {"vtxos": ids, "force": force})
     assert status == 200 and body["message"] == "Exit started successfully", body
     assert body["started"] == ids, body
     return ids
