@@ -144,7 +144,7 @@ def run_sync(url: str, work: Callable[[sa.Connection], T]) -> T:
 
 def alembic_config(url: str) -> AlembicConfig:
     cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(resources.files("migrations")))
+    cfg.set_main_option("script_location", str(resources.files("exitd.store.migrations")))
     # Given as an attribute, not a main option: the ini-style options interpolate '%' (URL-quoted passwords).
     cfg.attributes["url"] = url
     return cfg

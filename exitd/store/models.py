@@ -1,4 +1,4 @@
-"""Tables. The schema changes only through alembic revisions in `migrations/versions/`."""
+"""Tables. The schema changes only through alembic revisions in `exitd/store/migrations/versions/`."""
 
 from __future__ import annotations
 
