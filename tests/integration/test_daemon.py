@@ -44,12 +44,18 @@ def test_bad_auth_is_401(daemon: DaemonProcess, header: bool | str, why: str) ->
     assert daemon.token not in body["message"]
 
 
-def test_fee_rates_shape(daemon: DaemonProcess) -> None:
+def test_fee_rates_shape(daemon: DaemonProcess, bitcoind: RegtestNode) -> None:
     status, body = daemon.request("GET", "/api/v1/fees/onchain")
     assert status == 200
     assert set(body) == {"fast_sat_per_vb", "regular_sat_per_vb", "slow_sat_per_vb"}
-    # regtest has no estimates: the configured fallback (2000 sat/kvB) stands in.
-    assert body == {"fast_sat_per_vb": 2, "regular_sat_per_vb": 2, "slow_sat_per_vb": 2}
+    # What the node estimates for 1, 3 and 6 blocks, rounded up to sat/vB; the configured fallback
+    # (2000 sat/kvB) where it has none (a fresh regtest chain); a longer target never costs more.
+    expected = []
+    for blocks in (1, 3, 6):
+        feerate = bitcoind.rpc("estimatesmartfee", blocks, "economical").get("feerate")
+        expected.append(-(-int(feerate * 100_000_000) // 1000) if feerate is not None else 2)
+    expected = [min(expected[: i + 1]) for i in range(3)]
+    assert [body["fast_sat_per_vb"], body["regular_sat_per_vb"], body["slow_sat_per_vb"]] == expected
 
 
 def test_unknown_route_and_ark_server_routes(daemon: DaemonProcess) -> None:
