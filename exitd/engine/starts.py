@@ -22,7 +22,7 @@ from exitd.engine.model import LiveExit, TrackedTx
 from exitd.engine.states import ExitState, ExitStateKind
 from exitd.log import event, get_logger
 from exitd.store.vtxos import StoredVtxo
-from exitd.wallet.policy import dust_threshold
+from exitd.wallet.mempool_rules import dust_threshold
 from exitd.wallet.vtxos import VtxoBook, spent_reason
 
 log = get_logger("engine")

@@ -32,7 +32,7 @@ from exitd.chain.fees import fee_at_rate
 from exitd.wallet.coinselection import P2TR_KEY_PATH_INPUT_WEIGHT, Coin, select_coins
 from exitd.wallet.errors import AmountBelowDust, InsufficientFunds
 from exitd.wallet.keys import Bip86Account
-from exitd.wallet.policy import (
+from exitd.wallet.mempool_rules import (
     MAX_BIP125_RBF_SEQUENCE,
     MAX_STANDARD_TX_WEIGHT,
     TRUC_CHILD_MAX_VSIZE,

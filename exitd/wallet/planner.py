@@ -37,7 +37,7 @@ from exitd.ark.script import p2tr_script
 from exitd.wallet.builder import Draft, package_fee, plan_fan_out, wallet_tx_vsize
 from exitd.wallet.coinselection import Coin
 from exitd.wallet.errors import InsufficientFunds
-from exitd.wallet.policy import dust_threshold
+from exitd.wallet.mempool_rules import dust_threshold
 
 # Every output of the wallet is P2TR, all of one size: plans are sized with this script, and the wallet
 # gives each output of a split a fresh one of its own.

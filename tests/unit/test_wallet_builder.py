@@ -28,7 +28,7 @@ from exitd.wallet.builder import (
 from exitd.wallet.coinselection import select_coins
 from exitd.wallet.errors import AmountBelowDust, InsufficientFunds
 from exitd.wallet.keys import Bip86Account, Keychain
-from exitd.wallet.policy import TRUC_CHILD_MAX_VSIZE, dust_threshold
+from exitd.wallet.mempool_rules import TRUC_CHILD_MAX_VSIZE, dust_threshold
 from exitd.wallet.seed import master_fingerprint
 from tests.support.wallet import ABANDON_ABOUT, ACCOUNT, DESTINATION, coin, zero_fee_parent
 
