@@ -4,9 +4,6 @@ and how the records of children follow the chain."""
 
 from __future__ import annotations
 
-from bitcoin.core import CMutableTransaction, COutPoint, CTxIn, CTxOut, lx
-from bitcoin.core.script import CScript
-
 from exitd.ark.encoding import OutPoint
 from exitd.chain.fees import Market, RelayPolicy
 from exitd.chain.view import BlockRef, ChainSnapshot, MempoolPackage, TxLocation, TxState
@@ -24,56 +21,24 @@ from exitd.engine.decisions import (
     tx_targets,
 )
 from exitd.engine.fee_policy import CHILD_VSIZE_ESTIMATE, FeePolicy
-from exitd.engine.model import ChildRecord, ChildSource, ChildStatus, ExitBook, LiveExit, TrackedTx
+from exitd.engine.model import ChildStatus
 from exitd.engine.states import ExitState, ExitStateKind, ExitTxStatus, TxStatusKind
 from exitd.wallet.planner import PlannedTx
+from tests.support.exit_book import (
+    FUNDING,
+    LEAF,
+    NODE,
+    ROOT,
+    TIP,
+    book_of_one_chain,
+    child,
+    confirmed_at,
+    live,
+    tracked,
+)
 
-ROOT, NODE, LEAF = "aa" * 32, "bb" * 32, "cc" * 32
-FUNDING = "dd" * 32  # the round tx the root spends
-TIP = BlockRef(500, "55" * 32)
 POLICY = FeePolicy()
 TIP_SNAP = ChainSnapshot(TIP)
-
-
-def tracked(txid: str, input_txid: str, vsize: int = 150) -> TrackedTx:
-    """A stand-in exit tx spending output 2 of `input_txid` (its raw bytes serve only that)."""
-    raw = CMutableTransaction([CTxIn(COutPoint(lx(input_txid), 2))], [CTxOut(0, CScript())]).serialize()
-    return TrackedTx(txid, raw, vsize, input_txid, 1)
-
-
-def book_of_one_chain() -> ExitBook:
-    book = ExitBook()
-    book.txs = {ROOT: tracked(ROOT, FUNDING), NODE: tracked(NODE, ROOT), LEAF: tracked(LEAF, NODE)}
-    return book
-
-
-def live(
-    vtxo: str,
-    txids: list[str],
-    state: ExitState | None = None,
-    amount: int = 100_000,
-    expiry_height: int = 100_000,
-) -> LiveExit:
-    e = LiveExit(
-        f"{vtxo}:0",
-        amount,
-        expiry_height,
-        txids,
-        state or ExitState(ExitStateKind.PROCESSING, TIP.height),
-        "user",
-        0,
-    )
-    e.claim_delay, e.claim_locktime = 12, None
-    return e
-
-
-def child(txid: str, parent: str, status: ChildStatus, fee: int = 600, ours: bool = True) -> ChildRecord:
-    source = ChildSource.WALLET if ours else ChildSource.NETWORK
-    return ChildRecord(txid, parent, b"", fee, 150, 2000, source, status)
-
-
-def confirmed_at(height: int) -> TxLocation:
-    return TxLocation(TxState.CONFIRMED, BlockRef(height, f"{height:064x}"))
 
 
 def where(locations: dict[str, TxLocation]) -> ChainSnapshot:
