@@ -2,7 +2,11 @@
 
 No tx index is needed. A tx is confirmed where the locator (exitd.chain.locator) saw it in a block; else
 it is in the mempool if getmempoolentry knows it; else, for a tx mined before exitd watched it, the UTXO
-set places it through one of its outputs still unspent (`outputs`). An idle cycle costs one batched round
+set places it through one of its outputs still unspent (`outputs`); else, when a tx spending one of its
+outputs is confirmed (`inputs`), it is confirmed too, at or below that block: a middle level of a chain
+mined before exitd watched it has no output left unspent, and this places it without a tx index. That
+placement is made again every snapshot, never stored, so a reorg taking the spender out takes it out too.
+An idle cycle costs one batched round
 trip whatever the number of exits: the tracked txs' mempool entries, the hints' and VTXOs' UTXOs, the
 mempool spenders of every anchor, the block hashes the engine re-checks for reorgs, and last the tip (so
 that a tx that left the mempool for a block is in a block at or below it). A second one asks for the
@@ -12,7 +16,7 @@ one more (several, or a reorg). The engine decides from this snapshot alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -35,6 +39,8 @@ class TxState(Enum):
 class TxLocation:
     state: TxState
     block: BlockRef | None = None
+    # Confirmed because a tx spending it is, at that tx's block: mined there or in an earlier block.
+    inferred: bool = False
 
 
 NOT_FOUND = TxLocation(TxState.NOT_FOUND)
@@ -90,10 +96,12 @@ class ChainView:
         heights: Iterable[int] = (),
         utxos: Iterable[OutPoint] = (),
         outputs: Mapping[str, int] | None = None,
+        inputs: Mapping[str, Collection[str]] | None = None,
     ) -> ChainSnapshot:
         """Where `txids` are, mempool spenders of `spent_outpoints`, hashes at `heights`, and whether
         `utxos` are unspent in the chain (mempool ignored). `outputs`: an output index of some of
-        `txids` that the UTXO set may still hold, to place a tx mined before exitd watched it."""
+        `txids` that the UTXO set may still hold, to place a tx mined before exitd watched it. `inputs`:
+        for some of `txids`, the ones of `txids` it spends, confirmed wherever it is."""
         async with self.locator.lock:
             await self.locator.load()
             try:
@@ -104,6 +112,7 @@ class ChainView:
                     list(dict.fromkeys(utxos)),
                     outputs or {},
                 )
+                _confirm_inputs(snap, inputs or {})
             except BlocksPruned as e:
                 self.blocked = e
                 raise
@@ -185,6 +194,25 @@ class ChainView:
                 snap.txs[txid] = NOT_FOUND
         await locator.flush()
         return snap
+
+
+def _confirm_inputs(snap: ChainSnapshot, inputs: Mapping[str, Collection[str]]) -> None:
+    """Places every tx a confirmed tx spends that the chain did not place otherwise, at the lowest block
+    of its confirmed spenders (it is mined there or below), down the whole chain of `inputs`."""
+    changed = True
+    while changed:
+        changed = False
+        for txid, parents in inputs.items():
+            block = snap.location(txid).block
+            if block is None:
+                continue
+            for parent in parents:
+                location = snap.txs.get(parent)
+                if location is None or location.state is TxState.MEMPOOL:
+                    continue
+                if location.block is None or (location.inferred and location.block.height > block.height):
+                    snap.txs[parent] = TxLocation(TxState.CONFIRMED, block, inferred=True)
+                    changed = True
 
 
 def _mined_heights(

@@ -113,8 +113,8 @@ class ChildLearner:
         wanted: dict[str, list[TrackedTx]] = {}
         for tracked in self.book.txs.values():
             loc = snap.txs.get(tracked.txid)
-            if loc is None or loc.state is not TxState.CONFIRMED or loc.block is None:
-                continue
+            if loc is None or loc.state is not TxState.CONFIRMED or loc.block is None or loc.inferred:
+                continue  # an inferred block is a spender's: the tx's own child is not in it
             if any(
                 c.status is ChildStatus.CONFIRMED and c.block == loc.block for c in tracked.children.values()
             ):

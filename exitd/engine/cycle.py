@@ -120,7 +120,7 @@ class ProgressCycle:
             return self.book.report()
         request = snapshot_request(watched, self.book.txs, guarded)
         snap = await self.view.snapshot(
-            request.txids, request.spends, request.heights, request.utxos, request.outputs
+            request.txids, request.spends, request.heights, request.utxos, request.outputs, request.inputs
         )
         self.last_tip = snap.tip
         for e in watched:

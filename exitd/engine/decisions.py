@@ -36,6 +36,8 @@ from exitd.wallet.planner import PlannedTx
 
 # A claim this deep is final enough: no more questions about it.
 FINAL_DEPTH = 100
+# The claim's output that places it when mined before exitd watched it: exitd's claims have this one only.
+CLAIM_VOUT = 0
 # The states in which the VTXO's own output is watched (its claim, or its spend by someone else).
 _OUTPUT_WATCHED = (
     ExitStateKind.AWAITING_DELTA,
@@ -55,6 +57,9 @@ class SnapshotRequest:
     utxos: list[OutPoint] = field(default_factory=list)
     # An output of a tx the UTXO set may still hold: where it was mined, if before exitd watched it.
     outputs: dict[str, int] = field(default_factory=dict)
+    # The txs each tx spends (exit tx: its input; CPFP child: its parent; claim: the leaf), which are
+    # confirmed where it is even if their outputs are all spent.
+    inputs: dict[str, set[str]] = field(default_factory=dict)
 
 
 def is_watched(e: LiveExit, tip: BlockRef | None) -> bool:
@@ -83,7 +88,11 @@ def snapshot_request(
                 tracked = txs[txid]
                 request.outputs[tracked.input_txid] = tracked.input_vout
                 request.txids += [txid, tracked.input_txid]
-                request.txids += [c.txid for c in tracked.children.values() if c.status.in_flight]
+                request.inputs.setdefault(txid, set()).add(tracked.input_txid)
+                for c in tracked.children.values():
+                    if c.status.in_flight:
+                        request.txids.append(c.txid)
+                        request.inputs.setdefault(c.txid, set()).add(txid)
                 request.spends.append(tracked.anchor)
                 request.utxos.append(tracked.spent)
         if kind is ExitStateKind.AWAITING_DELTA and e.state.claimable_height is not None:
@@ -100,6 +109,8 @@ def snapshot_request(
         for claim in (e.state.claim_txid, e.state.txid):
             if claim:
                 request.txids.append(claim)
+                request.outputs.setdefault(claim, CLAIM_VOUT)
+                request.inputs.setdefault(claim, set()).add(e.txids[-1])
     return request
 
 

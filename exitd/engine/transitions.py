@@ -205,6 +205,10 @@ def claim_next(state: ExitState, facts: ExitFacts) -> ExitState:
             claimable_since=state.claimable_since,
             claim_txid=txid,
         )
+    if state.kind is ExitStateKind.CLAIMED and not facts.vtxo_unspent:
+        # Mined before exitd watched it and its outputs spent since (a datadir upgraded from a tx index):
+        # nothing places the claim, but the VTXO's output is spent in the chain, so it stays claimed.
+        return state
     # Dropped from the mempool (or reorged out and not re-accepted): claimable again.
     return claimable_next(
         ExitState(ExitStateKind.CLAIMABLE, facts.tip.height, claimable_since=state.claimable_since), facts

@@ -172,6 +172,65 @@ async def test_a_tx_left_in_a_stale_block_is_not_found(private_bitcoind: Regtest
         await rpc.close()
 
 
+def spend_whole(node: RegtestNode, txid: str, btc: str) -> str:
+    """A tx spending `txid`'s (mined) output of `btc` to one output: nothing of it is left in the UTXO
+    set once this one is mined."""
+    vout = next(o["n"] for o in node.find_tx(txid)["vout"] if o["value"] == Decimal(btc))
+    paid = str(Decimal(btc) - Decimal("0.0001"))
+    unsigned = node.rpc(
+        "createrawtransaction", [{"txid": txid, "vout": vout}], [{node.miner_address(): paid}]
+    )
+    signed = node.rpc("signrawtransactionwithwallet", unsigned, wallet="miner")["hex"]
+    return str(node.rpc("sendrawtransaction", signed))
+
+
+@pytest.mark.parametrize("private_bitcoind", [NodeFlavor.PLAIN], indirect=True, ids=["plain"])
+async def test_a_tx_whose_outputs_are_all_spent_is_confirmed_through_its_spender(
+    private_bitcoind: RegtestNode,
+) -> None:
+    """A chain mined before exitd watched it, whose middle tx has no output left: the middle is confirmed
+    at (or below) its confirmed spender's block, and only while that spender is in the chain."""
+    node = private_bitcoind
+    node.fund_miner()
+    top = spend(node, "1")
+    node.mine(1)
+    middle = spend_whole(node, top, "1")
+    (middle_block,) = node.mine(1)
+    leaf = spend_whole(node, middle, "0.9999")
+    (leaf_block,) = node.mine(1)
+    node.mine(1)
+    rpc = BitcoinRpc(node.rpc_url, RpcCredentials(cookie_file=node.cookie_file))
+    try:
+        view = ChainView(rpc)
+        txids, outputs = [top, middle, leaf], {leaf: 0}
+        snap = await view.snapshot(txids, outputs=outputs)
+        assert snap.location(middle).state is TxState.NOT_FOUND  # told nothing of what spends what
+        inputs = {leaf: {middle}, middle: {top}}
+        snap = await view.snapshot(txids, outputs=outputs, inputs=inputs)
+        assert snap.location(leaf).block is not None and snap.location(leaf).block.hash == leaf_block
+        assert not snap.location(leaf).inferred
+        for txid in (middle, top):  # mined at or below the leaf's block, which is what is known
+            assert snap.location(txid).state is TxState.CONFIRMED and snap.location(txid).inferred
+            assert snap.location(txid).block == snap.location(leaf).block
+        assert view.locator.blocks_read == 0
+        # The leaf's block leaves the chain: the middle is placed through it no more; with the middle's
+        # block gone too, both are back in the mempool.
+        node.rpc("invalidateblock", leaf_block)
+        snap = await view.snapshot(txids, outputs=outputs, inputs=inputs)
+        assert snap.location(leaf).state is TxState.MEMPOOL
+        assert snap.location(middle).state is TxState.NOT_FOUND
+        node.rpc("invalidateblock", middle_block)
+        snap = await view.snapshot(txids, outputs=outputs, inputs=inputs)
+        assert snap.location(leaf).state is TxState.MEMPOOL and snap.location(middle).state is TxState.MEMPOOL
+        (mined,) = node.mine(1)
+        snap = await view.snapshot(txids, outputs=outputs, inputs=inputs)
+        for txid in (leaf, middle):  # seen in the block this time
+            assert snap.location(txid).block is not None and snap.location(txid).block.hash == mined
+            assert not snap.location(txid).inferred
+    finally:
+        await rpc.close()
+
+
 @pytest.mark.parametrize("private_bitcoind", [NodeFlavor.PRUNED], indirect=True, ids=["pruned"])
 async def test_blocks_pruned_while_exitd_was_down_are_named(
     private_bitcoind: RegtestNode, tmp_path: Path

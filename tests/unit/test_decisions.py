@@ -70,6 +70,16 @@ def test_snapshot_asks_for_the_txs_their_inputs_children_in_flight_and_anchors()
     assert request.heights == []
     # Each tx's input, to see a conflict spend it in the chain.
     assert request.utxos == [OutPoint.of(FUNDING, 2), OutPoint.of(ROOT, 2), OutPoint.of(NODE, 2)]
+    # What each spends, so that a tx whose outputs are all spent is confirmed through its spender.
+    assert request.inputs == {ROOT: {FUNDING}, NODE: {ROOT}, LEAF: {NODE}, "01" * 32: {ROOT}}
+
+
+def test_snapshot_of_a_claimed_exit_places_its_claim_through_its_output_and_the_leaf_through_it() -> None:
+    state = ExitState(ExitStateKind.CLAIMED, 490, claimable_since=TIP, txid="c1" * 32, block=TIP)
+    e = live("0e" * 32, [ROOT, NODE, LEAF], state)
+    request = snapshot_request([e], book_of_one_chain().txs)
+    assert request.outputs["c1" * 32] == 0 and request.inputs == {"c1" * 32: {LEAF}}
+    assert {LEAF, "c1" * 32} <= set(request.txids)
 
 
 def test_snapshot_of_a_claimable_exit_watches_its_output_and_the_block_it_became_claimable_in() -> None:

@@ -159,6 +159,16 @@ def test_claim_follows_its_tx_and_falls_back_when_dropped() -> None:
     assert back.kind is ExitStateKind.CLAIMABLE and back.claimable_since == BLOCK
 
 
+def test_a_claim_that_nothing_places_stays_claimed_while_the_vtxo_output_is_spent_in_the_chain() -> None:
+    """A claim mined before exitd watched it whose output was spent since (an upgraded datadir)."""
+    claimed = ExitState(ExitStateKind.CLAIMED, 200, claimable_since=BLOCK, txid="cc" * 32, block=TIP)
+    assert claim_next(claimed, exit_facts(claim_location=NOT_FOUND, vtxo_unspent=False)) == claimed
+    # A claim in progress that is nowhere is not taken for mined on that ground: a conflict's spend is.
+    state = ExitState(ExitStateKind.CLAIM_IN_PROGRESS, 200, claimable_since=BLOCK, claim_txid="cc" * 32)
+    back = claim_next(state, exit_facts(claim_location=NOT_FOUND, vtxo_unspent=False))
+    assert back.kind is ExitStateKind.CLAIMABLE
+
+
 def test_parent_left_alone_in_the_mempool_gets_a_new_child() -> None:
     status, action = next_tx_status(facts(MEMPOOL, spender=None), 2000)
     assert status.kind is TxStatusKind.NEEDS_SIGNED_PACKAGE
