@@ -34,6 +34,7 @@ from exitd.regtest.forge import (
 )
 from exitd.regtest.node import RegtestError, RegtestNode
 from exitd.wallet.keys import VtxoKeychain
+from tests.support.barkd_schema import assert_valid
 from tests.support.daemon import DaemonProcess
 
 FEE_RATE = 3  # sat/vB
@@ -192,8 +193,14 @@ def test_forged_vtxos_import_over_rest_and_list(daemon: DaemonProcess, forge: Fo
             "chain_anchor": str(vtxo.anchor_point),
             "exit_depth": vtxo.exit_depth,
             "state": {"type": "spendable"},
+            # exitd's extras, which barkd's WalletVtxoInfo (no additionalProperties: false) allows.
             "key_held": f.user.pubkey in held,
+            "source": "import",
+            "protected": False,
+            "seen": None,
+            "gone_at": None,
         }
+        assert_valid(info, "WalletVtxoInfo")
     assert sum(info["key_held"] for info in imported) == 4
     assert {i["policy_type"] for i in imported} == {"pubkey", "server-htlc-send-v1", "server-htlc-receive-v1"}
     status, listed = daemon.request("GET", "/api/v1/wallet/vtxos")
