@@ -55,6 +55,8 @@ class AlertEvent(StrEnum):
     VTXO_NOT_WORTH_EXITING = "vtxo-not-worth-exiting"
     # An exit tx's input was spent by a tx not part of the exit: the exit ends (exitd/engine/conflicts.py).
     EXIT_CONFLICTED = "exit-conflicted"
+    # Auto-claim would pay more fee than the exits hold (exitd/engine/guard.py): it is not tried again.
+    CLAIM_COSTS_MORE_THAN_OUTPUT = "claim-costs-more-than-output"
 
     @property
     def level(self) -> int:
@@ -68,6 +70,7 @@ class AlertEvent(StrEnum):
             AlertEvent.BARKD_SPENT_EXITING_VTXO,
             AlertEvent.VTXO_NOT_WORTH_EXITING,
             AlertEvent.EXIT_CONFLICTED,
+            AlertEvent.CLAIM_COSTS_MORE_THAN_OUTPUT,
         ):
             return logging.WARNING
         return logging.INFO

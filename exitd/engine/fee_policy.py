@@ -111,6 +111,25 @@ def claim_rate(estimate: int, next_block: int | None, max_rate: int) -> int:
     return min(rate, max_rate)
 
 
+# What bitcoind answers when it refuses a tx for its fee (validation.cpp, policy/rbf.cpp).
+FEE_REFUSALS = ("min relay fee not met", "mempool min fee not met", "insufficient fee")
+
+
+def refused_for_fee(message: str) -> bool:
+    """Whether a refused broadcast would be accepted at a higher fee (and only then)."""
+    return any(reason in message for reason in FEE_REFUSALS)
+
+
+def repriced_claim_rate(rate: int, relay: RelayPolicy, refused_rate: int | None) -> int:
+    """The rate of a claim whose last broadcast at `refused_rate` (None: none was refused) was refused for
+    its fee: the market's `rate`, raised to the node's floor now, and at least the incremental relay fee
+    above the refused rate, so a retry is never the refused tx again byte for byte."""
+    rate = relay.raised(rate)
+    if refused_rate is not None:
+        rate = max(rate, refused_rate + relay.incremental)
+    return rate
+
+
 def exit_fee_estimate(rate: int, vsizes: Iterable[int]) -> int:
     """The CPFP fees of broadcasting exit txs of these vsizes at `rate` sat/kvB, one package each."""
     return sum(fee_at_rate(rate, vsize + CHILD_VSIZE_ESTIMATE) for vsize in vsizes)

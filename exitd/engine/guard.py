@@ -36,9 +36,12 @@ from. The guard starts that VTXO's exit (started_by foreign-broadcast); the engi
 chain is, adopting others' children, and a chain already fully confirmed goes straight to awaiting-delta.
 
 Auto-claim. With guard.claim_address set ("wallet": a new address of exitd's own wallet each time),
-claimable exits are claimed in one batch per cycle at fee_policy.claim_rate, at most guard.claim_max_rate.
-An exit whose claim cannot be signed here (the key is not held, an HTLC preimage is missing) is left to
-a claim request.
+claimable exits are claimed in one batch per cycle at fee_policy.claim_rate, at most guard.claim_max_rate
+(raised to the node's floor). An exit whose claim cannot be signed here (the key is not held, an HTLC
+preimage is missing) is left to a claim request. A claim the node refuses for its fee is tried again on a
+later block only, repriced from the market then and above the refused rate (fee_policy.repriced_claim_rate),
+never sent again as it was. A claim whose fee leaves no non-dust output is not tried again: one
+`claim-costs-more-than-output` alert names the figures.
 
 guard.enabled = false turns off all three; the alerts about exits (exitd.engine.alerts) remain.
 """
@@ -56,12 +59,13 @@ from bitcoin.core import b2lx
 
 from exitd.ark.exit_tx import build_exit_chain
 from exitd.ark.weight import tx_vsize
-from exitd.chain.fees import PACKAGE_ROOM, FeeRates, Market
+from exitd.chain.fees import PACKAGE_ROOM, FeeRates, Market, RelayPolicy
 from exitd.chain.rpc import RpcError
 from exitd.chain.view import ChainSnapshot, TxState
 from exitd.engine.admission import Refusal
 from exitd.engine.alerts import AlertEvent, Alerts
 from exitd.engine.errors import (
+    ClaimFeeExceedsOutput,
     ClaimMissingSignableClause,
     ExitError,
     FeeBudgetExceeded,
@@ -74,6 +78,8 @@ from exitd.engine.fee_policy import (
     claim_rate,
     exit_fee_estimate,
     fee_budget,
+    refused_for_fee,
+    repriced_claim_rate,
 )
 from exitd.engine.model import LiveExit
 from exitd.engine.outcomes import ClaimBroadcast, StartReport
@@ -152,6 +158,15 @@ class GuardPlan:
 
     starts: tuple[GuardStart, ...] = ()
     claims: tuple[str, ...] = ()
+    tip: int = 0
+
+
+@dataclass(frozen=True)
+class FeeRefusal:
+    """An auto-claim the node refused for its fee: at which tip, at which rate (sat/kvB)."""
+
+    tip: int
+    rate: int
 
 
 class AddressSource(Protocol):
@@ -164,6 +179,8 @@ class FeeSource(Protocol):
     async def rates(self) -> FeeRates: ...
 
     async def market(self, blocks: Iterable[int], next_block: int | None = None) -> Market: ...
+
+    async def relay(self) -> RelayPolicy: ...
 
 
 class ExitsView(Protocol):
@@ -293,6 +310,8 @@ class Guard:
         self._plan = GuardPlan()
         self._due = asyncio.Event()
         self._unclaimable: set[str] = set()
+        # Auto-claims refused for their fee, by VTXO id: retried on a later block, above the refused rate.
+        self._fee_refused: dict[str, FeeRefusal] = {}
 
     def prime(self) -> None:
         """After the engine loaded its exits: those already claimable or claimed were announced before."""
@@ -324,9 +343,10 @@ class Guard:
             return
         starts = self._foreign_starts(snap)
         starts += await self._expiry_starts(snap, {s.vtxo_id for s in starts})
-        claims = self._claimable() if self.settings.claim_address else []
+        tip = snap.tip.height
+        claims = self._claimable(tip) if self.settings.claim_address else []
         if starts or claims:
-            self._plan = GuardPlan(tuple(starts), tuple(claims))
+            self._plan = GuardPlan(tuple(starts), tuple(claims), tip)
             self._due.set()
 
     def _guarded(self) -> list[GuardedVtxo]:
@@ -464,11 +484,14 @@ class Guard:
                 )
         return starts
 
-    def _claimable(self) -> list[str]:
+    def _claimable(self, tip: int) -> list[str]:
+        """Claimable exits to claim now: not unclaimable here, and not refused for their fee at this tip."""
+        claimable = [e.vtxo_id for e in self.book.exits.values() if e.state.kind is ExitStateKind.CLAIMABLE]
+        self._fee_refused = {i: r for i, r in self._fee_refused.items() if i in claimable}
         return [
-            e.vtxo_id
-            for e in self.book.exits.values()
-            if e.state.kind is ExitStateKind.CLAIMABLE and e.vtxo_id not in self._unclaimable
+            i
+            for i in claimable
+            if i not in self._unclaimable and (i not in self._fee_refused or self._fee_refused[i].tip < tip)
         ]
 
     # The guard's task (the engine's lock is free: start and claim as a request would).
@@ -487,7 +510,7 @@ class Guard:
                 plan, self._plan = self._plan, GuardPlan()
                 try:
                     await self._start(engine, plan.starts)
-                    await self._claim(engine, list(plan.claims))
+                    await self._claim(engine, list(plan.claims), plan.tip)
                 except Exception:
                     log.exception("guard_crashed")
         finally:
@@ -525,14 +548,16 @@ class Guard:
                         blocks_left=s.expiry_height - s.tip,
                     )
 
-    async def _claim(self, engine: ExitActor, vtxo_ids: list[str]) -> None:
+    async def _claim(self, engine: ExitActor, vtxo_ids: list[str], tip: int) -> None:
         """One claim of every claimable exit; an exit whose claim cannot be signed here is left out."""
         if not vtxo_ids:
             return
+        refused = [self._fee_refused[i].rate for i in vtxo_ids if i in self._fee_refused]
         try:
             destination = await self._claim_destination()
             market = await self.fees.market([CLAIM_TARGET], next_block=PACKAGE_ROOM)
             rate = claim_rate(market.rate(CLAIM_TARGET), market.next_block, self.settings.claim_max_rate)
+            rate = repriced_claim_rate(rate, await self.fees.relay(), max(refused, default=None))
         except (RpcError, NoWallet) as e:
             event(log, logging.WARNING, "auto_claim_failed", exits=len(vtxo_ids), error=str(e))
             return
@@ -545,7 +570,27 @@ class Guard:
                 self._unclaimable.add(vtxo_id)
                 vtxo_ids.remove(vtxo_id)
                 event(log, logging.WARNING, "auto_claim_skipped", vtxo=vtxo_id, error=str(e))
-            except (ExitError, RpcError) as e:
+            except ClaimFeeExceedsOutput as e:
+                # Terminal for auto-claim: retrying each cycle would only fail again (a claim request
+                # with its own fee_rate still may).
+                self._unclaimable.update(vtxo_ids)
+                for vtxo_id in vtxo_ids:
+                    self.alerts.raise_once(
+                        AlertEvent.CLAIM_COSTS_MORE_THAN_OUTPUT,
+                        vtxo_id,
+                        "claimable",
+                        rate=rate,
+                        needed=int(e.fields["needed"]),
+                        output=int(e.fields["output"]),
+                    )
+                return
+            except RpcError as e:
+                if refused_for_fee(e.message):
+                    for vtxo_id in vtxo_ids:
+                        self._fee_refused[vtxo_id] = FeeRefusal(tip, rate)
+                event(log, logging.WARNING, "auto_claim_failed", exits=len(vtxo_ids), rate=rate, error=str(e))
+                return
+            except ExitError as e:
                 event(log, logging.WARNING, "auto_claim_failed", exits=len(vtxo_ids), error=str(e))
                 return
 

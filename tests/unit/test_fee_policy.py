@@ -24,6 +24,8 @@ from exitd.engine.fee_policy import (
     deadline_rate,
     fee_budget,
     level_target,
+    refused_for_fee,
+    repriced_claim_rate,
     slack,
 )
 
@@ -234,3 +236,21 @@ def test_a_spike_is_told_from_a_rise() -> None:
     rise = NextBlockMemory()
     rates = [4_000 + 250 * k for k in range(150)]  # 0.25 sat/vB more every block, for ever
     assert not any(rise.remember(height, rate)[1] for height, rate in enumerate(rates))
+
+
+def test_only_fee_refusals_are_repriced() -> None:
+    assert refused_for_fee("sendrawtransaction: min relay fee not met, 110 < 141")
+    assert refused_for_fee("mempool min fee not met, 141 < 1410")
+    assert refused_for_fee("insufficient fee, rejecting replacement")
+    assert not refused_for_fee("non-BIP68-final")
+    assert not refused_for_fee("bad-txns-inputs-missingorspent")
+
+
+def test_a_refused_claim_is_repriced_above_its_refused_rate_and_the_floor() -> None:
+    relay = RelayPolicy(min_relay=1000, incremental=1000, mempool_min=1000)
+    assert repriced_claim_rate(1000, relay, None) == 1000  # never refused: the market's rate
+    assert repriced_claim_rate(1000, relay, 1000) == 2000  # never the refused tx again
+    assert repriced_claim_rate(5000, relay, 1000) == 5000  # the market moved past it
+    full = RelayPolicy(min_relay=1000, incremental=1000, mempool_min=7000)
+    assert repriced_claim_rate(1000, full, None) == 7000  # the mempool floor now
+    assert repriced_claim_rate(1000, full, 7000) == 8000

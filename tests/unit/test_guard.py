@@ -4,14 +4,16 @@ which alerts a cycle raises; the guard runs here over a stand-in engine and bark
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from exitd.ark.vtxo import decode_vtxo
-from exitd.chain.fees import FeeRates
+from exitd.chain.fees import FeeRates, Market, RelayPolicy
+from exitd.chain.rpc import RpcError
 from exitd.chain.view import BlockRef, ChainSnapshot, TxLocation, TxState
 from exitd.engine.alerts import Alert, AlertEvent, Alerts, WebhookSettings
-from exitd.engine.errors import FeeBudgetExceeded, InsufficientConfirmedFunds
+from exitd.engine.errors import ClaimFeeExceedsOutput, FeeBudgetExceeded, InsufficientConfirmedFunds
 from exitd.engine.fee_policy import FeePolicy, exit_fee_estimate
 from exitd.engine.guard import (
     STALL_BLOCKS,
@@ -144,9 +146,16 @@ def vtxo_row(name: str) -> StoredVtxo:
 @dataclass
 class StubFees:
     fast: int = 2000
+    relay_policy: RelayPolicy = field(default_factory=lambda: RelayPolicy(1000, 1000, 1000))
 
     async def rates(self) -> FeeRates:
         return FeeRates(self.fast, self.fast, self.fast, True)
+
+    async def market(self, blocks: Iterable[int], next_block: int | None = None) -> Market:
+        return Market(self.relay_policy, dict.fromkeys(blocks, self.fast), True)
+
+    async def relay(self) -> RelayPolicy:
+        return self.relay_policy
 
 
 @dataclass
@@ -189,7 +198,7 @@ class StubEngine:
         raise AssertionError("no test here claims")
 
 
-def make_guard(engine: StubEngine, rows: list[StoredVtxo], **settings: int) -> Guard:
+def make_guard(engine: StubEngine, rows: list[StoredVtxo], **settings: Any) -> Guard:
     alerts = Alerts(WebhookSettings("http://127.0.0.1:9/hook"))
     return Guard(
         engine.book,
@@ -334,3 +343,57 @@ async def test_exits_loaded_claimed_are_not_announced_again() -> None:
     guard.prime()
     await cycle(guard, snapshot(121))
     assert alerts_of(guard) == []
+
+
+@dataclass
+class ClaimingEngine(StubEngine):
+    """Claims recorded as (vtxo ids, rate), each answered by the next error given (none: broadcast)."""
+
+    errors: list[Exception] = field(default_factory=list)
+    claims: list[tuple[list[str], int | None]] = field(default_factory=list)
+
+    async def claim(
+        self, vtxo_ids: Sequence[str], destination: bytes, fee_rate: int | None
+    ) -> ClaimBroadcast:
+        self.claims.append((list(vtxo_ids), fee_rate))
+        if self.errors:
+            raise self.errors.pop(0)
+        return ClaimBroadcast("99" * 32, tuple(vtxo_ids), 10_000, 500, ())
+
+
+CLAIM_ADDRESS = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
+
+
+def claimable_engine(errors: list[Exception]) -> tuple[ClaimingEngine, str]:
+    engine = ClaimingEngine(errors=errors)
+    vtxo_id = vtxo_row("board_vtxo").vtxo_id
+    claimable = ExitState(ExitStateKind.CLAIMABLE, 120, claimable_since=BLOCK)
+    engine.exits[vtxo_id] = LiveExit(vtxo_id, 10_000, 101010, list(TXIDS[:1]), claimable, "user", 0)
+    return engine, vtxo_id
+
+
+async def test_an_auto_claim_refused_for_its_fee_is_repriced_on_a_later_block() -> None:
+    engine, vtxo_id = claimable_engine([RpcError("min relay fee not met, 110 < 141", "sendrawtransaction")])
+    guard = make_guard(engine, [], claim_address=CLAIM_ADDRESS)
+    await cycle(guard, snapshot(121))
+    await carry_out(guard, engine)
+    assert engine.claims == [([vtxo_id], 2000)]
+    await cycle(guard, snapshot(121))  # the same block: not sent again
+    await carry_out(guard, engine)
+    assert len(engine.claims) == 1
+    await cycle(guard, snapshot(122))
+    await carry_out(guard, engine)
+    assert engine.claims[1] == ([vtxo_id], 3000)  # the refused rate plus the incremental relay fee
+
+
+async def test_an_auto_claim_costing_more_than_its_output_stops_with_one_alert() -> None:
+    engine, vtxo_id = claimable_engine([ClaimFeeExceedsOutput(needed=12_000, output=10_000)])
+    guard = make_guard(engine, [], claim_address=CLAIM_ADDRESS)
+    guard.prime()
+    for tip in (121, 122, 123):
+        await cycle(guard, snapshot(tip))
+        await carry_out(guard, engine)
+    assert engine.claims == [([vtxo_id], 2000)]
+    assert [(a.event, a.vtxo, a.detail) for a in alerts_of(guard)] == [
+        (AlertEvent.CLAIM_COSTS_MORE_THAN_OUTPUT, vtxo_id, {"rate": 2000, "needed": 12_000, "output": 10_000})
+    ]
