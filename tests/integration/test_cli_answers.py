@@ -51,30 +51,32 @@ def test_start_says_what_started_restarted_and_was_skipped(cli: Cli, daemon: Dae
     ids = import_hex(daemon, *(V2_VECTORS[i].data.hex() for i in range(3)))
     assert ids == [vector_id(0), vector_id(1), vector_id(2)]
 
-    code, out, _ = cli("start", ids[0])
+    code, out, _ = cli("start", "--force", ids[0])
     assert (code, out) == (0, f"started 1 exit:\n  {ids[0]}\n")
-    code, out, _ = cli("start", ids[0], ids[1])
+    code, out, _ = cli("start", "--force", ids[0], ids[1])
     assert code == 0
     lines = out.strip().split("\n")
     assert lines[:3] == ["started 1 exit:", f"  {ids[1]}", "skipped 1:"]
     assert lines[3].startswith(f"  {ids[0]}  its exit is already ") and len(lines) == 4
     assert cli("cancel", ids[1])[0] == 0
 
-    code, out, _ = cli("start", "--all", "--json")  # the spendable VTXOs: ids[0] is exiting already
+    code, out, _ = cli(
+        "start", "--force", "--all", "--json"
+    )  # the spendable VTXOs: ids[0] is exiting already
     outcome = json.loads(out)
     assert code == 0 and outcome["message"] == "Exit started successfully"
     assert (sorted(outcome["started"]), outcome["restarted"]) == (sorted(ids[1:]), [ids[1]])
     assert outcome["skipped"] == []
-    code, out, _ = cli("start", "--all")
+    code, out, _ = cli("start", "--force", "--all")
     assert (code, out) == (0, "no exit started\n")
-    code, out, _ = cli("start", ids[2])
+    code, out, _ = cli("start", "--force", ids[2])
     assert (code, out.split("\n")[:2]) == (0, ["no exit started", "skipped 1:"])
 
 
 def test_status_live_hides_finished_exits(cli: Cli, daemon: DaemonProcess) -> None:
     ids = import_hex(daemon, V2_VECTORS[0].data.hex(), V2_VECTORS[1].data.hex())
-    assert cli("start", ids[0])[0] == 0
-    assert cli("start", ids[1])[0] == 0 and cli("cancel", ids[1])[0] == 0
+    assert cli("start", "--force", ids[0])[0] == 0
+    assert cli("start", "--force", ids[1])[0] == 0 and cli("cancel", ids[1])[0] == 0
 
     everything = {s["vtxo_id"] for s in json.loads(cli("status", "--json")[1])}
     live = {s["vtxo_id"] for s in json.loads(cli("status", "--live", "--json")[1])}
@@ -88,7 +90,7 @@ def test_cancel_warns_of_a_package_already_out(
     fund_wallet(daemon, bitcoind, coins=2)
     chain = Forge(bitcoind).arkoor_chain(30_000, owned_key(daemon, 0), hops=1)  # depth 3
     (vtxo,) = import_hex(daemon, chain.hex)
-    assert cli("start", vtxo)[0] == 0
+    assert cli("start", "--force", vtxo)[0] == 0
     answer = progress(daemon)
     first = answer["exits"][0]["state"]["transactions"][0]
     assert first["status"]["type"] == "broadcast-with-cpfp"
@@ -111,7 +113,7 @@ def test_claim_says_what_it_spent_paid_and_left(
     board = Forge(bitcoind).board(50_000, owned_key(daemon, 0))
     (vtxo,) = import_hex(daemon, board.hex)
     (stuck,) = import_hex(daemon, V2_VECTORS[0].data.hex())  # its inputs are on no chain: never claimable
-    assert cli("start", vtxo)[0] == 0 and cli("start", stuck)[0] == 0
+    assert cli("start", "--force", vtxo)[0] == 0 and cli("start", "--force", stuck)[0] == 0
     advance_until(
         daemon,
         bitcoind,
@@ -142,7 +144,7 @@ def test_claim_text_names_txid_amounts_and_fee(
 ) -> None:
     fund_wallet(daemon, bitcoind, coins=1)
     (vtxo,) = import_hex(daemon, Forge(bitcoind).board(40_000, owned_key(daemon, 0)).hex)
-    assert cli("start", vtxo)[0] == 0
+    assert cli("start", "--force", vtxo)[0] == 0
     advance_until(daemon, bitcoind, all_in("claimable"))
     destination = bitcoind.rpc("getnewaddress", wallet=MINER_WALLET)
     code, out, _ = cli("claim", vtxo, "--to", destination)
