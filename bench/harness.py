@@ -45,7 +45,11 @@ IMPORT_BYTES = 512 * 1024
 
 
 def parse_args(
-    description: str, scales: bool = False, backends: bool = False, nodes: bool = False
+    description: str,
+    scales: bool = False,
+    backends: bool = False,
+    nodes: bool = False,
+    cpu_time: bool = False,
 ) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="smaller scales and fewer repetitions")
@@ -63,6 +67,13 @@ def parse_args(
             "--postgresql",
             action="store_true",
             help="the store in a throwaway PostgreSQL cluster",
+        )
+    if cpu_time:
+        parser.add_argument(
+            "--cpu-time",
+            action="store_true",
+            help="time cycles in CPU seconds of this process (the daemon's own cost, whatever else the "
+            "machine runs) instead of wall seconds",
         )
     return parser.parse_args()
 
