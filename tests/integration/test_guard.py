@@ -176,3 +176,33 @@ def test_dead_webhook_does_not_slow_exits(tmp_path: Path, bitcoind: RegtestNode)
         poll("an alert given up", lambda: "alert_undelivered" in daemon.log_text())
     slowest = max(ms for _, ms in cycles(daemon))
     assert slowest < 500, f"a cycle took {slowest} ms"
+
+
+def test_a_claim_costing_more_than_its_output_alerts_once_and_is_not_retried(
+    guarded_daemon: DaemonProcess, bitcoind: RegtestNode, receiver: WebhookReceiver
+) -> None:
+    daemon = guarded_daemon
+    fund_wallet(daemon, bitcoind, coins=1)
+    # Above dust, below any claim: a claim's ~130 vB pay at least 13 sat at the test node's 0.1 sat/vB
+    # floor, and its output must keep 330.
+    (vtxo_id,) = import_vtxos(daemon, [Forge(bitcoind).board(335, owned(daemon, 0))])
+    status, body = daemon.request("POST", "/api/v1/exits/start/vtxos", {"vtxos": [vtxo_id], "force": True})
+    assert status == 200, body
+    wait_for_state(daemon, vtxo_id, "processing")
+    bitcoind.mine(1)
+    awaiting = wait_for_state(daemon, vtxo_id, "awaiting-delta")
+    bitcoind.mine(awaiting["state"]["claimable_height"] - bitcoind.height())
+    expected = ["exit-claimable", "claim-costs-more-than-output"]
+    poll("the claim alert", lambda: receiver.events(vtxo_id) == expected)
+    (alert,) = [b for b in receiver.bodies if b["event"] == "claim-costs-more-than-output"]
+    assert alert["output"] == 335 and alert["needed"] > 335
+
+    height = bitcoind.height()
+    bitcoind.mine(3)
+    wait_for_cycle_at(daemon, height + 3)
+    assert receiver.events(vtxo_id) == expected  # once
+    log_text = daemon.log_text()
+    assert log_text.count("alert alert=claim-costs-more-than-output") == 1
+    assert "claim_broadcast" not in log_text and "auto_claim_failed" not in log_text  # not retried
+    status_now = exit_status(daemon, vtxo_id)
+    assert status_now is not None and status_now["state"]["type"] == "claimable"
