@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from exitd.ark.encoding import OutPoint
 from exitd.store.db import Store, upgrade
 from exitd.store.errors import NotLeader
 from exitd.store.leader import Leadership, take_term
@@ -45,10 +46,10 @@ async def test_one_leads_the_other_stands_by_then_takes_over_when_the_lock_is_go
         )
 
         async with stores[0].session(spends=True) as session:
-            add_reservations(session, [("aa" * 32, 0)], "bb" * 32, "cpfp")
+            add_reservations(session, [OutPoint.of("aa" * 32, 0)], "bb" * 32, "cpfp")
         with pytest.raises(NotLeader, match=r"this exitd is a standby.*first:1"):
             async with stores[1].session(spends=True) as session:
-                add_reservations(session, [("aa" * 32, 1)], "cc" * 32, "cpfp")
+                add_reservations(session, [OutPoint.of("aa" * 32, 1)], "cc" * 32, "cpfp")
 
         await first.close()  # the leader's lock connection ends, as when its process dies
         began = time.monotonic()
@@ -56,7 +57,7 @@ async def test_one_leads_the_other_stands_by_then_takes_over_when_the_lock_is_go
         assert time.monotonic() - began <= FAILOVER
         assert stores[1].term == 2
         async with stores[1].session(spends=True) as session:
-            add_reservations(session, [("aa" * 32, 1)], "cc" * 32, "cpfp")
+            add_reservations(session, [OutPoint.of("aa" * 32, 1)], "cc" * 32, "cpfp")
             assert len(await list_reservations(session)) == 2
     finally:
         for leadership in (first, second):
@@ -72,7 +73,7 @@ async def test_a_deposed_leader_cannot_spend(postgres_url: str) -> None:
     try:
         old.term = await take_term(old, "old:1", "http://127.0.0.1:1")
         async with old.session(spends=True) as session:
-            add_reservations(session, [("aa" * 32, 0)], "bb" * 32, "cpfp")
+            add_reservations(session, [OutPoint.of("aa" * 32, 0)], "bb" * 32, "cpfp")
             taking = asyncio.create_task(take_term(new, "new:2", "http://127.0.0.1:2"))
             await asyncio.sleep(0.5)
             assert not taking.done()  # the fenced transaction holds the leader row
@@ -80,7 +81,7 @@ async def test_a_deposed_leader_cannot_spend(postgres_url: str) -> None:
         assert new.term == 2
         with pytest.raises(NotLeader, match=r"led in term 1 and was deposed; the leader is new:2 \(term 2"):
             async with old.session(spends=True) as session:
-                add_reservations(session, [("aa" * 32, 1)], "cc" * 32, "cpfp")
+                add_reservations(session, [OutPoint.of("aa" * 32, 1)], "cc" * 32, "cpfp")
         with pytest.raises(NotLeader, match="deposed"):
             await old.check_leader()
         async with new.session(spends=True) as session:
@@ -96,7 +97,7 @@ async def test_a_spending_write_outside_a_fenced_transaction_is_refused(postgres
         store.term = await take_term(store, "one:1", "")
         with pytest.raises(NotLeader, match="outside a fenced transaction"):
             async with store.session() as session:
-                add_reservations(session, [("aa" * 32, 0)], "bb" * 32, "cpfp")
+                add_reservations(session, [OutPoint.of("aa" * 32, 0)], "bb" * 32, "cpfp")
     finally:
         await store.close()
 
@@ -108,7 +109,7 @@ async def test_on_sqlite_the_one_daemon_always_leads(tmp_path: Path) -> None:
     try:
         assert store.is_leader and not store.shared
         async with store.session(spends=True) as session:
-            add_reservations(session, [("aa" * 32, 0)], "bb" * 32, "cpfp")
+            add_reservations(session, [OutPoint.of("aa" * 32, 0)], "bb" * 32, "cpfp")
         await store.check_leader()
     finally:
         await store.close()
