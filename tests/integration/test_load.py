@@ -30,7 +30,10 @@ def test_clients_on_status_progress_and_import_while_exits_progress(
     status, imported = daemon.request("POST", "/api/v1/wallet/import-vtxo", {"vtxos": hexes})
     assert status == 200 and len(imported) == EXITS
     fund_wallet(daemon, bitcoind, coins=EXITS + 20)
-    assert daemon.request("POST", "/api/v1/exits/start/all")[0] == 200
+    # Forced: on the shared node, rates other tests taught it may make these small leaves not worth exiting
+    # (admission has tests of its own); this test is about load.
+    status, body = daemon.request("POST", "/api/v1/exits/start/all", {"force": True})
+    assert status == 200 and len(body["started"]) == EXITS, body
 
     result = asyncio.run(
         run_load(daemon.port, daemon.token, bitcoind, CLIENTS, SECONDS, BLOCK_INTERVAL, hexes[:5])
