@@ -293,6 +293,9 @@ class OnchainWallet:
                 BlockRef(int(answer["blockheight"]), answer["blockhash"]) if "blockhash" in answer else None
             )
             change = btc_to_sat(answer["amount"]) - (fee or 0)
+            if fee is not None and fee < 0:
+                # Inputs that are not the wallet's paid for part of the outputs: bitcoind's figure is no fee.
+                fee = None
             txs.append(WalletTx(txid, bytes.fromhex(answer["hex"]), change, fee, block))
         return txs
 
