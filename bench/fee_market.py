@@ -23,7 +23,7 @@ to claimable, CPFP and claim fees, CPFP fees over the oracle's (the cheapest fee
 confirmed every level in time, given each block's lowest included package rate), RBF count, and exitd's
 wall time per cycle. A PNG per scenario plots the market against the rate each policy paid.
 
-    BITCOIND=/work/shared/bin/bitcoind .venv/bin/python bench/fee_market.py [--quick] [--scenarios ...]
+    BITCOIND=../shared/bin/bitcoind .venv/bin/python bench/fee_market.py [--quick] [--scenarios ...]
 """
 
 from __future__ import annotations
