@@ -82,6 +82,7 @@ def parse_vtxo_ids(body: dict[str, Any]) -> list[str]:
 def exit_status_json(
     engine: ExitEngine,
     e: LiveExit,
+    state: ExitState,
     fees_paid: int,
     history: list[ExitState] | None,
     transactions: bool,
@@ -89,8 +90,9 @@ def exit_status_json(
 ) -> dict[str, Any]:
     """barkd's ExitTransactionStatus, plus `started_by`, `fees_paid_sat`, `error` and `fee_rate_raised`
     (extra fields; `error` is the exit's last error as in a progress answer, so a status read shows it
-    without running a cycle)."""
-    doc: dict[str, Any] = {"vtxo_id": e.vtxo_id, "state": state_json(e.state, vocab)}
+    without running a cycle). `state` is the exit's state as taken before its history was read: a cycle
+    may move the exit meanwhile, and its new state must not be shown beside the history before it."""
+    doc: dict[str, Any] = {"vtxo_id": e.vtxo_id, "state": state_json(state, vocab)}
     if history is not None:
         doc["history"] = history_json(history, vocab)
     if transactions:
@@ -146,7 +148,8 @@ async def _statuses(request: web.Request, which: str) -> web.StreamResponse:
     if cached is None or cached[0] != version:
         exits = _listed(engine, which, vocab)
         paid = engine.fees_paid_each(exits)
-        body = json_body([exit_status_json(engine, e, paid[e.vtxo_id], None, False, vocab) for e in exits])
+        docs = [exit_status_json(engine, e, e.state, paid[e.vtxo_id], None, False, vocab) for e in exits]
+        body = json_body(docs)
         cached = listings[(which, vocab)] = (version, body)
     return json_body_response(cached[1])
 
@@ -162,17 +165,19 @@ async def _stream_statuses(
     await response.write(b"[")
     for first in range(0, len(exits), STATUS_STREAM_CHUNK):
         chunk = exits[first : first + STATUS_STREAM_CHUNK]
+        states = [e.state for e in chunk]
         histories = await engine.histories([e.vtxo_id for e in chunk]) if history else {}
         docs = (
             exit_status_json(
                 engine,
                 e,
+                state,
                 paid[e.vtxo_id],
                 histories.get(e.vtxo_id, []) if history else None,
                 transactions,
                 vocab,
             )
-            for e in chunk
+            for e, state in zip(chunk, states, strict=True)
         )
         await response.write((b"," if first else b"") + b",".join(json_body(doc) for doc in docs))
     await response.write(b"]")
@@ -207,10 +212,12 @@ async def status_one(request: web.Request) -> web.Response:
     e = engine.exits.get(vtxo_id)
     if e is None or not shown(e.state, vocab):
         raise NotFound(f"no exit for VTXO {vtxo_id}", [vtxo_id])
+    state = e.state
     history = (await engine.histories([vtxo_id]))[vtxo_id] if parse_bool_query(request, "history") else None
     doc = exit_status_json(
         engine,
         e,
+        state,
         engine.fees_paid(e),
         history,
         parse_bool_query(request, "transactions"),

@@ -148,32 +148,35 @@ def stage(state: ExitState) -> str:
 
 
 async def persist_states(store: Store, changes: Sequence[tuple[LiveExit, ExitState]]) -> None:
-    """Give each exit its new state, and write in one session the exits whose state or error changed."""
-    writes: list[tuple[LiveExit, bool, str | None]] = []
+    """Write in one session the exits whose state or error changed, then give each exit its new state:
+    a status read meanwhile (the API does not wait for the cycle lock) sees the old state with the old
+    history, never the new state before the history it appended is committed."""
+    writes: list[tuple[LiveExit, ExitState | None, str | None]] = []
     for e, new in changes:
         changed = not new.same_as(e.state)
-        if changed:
-            old_stage, new_stage = stage(e.state), stage(new)
-            # A change that moves no stage (a fee detail, the tip it was seen at) is a debug line.
-            level = logging.INFO if old_stage != new_stage else logging.DEBUG
-            event(log, level, "exit_state", vtxo=e.vtxo_id, old=old_stage, new=new_stage, tip=new.tip_height)
-            e.state = new
         error = encode_error(e.error) if e.error else None
         if changed or error != e.stored_error:
-            writes.append((e, changed, error))
+            writes.append((e, new if changed else None, error))
     if not writes:
         return
     async with store.session() as session:
         await update_exits(
             session,
             [
-                ExitUpdate(e.vtxo_id, error, encode_state(e.state), e.state.kind.value)
-                if changed
+                ExitUpdate(e.vtxo_id, error, encode_state(moved), moved.kind.value)
+                if moved is not None
                 else ExitUpdate(e.vtxo_id, error)
-                for e, changed, error in writes
+                for e, moved, error in writes
             ],
         )
-        claimed = [e.vtxo_id for e, changed, _ in writes if changed and e.state.kind is ExitStateKind.CLAIMED]
+        claimed = [e.vtxo_id for e, m, _ in writes if m is not None and m.kind is ExitStateKind.CLAIMED]
         await set_vtxos_state(session, claimed, "spent")
-    for e, _, error in writes:
+    for e, moved, error in writes:
+        if moved is not None:
+            old_stage, new_stage = stage(e.state), stage(moved)
+            # A change that moves no stage (a fee detail, the tip it was seen at) is a debug line.
+            level = logging.INFO if old_stage != new_stage else logging.DEBUG
+            tip = moved.tip_height
+            event(log, level, "exit_state", vtxo=e.vtxo_id, old=old_stage, new=new_stage, tip=tip)
+            e.state = moved
         e.stored_error = error
