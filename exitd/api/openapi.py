@@ -128,8 +128,20 @@ def _open() -> list[dict[str, Any]]:
     return [{}]
 
 
-def exitd_operations(metrics_open: bool) -> dict[tuple[str, str], dict[str, Any]]:
+Operations = dict[tuple[str, str], dict[str, Any]]
+
+
+def exitd_operations(metrics_open: bool) -> Operations:
     """Operations of the routes exitd adds to barkd's API."""
+    return {
+        **_service_operations(metrics_open),
+        **_wallet_operations(),
+        **_docs_operations(),
+        **_node_operations(),
+    }
+
+
+def _service_operations(metrics_open: bool) -> Operations:
     text = {"content": {"text/plain": {"schema": {"type": "string"}}}}
     return {
         ("get", "/metrics"): {
@@ -154,6 +166,11 @@ def exitd_operations(metrics_open: bool) -> dict[tuple[str, str], dict[str, Any]
             },
             "security": _open(),
         },
+    }
+
+
+def _wallet_operations() -> Operations:
+    return {
         ("post", "/api/v1/wallet/vtxos/{id}/gone"): {
             "tags": ["wallet"],
             "summary": "Mark a VTXO gone",
@@ -187,6 +204,11 @@ def exitd_operations(metrics_open: bool) -> dict[tuple[str, str], dict[str, Any]
                 }
             },
         },
+    }
+
+
+def _docs_operations() -> Operations:
+    return {
         ("get", "/swagger-ui"): _docs_file(
             "swagger_ui",
             "Swagger UI for this document",
@@ -203,6 +225,11 @@ def exitd_operations(metrics_open: bool) -> dict[tuple[str, str], dict[str, Any]
         ("get", "/swagger-ui/swagger-ui.css"): _docs_file(
             "swagger_ui_css", "Swagger UI's stylesheet (from the swagger-ui-py package)", "", "text/css"
         ),
+    }
+
+
+def _node_operations() -> Operations:
+    return {
         ("get", "/api/v1/bitcoin/node"): {
             "tags": ["bitcoin"],
             "summary": "The node as exitd needs it",

@@ -121,15 +121,12 @@ def _add_selection(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def _add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    status = _client_command(
-        sub,
-        "status",
-        "show every exit: VTXO, amount, state, level, next action, error",
-        "Show every exit of the running daemon. LEVEL is confirmed exit txs / exit depth.",
-    )
-    status.add_argument(
-        "--live", action="store_true", help="only the exits still running (not claimed or canceled)"
-    )
+    _add_vtxo_commands(sub)
+    _add_exit_commands(sub)
+    _add_wallet_commands(sub)
+
+
+def _add_vtxo_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     imp = _client_command(
         sub,
         "import",
@@ -155,6 +152,18 @@ def _add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "Mark a VTXO gone (spent, refreshed or forfeited in your wallet); the guard and starts leave it.",
     )
     gone.add_argument("vtxo", metavar="VTXO", help="VTXO id ('<txid>:<vout>')")
+
+
+def _add_exit_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = _client_command(
+        sub,
+        "status",
+        "show every exit: VTXO, amount, state, level, next action, error",
+        "Show every exit of the running daemon. LEVEL is confirmed exit txs / exit depth.",
+    )
+    status.add_argument(
+        "--live", action="store_true", help="only the exits still running (not claimed or canceled)"
+    )
     start = _client_command(
         sub, "start", "start exits (--all, or the given VTXOs)", "Start the unilateral exit of VTXOs."
     )
@@ -184,13 +193,6 @@ def _add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     _add_selection(claim, "claim")
     claim.add_argument("--to", required=True, metavar="ADDRESS", help="destination bitcoin address")
     claim.add_argument("--fee-rate", type=_fee_rate, metavar="SAT_PER_KVB", help="fee rate of the claim tx")
-    _client_command(
-        sub,
-        "address",
-        "print a new address of the on-chain wallet (fund it: it pays the CPFP fees)",
-        "Print the next unused receive address of exitd's on-chain wallet.",
-    )
-    _client_command(sub, "balance", "show the on-chain wallet's balance", "Show the on-chain wallet balance.")
     cancel = _client_command(
         sub,
         "cancel",
@@ -198,6 +200,16 @@ def _add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "Cancel an exit; possible until its final transaction is broadcast.",
     )
     cancel.add_argument("vtxo", metavar="VTXO", help="VTXO id ('<txid>:<vout>')")
+
+
+def _add_wallet_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _client_command(
+        sub,
+        "address",
+        "print a new address of the on-chain wallet (fund it: it pays the CPFP fees)",
+        "Print the next unused receive address of exitd's on-chain wallet.",
+    )
+    _client_command(sub, "balance", "show the on-chain wallet's balance", "Show the on-chain wallet balance.")
     send = _client_command(
         sub,
         "send",
