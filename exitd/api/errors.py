@@ -44,7 +44,13 @@ from exitd.wallet.errors import (
     WalletExists,
     WalletMismatch,
 )
-from exitd.wallet.vtxos import InvalidVtxoId, InvalidVtxoImport, UnknownVtxo, VtxoExiting
+from exitd.wallet.vtxos import (
+    InvalidAnchorBlock,
+    InvalidVtxoId,
+    InvalidVtxoImport,
+    UnknownVtxo,
+    VtxoExiting,
+)
 
 log = get_logger("api")
 
@@ -120,6 +126,7 @@ def error_response(error: ApiError) -> web.Response:
 # Every domain error the API can meet, and its status: the one table that decides.
 _STATUS_BY_ERROR: dict[type[BaseException], int] = {
     InvalidVtxoImport: 400,
+    InvalidAnchorBlock: 400,
     InvalidVtxoId: 400,
     InvalidAddress: 400,
     # The on-chain wallet's.

@@ -67,6 +67,33 @@ SUMMARIES = {
     "ping": "Liveness check",
 }
 
+# Fields exitd reads in a request body beyond barkd's, by operationId: documented beside barkd's schema
+# (allOf), which stays as barkd publishes it.
+REQUEST_EXTRAS: dict[str, dict[str, Any]] = {
+    "import_vtxo": {
+        "protect": {
+            "type": "boolean",
+            "default": False,
+            "description": "exitd's own: the guard may exit these VTXOs near expiry although no source "
+            "(barkd) vouches they are still yours.",
+        },
+        "anchor_blocks": {
+            "type": "array",
+            "maxItems": 16,
+            "items": {
+                "oneOf": [
+                    {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                    {"type": "integer", "minimum": 0},
+                ]
+            },
+            "description": "exitd's own: blocks (hash or height) holding the txs of spent chain anchors. "
+            "An unspent anchor is checked in the UTXO set; a spent one (its exit already begun, or "
+            "swept) needs its tx, which a node without a tx index reads only from the block named here. "
+            "On a pruned node the block must still be stored (else the 400 says how to fetch it back).",
+        },
+    },
+}
+
 MESSAGE_SCHEMA = {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}}
 
 
@@ -293,6 +320,15 @@ def not_served_operation(operation: dict[str, Any]) -> dict[str, Any]:
     return operation
 
 
+def with_request_extras(operation: dict[str, Any]) -> dict[str, Any]:
+    """barkd's request body schema, and beside it the fields exitd also reads (REQUEST_EXTRAS)."""
+    extras = REQUEST_EXTRAS.get(operation.get("operationId", ""))
+    if extras is not None:
+        media = operation["requestBody"]["content"]["application/json"]
+        media["schema"] = {"allOf": [media["schema"], {"type": "object", "properties": extras}]}
+    return operation
+
+
 def _message_response(description: str, schema: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -363,6 +399,8 @@ def build_document(app: web.Application, vocabulary: str, metrics_open: bool) ->
             operation = not_served_operation(operation)
         elif operation.get("operationId") in SUMMARIES:
             operation["summary"] = SUMMARIES[operation["operationId"]]
+        if route.handler is not not_served:
+            operation = with_request_extras(operation)
         operation = with_exitd_answers(operation, served=route.handler is not not_served)
         paths.setdefault(route.path, {})[route.method] = operation
     unrouted = [f"{m.upper()} {p}" for m, p in own if m not in paths.get(p, {})]

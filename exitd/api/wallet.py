@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -39,13 +40,38 @@ def parse_bool_field(body: dict[str, Any], name: str) -> bool:
     return value
 
 
+# How many blocks an import may name as holding spent chain anchors.
+MAX_ANCHOR_BLOCKS = 16
+_BLOCK_HASH = re.compile("[0-9a-fA-F]{64}")
+
+
+def parse_anchor_blocks(body: dict[str, Any]) -> list[str | int]:
+    """exitd's extra import field: the blocks (hash or height) holding the txs of spent chain anchors."""
+    value = body.get("anchor_blocks", [])
+    if not isinstance(value, list) or len(value) > MAX_ANCHOR_BLOCKS:
+        raise BadRequest(f"field 'anchor_blocks' must be a list of at most {MAX_ANCHOR_BLOCKS} blocks")
+    blocks: list[str | int] = []
+    for i, block in enumerate(value):
+        if isinstance(block, int) and not isinstance(block, bool) and 0 <= block < 2**31:
+            blocks.append(block)
+        elif isinstance(block, str) and _BLOCK_HASH.fullmatch(block):
+            blocks.append(block.lower())
+        else:
+            raise BadRequest(
+                f"anchor_blocks[{i}]: expected a block hash (64 hex digits) or a height (integer), "
+                f"got {str(block)[:80]!r}"
+            )
+    return blocks
+
+
 async def import_vtxo(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     vtxos = body.get("vtxos")
     if not isinstance(vtxos, list):
         raise BadRequest("field 'vtxos' must be a list of hex-encoded VTXOs")
     protect = parse_bool_field(body, "protect")
-    rows = await services_of(request).vtxos.import_vtxos(vtxos, protect)
+    anchor_blocks = parse_anchor_blocks(body)
+    rows = await services_of(request).vtxos.import_vtxos(vtxos, protect, anchor_blocks)
     return json_response([vtxo_info_json(row) for row in rows])
 
 

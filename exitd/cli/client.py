@@ -11,6 +11,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from typing import Any
 
 from exitd.config import Config
@@ -116,8 +117,12 @@ class ExitdClient:
         """Every imported VTXO, spent ones too (an exit's VTXO is locked, then spent)."""
         return list(self.request("GET", "/api/v1/wallet/vtxos?all=true"))
 
-    def import_vtxos(self, encoded: list[str], protect: bool = False) -> list[dict[str, Any]]:
-        body = {"vtxos": encoded, "protect": protect}
+    def import_vtxos(
+        self, encoded: list[str], protect: bool = False, anchor_blocks: Sequence[str | int] = ()
+    ) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"vtxos": encoded, "protect": protect}
+        if anchor_blocks:
+            body["anchor_blocks"] = list(anchor_blocks)
         return list(self.request("POST", "/api/v1/wallet/import-vtxo", body))
 
     def mark_gone(self, vtxo_id: str) -> dict[str, Any]:

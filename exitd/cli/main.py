@@ -139,6 +139,15 @@ def _add_vtxo_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         action="store_true",
         help="let the guard exit them near expiry although no source (barkd) vouches they are still yours",
     )
+    imp.add_argument(
+        "--anchor-block",
+        dest="anchor_blocks",
+        action="append",
+        type=block_hash_or_height,
+        default=[],
+        metavar="HASH|HEIGHT",
+        help="a block holding the tx of a spent chain anchor, for a node without a tx index (repeatable)",
+    )
     _client_command(
         sub,
         "vtxos",
@@ -381,6 +390,11 @@ def _selection(args: argparse.Namespace) -> list[str] | None:
     return None if args.all else list(args.vtxos)
 
 
+def block_hash_or_height(text: str) -> str | int:
+    """A height is a number; anything else goes to the daemon as a block hash, which checks it."""
+    return int(text) if text.isdigit() else text
+
+
 def read_vtxo_sources(sources: list[str]) -> list[str]:
     """Hex VTXOs from the command line: each source is a file of whitespace-separated hex VTXOs, or one."""
     encoded: list[str] = []
@@ -435,7 +449,7 @@ def _funding_lines(client: ExitdClient) -> list[str]:
 
 
 def _import(client: ExitdClient, args: argparse.Namespace) -> Answer:
-    imported = client.import_vtxos(read_vtxo_sources(args.sources), args.protect)
+    imported = client.import_vtxos(read_vtxo_sources(args.sources), args.protect, args.anchor_blocks)
     return imported, console.vtxo_table(imported)
 
 

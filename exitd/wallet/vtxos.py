@@ -18,8 +18,9 @@ from exitd.ark.encoding import OutPoint, TxOut, VtxoError
 from exitd.ark.exit_tx import ExitChain, validate_vtxo
 from exitd.ark.policy import UserPolicy
 from exitd.ark.vtxo import Vtxo
-from exitd.chain.fees import btc_to_sat
-from exitd.chain.rpc import BitcoinRpc, RpcError, RpcInvalidAddressOrKey
+from exitd.chain.outputs import BlockUnusable, named_blocks, tx_outputs, unspent_outputs
+from exitd.chain.rpc import BitcoinRpc
+from exitd.chain.view import BlockRef
 from exitd.log import event, get_logger
 from exitd.store.db import Store
 from exitd.store.vtxos import (
@@ -85,10 +86,26 @@ def spent_reason(row: StoredVtxo) -> str:
     return "its exit was claimed"
 
 
-class AnchorNotInTx(Exception):
-    def __init__(self, anchor: OutPoint, n_outputs: int) -> None:
-        super().__init__(f"chain anchor {anchor}: that transaction has only {n_outputs} outputs")
-        self.anchor = anchor
+class AnchorBlockNeeded(InvalidVtxoImport):
+    """The chain anchor is not in the UTXO set and the node has no tx index to find a spent one: only
+    the block holding its tx, named by the user, lets exitd check it."""
+
+    def __init__(self, index: int, anchor: OutPoint) -> None:
+        txid = anchor.txid_hex
+        super().__init__(
+            index,
+            f"chain anchor {anchor} is not in bitcoind's UTXO set (spent, or its tx not mined yet) and this "
+            f"node has no tx index to look a spent one up: name the block holding tx {txid} in the "
+            f'import\'s "anchor_blocks" (its hash or height; `exitd import --anchor-block <hash|height>`), '
+            f"or import once tx {txid} is in the mempool or a block",
+        )
+
+
+class InvalidAnchorBlock(ValueError):
+    """A block named in `anchor_blocks` cannot be searched: no such block, reorged out, or pruned."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"anchor_blocks: {reason}")
 
 
 def parse_vtxo_id(text: str) -> str:
@@ -135,58 +152,42 @@ class VtxoBook:
         except VtxoError as e:
             raise InvalidVtxoImport(index, str(e)) from None
 
-    async def _anchor_outputs(self, anchors: Sequence[OutPoint]) -> dict[OutPoint, TxOut | None]:
-        """The chain-anchor outputs bitcoind knows, spent or not; None for anchors it has never seen."""
-        unspent = await self.rpc.batch(("gettxout", [a.txid_hex, a.vout, True]) for a in anchors)
-        found: dict[OutPoint, TxOut | None] = {}
-        missing = []
-        for anchor, answer in zip(anchors, unspent, strict=True):
-            if isinstance(answer, RpcError):
-                raise answer
-            if answer is None:
-                missing.append(anchor)
-            else:
-                found[anchor] = TxOut(
-                    btc_to_sat(answer["value"]), bytes.fromhex(answer["scriptPubKey"]["hex"])
-                )
-        # Spent anchors (an exit already under way) are found through the transaction index.
-        txs = await self.rpc.batch(("getrawtransaction", [a.txid_hex, True]) for a in missing)
-        for anchor, answer in zip(missing, txs, strict=True):
-            if isinstance(answer, RpcInvalidAddressOrKey):
-                found[anchor] = None
-            elif isinstance(answer, RpcError):
-                raise answer
-            elif anchor.vout < len(answer["vout"]):
-                out = answer["vout"][anchor.vout]
-                found[anchor] = TxOut(btc_to_sat(out["value"]), bytes.fromhex(out["scriptPubKey"]["hex"]))
-            else:
-                raise AnchorNotInTx(anchor, len(answer["vout"]))
-        return found
+    async def _check_anchors(
+        self, decoded: Sequence[tuple[Vtxo, ExitChain]], anchor_blocks: Sequence[str | int]
+    ) -> None:
+        """Each VTXO's chain anchor is the output its exit chain spends, as far as bitcoind can tell.
 
-    async def import_vtxos(self, encoded: Sequence[object], protect: bool = False) -> list[StoredVtxo]:
-        """Validate every entry, then store them all in one transaction (idempotent per id). `protect`:
-        the guard may exit them although no source vouches for them (stale imports are not guarded)."""
-        if not encoded:
-            raise InvalidVtxoImport(0, "no VTXOs given; expected {'vtxos': ['<hex>', ...]}")
-        if len(encoded) > MAX_IMPORT_BATCH:
-            raise InvalidVtxoImport(MAX_IMPORT_BATCH, f"at most {MAX_IMPORT_BATCH} VTXOs per request")
-        decoded = [self._decode(i, text) for i, text in enumerate(encoded)]
-        try:
-            anchors = await self._anchor_outputs(sorted({v.anchor_point for v, _ in decoded}, key=str))
-        except AnchorNotInTx as e:
-            first = next(i for i, (v, _) in enumerate(decoded) if v.anchor_point == e.anchor)
-            raise InvalidVtxoImport(first, str(e)) from None
+        An unspent anchor is read from the UTXO set. A spent one (an exit already under way, a sweep) is
+        read from its tx: in the mempool, through the tx index when there is one, or in `anchor_blocks`,
+        the blocks the user names as holding anchor txs. Failing that, a tx of the VTXO's own exit chain
+        in the UTXO set or the mempool proves the anchor: bitcoind accepted that chain on top of it, so no
+        exit tx can fail for it. An anchor found nowhere is accepted, with a warning, only on a node whose
+        tx index says it is in no block yet; without an index the user is told which block to name.
+        """
+        anchors = sorted({v.anchor_point for v, _ in decoded}, key=str)
+        unspent = await unspent_outputs(self.rpc, anchors)
+        found: dict[OutPoint, TxOut] = dict(unspent.outputs)
+        missing = [a for a in anchors if a not in found]
+        blocks: list[BlockRef] = []
+        if missing:
+            try:
+                blocks = await named_blocks(self.rpc, anchor_blocks)
+                txs = await tx_outputs(self.rpc, sorted({a.txid_hex for a in missing}), blocks)
+            except BlockUnusable as e:
+                raise InvalidAnchorBlock(str(e)) from None
+            for anchor in missing:
+                outputs = txs.get(anchor.txid_hex)
+                if outputs is None:
+                    continue
+                if anchor.vout >= len(outputs):
+                    first = next(i for i, (v, _) in enumerate(decoded) if v.anchor_point == anchor)
+                    raise InvalidVtxoImport(
+                        first, f"chain anchor {anchor}: that transaction has only {len(outputs)} outputs"
+                    )
+                found[anchor] = outputs[anchor.vout]
         for i, (vtxo, chain) in enumerate(decoded):
-            on_chain = anchors[vtxo.anchor_point]
-            if on_chain is None:
-                event(
-                    log,
-                    logging.WARNING,
-                    "vtxo_anchor_unknown",
-                    vtxo=str(vtxo.id),
-                    anchor=str(vtxo.anchor_point),
-                )
-            elif on_chain != chain.chain_anchor_txout:
+            on_chain = found.get(vtxo.anchor_point)
+            if on_chain is not None and on_chain != chain.chain_anchor_txout:
                 expected = chain.chain_anchor_txout
                 raise InvalidVtxoImport(
                     i,
@@ -194,6 +195,37 @@ class VtxoBook:
                     f"{on_chain.script_pubkey.hex()}, but the VTXO's exit chain spends "
                     f"{expected.value} sat from {expected.script_pubkey.hex()}",
                 )
+        unproven = [(i, v, c) for i, (v, c) in enumerate(decoded) if v.anchor_point not in found]
+        links = sorted({t.outpoint for _, _, c in unproven for t in c.txs}, key=str)
+        exit_outputs = (await unspent_outputs(self.rpc, links)).outputs if links else {}
+        for i, vtxo, chain in unproven:
+            if any(t.outpoint in exit_outputs for t in chain.txs):
+                continue
+            anchor = vtxo.anchor_point
+            if blocks:
+                named = ", ".join(f"{b.hash} (height {b.height})" for b in blocks)
+                raise InvalidVtxoImport(
+                    i,
+                    f"chain anchor {anchor} is spent (bitcoind's UTXO set no longer holds it) and its tx "
+                    f"{anchor.txid_hex} is in none of the named anchor blocks: {named}",
+                )
+            if not unspent.indexed:
+                raise AnchorBlockNeeded(i, anchor)
+            event(log, logging.WARNING, "vtxo_anchor_unknown", vtxo=str(vtxo.id), anchor=str(anchor))
+
+    async def import_vtxos(
+        self, encoded: Sequence[object], protect: bool = False, anchor_blocks: Sequence[str | int] = ()
+    ) -> list[StoredVtxo]:
+        """Validate every entry, then store them all in one transaction (idempotent per id). `protect`:
+        the guard may exit them although no source vouches for them (stale imports are not guarded).
+        `anchor_blocks`: hashes or heights of the blocks holding the txs of spent chain anchors, for a
+        node without a tx index (see _check_anchors)."""
+        if not encoded:
+            raise InvalidVtxoImport(0, "no VTXOs given; expected {'vtxos': ['<hex>', ...]}")
+        if len(encoded) > MAX_IMPORT_BATCH:
+            raise InvalidVtxoImport(MAX_IMPORT_BATCH, f"at most {MAX_IMPORT_BATCH} VTXOs per request")
+        decoded = [self._decode(i, text) for i, text in enumerate(encoded)]
+        await self._check_anchors(decoded, anchor_blocks)
         now = int(time.time())
         rows: list[StoredVtxo] = []
         async with self.store.session() as session:

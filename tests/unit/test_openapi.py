@@ -134,3 +134,16 @@ def test_contract_facts_drop_prose_only() -> None:
 @pytest.mark.parametrize("version", CONTRACT_VERSIONS)
 def test_packaged_contract_carries_no_prose(version: str) -> None:
     assert contract_facts(contract(version)) == contract(version)
+
+
+def test_import_documents_exitds_extra_fields_beside_barkds_schema() -> None:
+    document = build_document(real_app(), "0.1.4", metrics_open=False)
+    operation = document["paths"]["/api/v1/wallet/import-vtxo"]["post"]
+    barkd, extras = operation["requestBody"]["content"]["application/json"]["schema"]["allOf"]
+    assert barkd == {"$ref": "#/components/schemas/ImportVtxoRequest"}
+    assert set(extras["properties"]) == {"protect", "anchor_blocks"}
+    schema = {"allOf": [barkd, extras], "components": document["components"]}
+    validator = Draft202012Validator(schema)
+    assert validator.is_valid({"vtxos": ["00"], "anchor_blocks": ["ab" * 32, 101], "protect": True})
+    assert not validator.is_valid({"vtxos": ["00"], "anchor_blocks": ["not a hash"]})
+    assert not validator.is_valid({"anchor_blocks": [101]})  # barkd's required `vtxos` still holds
