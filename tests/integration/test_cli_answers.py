@@ -11,9 +11,17 @@ import pytest
 
 from exitd.cli.main import main
 from exitd.regtest.forge import Forge, UserKey
-from exitd.regtest.node import MINER_WALLET, RegtestNode
+from exitd.regtest.node import MINER_WALLET, NodeFlavor, RegtestNode
 from tests.support.daemon import DaemonProcess
-from tests.support.exits import advance_until, all_in, daemon_keychain, fund_wallet, progress
+from tests.support.exits import (
+    advance_until,
+    all_in,
+    anchor_block,
+    daemon_keychain,
+    fund_wallet,
+    progress,
+    spend_anchors,
+)
 from tests.support.vectors import V2_VECTORS
 
 pytestmark = pytest.mark.bitcoind
@@ -45,6 +53,21 @@ def import_hex(daemon: DaemonProcess, *hexes: str) -> list[str]:
     status, imported = daemon.request("POST", "/api/v1/wallet/import-vtxo", {"vtxos": list(hexes)})
     assert status == 200, imported
     return [v["id"] for v in imported]
+
+
+@pytest.mark.parametrize("bitcoind", [NodeFlavor.PLAIN], indirect=True, ids=["plain"])
+def test_import_of_a_spent_anchor_asks_for_its_block_and_takes_it(cli: Cli, bitcoind: RegtestNode) -> None:
+    forge = Forge(bitcoind)
+    board = forge.board(30_000)
+    block = anchor_block(bitcoind, board)
+    spend_anchors(bitcoind, forge, board)
+    code, out, err = cli("import", board.hex)
+    assert code != 0 and out == ""
+    assert "--anchor-block <hash|height>" in err and board.vtxo.anchor_point.txid_hex in err
+    height = str(bitcoind.rpc("getblockheader", block)["height"])
+    for named in (height, block):
+        code, out, err = cli("import", board.hex, "--anchor-block", named)
+        assert code == 0 and str(board.id) in out, err
 
 
 def test_start_says_what_started_restarted_and_was_skipped(cli: Cli, daemon: DaemonProcess) -> None:

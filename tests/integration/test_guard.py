@@ -4,14 +4,12 @@ drives an exit over REST: the tests import VTXOs, fund the wallet, mine blocks a
 
 from __future__ import annotations
 
-import math
 import socket
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from bitcoin.core import CTransaction, b2lx
+from bitcoin.core import b2lx
 
 from exitd.ark.exit_tx import build_exit_chain
 from exitd.chain.fees import btc_to_sat, fee_at_rate
@@ -19,7 +17,7 @@ from exitd.regtest.forge import DEFAULT_EXIT_DELTA, Forge, LeafSpec
 from exitd.regtest.node import RegtestNode
 from tests.conftest import EVERY_NODE
 from tests.support.daemon import DaemonProcess, running_daemon
-from tests.support.exits import fund_wallet, minted, owned
+from tests.support.exits import broadcast_with_child, fund_wallet, minted, owned
 from tests.support.guard import (
     CLAIM_MAX_RATE,
     SLACK_BLOCKS,
@@ -45,20 +43,6 @@ def guarded_daemon(
     """exitd in guard mode, claiming to its own wallet, alerting the test's webhook."""
     with running_daemon(tmp_path / "exitd", bitcoind, guard_config(receiver.url)) as proc:
         yield proc
-
-
-def above_the_market(node: RegtestNode) -> int:
-    """sat/vB: twice the node's ~1-block estimate (what exitd aims at), so exitd has no cause to outbid it."""
-    estimate = node.rpc("estimatesmartfee", 1, "economical").get("feerate", Decimal("0.0001"))
-    return max(10, math.ceil(2 * estimate * 100_000))
-
-
-def broadcast_with_child(node: RegtestNode, forge: Forge, tx: CTransaction) -> str:
-    """Another party's package: the exit tx and a CPFP child from the miner wallet; the child's txid."""
-    child = forge.cpfp_child(tx, fee_rate=above_the_market(node))
-    answer = node.rpc("submitpackage", [tx.serialize().hex(), child.serialize().hex()])
-    assert answer["package_msg"] == "success", answer
-    return str(b2lx(child.GetTxid()))
 
 
 def run_expiring_board(daemon: DaemonProcess, node: RegtestNode) -> str:

@@ -1,12 +1,22 @@
-"""Importing bark's own VTXO vectors over REST and reading them back."""
+"""Importing bark's own VTXO vectors over REST and reading them back; the chain anchor of a forged VTXO
+checked on every kind of node, spent or not, with and without the block holding it."""
+
+from dataclasses import replace
 
 import pytest
 
+from exitd.ark.exit_tx import build_exit_chain
 from exitd.ark.vtxo import decode_vtxo
+from exitd.regtest.forge import Forge, ForgedVtxo
+from exitd.regtest.node import NodeFlavor, RegtestNode
+from tests.conftest import EVERY_NODE
 from tests.support.daemon import DaemonProcess
+from tests.support.exits import anchor_block, broadcast_with_child, minted, spend_anchors
 from tests.support.vectors import V1_VECTORS, V2_VECTORS
 
 pytestmark = pytest.mark.bitcoind
+
+IMPORT = "/api/v1/wallet/import-vtxo"
 
 
 def test_import_v2_vectors_lists_their_fields(daemon: DaemonProcess) -> None:
@@ -98,3 +108,106 @@ def test_bad_and_unknown_ids(daemon: DaemonProcess, vtxo_id: str, status: int) -
 def test_bad_query_flag(daemon: DaemonProcess) -> None:
     status, body = daemon.request("GET", "/api/v1/wallet/vtxos?all=maybe")
     assert status == 400 and "'all'" in body["message"]
+
+
+@pytest.mark.parametrize("bitcoind", EVERY_NODE, indirect=True)
+def test_a_spent_anchor_is_checked_in_the_block_the_import_names(
+    daemon: DaemonProcess, bitcoind: RegtestNode
+) -> None:
+    forge = Forge(bitcoind)
+    board, other = forge.board(30_000), forge.board(31_000)
+    # The same exit chain pointed at another board's anchor: on chain, that output is not what it spends.
+    wrong = ForgedVtxo(forge.sign(replace(board.vtxo, anchor_point=other.vtxo.anchor_point)), board.user)
+    board_block, other_block = anchor_block(bitcoind, board), anchor_block(bitcoind, other)
+    spent_in = spend_anchors(bitcoind, forge, board, other)
+    anchor_txid = board.vtxo.anchor_point.txid_hex
+
+    status, body = daemon.request("POST", IMPORT, {"vtxos": [board.hex]})
+    if bitcoind.flavor is NodeFlavor.TXINDEX:
+        assert status == 200, body  # the tx index finds the anchor tx
+    else:
+        assert status == 400, body
+        message = body["message"]
+        assert message.startswith(f"vtxos[0]: chain anchor {board.vtxo.anchor_point} is not in")
+        assert (
+            "no tx index" in message
+            and f'name the block holding tx {anchor_txid} in the import\'s "anchor_blocks"' in message
+        )
+        assert daemon.request("GET", "/api/v1/wallet/vtxos") == (200, [])
+        status, body = daemon.request("POST", IMPORT, {"vtxos": [board.hex], "anchor_blocks": [spent_in]})
+        assert status == 400 and "is in none of the named anchor blocks" in body["message"], body
+        assert spent_in in body["message"]
+
+    height = int(bitcoind.rpc("getblockheader", board_block)["height"])
+    for named in (board_block, height):
+        status, imported = daemon.request("POST", IMPORT, {"vtxos": [board.hex], "anchor_blocks": [named]})
+        assert status == 200, imported
+        assert [(v["id"], v["chain_anchor"]) for v in imported] == [
+            (str(board.id), str(board.vtxo.anchor_point))
+        ]
+
+    status, body = daemon.request("POST", IMPORT, {"vtxos": [wrong.hex], "anchor_blocks": [other_block]})
+    assert status == 400, body
+    other_anchor = build_exit_chain(other.vtxo).chain_anchor_txout
+    assert f"on chain is {other_anchor.value} sat to {other_anchor.script_pubkey.hex()}" in body["message"]
+    assert [v["id"] for v in daemon.request("GET", "/api/v1/wallet/vtxos")[1]] == [str(board.id)]
+
+
+@pytest.mark.parametrize("bitcoind", EVERY_NODE, indirect=True)
+def test_an_anchor_spent_by_the_vtxos_own_exit_needs_no_block(
+    daemon: DaemonProcess, bitcoind: RegtestNode
+) -> None:
+    """Someone broadcast the board's exit tx: bitcoind accepted it on the anchor, which proves the anchor,
+    even once its block is pruned."""
+    forge = Forge(bitcoind)
+    board = forge.board(40_000)
+    minted(bitcoind)
+    (exit_tx,) = [t.tx for t in build_exit_chain(board.vtxo).txs]
+    broadcast_with_child(bitcoind, forge, exit_tx)
+    status, imported = daemon.request("POST", IMPORT, {"vtxos": [board.hex]})  # in the mempool
+    assert status == 200 and imported[0]["id"] == str(board.id), imported
+    bitcoind.mine(1)
+    status, imported = daemon.request("POST", IMPORT, {"vtxos": [board.hex]})  # in a block
+    assert status == 200 and imported[0]["id"] == str(board.id), imported
+
+
+@pytest.mark.parametrize("bitcoind", [NodeFlavor.PRUNED], indirect=True, ids=["pruned"])
+def test_a_pruned_anchor_block_is_named_with_how_to_fetch_it(
+    daemon: DaemonProcess, bitcoind: RegtestNode
+) -> None:
+    forge = Forge(bitcoind)
+    board = forge.board(30_000)
+    block = anchor_block(bitcoind, board)
+    spend_anchors(bitcoind, forge, board)
+    minted(bitcoind)  # the anchor's block is pruned
+    height = int(bitcoind.rpc("getblockheader", block)["height"])
+    prune_height = int(bitcoind.rpc("getblockchaininfo")["pruneheight"])
+    for named in (block, height):
+        status, body = daemon.request("POST", IMPORT, {"vtxos": [board.hex], "anchor_blocks": [named]})
+        assert status == 400, body
+        assert body["message"] == (
+            f"anchor_blocks: block {block} (height {height}) is pruned from this node (it keeps blocks "
+            f"from height {prune_height} up): fetch it back with `bitcoin-cli getblockfrompeer {block} "
+            "<peer id>` (ids from `bitcoin-cli getpeerinfo`), then try again"
+        )
+    assert daemon.request("GET", "/api/v1/wallet/vtxos") == (200, [])
+
+
+@pytest.mark.parametrize(
+    ("named", "why"),
+    [
+        (["00" * 32], "bitcoind knows no block " + "00" * 32),
+        ([10**8], "no block at height 100000000: bitcoind's chain ends at"),
+        (["xyz"], "anchor_blocks[0]: expected a block hash"),
+        ([True], "anchor_blocks[0]: expected a block hash"),
+        ("00" * 32, "must be a list"),
+    ],
+)
+def test_unusable_anchor_blocks_are_400(
+    daemon: DaemonProcess, bitcoind: RegtestNode, named: object, why: str
+) -> None:
+    forge = Forge(bitcoind)
+    board = forge.board(30_000)
+    spend_anchors(bitcoind, forge, board)
+    status, body = daemon.request("POST", IMPORT, {"vtxos": [board.hex], "anchor_blocks": named})
+    assert status == 400 and why in body["message"], body

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from exitd.regtest.forge import UserKey
+from bitcoin.core import CTransaction, b2lx
+
+from exitd.regtest.forge import Forge, ForgedVtxo, UserKey
 from exitd.regtest.node import MINER_WALLET, NodeFlavor, RegtestNode
 from exitd.wallet.keys import VtxoKeychain
 from tests.support.daemon import DaemonProcess
@@ -97,3 +100,31 @@ def package_rate(node: RegtestNode, child_txid: str) -> int:
     """The package's effective rate as bitcoind sees it: ancestor fees over ancestor size (sat/kvB)."""
     entry = node.rpc("getmempoolentry", child_txid)
     return int(entry["fees"]["ancestor"] * 10**8) * 1000 // int(entry["ancestorsize"])
+
+
+def above_the_market(node: RegtestNode) -> int:
+    """sat/vB: twice the node's ~1-block estimate (what exitd aims at), so exitd has no cause to outbid it."""
+    estimate = node.rpc("estimatesmartfee", 1, "economical").get("feerate", Decimal("0.0001"))
+    return max(10, math.ceil(2 * estimate * 100_000))
+
+
+def broadcast_with_child(node: RegtestNode, forge: Forge, tx: CTransaction) -> str:
+    """Another party's package: the exit tx and a CPFP child from the miner wallet; the child's txid."""
+    child = forge.cpfp_child(tx, fee_rate=above_the_market(node))
+    answer = node.rpc("submitpackage", [tx.serialize().hex(), child.serialize().hex()])
+    assert answer["package_msg"] == "success", answer
+    return str(b2lx(child.GetTxid()))
+
+
+def anchor_block(node: RegtestNode, forged: ForgedVtxo) -> str:
+    """The hash of the block holding the VTXO's chain anchor tx."""
+    return str(node.find_tx(forged.vtxo.anchor_point.txid_hex)["blockhash"])
+
+
+def spend_anchors(node: RegtestNode, forge: Forge, *forged: ForgedVtxo) -> str:
+    """Spend each VTXO's chain anchor outside its exit chain, as the server's sweep would, and mine them:
+    the block they are spent in."""
+    for vtxo in forged:
+        node.rpc("sendrawtransaction", forge.competing_spend(vtxo, node.miner_address()).serialize().hex())
+    (block,) = node.mine(1)
+    return block
