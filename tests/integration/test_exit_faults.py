@@ -213,13 +213,24 @@ def set_crash_point(proc: DaemonProcess, point: str) -> None:
     proc.config_path.write_text(text + (f'\n[testing]\ncrash_point = "{point}"\n' if point else ""))
 
 
-@pytest.mark.parametrize("point", ["before_claim_broadcast", "after_claim_broadcast"])
+@pytest.mark.parametrize(
+    ("point", "bitcoind"),
+    [
+        pytest.param("before_claim_broadcast", NodeFlavor.TXINDEX, id="before_claim_broadcast-txindex"),
+        *(
+            pytest.param("after_claim_broadcast", f, id=f"after_claim_broadcast-{f.value}")
+            for f in NodeFlavor
+        ),
+    ],
+    indirect=["bitcoind"],
+)
 def test_killed_mid_claim_still_ends_claimed(tmp_path: Path, bitcoind: RegtestNode, point: str) -> None:
     proc = DaemonProcess(tmp_path / "exitd", bitcoind)
     proc.init()
     proc.start()
     fund_wallet(proc, bitcoind, coins=1)
     board = Forge(bitcoind).board(50_000, owned(proc, 0))
+    minted(bitcoind)
     (vtxo_id,) = import_and_start(proc, [board.hex])
     advance_until(proc, bitcoind, all_in("claimable"))
     proc.stop()

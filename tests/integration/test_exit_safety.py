@@ -14,6 +14,7 @@ from bitcoin.core import b2lx
 
 from exitd.regtest.forge import Forge, ForgedVtxo, UserKey
 from exitd.regtest.node import RegtestNode
+from tests.conftest import EVERY_NODE
 from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.exits import (
     advance_until,
@@ -129,6 +130,7 @@ def test_starts_that_cannot_pay_off_or_finish_are_refused_with_their_figures_unl
     assert set(states(daemon)) == {poor, late, unfunded}
 
 
+@pytest.mark.parametrize("private_bitcoind", EVERY_NODE, indirect=True)
 def test_a_conflicting_spend_ends_the_exit_and_a_reorg_taking_it_out_resumes_it(
     tmp_path: Path, private_bitcoind: RegtestNode
 ) -> None:

@@ -227,10 +227,12 @@ def test_low_fee_package_is_replaced_when_the_target_rises(
     advance_until(daemon, bitcoind, all_in("awaiting-delta", "claimable"))
 
 
+@pytest.mark.parametrize("bitcoind", EVERY_NODE, indirect=True)
 def test_third_party_child_is_adopted(daemon: DaemonProcess, bitcoind: RegtestNode) -> None:
     fund_wallet(daemon, bitcoind, coins=1)
     forge = Forge(bitcoind)
     board = forge.board(45_000, owned(daemon, 0))
+    minted(bitcoind)
     (exit_tx,) = [t.tx for t in build_exit_chain(board.vtxo).txs]
     child = forge.cpfp_child(exit_tx, fee_rate=50)  # someone else pays 50 sat/vB before exitd starts
     result = bitcoind.rpc("submitpackage", [exit_tx.serialize().hex(), child.serialize().hex()])
