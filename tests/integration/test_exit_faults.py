@@ -15,6 +15,7 @@ import pytest
 from exitd.daemon.lifecycle import CRASH_EXIT_CODE
 from exitd.regtest.forge import Forge, LeafSpec
 from exitd.regtest.node import NodeFlavor, RegtestNode
+from tests.conftest import EVERY_NODE
 from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.exits import (
     advance_until,
@@ -104,6 +105,46 @@ def test_killed_mid_broadcast_resumes_without_double_spend(
         assert [c[0] for c in final] == [stored[0][0]]  # the stored child itself went out, no second one
         assert final[0][2] == "confirmed"
         funding_inputs_are_never_shared(proc, bitcoind)
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize("bitcoind", EVERY_NODE, indirect=True)
+def test_stopped_while_its_txs_confirm_then_resumed_from_the_blocks_it_missed(
+    tmp_path: Path, bitcoind: RegtestNode
+) -> None:
+    """exitd is down while blocks confirm its first level and more: on restart it reads the blocks it
+    missed (no tx index needed) and goes on from the next level."""
+    proc = DaemonProcess(tmp_path / "exitd", bitcoind)
+    proc.init()
+    proc.start()
+    try:
+        fund_wallet(proc, bitcoind, coins=4)
+        arkoor = Forge(bitcoind).arkoor_chain(30_000, owned(proc, 0), hops=1)  # depth 3
+        minted(bitcoind)
+        (vtxo_id,) = import_and_start(proc, [arkoor.hex])
+        first = progress(proc)["exits"][0]["state"]["transactions"][0]
+        assert first["status"]["type"] == "broadcast-with-cpfp", first
+        read_to = proc.request("GET", "/api/v1/bitcoin/node")[1]["blocks_read_to"]["height"]
+        assert proc.stop() == 0
+        (confirmed_in, *_) = bitcoind.mine(3)
+        proc.start()
+        status, body = proc.request("GET", "/api/v1/bitcoin/node")
+        assert status == 200 and body["problems"] == [], body
+        txs = progress(proc)["exits"][0]["state"]["transactions"]
+        assert txs[0]["status"]["type"] == "confirmed"
+        assert txs[0]["status"]["block"]["hash"] == confirmed_in
+        assert txs[1]["status"]["type"] == "broadcast-with-cpfp"
+        read_now = proc.request("GET", "/api/v1/bitcoin/node")[1]["blocks_read_to"]["height"]
+        assert read_now == read_to + 3 == bitcoind.height()
+        advance_until(proc, bitcoind, all_in("claimable"))
+        status, body = proc.request(
+            "POST", "/api/v1/exits/claim/all", {"destination": bitcoind.miner_address()}
+        )
+        assert status == 200, body
+        bitcoind.mine(1)
+        progress(proc)
+        assert states(proc) == {vtxo_id: "claimed"}
     finally:
         proc.stop()
 
