@@ -32,7 +32,7 @@ from exitd.daemon.datadir import init_datadir, read_token
 from exitd.daemon.lifecycle import Daemon
 from exitd.log import event, get_logger, setup_logging
 from exitd.regtest.forge import Forge, ForgedVtxo, LeafSpec, UserKey
-from exitd.regtest.node import MINER_WALLET, RPC_PASSWORD, RPC_USER, RegtestNode, free_port
+from exitd.regtest.node import MINER_WALLET, RPC_PASSWORD, RPC_USER, NodeFlavor, RegtestNode, free_port
 from exitd.regtest.obtain import find_bitcoind
 from exitd.wallet.keys import VtxoKeychain
 from exitd.wallet.seed import WalletSeed
@@ -172,7 +172,7 @@ def fund_wallet(client: ExitdClient, node: RegtestNode) -> None:
 
 def claimed_sat(node: RegtestNode, txid: str, destination: str) -> int:
     """What a claim tx paid to `destination`."""
-    tx = node.rpc("getrawtransaction", txid, 1)
+    tx = node.find_tx(txid)
     btc = sum(
         (Decimal(out["value"]) for out in tx["vout"] if out["scriptPubKey"].get("address") == destination),
         Decimal(0),
@@ -280,7 +280,7 @@ def run_demo(keep: bool, as_json: bool, out: TextIO = sys.stdout) -> list[ExitOu
     home = Path(tempfile.mkdtemp(prefix="exitd-demo-"))
     notes = sys.stderr if as_json else out
     print(f"exitd demo: working in {home} (regtest only; removed at the end)", file=notes, flush=True)
-    node = RegtestNode(home / "bitcoind")
+    node = RegtestNode(home / "bitcoind", flavor=NodeFlavor.PLAIN)  # Bitcoin Core's defaults: no tx index
     daemon: DaemonThread | None = None
     try:
         with sigterm_interrupts():
