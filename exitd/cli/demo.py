@@ -138,7 +138,7 @@ class DaemonThread:
             self._ready.set()
             if await daemon.connect_node() is not None:
                 await daemon.setup_wallet()
-                await daemon.run_engine()
+                await daemon.lead()
         finally:
             daemon.stopping.set()
             await daemon.stop()

@@ -336,16 +336,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 print(f"exitd: {e}", file=sys.stderr)
             return EXIT_FAILURE
         from exitd.daemon.lifecycle import Daemon, FatalStartupError
-        from exitd.store.leader import LeadershipLost
 
         try:
             asyncio.run(Daemon(config).run())
         except (FatalStartupError, DatadirError) as e:
             return _fatal(config, e)
-        except LeadershipLost as e:
-            # A restart (systemd's Restart=on-failure) brings it back as a standby.
-            print(f"exitd: {e}", file=sys.stderr)
-            return EXIT_FAILURE
     return EXIT_OK
 
 

@@ -47,7 +47,7 @@ from exitd.engine.model import ExitBook
 from exitd.log import event, get_logger
 from exitd.source.barkd import BarkdClient, BarkdFollower, read_token
 from exitd.store.db import Store, upgrade
-from exitd.store.leader import Leadership, LeadershipLost
+from exitd.store.leader import Leadership
 from exitd.wallet.errors import WalletDisabled, WalletMismatch
 from exitd.wallet.onchain import OnchainWallet
 from exitd.wallet.seed import WalletSeed
@@ -266,21 +266,28 @@ class Daemon:
 
     async def lead(self) -> None:
         """Run the engine while this daemon leads. On a shared database: stand by (serving reads from a
-        fresh load of the stored exits) until elected, then load what the last leader stored and run;
-        a lost lock connection stops the daemon (LeadershipLost)."""
+        fresh load of the stored exits) until elected, then load what the last leader stored and run; a
+        leader whose lock session fails steps down (its term given up first), stops its engine, and stands
+        by again once the database answers."""
         if not self.store.shared:
-            await self.run_engine()
+            await self.run_engine(self.stopping)
             return
         rest_url = f"http://{self.config.rest.host}:{self.bound_port}"
         self.leadership = Leadership(self.store, rest_url, self.config.database.failover_timeout)
-        if not await self.leadership.acquire(self.stopping, self._stand_by, self._take_over):
-            return
-        holding = asyncio.create_task(self.leadership.hold(self.stopping))
-        running = asyncio.create_task(self.run_engine())
-        await asyncio.wait({holding, running}, return_when=asyncio.FIRST_COMPLETED)
-        self.stopping.set()
-        await running
-        await holding  # raises LeadershipLost if that is what ended it
+        while await self.leadership.acquire(self.stopping, self._stand_by, self._take_over):
+            term_over = asyncio.Event()
+            holding = asyncio.create_task(self.leadership.hold(term_over))
+            running = asyncio.create_task(self.run_engine(term_over))
+            stopping = asyncio.create_task(self.stopping.wait())
+            await asyncio.wait({holding, running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            term_over.set()
+            lost = await holding
+            # A cut-off leader's engine may wait on the database until the network is back.
+            await running
+            if not lost:
+                return
+            self._next_reload = 0.0
 
     async def _stand_by(self) -> None:
         """A standby's view of the exits, reloaded from the shared database for its reads: at most a tenth
@@ -296,15 +303,16 @@ class Daemon:
         await self.engine.load()
         self.guard.prime()
 
-    async def run_engine(self) -> None:
-        """The background cycle, with guard mode acting after each cycle and the alerts worker sending."""
-        guard = asyncio.create_task(self.guard.run(self.stopping, self.engine))
+    async def run_engine(self, stopping: asyncio.Event) -> None:
+        """The background cycle, with guard mode acting after each cycle and the alerts worker sending,
+        until `stopping` (the daemon's, or the end of this daemon's term as the leader)."""
+        guard = asyncio.create_task(self.guard.run(stopping, self.engine))
         alerts = asyncio.create_task(self.alerts.run())
-        follower = asyncio.create_task(self.follower.run(self.stopping)) if self.follower else None
+        follower = asyncio.create_task(self.follower.run(stopping)) if self.follower else None
         try:
-            await self.engine.run(self.stopping)
+            await self.engine.run(stopping)
         finally:
-            self.stopping.set()
+            stopping.set()
             await guard
             if follower is not None:
                 await follower
@@ -350,8 +358,6 @@ class Daemon:
         except (FatalStartupError, DatadirError) as e:
             event(log, logging.CRITICAL, "fatal", error=str(e))
             raise
-        except LeadershipLost:
-            raise  # logged as leadership_lost; a restart makes this daemon a standby
         except Exception as e:
             # Nobody foresaw this one: the traceback goes with it.
             log.critical("fatal", exc_info=True, extra={"fields": {"error": str(e) or type(e).__name__}})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -39,6 +40,17 @@ POSTGRES_PREFIX = "postgresql+asyncpg://"
 
 def is_postgres(url: str) -> bool:
     return url.startswith(POSTGRES_PREFIX)
+
+
+def holder_name() -> str:
+    """This daemon among those sharing a database: its host and process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def application_name(holder: str) -> str:
+    """The PostgreSQL `application_name` of a daemon's connections: a new leader finds its predecessor's
+    sessions by it (exitd/store/leader.py). PostgreSQL keeps 63 bytes of it."""
+    return f"exitd {holder}"[:63]
 
 
 def shown_url(url: str) -> str:
@@ -194,7 +206,13 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.shared = is_postgres(url)
-        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=self.shared)
+        self.holder = holder_name()
+        connect_args = (
+            {"server_settings": {"application_name": application_name(self.holder)}} if self.shared else {}
+        )
+        self.engine: AsyncEngine = create_async_engine(
+            url, pool_pre_ping=self.shared, connect_args=connect_args
+        )
         if not self.shared:
             event.listen(self.engine.sync_engine, "connect", _set_sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
