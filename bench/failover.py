@@ -22,7 +22,7 @@ from harness import from_checkout, load_now, machine, parse_args, percentile, re
 from exitd.regtest.forge import Forge, LeafSpec
 from tests.support.daemon import DaemonProcess
 from tests.support.exits import fund_wallet, import_and_start, owned
-from tests.support.failover import assert_no_double_spend, shared_config
+from tests.support.failover import assert_no_double_spend, shared_config, takeover_seconds
 from tests.support.postgres import PostgresServer
 
 KILLS = 20
@@ -36,16 +36,6 @@ def wait_standing_by(daemon: DaemonProcess, before: int) -> None:
     deadline = time.monotonic() + 60
     while daemon.log_text().count("standing_by") <= before:
         assert time.monotonic() < deadline, daemon.log_text()[-2000:]
-        time.sleep(0.05)
-
-
-def takeover(standby: DaemonProcess, killed_at: float) -> float:
-    while True:
-        status, body = standby.request("POST", "/api/v1/exits/progress", {})
-        if status == 200:
-            return time.monotonic() - killed_at
-        assert status == 503, body
-        assert time.monotonic() - killed_at < 4 * TIMEOUT, "no takeover"
         time.sleep(0.05)
 
 
@@ -86,7 +76,7 @@ def main() -> None:
                     killed_at = time.monotonic()
                     leader.process.wait()
                     leader.process = None
-                    times.append(takeover(standby, killed_at))
+                    times.append(takeover_seconds(standby, killed_at, 4 * TIMEOUT))
                     print(
                         f"  kill {round_:2d}: took over in {times[-1]:.2f} s; load {load_now()}", flush=True
                     )

@@ -4,10 +4,12 @@ daemon that always leads."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from exitd.ark.encoding import OutPoint
 from exitd.store.db import Store, upgrade
@@ -113,3 +115,28 @@ async def test_on_sqlite_the_one_daemon_always_leads(tmp_path: Path) -> None:
         await store.check_leader()
     finally:
         await store.close()
+
+
+async def test_a_new_leader_ends_the_sessions_of_a_predecessor_cut_off_mid_transaction(
+    postgres_url: str,
+) -> None:
+    """A leader cut off from the database in a fenced transaction holds the leader row while the server
+    thinks its connection alive; the next leader ends that session (the server rolls it back) instead of
+    waiting for TCP to give up, and takes its term at once."""
+    old, new = Store(postgres_url), Store(postgres_url)
+    try:
+        old.term = await take_term(old, old.holder, "http://127.0.0.1:1")
+        async with contextlib.AsyncExitStack() as cut_off:
+            session = await cut_off.enter_async_context(old.session(spends=True))
+            add_reservations(session, [OutPoint.of("aa" * 32, 0)], "bb" * 32, "cpfp")
+            await session.flush()  # the row is held; the session then never answers again
+            began = time.monotonic()
+            new.term = await asyncio.wait_for(take_term(new, "new:2", "http://127.0.0.1:2"), 10)
+            assert new.term == 2 and time.monotonic() - began < 2
+            with pytest.raises(sa.exc.DBAPIError):
+                await cut_off.aclose()  # its commit finds the session ended
+        async with new.session(spends=True) as session:
+            assert await list_reservations(session) == []  # rolled back: nothing of it was committed
+    finally:
+        await old.close()
+        await new.close()

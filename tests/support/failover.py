@@ -3,10 +3,13 @@ config, and what must hold whoever led: no exit tx with two live children, no co
 
 from __future__ import annotations
 
+import time
+
 import sqlalchemy as sa
 
 from exitd.regtest.node import RegtestNode
 from exitd.store.db import run_sync
+from tests.support.daemon import DaemonProcess
 
 FAILOVER = 6.0  # database.failover_timeout of the tests' daemons (s)
 
@@ -37,3 +40,15 @@ def assert_no_double_spend(url: str, node: RegtestNode) -> None:
             if vin["txid"] != parent:  # not the P2A anchor
                 assert outpoint not in funded_by, f"{outpoint} funds {funded_by[outpoint]} and {txid}"
                 funded_by[outpoint] = txid
+
+
+def takeover_seconds(standby: DaemonProcess, since: float, bound: float) -> float:
+    """Seconds from `since` (the leader's death or cut) until the standby answers a write (POST
+    /exits/progress, a whole cycle on what the last leader stored) instead of 503; fails past `bound`."""
+    while True:
+        status, body = standby.request("POST", "/api/v1/exits/progress", {})
+        if status == 200:
+            return time.monotonic() - since
+        assert status == 503, body
+        assert time.monotonic() - since < bound, f"the standby did not take over within {bound} s"
+        time.sleep(0.05)
