@@ -33,6 +33,7 @@ from exitd.store.db import Store, upgrade
 from exitd.store.exits import (
     ExitStart,
     ExitUpdate,
+    StoredExitTx,
     insert_exit_txs,
     load_histories,
     start_exits,
@@ -91,10 +92,7 @@ async def fill(store: Store, exits: int) -> None:
             txs = {t: i for s in starts for i, t in enumerate(s.txids)}
             await insert_exit_txs(
                 session,
-                [
-                    {"txid": t, "raw": bytes(150), "vsize": 150, "input_txid": t, "anchor_vout": 1}
-                    for t in txs
-                ],
+                [StoredExitTx(t, bytes(150), 150, t, 1) for t in txs],
             )
             await start_exits(session, starts, (), state, "processing", "user", 0)
 
