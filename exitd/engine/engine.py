@@ -59,7 +59,14 @@ from exitd.engine.model import (
 )
 from exitd.engine.outcomes import ClaimBroadcast, StartReport
 from exitd.engine.packages import CpfpFunder, CrashHook, PackageDesk
-from exitd.engine.persist import load_book, persist_states, save_children, store_starts
+from exitd.engine.persist import (
+    LoadedRows,
+    load_book,
+    persist_states,
+    refresh_book,
+    save_children,
+    store_starts,
+)
 from exitd.engine.records import state_of
 from exitd.engine.starts import USER, Starts, exit_chain_of, read_starts
 from exitd.engine.states import ExitState, ExitStateKind, ExitTxOrigin
@@ -122,6 +129,8 @@ class ExitEngine:
         # Counts what held the cycle lock (cycles, starts, claims, cancels) and loads: whatever was computed
         # from the exits (a status listing) under one version still holds under it.
         self.version = 0
+        # The rows the book was last read from, while it mirrors them (refresh); None once it changed.
+        self._loaded: LoadedRows | None = None
         # The cycle of each fee-rate override that waits for the lock: callers arriving meanwhile share it.
         self._next_cycle: dict[int | None, asyncio.Task[ProgressReport]] = {}
 
@@ -163,6 +172,7 @@ class ExitEngine:
     async def _changing(self) -> AsyncIterator[None]:
         """Hold the cycle lock to change exits; the version moves on when done, changed or not."""
         async with self.cycle_lock:
+            self._loaded = None  # the book no longer mirrors the rows it was read from
             try:
                 yield
             finally:
@@ -170,7 +180,19 @@ class ExitEngine:
 
     async def load(self) -> None:
         """Read every exit and its txs and children from the store into memory."""
-        await load_book(self.store, self.book)
+        self._loaded = None
+        self._loaded = await load_book(self.store, self.book)
+        self.version += 1
+
+    async def refresh(self) -> None:
+        """Bring the exits in memory to what the store holds now, as load() would, reading only what can
+        have changed since the last load or refresh (persist.refresh_book): a standby's reload and a new
+        leader's takeover. A book this engine changed since (a cycle, a start) is read whole instead."""
+        if self._loaded is None:
+            await self.load()
+            return
+        last, self._loaded = self._loaded, None  # a refresh that fails leaves a book to read whole
+        self._loaded = await refresh_book(self.store, self.book, last)
         self.version += 1
 
     async def start(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,8 +24,10 @@ from exitd.store.exits import (
     ExitStart,
     ExitUpdate,
     StoredChild,
+    StoredExit,
     StoredExitTx,
     insert_exit_txs,
+    load_child_states,
     load_children,
     load_exit_txs,
     load_exits,
@@ -44,7 +47,53 @@ class ReservationHolder(Protocol):
     async def release_reservations(self, session: AsyncSession, spending_txid: str) -> None: ...
 
 
-async def load_book(store: Store, book: ExitBook) -> None:
+@dataclass(frozen=True)
+class LoadedRows:
+    """The exits' rows as the book was last filled from them: a refresh reads the rows again and builds
+    anew only the exits whose row differs (see refresh_book)."""
+
+    exits: dict[str, StoredExit]
+
+
+def block_of(height: int | None, block_hash: str | None) -> BlockRef | None:
+    return BlockRef(height, block_hash) if height is not None and block_hash else None
+
+
+def child_record(c: StoredChild) -> ChildRecord:
+    block = block_of(c.block_height, c.block_hash)
+    return ChildRecord(
+        c.txid,
+        c.parent_txid,
+        c.raw,
+        c.fee,
+        c.vsize,
+        c.package_rate,
+        ChildSource(c.source),
+        ChildStatus(c.status),
+        block,
+    )
+
+
+def live_exit(row: StoredExit, terms: tuple[int, int], txids: list[str]) -> LiveExit:
+    amount, expiry_height = terms
+    return LiveExit(
+        vtxo_id=row.vtxo_id,
+        amount=amount,
+        expiry_height=expiry_height,
+        txids=txids,
+        state=decode_state(row.state),
+        started_by=row.started_by,
+        created_at=row.created_at,
+        error=None,
+        stored_error=row.error,
+    )
+
+
+def tracked_tx(r: StoredExitTx) -> TrackedTx:
+    return TrackedTx(r.txid, r.raw, r.vsize, r.input_txid, r.anchor_vout)
+
+
+async def load_book(store: Store, book: ExitBook) -> LoadedRows:
     """Fill `book` with every exit and its txs and children from the store."""
     async with store.session() as session:
         rows = await load_exits(session)
@@ -52,36 +101,66 @@ async def load_book(store: Store, book: ExitBook) -> None:
         tx_rows = await load_exit_txs(session, None)
         children = await load_children(session, None)
         terms = await vtxo_terms(session)
-    book.txs = {r.txid: TrackedTx(r.txid, r.raw, r.vsize, r.input_txid, r.anchor_vout) for r in tx_rows}
+    book.txs = {r.txid: tracked_tx(r) for r in tx_rows}
     for c in children:
-        block = (
-            BlockRef(c.block_height, c.block_hash) if c.block_height is not None and c.block_hash else None
-        )
-        book.txs[c.parent_txid].children[c.txid] = ChildRecord(
-            c.txid,
-            c.parent_txid,
-            c.raw,
-            c.fee,
-            c.vsize,
-            c.package_rate,
-            ChildSource(c.source),
-            ChildStatus(c.status),
-            block,
-        )
-    book.exits = {}
-    for row in rows:
-        amount, expiry_height = terms[row.vtxo_id]
-        book.exits[row.vtxo_id] = LiveExit(
-            vtxo_id=row.vtxo_id,
-            amount=amount,
-            expiry_height=expiry_height,
-            txids=links.get(row.vtxo_id, []),
-            state=decode_state(row.state),
-            started_by=row.started_by,
-            created_at=row.created_at,
-            error=None,
-            stored_error=row.error,
-        )
+        book.txs[c.parent_txid].children[c.txid] = child_record(c)
+    book.exits = {r.vtxo_id: live_exit(r, terms[r.vtxo_id], links.get(r.vtxo_id, [])) for r in rows}
+    return LoadedRows({r.vtxo_id: r for r in rows})
+
+
+async def refresh_book(store: Store, book: ExitBook, last: LoadedRows) -> LoadedRows:
+    """Bring `book`, filled from `last` and not changed since, to what the store holds now, as load_book
+    would, reading only what can have changed: every exit's row (its state, error, start) and every
+    child's status and block. An exit whose row is as it was keeps its object; a changed one is decoded
+    again; a new or restarted one (and its txs, VTXO terms and children) is read whole. What is reused
+    never changes once stored: an exit's txs (by VTXO), a tx (by txid), a child's tx, fee and size.
+    A new leader's takeover and a standby's reload at 100,000 exits: the exits' rows, not every tx."""
+    async with store.session() as session:
+        rows = await load_exits(session)
+        changed = [r for r in rows if last.exits.get(r.vtxo_id) != r]
+        new = [
+            r.vtxo_id
+            for r in changed
+            if r.vtxo_id not in book.exits or last.exits[r.vtxo_id].created_at != r.created_at
+        ]
+        links = await load_links(session, new) if new else {}
+        terms = await vtxo_terms(session, new) if new else {}
+        missing = list(dict.fromkeys(t for txids in links.values() for t in txids if t not in book.txs))
+        tx_rows = await load_exit_txs(session, missing) if missing else []
+        states = await load_child_states(session)
+        known = {c.txid: c for t in book.txs.values() for c in t.children.values()}
+        unknown_parents = list(dict.fromkeys(s.parent_txid for s in states if s.txid not in known))
+        children = await load_children(session, unknown_parents) if unknown_parents else []
+    exits: dict[str, LiveExit] = {}
+    for r in rows:
+        old = book.exits.get(r.vtxo_id)
+        if r.vtxo_id in links or old is None:
+            exits[r.vtxo_id] = live_exit(r, terms[r.vtxo_id], links.get(r.vtxo_id, []))
+        elif last.exits.get(r.vtxo_id) != r:
+            exits[r.vtxo_id] = live_exit(r, (old.amount, old.expiry_height), old.txids)
+        else:
+            exits[r.vtxo_id] = old
+    txs = {r.txid: tracked_tx(r) for r in tx_rows}
+    for e in exits.values():
+        for txid in e.txids:
+            if txid not in txs:
+                txs[txid] = book.txs[txid]
+                txs[txid].children = {}
+    new_children = {c.txid: c for c in children}
+    for s in states:
+        before = known.get(s.txid)
+        if before is None:
+            record = child_record(new_children[s.txid])
+        else:
+            block = (
+                BlockRef(s.block_height, s.block_hash)
+                if s.block_height is not None and s.block_hash
+                else None
+            )
+            record = replace(before, status=ChildStatus(s.status), block=block)
+        txs[s.parent_txid].children[s.txid] = record
+    book.txs, book.exits = txs, exits
+    return LoadedRows({r.vtxo_id: r for r in rows})
 
 
 def as_stored(c: ChildRecord) -> StoredChild:

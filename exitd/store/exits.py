@@ -110,6 +110,27 @@ async def load_children(session: AsyncSession, parent_txids: Sequence[str] | Non
 
 
 @dataclass(frozen=True)
+class ChildState:
+    """What may change of a stored child (store_children): its status and block."""
+
+    txid: str
+    parent_txid: str
+    status: str
+    block_height: int | None
+    block_hash: str | None
+
+
+async def load_child_states(session: AsyncSession) -> list[ChildState]:
+    """The status and block of every child of any exit's txs, in load_children's order, without the rest
+    (a child's tx, fee and size never change once stored): what a refresh of the exits reads of them."""
+    table = ExitChildRow
+    query = select(table.txid, table.parent_txid, table.status, table.block_height, table.block_hash)
+    query = query.where(table.parent_txid.in_(select(ExitTxLinkRow.txid)))
+    query = query.order_by(table.created_at, table.txid)
+    return [ChildState(*row) for row in await session.execute(query)]
+
+
+@dataclass(frozen=True)
 class ExitUpdate:
     """An exit's row as a cycle leaves it: its error always, its state when it changed (the state it
     leaves then goes to its history)."""

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from exitd.ark.policy import ClaimClause
 from exitd.ark.vtxo import Vtxo, decode_vtxo
-from exitd.store.db import in_chunks, select_in
+from exitd.store.db import execute_in, in_chunks, select_in
 from exitd.store.models import VtxoRow
 
 
@@ -115,11 +115,15 @@ async def mark_vtxo_gone(session: AsyncSession, vtxo_id: str, stamp: int) -> Non
     await session.execute(query.values(gone_at=stamp, state=VtxoState.SPENT.value))
 
 
-async def vtxo_terms(session: AsyncSession) -> dict[str, tuple[int, int]]:
-    """vtxo id -> (amount in sat, expiry height) of every VTXO: what loading the exits needs of them, as
-    plain rows (an ORM object with its encoding per VTXO made a new leader's load of 100,000 slow)."""
+async def vtxo_terms(
+    session: AsyncSession, vtxo_ids: Sequence[str] | None = None
+) -> dict[str, tuple[int, int]]:
+    """vtxo id -> (amount in sat, expiry height) of these VTXOs, or (None) of every VTXO: what loading the
+    exits needs of them, as plain rows (an ORM object with its encoding per VTXO made a new leader's load
+    of 100,000 slow)."""
     query = select(VtxoRow.vtxo_id, VtxoRow.amount_sat, VtxoRow.expiry_height)
-    return {vtxo_id: (amount, expiry) for vtxo_id, amount, expiry in await session.execute(query)}
+    rows = await execute_in(session, query, VtxoRow.vtxo_id, vtxo_ids)
+    return {vtxo_id: (amount, expiry) for vtxo_id, amount, expiry in rows}
 
 
 async def vtxo_ids_in_state(session: AsyncSession, state: str) -> list[str]:
