@@ -290,17 +290,18 @@ class Daemon:
             self._next_reload = 0.0
 
     async def _stand_by(self) -> None:
-        """A standby's view of the exits, reloaded from the shared database for its reads: at most a tenth
-        of the time (a load of 100,000 exits takes seconds), at most every try for the lock."""
+        """A standby's view of the exits, refreshed from the shared database for its reads (the exits' rows
+        and the children's status: engine.refresh), at most a tenth of the time, at most every try."""
         if time.monotonic() < self._next_reload:
             return
         started = time.monotonic()
-        await self.engine.load()
+        await self.engine.refresh()
         self._next_reload = time.monotonic() + 9 * (time.monotonic() - started)
 
     async def _take_over(self) -> None:
-        """What the new leader reads before it may write: the exits as the last leader left them."""
-        await self.engine.load()
+        """What the new leader reads before it may write: the exits as the last leader left them, as a
+        refresh of the standby's view (what changed since its last reload), not a whole load."""
+        await self.engine.refresh()
         self.guard.prime()
 
     async def run_engine(self, stopping: asyncio.Event) -> None:
