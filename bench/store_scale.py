@@ -10,7 +10,13 @@ tree of arity 4 (depth 4: one root, 4 and 16 shared inner txs, a leaf tx per exi
   move 1 %   update_exits for 1 % of the exits changing state (a block confirming their txs), in one
              transaction, as a cycle stores them;
   errors     update_exits for every exit, an error each and no state change (a cycle's worst write);
-  histories  load_histories of one page (200 exits), as a status listing with history streams it.
+  histories  load_histories of one page (200 exits), as a status listing with history streams it;
+  refresh    ExitEngine.refresh() after a 1 % block: a standby's reload, reading only what can change;
+  takeover   (PostgreSQL) a leader (its own Leadership and store) stores a 1 % block and dies (its lock
+             connection closes, as when its process is killed); from then until the standby, whose view
+             was fresh before that block and which tries the lock every 2.5 s (the default timeout's),
+             holds the new term having read what the leader left: by a whole load (ExitEngine.load, as
+             before) and by a refresh (ExitEngine.refresh, as now);
 and the resident memory of this process after the load.
 """
 
@@ -20,6 +26,7 @@ import asyncio
 import gc
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -39,7 +46,10 @@ from exitd.store.exits import (
     start_exits,
     update_exits,
 )
+from exitd.store.leader import Leadership
 from exitd.store.models import VtxoRow
+
+Read = Callable[[], Awaitable[None]]
 
 EXITS = 100_000
 QUICK_EXITS = 5_000
@@ -154,8 +164,64 @@ async def measure(name: str, url: str, exits: int) -> None:
                 await load_histories(session, ids[r * PAGE : (r + 1) * PAGE])
             pages.append(time.perf_counter() - began)
         print(f"  histories  {timed(pages)}  (a page of {PAGE})", flush=True)
+        refreshes = []
+        await engine.refresh()  # the rows every error was rewritten in
+        for r in range(REPEATS):
+            await timed_write(store, block_moving(ids, r, ExitState(ExitStateKind.PROCESSING, 800_002 + r)))
+            began = time.perf_counter()
+            await engine.refresh()
+            refreshes.append(time.perf_counter() - began)
+        print(f"  refresh    {timed(refreshes)}  (after a block moving 1 %)", flush=True)
+        if store.shared:
+            for name, read in (("whole load", engine.load), ("refresh", engine.refresh)):
+                await takeovers(url, engine, ids, name, read)
     finally:
         await store.close()
+
+
+def block_moving(ids: list[str], r: int, state: ExitState) -> list[ExitUpdate]:
+    """1 % of the exits (every hundredth, from the r-th) change to `state`."""
+    return [ExitUpdate(v, None, encode_state(state), state.kind.value) for v in ids[r::100]]
+
+
+async def takeovers(url: str, standby: ExitEngine, ids: list[str], name: str, read: Read) -> None:
+    """REPEATS takeovers by `standby` (its view fresh) of a leader that stores a 1 % block and dies."""
+    timeout = 15.0  # database.failover_timeout's default: a try for the lock every 2.5 s
+    seconds: list[float] = []
+    reads: list[float] = []
+
+    async def taking_over() -> None:
+        began = time.perf_counter()
+        await read()
+        reads.append(time.perf_counter() - began)
+
+    for r in range(REPEATS):
+        await standby.refresh()
+        leader_store = Store(url)
+        leader = Leadership(leader_store, "http://127.0.0.1:1", timeout)
+        stopping = asyncio.Event()
+        assert await leader.acquire(stopping, nothing, nothing)
+        state = ExitState(ExitStateKind.AWAITING_DELTA, 800_010 + r)
+        await timed_write(leader_store, block_moving(ids, r + 50, state))
+        heir = Leadership(standby.store, "http://127.0.0.1:2", timeout)
+        standing_by = asyncio.create_task(heir.acquire(stopping, nothing, taking_over))
+        await asyncio.sleep(timeout / 6 * 1.5)  # the kill falls midway between two tries: the mean wait
+        await leader.close()  # the leader's process dies: its lock connection ends
+        died = time.perf_counter()
+        assert await standing_by
+        seconds.append(time.perf_counter() - died)
+        assert all(standby.exits[v].state == state for v in ids[r + 50 :: 100])
+        standby.store.term = None
+        await heir.close()
+        await leader_store.close()
+    print(
+        f"  takeover   {timed(seconds)}  by a {name}: of which reading {timed(reads).strip()}",
+        flush=True,
+    )
+
+
+async def nothing() -> None:
+    return None
 
 
 async def main() -> None:
