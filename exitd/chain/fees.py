@@ -17,7 +17,9 @@ estimator lags a market that moves; the template does not. A short memory of it 
 market that rises: a spike begins when the next-block rate jumps above SPIKE times its median over the last
 blocks, and lasts until it is back within SPIKE times that median as it stood when the spike began (a slow
 rise never jumps so far above its own recent median), or for SPIKE_BLOCKS at most: a market that stays
-high (a quiet one turned busy) is the market.
+high (a quiet one turned busy) is the market. A next-block rate RISING percent of its median, short of a
+spike, is a market on the rise. The memory keeps the rate of one package (PACKAGE_ROOM) whatever room a
+caller asks about, so that its heights compare.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ NEXT_BLOCK_MEMORY = 12
 # market as it now is.
 SPIKE = 1.5
 SPIKE_BLOCKS = 36
+# A next-block rate this many percent of its recent median, short of a spike, is a rising market.
+RISING = 110
 # A mempool this many times the size of the next block's template has a backlog: blocks are full.
 FULL_MEMPOOL = 1.5
 # vbytes an exit package (a parent and its CPFP child) takes in a block, about.
@@ -143,6 +147,12 @@ def template_cutoff(transactions: Sequence[dict[str, Any]], room: int = PACKAGE_
     return max(packages)[0] if packages else 0
 
 
+def next_block_rate(transactions: Sequence[dict[str, Any]], room: int, relay: RelayPolicy) -> int:
+    """What `room` vbytes of packages bid to enter a full template's block (module doc)."""
+    cutoff = template_cutoff(transactions, room)
+    return relay.raised(cutoff * NEXT_BLOCK_MARGIN // 100 + relay.incremental)
+
+
 def template_vsize(transactions: Sequence[dict[str, Any]]) -> int:
     return sum(-(-int(tx["weight"]) // 4) for tx in transactions)
 
@@ -162,10 +172,16 @@ class Market:
     next_block: int | None = None  # sat/kvB that enters the next block now (None: not asked, or no template)
     usual: int | None = None  # the next-block rate as it usually is: before the spike, during one
     spike: bool = False
+    rising: bool = False  # the next-block rate clearly above its recent median, no spike
 
     def rate(self, blocks: int) -> int:
         """The rate that confirms within `blocks` (asked for when the market was read)."""
         return self.estimates[confirmation_target(blocks)]
+
+
+def is_rising(rate: int, usual: int, spike: bool) -> bool:
+    """Whether a next-block rate is clearly above its recent median (`usual`) without being a spike."""
+    return not spike and rate * 100 > usual * RISING
 
 
 class NextBlockMemory:
@@ -243,13 +259,15 @@ class FeeEstimator:
         estimated = all(self._estimates[t] is not None for t in targets)
         if not isinstance(template, dict):
             return Market(relay, estimates, estimated)
-        rate = relay.floor
-        if int(mempool["bytes"]) > template_vsize(template["transactions"]) * FULL_MEMPOOL:
-            room = max(next_block or 0, PACKAGE_ROOM)
-            cutoff = template_cutoff(template["transactions"], room)
-            rate = relay.raised(cutoff * NEXT_BLOCK_MARGIN // 100 + relay.incremental)
-        usual, spike = self._next_blocks.remember(int(template["height"]) - 1, rate)
-        return Market(relay, estimates, estimated, rate, usual, spike)
+        rate = one = relay.floor
+        transactions = template["transactions"]
+        if int(mempool["bytes"]) > template_vsize(transactions) * FULL_MEMPOOL:
+            rate = next_block_rate(transactions, max(next_block or 0, PACKAGE_ROOM), relay)
+            one = next_block_rate(transactions, PACKAGE_ROOM, relay)
+        # The memory keeps one package's rate whatever room each caller asks for, so that every height's
+        # is measured alike.
+        usual, spike = self._next_blocks.remember(int(template["height"]) - 1, one)
+        return Market(relay, estimates, estimated, rate, usual, spike, is_rising(one, usual, spike))
 
     async def rate_or_estimate(self, given: int | None, speed: Speed) -> int:
         """The rate a request gave (the user's choice wins), else the estimate for `speed`."""

@@ -232,7 +232,7 @@ def tx_targets(
             asked = LevelMarket(market.relay.raised(override))
         else:
             estimate = market.rate(level_target(tip, e.expiry_height, levels, policy))
-            asked = LevelMarket(estimate, market.next_block, market.usual, market.spike)
+            asked = LevelMarket(estimate, market.next_block, market.usual, market.spike, market.rising)
         rate_of[vtxo_id] = deadline_rate(asked, tip, e.expiry_height, levels, policy)
     return {txid: max(rate_of[e.vtxo_id] for e in group) for txid, group in sharers.items()}
 

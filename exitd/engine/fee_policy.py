@@ -7,11 +7,16 @@ the exit as a whole may let `S = B - r` blocks pass without a confirmation (its 
 
 The curve (stateless, re-evaluated every block, so RBF follows it) reads the market from the node
 (exitd/chain/fees.py): `N`, the rate that enters the next block now (its block template: the floor while
-blocks have room), whether the market is in a spike, and `U`, its usual rate (before the spike):
-- with slack (`S > URGENT_SLACK`): `N`, what the next block takes, so a level is in at once at today's
-  price (in a rising market, waiting only costs more); during a spike, no more than `U`: the package waits
-  for the spike to pass, which slack allows;
-- with little slack (`0 < S <= URGENT_SLACK`): `N`, spike or not;
+blocks have room), whether the market is in a spike or rising, and `U`, its usual rate (before the spike):
+- with slack to wait (`S >= URGENT_SLACK + PATIENCE`): bitcoind's estimate for the `W` blocks the level
+  has, never above `N`. In a steady market it sits below `N` (the next block's cutoff, plus a margin for
+  what arrives before the block): the package enters the first block that is cheaper than most, as the
+  oracle of bench/fee_market.py would choose it. As slack is used up (`URGENT_SLACK < S < URGENT_SLACK +
+  PATIENCE`), the bid moves step by step from that estimate to `N`;
+- in a rising market (`N` clearly above its recent median), `N` at once: waiting only costs more;
+- during a spike, with more slack than a spike lasts (`S > SPIKE_PATIENCE`), no more than `U`: the
+  package waits the spike out; with less, `N`: its ramp now costs less than its peak later;
+- with little slack (`0 < S <= URGENT_SLACK`): `N`;
 - with none (`S <= 0`): every level must now confirm in the next block: half as much again as `N`, up to
   the ceiling (`max_rate`).
 Without a template (an old or peerless node), bitcoind's estimate for confirming within `W` blocks stands in
@@ -32,8 +37,14 @@ from exitd.chain.fees import RelayPolicy, confirmation_target, fee_at_rate
 # What a CPFP child adds to a package before it is built: the P2A input, one P2TR key-path input, one
 # P2TR output and the tx overhead. For budgets and estimates; the real child is measured when built.
 CHILD_VSIZE_ESTIMATE = 41 + 58 + 43 + 11
-# Blocks of slack at or below which a level bids for the next block even during a spike.
+# Blocks of slack at or below which a level bids for the next block.
 URGENT_SLACK = 2
+# Blocks of slack above which a level waits a spike out: a spike lasts longer than a few blocks, so an
+# exit with less slack than this only pays the spike's peak later instead of its ramp now.
+SPIKE_PATIENCE = 12
+# Blocks of slack beyond URGENT_SLACK from which a level bids the market's estimate for the blocks it has
+# (waiting for a cheaper block); with fewer, proportionally closer to the next block's rate.
+PATIENCE = 4
 # A claim has no deadline (after the exit only the owner can spend the output): it is priced for a day.
 CLAIM_TARGET = 144
 
@@ -86,6 +97,7 @@ class LevelMarket:
     next_block: int | None = None
     usual: int | None = None
     spike: bool = False
+    rising: bool = False
 
 
 def deadline_rate(
@@ -98,9 +110,13 @@ def deadline_rate(
         return max(estimate, policy.max_rate) if left <= 0 else estimate
     if left <= 0:
         return max(estimate, min(next_block * 3 // 2, policy.max_rate))
-    if left > URGENT_SLACK and market.spike and market.usual is not None:
-        return min(next_block, market.usual)
-    return next_block
+    if market.spike and market.usual is not None:
+        return min(next_block, market.usual) if left > SPIKE_PATIENCE else next_block
+    if left <= URGENT_SLACK or market.rising:
+        return next_block
+    low = min(estimate, next_block)
+    spare = min(left - URGENT_SLACK, PATIENCE)
+    return next_block - (next_block - low) * spare // PATIENCE
 
 
 def claim_rate(estimate: int, next_block: int | None, max_rate: int) -> int:

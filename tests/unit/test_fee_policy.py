@@ -11,11 +11,15 @@ from exitd.chain.fees import (
     Speed,
     confirmation_target,
     fee_at_rate,
+    is_rising,
     relay_policy,
     sat_per_vb_ceil,
     template_cutoff,
 )
 from exitd.engine.fee_policy import (
+    PATIENCE,
+    SPIKE_PATIENCE,
+    URGENT_SLACK,
     FeePolicy,
     LevelMarket,
     RaisedRate,
@@ -89,15 +93,41 @@ def test_the_rate_rises_only_as_slack_is_used_up() -> None:
     assert rates[39] == rates[40] == POLICY.max_rate  # none left: the next block is the last chance
 
 
-def test_with_slack_a_level_pays_what_enters_the_next_block() -> None:
+def test_with_slack_a_level_bids_the_estimate_and_nears_the_next_block_as_slack_is_used() -> None:
     # Blocks with room: the floor gets in at once, whatever the estimate says.
     assert rate_at(100, 200, 1, next_block=100) == 100
-    # Full blocks at 3 sat/vB: in at once at that, above the 97-block estimate (waiting for a dip that
-    # may never come costs slack, and in a rising market more fees).
-    assert rate_at(100, 200, 1, next_block=3_000) == 3_000
-    # A spike (the next block at 40 sat/vB, 4 usually): a level with slack (3 blocks) bids the usual
-    # rate and waits for the spike to pass.
-    assert rate_at(100, 106, 1, next_block=40_000, usual=4_000) == 4_000
+    # Full blocks, 3 sat/vB for the next one: with slack to wait for a cheaper block, the estimate for the
+    # blocks the level has (2 sat/vB); as the slack is used up, step by step to the next block's rate.
+    assert slack(100, 200, 1, 2) == 97
+    assert rate_at(100, 200, 1, next_block=3_000) == market(97) == 2_000
+    asked = LevelMarket(2_000, 3_000)
+    rates = [deadline_rate(asked, tip, 200, 1, POLICY) for tip in range(100, 198)]
+    assert rates == sorted(rates)
+    by_slack = {slack(tip, 200, 1, 2): rate for tip, rate in zip(range(100, 198), rates, strict=True)}
+    assert by_slack[URGENT_SLACK + PATIENCE] == 2_000
+    assert by_slack[URGENT_SLACK + PATIENCE // 2] == 2_500  # halfway through its patience
+    assert by_slack[URGENT_SLACK] == 3_000 and by_slack[1] == 3_000
+    # Never above what the next block takes, however high the estimate.
+    assert deadline_rate(LevelMarket(9_000, 3_000), 100, 200, 1, POLICY) == 3_000
+
+
+def test_a_rising_market_is_paid_at_once() -> None:
+    """Waiting in a market that keeps rising only costs more: a level bids the next block's rate."""
+    asked = LevelMarket(2_000, 3_000, usual=2_500, rising=True)
+    assert deadline_rate(asked, 100, 200, 1, POLICY) == 3_000
+    assert is_rising(2_760, 2_500, spike=False) and not is_rising(2_740, 2_500, spike=False)
+    assert not is_rising(40_000, 2_500, spike=True)  # a spike is waited out, not chased
+
+
+def test_a_spike_is_waited_out_only_with_more_slack_than_it_lasts() -> None:
+    """A spike (the next block at 40 sat/vB, 4 usually) lasts longer than a few blocks: a level with more
+    slack than SPIKE_PATIENCE bids the usual rate and waits for it to pass; one with less pays its ramp now
+    rather than its peak later."""
+    expiry = 100 + 2 + 1 + SPIKE_PATIENCE + 1  # margin 2, one level
+    assert slack(100, expiry, 1, 2) == SPIKE_PATIENCE + 1
+    assert rate_at(100, expiry, 1, next_block=40_000, usual=4_000) == 4_000
+    assert rate_at(101, expiry, 1, next_block=40_000, usual=4_000) == 40_000
+    assert rate_at(100, 106, 1, next_block=40_000, usual=4_000) == 40_000  # 3 blocks of slack
 
 
 def test_little_slack_bids_for_the_next_block_and_none_bids_higher() -> None:
