@@ -15,8 +15,11 @@ tight deadlines), each its own VTXOs, all started in the same block and competin
 - lnd: LND's sweeper per level: the deadline split among the levels left, a linear curve from the
   estimate for the blocks available to the level's share of a 50 % budget (fee-bumping-anchors.md 1).
 The replayed policies pay from a pool of OP_TRUE coins (no signing, like Core's MiniWallet); exitd from
-its own wallet. Claims are priced, not broadcast: each policy's claim rate when the exit becomes claimable
-times the claim's exact size.
+its own wallet. Every policy's claims go out and confirm on the same market: exitd's from its guard
+(auto-claim to its wallet, after each cycle), each replayed policy's as one signed claim of the exits
+that became claimable, at its claim rate, sent again at the rate of the moment if the node refused it or
+the mempool dropped it. A claim still unconfirmed CLAIM_WAIT blocks after its exit became claimable ends
+the run for that exit; its fee counts, and the claims confirmed are reported.
 
 Figures per scenario and policy: exits completed before expiry (of those whose budget allows it), blocks
 to claimable, CPFP and claim fees, CPFP fees over the oracle's (the cheapest fees that would have
@@ -56,6 +59,8 @@ from bitcoin.core import (
 from bitcoin.core.script import OP_RETURN, CScriptWitness
 from harness import fund_wallet, machine, quiet_logs, regtest_node, running_daemon
 
+from exitd.ark.claim import ClaimSigner
+from exitd.ark.encoding import OutPoint
 from exitd.ark.exit_tx import build_exit_chain
 from exitd.ark.policy import UserPolicy
 from exitd.ark.weight import tx_vsize
@@ -63,15 +68,17 @@ from exitd.chain.fees import PACKAGE_ROOM, btc_to_sat
 from exitd.chain.rpc import BitcoinRpc, RpcCredentials, RpcError
 from exitd.config import GuardConfig
 from exitd.daemon.lifecycle import Daemon
-from exitd.engine.claims import claim_tx_vsize
-from exitd.engine.fee_policy import CHILD_VSIZE_ESTIMATE, CLAIM_TARGET, claim_rate
-from exitd.regtest.forge import DEFAULT_EXIT_DELTA, Forge, ForgedVtxo, LeafSpec
+from exitd.engine.claims import ClaimInput, build_claim_tx
+from exitd.engine.fee_policy import CHILD_VSIZE_ESTIMATE
+from exitd.regtest.forge import DEFAULT_EXIT_DELTA, Forge, ForgedVtxo, LeafSpec, UserKey
 from exitd.regtest.node import MINER_WALLET, RegtestNode
 from exitd.wallet.address import script_to_address
 
 OP_TRUE_SCRIPT = bytes([0x51])
 OP_TRUE_SPK = bytes([0x00, 0x20]) + hashlib.sha256(OP_TRUE_SCRIPT).digest()
 BIP125_SEQUENCE = 0xFFFF_FFFD
+# The OP_RETURN push that makes an OP_TRUE child weigh what a P2TR key-path child does (609 WU against 610).
+P2TR_PAD = 5
 SAT = 100_000_000
 # Blocks: 120,000 WU less the 8,000 Core reserves = 28,000 vB for transactions.
 BLOCK_MAX_WEIGHT = 120_000
@@ -85,6 +92,10 @@ WARMUP = 45  # blocks of load before the exits start, for the estimator and exit
 LOOSE_SLACK = 144  # guard.slack_blocks' default: the guard starts an exit this far beyond depth + delta
 TIGHT_SLACK = 4
 EXITD_COINS = 16
+# Blocks a claim may stay unconfirmed after its exit became claimable before the run stops waiting for it.
+CLAIM_WAIT = 36
+# Where the replayed policies' claims pay (a P2TR output).
+CLAIM_DESTINATION = bytes([0x51, 0x20]) + bytes(32)
 POLICIES = ("exitd", "barkd", "lightning-labs", "lnd")
 
 
@@ -157,7 +168,9 @@ def load_tx(coin: Coin, rate: float, pad: int) -> tuple[str, int, str, int]:
 
 
 def cpfp_child(parent: CTransaction, coin: Coin, fee: int) -> CTransaction:
-    """A TRUC child of an exit tx: its P2A anchor (last output) and an OP_TRUE coin, change to OP_TRUE."""
+    """A TRUC child of an exit tx: its P2A anchor (last output) and an OP_TRUE coin, change to OP_TRUE,
+    and an OP_RETURN output that gives it the weight of a child paying from a P2TR wallet (exitd's, bark's):
+    an OP_TRUE input is 16 vB lighter than a key-path one, and the policies compare by rate, not by coin."""
     anchor = len(parent.vout) - 1
     value = parent.vout[anchor].nValue + coin.value - fee
     return CTransaction(
@@ -165,7 +178,7 @@ def cpfp_child(parent: CTransaction, coin: Coin, fee: int) -> CTransaction:
             CTxIn(COutPoint(parent.GetTxid(), anchor), nSequence=BIP125_SEQUENCE),
             CTxIn(COutPoint(lx(coin.txid), coin.vout), nSequence=BIP125_SEQUENCE),
         ],
-        [CTxOut(value, CScript(OP_TRUE_SPK))],
+        [CTxOut(value, CScript(OP_TRUE_SPK)), CTxOut(0, CScript([OP_RETURN, bytes(P2TR_PAD)]))],
         nVersion=3,
         witness=CTxWitness([CTxInWitness(CScriptWitness([])), op_true_witness()]),
     )
@@ -196,13 +209,17 @@ GROUPS = (
 QUICK_GROUPS = (Group("board", 1, True), Group("tree", 3, True, exits=2), Group("arkoor", 3, False))
 
 
-def forge_group(forge: Forge, group: Group, expiry: int) -> list[ForgedVtxo]:
+def forge_group(
+    forge: Forge, group: Group, expiry: int, owner: Callable[[], UserKey | None]
+) -> list[ForgedVtxo]:
+    """The group's VTXOs, each owned by `owner()` (None: a fresh key)."""
     if group.kind == "board":
-        return [forge.board(LEAF_AMOUNT, expiry_height=expiry)]
+        return [forge.board(LEAF_AMOUNT, owner(), expiry_height=expiry)]
     if group.kind == "tree":
-        leaves = forge.tree([LeafSpec(LEAF_AMOUNT) for _ in range(4)], arity=2, expiry_height=expiry)
-        return leaves[: group.exits]
-    return [forge.arkoor_chain(LEAF_AMOUNT, hops=(group.depth - 1) // 2, expiry_height=expiry)]
+        specs = [LeafSpec(LEAF_AMOUNT, owner() if i < group.exits else None) for i in range(4)]
+        return forge.tree(specs, arity=2, expiry_height=expiry)[: group.exits]
+    hops = (group.depth - 1) // 2
+    return [forge.arkoor_chain(LEAF_AMOUNT, owner(), hops=hops, expiry_height=expiry)]
 
 
 @dataclass
@@ -245,8 +262,28 @@ class ExitRecord:
         heights = [lv.confirmed_at for lv in self.levels]
         return None if any(h is None for h in heights) else max(h for h in heights if h is not None)
 
+    @property
+    def key(self) -> str:
+        return str(self.vtxo.id)
+
+    @property
+    def claimable_at(self) -> int | None:
+        """The first block the claim may enter (the VTXO's CSV from its leaf's confirmation)."""
+        done = self.completed_at
+        return None if done is None else done + self.vtxo.vtxo.exit_delta
+
     def levels_left(self) -> int:
         return sum(1 for lv in self.levels if lv.confirmed_at is None)
+
+
+@dataclass
+class Claim:
+    """A claim tx of some of a policy's exits, as broadcast."""
+
+    txid: str
+    fee: int
+    exits: list[str]
+    confirmed_at: int | None = None
 
 
 @dataclass
@@ -256,9 +293,19 @@ class Book:
     policy: str
     exits: list[ExitRecord] = field(default_factory=list)
     levels: dict[str, Level] = field(default_factory=dict)
-    claim_fees: int = 0
-    claimed: set[str] = field(default_factory=set)
+    claims: dict[str, Claim] = field(default_factory=dict)
+    # Per exit: its latest claim's txid, and the height its claim confirmed at.
+    claim_of: dict[str, str] = field(default_factory=dict)
+    claimed: dict[str, int] = field(default_factory=dict)
     rejected: int = 0
+    claims_refused: int = 0
+
+    @property
+    def claim_fees(self) -> int:
+        """The fees of the claims that confirmed, and of each exit's latest claim still unconfirmed."""
+        paid = {txid for txid, c in self.claims.items() if c.confirmed_at is not None}
+        paid |= {self.claim_of[k] for k in self.claim_of if k not in self.claimed}
+        return sum(self.claims[txid].fee for txid in paid)
 
     def add(self, vtxo: ForgedVtxo, group: Group) -> None:
         chain = build_exit_chain(vtxo.vtxo)
@@ -423,8 +470,6 @@ class Run:
     market: Market | None = None
     # The load's txs in flight: their OP_TRUE output joins the pool once confirmed.
     load: dict[str, int] = field(default_factory=dict)
-    # The rate of exitd's auto-claim (fee_policy.claim_rate) at each tip.
-    exitd_claim_rates: dict[int, int] = field(default_factory=dict)
     # exitd's next-block rate and its recent median at each tip (sat/kvB).
     exitd_next_block: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)
 
@@ -478,6 +523,40 @@ class Run:
             level.coin, level.fee, level.broadcast_at = coin, fee, tip
             level.rate = fee * 1000 // (level.vsize + tx_vsize(child))
 
+    async def claim(self, name: str, tip: int) -> None:
+        """One claim of the policy's exits claimable in the next block whose claim is not in the
+        mempool (never sent, refused, or dropped), at the policy's claim rate now."""
+        book = self.books[name]
+        assert self.market is not None
+        due = [
+            e
+            for e in book.exits
+            if e.key not in book.claimed and (at := e.claimable_at) is not None and tip + 1 >= at
+        ]
+        sent = sorted({book.claim_of[e.key] for e in due if e.key in book.claim_of})
+        answers = await self.rpc.batch(("getmempoolentry", [txid]) for txid in sent)
+        waiting = {txid for txid, a in zip(sent, answers, strict=True) if not isinstance(a, RpcError)}
+        due = [e for e in due if book.claim_of.get(e.key) not in waiting]
+        if not due:
+            return
+        rate = max(REPLAYS[name].claim(tip, self.market), self.market.floor)
+        inputs = []
+        for e in due:
+            vtxo = e.vtxo.vtxo
+            assert isinstance(vtxo.policy, UserPolicy) and e.vtxo.user.secret is not None
+            clause = vtxo.policy.user_claim_clause(vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
+            signer = ClaimSigner(clause, e.vtxo.user.secret, None)
+            inputs.append(ClaimInput(OutPoint.from_str(e.key), vtxo.amount, clause.script_pubkey, signer))
+        tx, fee = build_claim_tx(inputs, CLAIM_DESTINATION, rate, tip)
+        try:
+            txid = await self.rpc.call("sendrawtransaction", tx.serialize().hex())
+        except RpcError:
+            book.claims_refused += 1
+            return
+        book.claims[txid] = Claim(txid, fee, [e.key for e in due])
+        for e in due:
+            book.claim_of[e.key] = txid
+
     async def forget_evicted(self) -> None:
         """A package the full mempool evicted is sent again (from scratch) by its policy."""
         pending = [
@@ -503,11 +582,21 @@ class Run:
         for tx in txs.values():
             for vin in tx["vin"]:
                 spenders[(vin["txid"], vin["vout"])] = tx
+        # The policies' claims: small, they fill the gap a block's last package leaves at any rate, so they
+        # say nothing of what a package had to pay to get in.
+        claims = {
+            spenders[(p.txid_hex, p.vout)]["txid"]
+            for book in self.books.values()
+            for e in book.exits
+            if (p := OutPoint.from_str(e.key)) and (p.txid_hex, p.vout) in spenders
+        }
         rates = []
         used = 0
         for tx in txs.values():
             used += tx["vsize"]
             fee = btc_to_sat(tx["fee"])
+            if tx["txid"] in claims:
+                continue
             parents = [txs[v["txid"]] for v in tx["vin"] if v["txid"] in txs]
             if fee == 0 and not parents:
                 continue  # a zero-fee exit tx: its child's package carries it
@@ -533,31 +622,46 @@ class Run:
                         level.paid_rate = level.paid * 1000 // (level.vsize + child["vsize"])
                         self.paid.setdefault(name, []).append((height, level.paid_rate / 1000))
             for e in book.exits:
-                done = e.completed_at
-                key = str(e.vtxo.id)
-                if done is not None and key not in book.claimed and height >= done + DEFAULT_EXIT_DELTA:
-                    book.claimed.add(key)
-                    book.claim_fees += self.claim_fee(name, e, height - 1)
+                point = OutPoint.from_str(e.key)
+                claim = spenders.get((point.txid_hex, point.vout))
+                if claim is None or e.key in book.claimed:
+                    continue
+                # exitd's claims are seen first here (its guard sent them).
+                known = book.claims.setdefault(
+                    claim["txid"], Claim(claim["txid"], btc_to_sat(claim["fee"]), [e.key])
+                )
+                known.confirmed_at = height
+                book.claim_of[e.key] = claim["txid"]
+                book.claimed[e.key] = height
 
-    def claim_fee(self, policy: str, e: ExitRecord, tip: int) -> int:
-        """The claim of one exit, priced at the policy's claim rate as the market was read at `tip` (the
-        block before the one that made it claimable), to a P2TR destination."""
-        assert self.market is not None
-        vtxo = e.vtxo.vtxo
-        assert isinstance(vtxo.policy, UserPolicy)
-        clause = vtxo.policy.user_claim_clause(vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
-        vsize = claim_tx_vsize([clause], bytes([0x51, 0x20]) + bytes(32))
-        # exitd's: the guard's auto-claim.
-        exitd = policy == "exitd"
-        rate = self.exitd_claim_rates[tip] if exitd else REPLAYS[policy].claim(tip, self.market)
-        return math.ceil(rate * vsize / 1000)
+    async def pending_exitd_claims(self) -> None:
+        """exitd's claims still in the mempool at the end: their fees count, as the replayed ones' do."""
+        book = self.books.get("exitd")
+        if book is None:
+            return
+        for e in book.exits:
+            live = self.daemon.engine.exits.get(e.key)
+            txid = live.state.claim_txid if live is not None else None
+            if e.key in book.claimed or not txid:
+                continue
+            try:
+                entry = await self.rpc.call("getmempoolentry", txid)
+            except RpcError:
+                continue
+            book.claims.setdefault(txid, Claim(txid, btc_to_sat(entry["fees"]["base"]), []))
+            book.claim_of[e.key] = txid
 
     def done(self, tip: int) -> bool:
-        return all(
-            (e.completed_at is not None and str(e.vtxo.id) in b.claimed) or tip > e.expiry
-            for b in self.books.values()
-            for e in b.exits
-        )
+        """Every exit completed and claimed, given up on (past its expiry), or its claim waited
+        CLAIM_WAIT blocks."""
+        for book in self.books.values():
+            for e in book.exits:
+                at = e.claimable_at
+                if e.key in book.claimed or (at is None and tip > e.expiry):
+                    continue
+                if at is None or tip < at + CLAIM_WAIT:
+                    return False
+        return True
 
 
 # Setting up: the pool, the VTXOs, exitd.
@@ -608,7 +712,8 @@ async def run_scenario(
     with regtest_node(extra_args=args) as node:
         rpc = BitcoinRpc(node.rpc_url, RpcCredentials(cookie_file=node.cookie_file))
         try:
-            async with running_daemon(node) as daemon:
+            guard = GuardConfig(claim_address="wallet")  # auto-claim to exitd's wallet
+            async with running_daemon(node, guard=guard) as daemon:
                 return await _run(scenario, seed, groups, policies, node, rpc, daemon, out)
         finally:
             await rpc.close()
@@ -630,6 +735,12 @@ async def _run(
     if "exitd" in policies:
         await fund_wallet(daemon, node, EXITD_COINS)
     forge = Forge(node)
+    keys = iter(range(1_000))
+
+    def exitd_key() -> UserKey:
+        """A key of exitd's VTXO keychain: the claim is exitd's to sign."""
+        return UserKey.from_secret(daemon.vtxos.keychain.seckey(next(keys)))
+
     forges = len(groups) * len(policies)
     start = node.height() + forges + warmup
     books = {p: Book(p) for p in policies}
@@ -637,7 +748,8 @@ async def _run(
         slack = TIGHT_SLACK if group.tight else LOOSE_SLACK
         expiry = start + group.depth + DEFAULT_EXIT_DELTA + slack
         for p in policies:
-            for vtxo in forge_group(forge, group, expiry):
+            owner = exitd_key if p == "exitd" else lambda: None
+            for vtxo in forge_group(forge, group, expiry, owner):
                 books[p].add(vtxo, group)
     assert node.height() == start - warmup, (node.height(), start, warmup)
     exitd_ids: list[str] = []
@@ -656,9 +768,7 @@ async def _run(
         await run.send_load(k, rng)
         await run.market.read(tip, targets)
         if "exitd" in policies:
-            market = await daemon.fees.market([CLAIM_TARGET], next_block=PACKAGE_ROOM)
-            rate = claim_rate(market.rate(CLAIM_TARGET), market.next_block, GuardConfig.claim_max_rate)
-            run.exitd_claim_rates[tip] = rate
+            market = await daemon.fees.market([], next_block=PACKAGE_ROOM)
             run.exitd_next_block[tip] = (market.next_block, market.usual)
         if k >= 0:
             if k == 0 and exitd_ids:
@@ -667,17 +777,20 @@ async def _run(
             for p in policies:
                 if p in REPLAYS:
                     await run.act(p, tip)
+                    await run.claim(p, tip)
             if "exitd" in policies:
                 began = time.monotonic()
                 await daemon.engine.progress()
                 run.cycle_seconds.append(time.monotonic() - began)
+                await daemon.guard.act(daemon.engine)
         floor = run.market.floor
         await rpc.call("generatetoaddress", 1, op_true)
         await run.observe(tip + 1, floor)
         if k >= 0 and run.done(tip + 1):
             break
-        if k > LOOSE_SLACK + 30:
+        if k > LOOSE_SLACK + CLAIM_WAIT:
             break
+    await run.pending_exitd_claims()
     if "exitd" in policies:
         for level in books["exitd"].levels.values():
             tracked = daemon.engine.txs.get(level.txid)
@@ -741,6 +854,11 @@ def summarize(run: Run) -> dict[str, Any]:
             "blocks_to_claimable_max": max(blocks_to_claimable) if blocks_to_claimable else None,
             "cpfp_fees": cpfp,
             "claim_fees": book.claim_fees,
+            "claims_confirmed": len(book.claimed),
+            "claims_refused": book.claims_refused,
+            "blocks_to_claimed_median": statistics.median([h - run.start for h in book.claimed.values()])
+            if book.claimed
+            else None,
             "total_fees": cpfp + book.claim_fees,
             "oracle_cpfp_fees": oracle_fees,
             "fees_over_oracle": round(cpfp / oracle_fees, 3) if oracle_fees else None,
@@ -877,15 +995,17 @@ def report(result: dict[str, Any]) -> str:
         f"{result['full_blocks']} full, market median {result['market_median_sat_vb']} sat/vB, "
         f"{result['seconds']} s",
         "| policy | completed before expiry | of feasible | blocks to claimable (median / max) | CPFP fees "
-        "| claim fees | total | oracle CPFP | CPFP ÷ oracle | RBF | exitd cycle ms (median / max) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| claim fees | claims confirmed | total | oracle CPFP | CPFP ÷ oracle | RBF "
+        "| exitd cycle ms (median / max) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, f in result["policies"].items():
         cycle = f"{f['cycle_ms_median']} / {f['cycle_ms_max']}" if "cycle_ms_median" in f else ""
         lines.append(
             f"| {name} | {f['completed']}/{f['exits']} ({f['completed_pct']} %) | {f['feasible']} "
             f"| {f['blocks_to_claimable_median']} / {f['blocks_to_claimable_max']} | {f['cpfp_fees']} "
-            f"| {f['claim_fees']} | {f['total_fees']} | {f['oracle_cpfp_fees']} | {f['fees_over_oracle']} "
+            f"| {f['claim_fees']} | {f['claims_confirmed']} | {f['total_fees']} | {f['oracle_cpfp_fees']} "
+            f"| {f['fees_over_oracle']} "
             f"| {f['rbf']} | {cycle} |"
         )
     return "\n".join(lines)

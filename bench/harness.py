@@ -24,7 +24,7 @@ from pathlib import Path
 # package whose resources alembic cannot list when the script's directory, not the checkout, is first.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from exitd.config import BitcoindConfig, Config, DatabaseConfig, RestConfig
+from exitd.config import BitcoindConfig, Config, DatabaseConfig, GuardConfig, RestConfig
 from exitd.daemon.datadir import init_datadir
 from exitd.daemon.lifecycle import Daemon
 from exitd.regtest.forge import Forge, ForgedVtxo, LeafSpec
@@ -115,10 +115,12 @@ def regtest_node(
 
 
 @asynccontextmanager
-async def running_daemon(node: RegtestNode, database_url: str = "") -> AsyncIterator[Daemon]:
+async def running_daemon(
+    node: RegtestNode, database_url: str = "", guard: GuardConfig | None = None
+) -> AsyncIterator[Daemon]:
     """exitd's Daemon on `node` with a fresh datadir and wallet, started as `exitd run` starts it, its
     background cycle not running (a benchmark runs cycles itself or starts `run_engine`). On PostgreSQL
-    (`database_url`) it is the database's only daemon, and leads."""
+    (`database_url`) it is the database's only daemon, and leads. `guard`: guard mode's settings."""
     with tempfile.TemporaryDirectory(prefix="exitd-bench-") as tmp:
         config = Config(
             network="regtest",
@@ -126,6 +128,7 @@ async def running_daemon(node: RegtestNode, database_url: str = "") -> AsyncIter
             bitcoind=BitcoindConfig(rpc_url=node.rpc_url, rpc_cookie=str(node.cookie_file)),
             rest=RestConfig(port=0),
             database=DatabaseConfig(url=database_url),
+            guard=guard or GuardConfig(),
         )
         init_datadir(config)
         daemon = Daemon(config)

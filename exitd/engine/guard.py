@@ -506,15 +506,20 @@ class Guard:
                 if stopping.is_set():
                     due.cancel()
                     return
-                self._due.clear()
-                plan, self._plan = self._plan, GuardPlan()
-                try:
-                    await self._start(engine, plan.starts)
-                    await self._claim(engine, list(plan.claims), plan.tip)
-                except Exception:
-                    log.exception("guard_crashed")
+                await self.act(engine)
         finally:
             stop.cancel()
+
+    async def act(self, engine: ExitActor) -> None:
+        """Carry out the last cycle's plan (run() does after every cycle; a benchmark driving cycles
+        itself calls it)."""
+        self._due.clear()
+        plan, self._plan = self._plan, GuardPlan()
+        try:
+            await self._start(engine, plan.starts)
+            await self._claim(engine, list(plan.claims), plan.tip)
+        except Exception:
+            log.exception("guard_crashed")
 
     async def _start(self, engine: ExitActor, starts: Sequence[GuardStart]) -> None:
         for reason in StartedBy:

@@ -1,5 +1,5 @@
 """The fee market's short version (bench/fee_market.py --quick): exitd exits a board, a shared tree and an
-arkoor chain while a load of ordinary transactions fills every block, and finishes before expiry."""
+arkoor chain while a load of ordinary transactions fills every block, finishes before expiry, and claims."""
 
 from __future__ import annotations
 
@@ -31,3 +31,5 @@ def test_exits_finish_before_expiry_in_a_full_market(tmp_path: Path) -> None:
     assert exitd["exits"] == 4 and exitd["feasible"] == 4
     assert exitd["completed"] == exitd["exits"], exitd  # every one before its expiry
     assert exitd["fees_over_oracle"] <= 1.3, exitd
+    # Its guard's auto-claims went out and confirmed on the same market, paying real fees.
+    assert exitd["claims_confirmed"] == exitd["exits"] and exitd["claim_fees"] > 0, exitd
