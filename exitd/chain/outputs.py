@@ -47,11 +47,12 @@ def _txout(output: dict[str, Any]) -> TxOut:
     return TxOut(btc_to_sat(output["value"]), bytes.fromhex(output["scriptPubKey"]["hex"]))
 
 
-def pruned_message(block: BlockRef, prune_height: int) -> str:
+def pruned_message(block: BlockRef, prune_height: int | None) -> str:
+    kept = f" (it keeps blocks from height {prune_height} up)" if prune_height is not None else ""
     return (
-        f"block {block.hash} (height {block.height}) is pruned from this node (it keeps blocks from height "
-        f"{prune_height} up): fetch it back with `bitcoin-cli getblockfrompeer {block.hash} <peer id>` "
-        f"(ids from `bitcoin-cli getpeerinfo`), then try again"
+        f"block {block.hash} (height {block.height}) is pruned from this node{kept}: fetch it back with "
+        f"`bitcoin-cli getblockfrompeer {block.hash} <peer id>` (ids from `bitcoin-cli getpeerinfo`), then "
+        f"try again"
     )
 
 
@@ -120,6 +121,6 @@ async def tx_outputs(
             continue  # not in the mempool, the index, or that block
         if isinstance(answer, RpcMiscError) and block is not None:
             # "Block not available": pruned since named_blocks looked (or never downloaded).
-            raise BlockUnusable(pruned_message(block, block.height + 1))
+            raise BlockUnusable(pruned_message(block, None))
         found[txid] = [_txout(out) for out in _raise_if_error(answer)["vout"]]
     return found
