@@ -9,11 +9,9 @@ from exitd.api import bitcoin, docs, exits, fees, metrics, onchain, unsupported,
 from exitd.api.auth import OPEN_PATHS, auth_middleware
 from exitd.api.context import SERVICES, Services, services_of
 from exitd.api.errors import Handler, error_middleware
+from exitd.api.openapi import READ_METHODS
 from exitd.config import Config
 from exitd.store.errors import NotLeader
-
-# What a standby serves: reads. Every POST of barkd's API changes something (or runs a cycle, which may).
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def ping(_request: web.Request) -> web.Response:
@@ -30,7 +28,8 @@ async def standby_middleware(request: web.Request, handler: Handler) -> web.Stre
     """A standby (several exitd on one PostgreSQL database) answers reads from the shared database and
     refuses writes with 503, naming the leader that takes them."""
     store = services_of(request).store
-    if request.method not in READ_METHODS and not store.is_leader:
+    served = request.match_info.handler is not unsupported.not_served  # barkd's own: 501 whoever asks
+    if request.method not in READ_METHODS and served and not store.is_leader:
         raise NotLeader(f"this exitd is a standby and serves reads only; {store.leader}")
     return await handler(request)
 

@@ -24,6 +24,9 @@ from exitd import __version__
 from exitd.api.shapes import VOCABULARIES, contract
 from exitd.api.unsupported import not_served
 
+# What a standby serves: reads. Every POST of barkd's API changes something (or runs a cycle, which may).
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 # barkd's versions, the contract first: an operation both define is taken from 0.1.4.
 CONTRACT_VERSIONS = VOCABULARIES
 SCHEMA_PREFIX = "#/components/schemas/"
@@ -336,13 +339,17 @@ def _message_response(description: str, schema: str) -> dict[str, Any]:
     }
 
 
-def with_exitd_answers(operation: dict[str, Any], served: bool) -> dict[str, Any]:
+def with_exitd_answers(operation: dict[str, Any], served: bool, writes: bool = False) -> dict[str, Any]:
     """An operation plus the answers exitd really gives that barkd leaves out: 400 when a served operation's
     input fails exitd's checks (barkd lists it on some operations with input, not all), 401 without a valid
-    token, 413 for a body over `rest.max_body_bytes`, 408 for one not sent within `rest.body_timeout`.
+    token, 413 for a body over `rest.max_body_bytes`, 408 for one not sent within `rest.body_timeout`, 503
+    for a served write sent to a standby (several exitd on one PostgreSQL database).
     Every answer gets the description OpenAPI requires: its HTTP status phrase, where the contract
     (prose-free) has none."""
     responses = operation["responses"]
+    if served and writes:
+        standby = "A standby takes no writes: the message names the leader (host:pid, term, REST URL)"
+        responses.setdefault("503", _message_response(standby, "ErrorMessage"))
     if served and (operation.get("parameters") or "requestBody" in operation):
         responses.setdefault("400", _message_response("Invalid input", "BadRequestError"))
     if operation.get("security") != _open():
@@ -399,9 +406,10 @@ def build_document(app: web.Application, vocabulary: str, metrics_open: bool) ->
             operation = not_served_operation(operation)
         elif operation.get("operationId") in SUMMARIES:
             operation["summary"] = SUMMARIES[operation["operationId"]]
-        if route.handler is not not_served:
+        served = route.handler is not not_served
+        if served:
             operation = with_request_extras(operation)
-        operation = with_exitd_answers(operation, served=route.handler is not not_served)
+        operation = with_exitd_answers(operation, served, writes=route.method.upper() not in READ_METHODS)
         paths.setdefault(route.path, {})[route.method] = operation
     unrouted = [f"{m.upper()} {p}" for m, p in own if m not in paths.get(p, {})]
     if undocumented or unrouted:

@@ -95,6 +95,7 @@ def test_the_standby_takes_over_a_leader_killed_mid_exit(
     status, body = standby.request("POST", "/api/v1/exits/progress", {})
     assert status == 503 and "standby" in body["message"] and leader_of(body, leader), body
     assert standby.request("GET", "/api/v1/exits/status")[0] == 200
+    assert standby.request("POST", "/api/v1/boards/board-all", {})[0] == 501  # barkd's: no leader serves it
 
     fund_wallet(leader, bitcoind, coins=4)
     forge = Forge(bitcoind)

@@ -71,6 +71,16 @@ def test_every_barkd_operation_not_served_answers_501_and_documents_it() -> None
         assert list(operation["responses"]) == ["501", "401"] and "requestBody" not in operation
 
 
+def test_every_served_write_documents_a_standbys_503_and_no_read_does() -> None:
+    app = real_app()
+    paths = build_document(app, "0.1.4", metrics_open=False)["paths"]
+    for route in served_routes(app):
+        responses = paths[route.path][route.method]["responses"]
+        writes = route.method.upper() not in ("GET", "HEAD", "OPTIONS") and route.handler is not not_served
+        assert ("503" in responses) == writes, (route.method, route.path)
+    assert "leader" in paths["/api/v1/exits/progress"]["post"]["responses"]["503"]["description"]
+
+
 def test_open_paths_are_marked_open() -> None:
     paths = build_document(real_app(), "0.1.4", metrics_open=False)["paths"]
     assert paths["/ping"]["get"]["security"] == [{}]
