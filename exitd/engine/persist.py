@@ -117,11 +117,9 @@ async def refresh_book(store: Store, book: ExitBook, last: LoadedRows) -> Loaded
     A new leader's takeover and a standby's reload at 100,000 exits: the exits' rows, not every tx."""
     async with store.session() as session:
         rows = await load_exits(session)
-        changed = [r for r in rows if last.exits.get(r.vtxo_id) != r]
+        changed = {r.vtxo_id: r for r in rows if last.exits.get(r.vtxo_id) != r}
         new = [
-            r.vtxo_id
-            for r in changed
-            if r.vtxo_id not in book.exits or last.exits[r.vtxo_id].created_at != r.created_at
+            v for v, r in changed.items() if v not in last.exits or last.exits[v].created_at != r.created_at
         ]
         links = await load_links(session, new) if new else {}
         terms = await vtxo_terms(session, new) if new else {}
@@ -134,29 +132,28 @@ async def refresh_book(store: Store, book: ExitBook, last: LoadedRows) -> Loaded
     exits: dict[str, LiveExit] = {}
     for r in rows:
         old = book.exits.get(r.vtxo_id)
-        if r.vtxo_id in links or old is None:
+        if old is None or r.vtxo_id in links:
             exits[r.vtxo_id] = live_exit(r, terms[r.vtxo_id], links.get(r.vtxo_id, []))
-        elif last.exits.get(r.vtxo_id) != r:
+        elif r.vtxo_id in changed:
             exits[r.vtxo_id] = live_exit(r, (old.amount, old.expiry_height), old.txids)
         else:
             exits[r.vtxo_id] = old
-    txs = {r.txid: tracked_tx(r) for r in tx_rows}
-    for e in exits.values():
-        for txid in e.txids:
-            if txid not in txs:
-                txs[txid] = book.txs[txid]
-                txs[txid].children = {}
+    if new or len(exits) != len(book.exits):  # the txs the exits need are others
+        txs = {r.txid: tracked_tx(r) for r in tx_rows}
+        for e in exits.values():
+            txs.update((t, book.txs[t]) for t in e.txids if t not in txs)
+    else:
+        txs = book.txs
+    for c in known.values():  # every child is placed again below, from the store's rows
+        if c.parent_txid in txs:
+            txs[c.parent_txid].children = {}
     new_children = {c.txid: c for c in children}
     for s in states:
         before = known.get(s.txid)
         if before is None:
             record = child_record(new_children[s.txid])
         else:
-            block = (
-                BlockRef(s.block_height, s.block_hash)
-                if s.block_height is not None and s.block_hash
-                else None
-            )
+            block = block_of(s.block_height, s.block_hash)
             record = replace(before, status=ChildStatus(s.status), block=block)
         txs[s.parent_txid].children[s.txid] = record
     book.txs, book.exits = txs, exits
