@@ -175,3 +175,24 @@ class WatchedTxRow(Base):
     txid: Mapped[str] = mapped_column(String(64), primary_key=True)
     block_height: Mapped[int | None] = mapped_column(Integer, nullable=True)
     block_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class ClaimTxRow(Base):
+    """A signed claim candidate, stored before it is ever broadcast. The candidates of one claim spend the
+    same exit outputs to the same destination; each replaces the one before it (BIP125), and whichever
+    confirms completes the exits (exitd/engine/replacement.py)."""
+
+    __tablename__ = "claim_txs"
+
+    txid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The claim's first candidate (its own txid for the first), and this one's place among them from 0.
+    first_txid: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    raw: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    fee: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    vsize: Mapped[int] = mapped_column(Integer, nullable=False)
+    fee_rate: Mapped[int] = mapped_column(BigInteger, nullable=False)  # sat/kvB
+    # The tip when it was signed; the tip at which the node refused it for its fee, if it did.
+    signed_height: Mapped[int] = mapped_column(Integer, nullable=False)
+    refused_height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
