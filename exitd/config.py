@@ -242,11 +242,21 @@ class GuardConfig:
     min_amount: int = setting(0, _bounded(0, 21_000_000 * 100_000_000))
     # "": claims only on request; "wallet": to a new address of exitd's wallet; or an address.
     claim_address: str = setting("", _parse_str)
-    # sat/kvB; auto-claims pay the ~3-block estimate, at most this.
+    # sat/kvB; auto-claims pay the ~3-block estimate, at most this; no claim is replaced above it either.
     claim_max_rate: int = setting(20_000, _bounded(1000, 10_000_000))
     # Exit VTXOs that only came by import (no source vouches they are still the user's) too. Off: such a
     # VTXO is guarded only when imported with `protect`, since bark may have refreshed or spent it since.
     protect_imports: bool = setting(False, _parse_bool)
+
+
+@dataclass(frozen=True)
+class ClaimsConfig:
+    """Claims in flight (exitd/engine/replacement.py): a claim waiting in the mempool below the market is
+    replaced by RBF, paid from the claimed amount."""
+
+    # Blocks a claim paying less than the claim rate of the moment (the cheaper of the 144-block estimate
+    # and the next block's rate, at most guard.claim_max_rate) waits in the mempool before it is replaced.
+    replace_after_blocks: int = setting(3, _bounded(1, 10_000))
 
 
 @dataclass(frozen=True)
@@ -309,6 +319,7 @@ class Config:
     fees: FeesConfig = section(FeesConfig)
     wallet: WalletConfig = section(WalletConfig)
     guard: GuardConfig = section(GuardConfig)
+    claims: ClaimsConfig = section(ClaimsConfig)
     alerts: AlertsConfig = section(AlertsConfig)
     barkd: BarkdConfig = section(BarkdConfig)
     testing: TestingConfig = section(TestingConfig)

@@ -326,14 +326,23 @@ def start_json(report: StartReport) -> dict[str, Any]:
 def claim_json(claim: ClaimBroadcast) -> dict[str, Any]:
     """barkd's ExitClaimResponse, plus what the claim tx spent and paid (extra fields, so a client can say
     what happened): `txid`, `vtxos` (the exits it claims), `amount_sat` (what they held), `fee_sat` and
-    `skipped` (each claimable exit a claim of all left out, its claim not signable here, and why)."""
+    `skipped` (each claimable exit a claim of all left out, its claim not signable here, and why), and
+    `refused`: the node's answer when it refused the claim for its fee (null when it took it); the exits
+    are claim-in-progress all the same, and exitd sends the claim again, repriced, on a later block."""
+    message = "Exit claimed successfully"
+    if claim.refused is not None:
+        message = (
+            f"Exit claim stored; bitcoind refused it for its fee ({claim.refused}): exitd sends it again, "
+            "repriced, on the next block"
+        )
     return {
-        "message": "Exit claimed successfully",
+        "message": message,
         "txid": claim.txid,
         "vtxos": list(claim.vtxo_ids),
         "amount_sat": claim.amount,
         "fee_sat": claim.fee,
         "skipped": [{"vtxo_id": e.fields["vtxo"], "reason": str(e)} for e in claim.skipped],
+        "refused": claim.refused,
     }
 
 

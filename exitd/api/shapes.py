@@ -194,6 +194,9 @@ def state_json(state: ExitState, vocab: str) -> Json:
         doc["block"] = block_json(state.block)
         # Extra (clients may ignore it): the height the claim waited for.
         doc["claimable_since"] = block_json(state.claimable_since)
+    if kind in (ExitStateKind.CLAIM_IN_PROGRESS, ExitStateKind.CLAIMED) and state.claim_fee is not None:
+        # Extra: what the claim tx pays (of the candidate in the mempool, or the one that confirmed).
+        doc["claim_fee_sat"] = state.claim_fee
     return doc
 
 

@@ -44,6 +44,7 @@ from exitd.engine.engine import ExitEngine
 from exitd.engine.fee_policy import FeePolicy
 from exitd.engine.guard import Guard, GuardSettings
 from exitd.engine.model import ExitBook
+from exitd.engine.replacement import ClaimPolicy
 from exitd.log import event, get_logger
 from exitd.source.barkd import BarkdClient, BarkdFollower, read_token
 from exitd.store.db import Store, upgrade
@@ -62,6 +63,10 @@ NETWORK_SUBDIRS = {"mainnet": "", "testnet": "testnet3", "signet": "signet", "re
 def fee_policy(config: Config) -> FeePolicy:
     fees = config.fees
     return FeePolicy(fees.max_rate, fees.expiry_margin, fees.budget_ratio, fees.min_net_recovered)
+
+
+def claim_policy(config: Config) -> ClaimPolicy:
+    return ClaimPolicy(config.claims.replace_after_blocks, config.guard.claim_max_rate)
 
 
 def guard_settings(config: Config) -> GuardSettings:
@@ -181,6 +186,7 @@ class Daemon:
             book=book,
             guard=guard,
             funding=self.wallet,
+            claims=claim_policy(config),
             crash_hook=crash_at(config.testing.crash_point) if config.testing.crash_point else None,
         )
         return guard, engine

@@ -66,9 +66,16 @@ def build_claim_tx(
     total = sum(i.amount for i in inputs)
     draft = _signed(inputs, destination, total, tip_height)
     fee = fee_at_rate(fee_rate, tx_vsize(draft))
+    return claim_paying(inputs, destination, fee, tip_height), fee
+
+
+def claim_paying(inputs: Sequence[ClaimInput], destination: bytes, fee: int, locktime: int) -> CTransaction:
+    """The claim tx paying exactly `fee` out of the claimed amount (a replacement's fee is decided before
+    signing: its size is its predecessor's)."""
+    total = sum(i.amount for i in inputs)
     if fee + CLAIM_DUST > total:
         raise ClaimFeeExceedsOutput(needed=fee + CLAIM_DUST, output=total)
-    return CTransaction.from_tx(_signed(inputs, destination, total - fee, tip_height)), fee
+    return CTransaction.from_tx(_signed(inputs, destination, total - fee, locktime))
 
 
 def claim_tx_vsize(clauses: Sequence[ClaimClause], destination: bytes) -> int:

@@ -18,6 +18,7 @@ from exitd.chain.fees import FeeEstimator, RelayPolicy
 from exitd.chain.rpc import RpcError
 from exitd.chain.view import BlockRef, ChainSnapshot, ChainView
 from exitd.engine.children import ChildLearner, Sharers
+from exitd.engine.claim_desk import ClaimDesk
 from exitd.engine.conflicts import (
     abandoned_children,
     conflict_error,
@@ -40,7 +41,15 @@ from exitd.engine.decisions import (
 )
 from exitd.engine.errors import FeeBudgetExceeded
 from exitd.engine.fee_policy import FeePolicy, RaisedRate
-from exitd.engine.model import EngineCounters, ExitBook, LiveExit, PackageWork, ProgressReport, set_error
+from exitd.engine.model import (
+    CLAIM_KINDS,
+    EngineCounters,
+    ExitBook,
+    LiveExit,
+    PackageWork,
+    ProgressReport,
+    set_error,
+)
 from exitd.engine.packages import ChildTerms, PackageDesk
 from exitd.engine.persist import persist_states, save_children
 from exitd.engine.states import ExitStateKind, ExitTxStatus
@@ -86,6 +95,7 @@ class ProgressCycle:
         book: ExitBook,
         learner: ChildLearner,
         desk: PackageDesk,
+        claims: ClaimDesk,
         counters: EngineCounters,
         guard: CycleGuard | None,
         funding: Funding | None,
@@ -98,6 +108,7 @@ class ProgressCycle:
         self.book = book
         self.learner = learner
         self.desk = desk
+        self.claims = claims
         self.counters = counters
         # None: the cycle only advances exits.
         self.guard = guard
@@ -118,7 +129,13 @@ class ProgressCycle:
         if not watched and not guarded:
             self.counters.cycles += 1
             return self.book.report()
-        request = snapshot_request(watched, self.book.txs, guarded)
+        candidates = {
+            e.vtxo_id: group
+            for e in watched
+            if e.state.kind in CLAIM_KINDS
+            and (group := self.book.candidates(e.state.claim_txid or e.state.txid))
+        }
+        request = snapshot_request(watched, self.book.txs, guarded, candidates)
         snap = await self.view.snapshot(
             request.txids, request.spends, request.heights, request.utxos, request.outputs, request.inputs
         )
@@ -144,7 +161,10 @@ class ProgressCycle:
         await self._fund_ahead(snap, targets)
         statuses = await self._tx_statuses(sharers, snap, targets, override is not None, market.relay)
         await self._learn_claim_timelocks(watched)
-        changes = [(e, advance(e, snap, statuses)) for e in watched]
+        places = self.claims.places({g[0].first_txid: g for g in candidates.values()}, snap)
+        await self.claims.step(places, snap.tip.height)
+        claim_of = {vtxo_id: places[g[0].first_txid] for vtxo_id, g in candidates.items()}
+        changes = [(e, advance(e, snap, statuses, claim_of.get(e.vtxo_id))) for e in watched]
         back = [e.vtxo_id for e, new in changes if resumed(e, snap) is not None]
         if back:
             for e, _ in changes:

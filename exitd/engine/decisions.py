@@ -8,7 +8,7 @@ tx aims at, what the fee budget still allows, and which txs the wallet should fu
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from exitd.ark.encoding import OutPoint
 from exitd.chain.fees import Market
@@ -23,7 +23,8 @@ from exitd.engine.fee_policy import (
     fee_budget,
     level_target,
 )
-from exitd.engine.model import ACTIVE_KINDS, ChildStatus, LiveExit, TrackedTx
+from exitd.engine.model import ACTIVE_KINDS, ChildStatus, ClaimCandidate, LiveExit, TrackedTx
+from exitd.engine.replacement import ClaimPlace
 from exitd.engine.states import VERIFY_INPUTS, ExitState, ExitStateKind, ExitTx, ExitTxStatus
 from exitd.engine.transitions import (
     ExitFacts,
@@ -74,11 +75,15 @@ def is_watched(e: LiveExit, tip: BlockRef | None) -> bool:
 
 
 def snapshot_request(
-    exits: Iterable[LiveExit], txs: Mapping[str, TrackedTx], guarded: Mapping[str, int] | None = None
+    exits: Iterable[LiveExit],
+    txs: Mapping[str, TrackedTx],
+    guarded: Mapping[str, int] | None = None,
+    claims: Mapping[str, Sequence[ClaimCandidate]] | None = None,
 ) -> SnapshotRequest:
     """The txs, spends, block heights and outputs the exits' next states depend on, plus `guarded` (each
-    txid with the output that places it)."""
+    txid with the output that places it) and every candidate of the exits' `claims` (by VTXO id)."""
     guarded = guarded or {}
+    claims = claims or {}
     request = SnapshotRequest(txids=list(guarded), outputs=dict(guarded))
     for e in exits:
         kind = e.state.kind
@@ -106,7 +111,8 @@ def snapshot_request(
             request.utxos.append(lost)
         if e.state.claimable_since is not None:
             request.heights.append(e.state.claimable_since.height)
-        for claim in (e.state.claim_txid, e.state.txid):
+        candidates = [c.txid for c in claims.get(e.vtxo_id, ())]
+        for claim in (e.state.claim_txid, e.state.txid, *candidates):
             if claim:
                 request.txids.append(claim)
                 request.outputs.setdefault(claim, CLAIM_VOUT)
@@ -144,10 +150,11 @@ def tx_facts(tracked: TrackedTx, snap: ChainSnapshot) -> TxFacts:
     )
 
 
-def exit_facts(e: LiveExit, snap: ChainSnapshot) -> ExitFacts:
+def exit_facts(e: LiveExit, snap: ChainSnapshot, claim: ClaimPlace | None = None) -> ExitFacts:
+    """`claim`: where the exit's claim stands, when it is one exitd signed."""
     assert e.claim_delay is not None
     claim_txid = e.state.claim_txid or e.state.txid
-    return ExitFacts(
+    facts = ExitFacts(
         tip=snap.tip,
         claim_delay=e.claim_delay,
         claim_locktime=e.claim_locktime,
@@ -156,11 +163,23 @@ def exit_facts(e: LiveExit, snap: ChainSnapshot) -> ExitFacts:
         vtxo_mempool_spender=snap.spenders.get(e.outpoint),
         claim_location=snap.location(claim_txid) if claim_txid else None,
     )
+    if claim is None:
+        return facts
+    return replace(
+        facts,
+        claim_location=claim.location,
+        claim_txid=claim.candidate.txid,
+        claim_fee=claim.candidate.fee,
+        claim_pending=not claim.found,
+    )
 
 
-def advance(e: LiveExit, snap: ChainSnapshot, statuses: Mapping[str, ExitTxStatus]) -> ExitState:
-    """The exit's next state from the snapshot and this cycle's tx statuses."""
-    facts = exit_facts(e, snap)
+def advance(
+    e: LiveExit, snap: ChainSnapshot, statuses: Mapping[str, ExitTxStatus], claim: ClaimPlace | None = None
+) -> ExitState:
+    """The exit's next state from the snapshot, this cycle's tx statuses and where its claim stands (when
+    it is one exitd signed)."""
+    facts = exit_facts(e, snap, claim)
     state = e.state
     kind = state.kind
     if kind in ACTIVE_KINDS:

@@ -17,9 +17,10 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
 import sqlalchemy as sa
+from bitcoin.core import b2lx
 
+from exitd.ark.weight import tx_vsize
 from exitd.chain.blocks import tip_height
-from exitd.chain.broadcast import send_raw_transaction
 from exitd.chain.fees import FeeEstimator
 from exitd.chain.rpc import BitcoinRpc, RpcError
 from exitd.chain.view import BlockRef, ChainView, TxState
@@ -35,6 +36,7 @@ from exitd.engine.admission import (
     refusal_reason,
 )
 from exitd.engine.children import ChildLearner
+from exitd.engine.claim_desk import ClaimDesk
 from exitd.engine.claims import build_claim_tx, claim_input, claimable_exits
 from exitd.engine.cycle import CycleGuard, Funding, ProgressCycle
 from exitd.engine.errors import (
@@ -51,6 +53,7 @@ from exitd.engine.fee_policy import FeePolicy, RaisedRate
 from exitd.engine.model import (
     ChildRecord,
     ChildStatus,
+    ClaimCandidate,
     EngineCounters,
     ExitBook,
     LiveExit,
@@ -68,6 +71,7 @@ from exitd.engine.persist import (
     store_starts,
 )
 from exitd.engine.records import state_of
+from exitd.engine.replacement import ClaimPolicy
 from exitd.engine.starts import USER, Starts, exit_chain_of, read_starts
 from exitd.engine.states import ExitState, ExitStateKind, ExitTxOrigin
 from exitd.log import event, get_logger
@@ -94,11 +98,13 @@ class ExitEngine:
         book: ExitBook | None = None,
         guard: CycleGuard | None = None,
         funding: Funding | None = None,
+        claims: ClaimPolicy | None = None,
         crash_hook: CrashHook | None = None,
     ) -> None:
         """`book`: the exits' book, when something built before the engine (the guard) reads it too;
         `guard`: guard mode, looking at every cycle; `funding`: the wallet's plan of coins ahead;
-        `crash_hook`: test-only fault injection, called at named points."""
+        `claims`: when claims in flight are replaced; `crash_hook`: test-only fault injection, called at
+        named points."""
         self.store = store
         self.rpc = rpc
         self.view = ChainView(rpc, StoredLocations(store))
@@ -112,6 +118,9 @@ class ExitEngine:
         self.counters = EngineCounters()
         self.watcher = BlockWatcher(rpc)
         self.desk = PackageDesk(store, rpc, wallet, self.counters, crash_hook)
+        self.claim_desk = ClaimDesk(
+            store, rpc, fees, vtxos, self.book, self.counters, claims or ClaimPolicy()
+        )
         self.cycle = ProgressCycle(
             store,
             self.view,
@@ -121,6 +130,7 @@ class ExitEngine:
             self.book,
             ChildLearner(store, rpc, self.book, wallet),
             self.desk,
+            self.claim_desk,
             self.counters,
             guard,
             funding,
@@ -182,6 +192,7 @@ class ExitEngine:
         """Read every exit and its txs and children from the store into memory."""
         self._loaded = None
         self._loaded = await load_book(self.store, self.book)
+        await self.claim_desk.load()
         self.version += 1
 
     async def refresh(self) -> None:
@@ -193,6 +204,7 @@ class ExitEngine:
             return
         last, self._loaded = self._loaded, None  # a refresh that fails leaves a book to read whole
         self._loaded = await refresh_book(self.store, self.book, last)
+        await self.claim_desk.load()
         self.version += 1
 
     async def start(
@@ -318,7 +330,9 @@ class ExitEngine:
     ) -> ClaimBroadcast:
         """Broadcast one claim tx for the given (or all) claimable exits. Of all, one whose claim cannot be
         signed here (its key not held, an HTLC preimage missing) is left out and named; given ones are
-        claimed all or none. Returns what it spent and paid."""
+        claimed all or none. The claim tx is stored before it is broadcast (exitd/engine/claim_desk.py);
+        one the node refuses for its fee still puts the exits in claim-in-progress, and a later block
+        reprices it. Returns what it spent and paid, or would pay once repriced."""
         async with self._changing():
             chosen = claimable_exits(self.exits, vtxo_ids)
             tip = await tip_height(self.rpc)
@@ -341,12 +355,15 @@ class ExitEngine:
                     chosen.remove(e)
                     event(log, logging.WARNING, "claim_skipped", vtxo=e.vtxo_id, error=str(error))
             tx, fee = build_claim_tx(inputs, destination, rate, tip)
+            txid = b2lx(tx.GetTxid())
+            candidate = ClaimCandidate(txid, txid, 0, tx.serialize(), fee, tx_vsize(tx), rate, tip)
             await self.store.check_leader()  # a deposed leader's claim would race the new leader's
+            await self.claim_desk.keep(candidate)
             await self.desk.crash_point("before_claim_broadcast")
-            txid = await send_raw_transaction(self.rpc, tx.serialize())
+            refused = await self.claim_desk.send(candidate, tip)
             await self.desk.crash_point("after_claim_broadcast")
-            event(log, logging.INFO, "claim_broadcast", txid=txid, exits=len(chosen), fee=fee, rate=rate)
-            self.counters.claim_fees_paid += fee
+            if refused is None:
+                event(log, logging.INFO, "claim_broadcast", txid=txid, exits=len(chosen), fee=fee, rate=rate)
             in_progress = [
                 (
                     e,
@@ -355,13 +372,19 @@ class ExitEngine:
                         tip,
                         claimable_since=e.state.claimable_since,
                         claim_txid=txid,
+                        claim_fee=fee,
                     ),
                 )
                 for e in chosen
             ]
             await persist_states(self.store, in_progress)
             return ClaimBroadcast(
-                txid, tuple(e.vtxo_id for e in chosen), sum(i.amount for i in inputs), fee, tuple(skipped)
+                txid,
+                tuple(e.vtxo_id for e in chosen),
+                sum(i.amount for i in inputs),
+                fee,
+                tuple(skipped),
+                refused,
             )
 
     # Fee estimate (barkd 0.6.0).

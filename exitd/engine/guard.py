@@ -38,9 +38,9 @@ chain is, adopting others' children, and a chain already fully confirmed goes st
 Auto-claim. With guard.claim_address set ("wallet": a new address of exitd's own wallet each time),
 claimable exits are claimed in one batch per cycle at fee_policy.claim_rate, at most guard.claim_max_rate
 (raised to the node's floor). An exit whose claim cannot be signed here (the key is not held, an HTLC
-preimage is missing) is left to a claim request. A claim the node refuses for its fee is tried again on a
-later block only, repriced from the market then and above the refused rate (fee_policy.repriced_claim_rate),
-never sent again as it was. A claim whose fee leaves no non-dust output is not tried again: one
+preimage is missing) is left to a claim request. A claim sent is the engine's to follow, as a requested one
+(exitd/engine/replacement.py): refused for its fee, it is repriced on a later block; stuck below the
+market, it is replaced. A claim whose fee leaves no non-dust output is not tried again: one
 `claim-costs-more-than-output` alert names the figures.
 
 guard.enabled = false turns off all three; the alerts about exits (exitd.engine.alerts) remain.
@@ -78,8 +78,6 @@ from exitd.engine.fee_policy import (
     claim_rate,
     exit_fee_estimate,
     fee_budget,
-    refused_for_fee,
-    repriced_claim_rate,
 )
 from exitd.engine.model import LiveExit
 from exitd.engine.outcomes import ClaimBroadcast, StartReport
@@ -158,15 +156,6 @@ class GuardPlan:
 
     starts: tuple[GuardStart, ...] = ()
     claims: tuple[str, ...] = ()
-    tip: int = 0
-
-
-@dataclass(frozen=True)
-class FeeRefusal:
-    """An auto-claim the node refused for its fee: at which tip, at which rate (sat/kvB)."""
-
-    tip: int
-    rate: int
 
 
 class AddressSource(Protocol):
@@ -310,8 +299,6 @@ class Guard:
         self._plan = GuardPlan()
         self._due = asyncio.Event()
         self._unclaimable: set[str] = set()
-        # Auto-claims refused for their fee, by VTXO id: retried on a later block, above the refused rate.
-        self._fee_refused: dict[str, FeeRefusal] = {}
 
     def prime(self) -> None:
         """After the engine loaded its exits: those already claimable or claimed were announced before."""
@@ -343,10 +330,9 @@ class Guard:
             return
         starts = self._foreign_starts(snap)
         starts += await self._expiry_starts(snap, {s.vtxo_id for s in starts})
-        tip = snap.tip.height
-        claims = self._claimable(tip) if self.settings.claim_address else []
+        claims = self._claimable() if self.settings.claim_address else []
         if starts or claims:
-            self._plan = GuardPlan(tuple(starts), tuple(claims), tip)
+            self._plan = GuardPlan(tuple(starts), tuple(claims))
             self._due.set()
 
     def _guarded(self) -> list[GuardedVtxo]:
@@ -484,14 +470,12 @@ class Guard:
                 )
         return starts
 
-    def _claimable(self, tip: int) -> list[str]:
-        """Claimable exits to claim now: not unclaimable here, and not refused for their fee at this tip."""
-        claimable = [e.vtxo_id for e in self.book.exits.values() if e.state.kind is ExitStateKind.CLAIMABLE]
-        self._fee_refused = {i: r for i, r in self._fee_refused.items() if i in claimable}
+    def _claimable(self) -> list[str]:
+        """Claimable exits to claim now: those not unclaimable here."""
         return [
-            i
-            for i in claimable
-            if i not in self._unclaimable and (i not in self._fee_refused or self._fee_refused[i].tip < tip)
+            e.vtxo_id
+            for e in self.book.exits.values()
+            if e.state.kind is ExitStateKind.CLAIMABLE and e.vtxo_id not in self._unclaimable
         ]
 
     # The guard's task (the engine's lock is free: start and claim as a request would).
@@ -517,7 +501,7 @@ class Guard:
         plan, self._plan = self._plan, GuardPlan()
         try:
             await self._start(engine, plan.starts)
-            await self._claim(engine, list(plan.claims), plan.tip)
+            await self._claim(engine, list(plan.claims))
         except Exception:
             log.exception("guard_crashed")
 
@@ -553,16 +537,15 @@ class Guard:
                         blocks_left=s.expiry_height - s.tip,
                     )
 
-    async def _claim(self, engine: ExitActor, vtxo_ids: list[str], tip: int) -> None:
+    async def _claim(self, engine: ExitActor, vtxo_ids: list[str]) -> None:
         """One claim of every claimable exit; an exit whose claim cannot be signed here is left out."""
         if not vtxo_ids:
             return
-        refused = [self._fee_refused[i].rate for i in vtxo_ids if i in self._fee_refused]
         try:
             destination = await self._claim_destination()
             market = await self.fees.market([CLAIM_TARGET], next_block=PACKAGE_ROOM)
             rate = claim_rate(market.rate(CLAIM_TARGET), market.next_block, self.settings.claim_max_rate)
-            rate = repriced_claim_rate(rate, await self.fees.relay(), max(refused, default=None))
+            rate = (await self.fees.relay()).raised(rate)
         except (RpcError, NoWallet) as e:
             event(log, logging.WARNING, "auto_claim_failed", exits=len(vtxo_ids), error=str(e))
             return
@@ -590,9 +573,6 @@ class Guard:
                     )
                 return
             except RpcError as e:
-                if refused_for_fee(e.message):
-                    for vtxo_id in vtxo_ids:
-                        self._fee_refused[vtxo_id] = FeeRefusal(tip, rate)
                 event(log, logging.WARNING, "auto_claim_failed", exits=len(vtxo_ids), rate=rate, error=str(e))
                 return
             except ExitError as e:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from bitcoin.core import CTransaction
+from bitcoin.core import CTransaction, b2lx
 
 from exitd.ark.encoding import OutPoint
 from exitd.chain.view import BlockRef, ChainSnapshot
@@ -32,6 +32,8 @@ from exitd.engine.transitions import Action, Child
 
 # The states in which an exit still needs its exit txs looked after.
 ACTIVE_KINDS = (ExitStateKind.START, ExitStateKind.PROCESSING, ExitStateKind.AWAITING_DELTA)
+# The states in which an exit's claim tx is followed.
+CLAIM_KINDS = (ExitStateKind.CLAIM_IN_PROGRESS, ExitStateKind.CLAIMED)
 
 
 class ChildSource(StrEnum):
@@ -113,6 +115,37 @@ class TrackedTx:
     def spent(self) -> OutPoint:
         """The outpoint this tx spends (its one input): the previous level's output, or the chain anchor."""
         return OutPoint.of(self.input_txid, self.input_vout)
+
+
+@dataclass(frozen=True)
+class ClaimCandidate:
+    """A claim tx exitd signed, stored before it was ever broadcast. The candidates of one claim spend the
+    same exit outputs to the same destination, each replacing the one before (exitd/engine/replacement.py);
+    `first_txid` names the claim (its first candidate), `seq` the place among them."""
+
+    txid: str
+    first_txid: str
+    seq: int
+    raw: bytes
+    fee: int
+    vsize: int
+    rate: int  # sat/kvB it was priced at
+    signed_height: int  # the tip when it was signed
+    refused_height: int | None = None  # the tip at which the node refused it for its fee
+
+    @property
+    def tx(self) -> CTransaction:
+        return CTransaction.deserialize(self.raw)
+
+    @property
+    def amount(self) -> int:
+        """What its inputs hold: its output plus its fee."""
+        return self.fee + sum(int(o.nValue) for o in self.tx.vout)
+
+    @property
+    def vtxo_ids(self) -> tuple[str, ...]:
+        """The VTXOs it claims (its inputs are their outputs)."""
+        return tuple(str(OutPoint.of(b2lx(i.prevout.hash), i.prevout.n)) for i in self.tx.vin)
 
 
 @dataclass
@@ -211,6 +244,21 @@ class ExitBook:
     def __init__(self) -> None:
         self.exits: dict[str, LiveExit] = {}
         self.txs: dict[str, TrackedTx] = {}
+        # The candidates of each claim of the exits claimed or being claimed, by the claim's first txid,
+        # oldest first; and the claim of each candidate's txid.
+        self.claims: dict[str, list[ClaimCandidate]] = {}
+        self.claim_of: dict[str, str] = {}
+
+    def candidates(self, txid: str | None) -> list[ClaimCandidate]:
+        """Every candidate of the claim `txid` is a candidate of, oldest first (none: not exitd's claim)."""
+        first = self.claim_of.get(txid) if txid else None
+        return list(self.claims[first]) if first else []
+
+    def keep_candidate(self, c: ClaimCandidate) -> None:
+        """Add a candidate, or put a known one's new facts (a refusal) in its place."""
+        group = self.claims.setdefault(c.first_txid, [])
+        group[:] = sorted([*(k for k in group if k.txid != c.txid), c], key=lambda k: k.seq)
+        self.claim_of[c.txid] = c.first_txid
 
     def broadcast_by_exitd(self, txid: str) -> bool:
         """Whether a child of our wallet ever paid for this exit tx (one abandoned unbroadcast aside)."""

@@ -22,7 +22,7 @@ class StartReport:
 
 @dataclass(frozen=True)
 class ClaimBroadcast:
-    """A claim tx exitd broadcast: the exits it spends, the sat they held, and the fee it paid."""
+    """A claim tx exitd signed and broadcast: the exits it spends, the sat they held, and its fee."""
 
     txid: str
     vtxo_ids: tuple[str, ...]
@@ -30,3 +30,6 @@ class ClaimBroadcast:
     fee: int
     # Claimable exits a claim of all left out: their claim cannot be signed here.
     skipped: tuple[ClaimMissingSignableClause, ...] = ()
+    # The node's answer when it refused the claim tx for its fee: the exits are claim-in-progress all the
+    # same, and a later block reprices the claim (exitd/engine/replacement.py).
+    refused: str | None = None

@@ -102,6 +102,7 @@ def state_record(state: ExitState) -> Record:
             "txid": state.txid,
             "block": _block(state.block),
             "spent_input": state.spent_input,
+            "claim_fee": state.claim_fee,
         }
     )
 
@@ -120,6 +121,7 @@ def state_of(record: Record) -> ExitState:
         txid=record.get("txid"),
         block=_block_of(record.get("block")),
         spent_input=record.get("spent_input"),
+        claim_fee=record.get("claim_fee"),
     )
 
 

@@ -97,7 +97,9 @@ class ExitStateKind(StrEnum):
 @dataclass(frozen=True)
 class ExitState:
     """One variant per kind, as ExitTxStatus. `tip_height` is the tip when this state was produced.
-    A claimed state keeps `claimable_since`, so a reorged-out claim can go back to claimable."""
+    A claimed state keeps `claimable_since`, so a reorged-out claim can go back to claimable. `claim_fee`:
+    what the claim tx of a claim in progress or claimed pays (sat), when it is one exitd signed; of a batch
+    claim, the whole tx's."""
 
     kind: ExitStateKind
     tip_height: int
@@ -110,6 +112,7 @@ class ExitState:
     txid: str | None = None
     block: BlockRef | None = None
     spent_input: str | None = None
+    claim_fee: int | None = None
 
     def same_as(self, other: ExitState) -> bool:
         """Equal but for the tip and the scan cursor: a new history entry is only made when this is False,

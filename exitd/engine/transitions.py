@@ -133,6 +133,11 @@ class ExitFacts:
     # The mempool tx spending the VTXO's output, if any.
     vtxo_mempool_spender: str | None
     claim_location: TxLocation | None
+    # When the claim is one exitd signed (exitd/engine/replacement.py): the candidate `claim_location` is of
+    # and its fee; `claim_pending` while exitd has a candidate to send although none is found anywhere.
+    claim_txid: str | None = None
+    claim_fee: int | None = None
+    claim_pending: bool = False
 
 
 def claimable_height(leaf_block: BlockRef, claim_delay: int, claim_locktime: int | None) -> int:
@@ -188,8 +193,18 @@ def claimable_next(state: ExitState, facts: ExitFacts) -> ExitState:
 def claim_next(state: ExitState, facts: ExitFacts) -> ExitState:
     """claim-in-progress or claimed, following the claim tx (which may be reorged out or dropped)."""
     assert state.claimable_since is not None
-    txid = state.claim_txid if state.kind is ExitStateKind.CLAIM_IN_PROGRESS else state.txid
+    txid = facts.claim_txid or (
+        state.claim_txid if state.kind is ExitStateKind.CLAIM_IN_PROGRESS else state.txid
+    )
+    fee = facts.claim_fee if facts.claim_txid else state.claim_fee
     location = facts.claim_location
+    in_progress = ExitState(
+        ExitStateKind.CLAIM_IN_PROGRESS,
+        facts.tip.height,
+        claimable_since=state.claimable_since,
+        claim_txid=txid,
+        claim_fee=fee,
+    )
     if location is not None and location.state is TxState.CONFIRMED:
         return ExitState(
             ExitStateKind.CLAIMED,
@@ -197,18 +212,17 @@ def claim_next(state: ExitState, facts: ExitFacts) -> ExitState:
             claimable_since=state.claimable_since,
             txid=txid,
             block=location.block,
+            claim_fee=fee,
         )
     if location is not None and location.state is TxState.MEMPOOL:
-        return ExitState(
-            ExitStateKind.CLAIM_IN_PROGRESS,
-            facts.tip.height,
-            claimable_since=state.claimable_since,
-            claim_txid=txid,
-        )
+        return in_progress
     if state.kind is ExitStateKind.CLAIMED and not facts.vtxo_unspent:
         # Mined before exitd watched it and its outputs spent since (a datadir upgraded from a tx index):
         # nothing places the claim, but the VTXO's output is spent in the chain, so it stays claimed.
         return state
+    if facts.claim_pending and facts.vtxo_unspent and facts.vtxo_mempool_spender is None:
+        # Refused for its fee, evicted or reorged out: exitd sends a candidate again (replacement.py).
+        return in_progress
     # Dropped from the mempool (or reorged out and not re-accepted): claimable again.
     return claimable_next(
         ExitState(ExitStateKind.CLAIMABLE, facts.tip.height, claimable_since=state.claimable_since), facts

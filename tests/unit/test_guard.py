@@ -10,7 +10,6 @@ from typing import Any
 
 from exitd.ark.vtxo import decode_vtxo
 from exitd.chain.fees import FeeRates, Market, RelayPolicy
-from exitd.chain.rpc import RpcError
 from exitd.chain.view import BlockRef, ChainSnapshot, TxLocation, TxState
 from exitd.engine.alerts import Alert, AlertEvent, Alerts, WebhookSettings
 from exitd.engine.errors import ClaimFeeExceedsOutput, FeeBudgetExceeded, InsufficientConfirmedFunds
@@ -370,20 +369,6 @@ def claimable_engine(errors: list[Exception]) -> tuple[ClaimingEngine, str]:
     claimable = ExitState(ExitStateKind.CLAIMABLE, 120, claimable_since=BLOCK)
     engine.exits[vtxo_id] = LiveExit(vtxo_id, 10_000, 101010, list(TXIDS[:1]), claimable, "user", 0)
     return engine, vtxo_id
-
-
-async def test_an_auto_claim_refused_for_its_fee_is_repriced_on_a_later_block() -> None:
-    engine, vtxo_id = claimable_engine([RpcError("min relay fee not met, 110 < 141", "sendrawtransaction")])
-    guard = make_guard(engine, [], claim_address=CLAIM_ADDRESS)
-    await cycle(guard, snapshot(121))
-    await carry_out(guard, engine)
-    assert engine.claims == [([vtxo_id], 2000)]
-    await cycle(guard, snapshot(121))  # the same block: not sent again
-    await carry_out(guard, engine)
-    assert len(engine.claims) == 1
-    await cycle(guard, snapshot(122))
-    await carry_out(guard, engine)
-    assert engine.claims[1] == ([vtxo_id], 3000)  # the refused rate plus the incremental relay fee
 
 
 async def test_an_auto_claim_costing_more_than_its_output_stops_with_one_alert() -> None:

@@ -169,6 +169,36 @@ def test_a_claim_that_nothing_places_stays_claimed_while_the_vtxo_output_is_spen
     assert back.kind is ExitStateKind.CLAIMABLE
 
 
+def test_a_claim_of_exitd_follows_whichever_candidate_places_it_with_that_candidates_fee() -> None:
+    state = ExitState(
+        ExitStateKind.CLAIM_IN_PROGRESS, 200, claimable_since=BLOCK, claim_txid="dd" * 32, claim_fee=450
+    )
+    # The older candidate (cc, 150 sat) confirmed although the newer one (dd) was the one in the mempool.
+    older = exit_facts(
+        claim_location=TxLocation(TxState.CONFIRMED, TIP),
+        claim_txid="cc" * 32,
+        claim_fee=150,
+        vtxo_unspent=False,
+    )
+    claimed = claim_next(state, older)
+    assert (claimed.kind, claimed.txid, claimed.claim_fee, claimed.block) == (
+        ExitStateKind.CLAIMED,
+        "cc" * 32,
+        150,
+        TIP,
+    )
+    # Refused for its fee or evicted: nowhere, but exitd has a candidate to send, so still in progress.
+    pending = claim_next(
+        state, exit_facts(claim_location=NOT_FOUND, claim_txid="dd" * 32, claim_fee=450, claim_pending=True)
+    )
+    assert pending.same_as(state)
+    # ... unless something else spends the VTXO's output.
+    taken = exit_facts(
+        claim_location=NOT_FOUND, claim_txid="dd" * 32, claim_pending=True, vtxo_mempool_spender="ee" * 32
+    )
+    assert claim_next(state, taken).claim_txid == "ee" * 32
+
+
 def test_parent_left_alone_in_the_mempool_gets_a_new_child() -> None:
     status, action = next_tx_status(facts(MEMPOOL, spender=None), 2000)
     assert status.kind is TxStatusKind.NEEDS_SIGNED_PACKAGE

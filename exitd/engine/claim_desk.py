@@ -1,0 +1,183 @@
+"""Claim candidates kept and sent: the I/O of exitd/engine/replacement.py's decisions.
+
+Every claim tx exitd signs is stored before it is broadcast, so that after a restart each candidate is
+still watched, and whichever confirms completes the exits. A candidate the node refuses for its fee is
+recorded as such and never sent again; the cycle (`step`) reprices it on a later block, sends again one
+that left the mempool, and replaces one that waited too long below the market.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+
+from bitcoin.core import b2lx
+
+from exitd.ark.weight import tx_vsize
+from exitd.chain.broadcast import send_raw_transaction
+from exitd.chain.fees import PACKAGE_ROOM, FeeEstimator
+from exitd.chain.rpc import BitcoinRpc, RpcError
+from exitd.chain.view import MEMPOOL, ChainSnapshot
+from exitd.engine.claims import ClaimInput, claim_input, claim_paying
+from exitd.engine.errors import ExitError
+from exitd.engine.fee_policy import CLAIM_TARGET, claim_rate, refused_for_fee
+from exitd.engine.model import CLAIM_KINDS, ClaimCandidate, EngineCounters, ExitBook
+from exitd.engine.replacement import ClaimMove, ClaimPlace, ClaimPolicy, claim_place, claim_step, needs_step
+from exitd.log import event, get_logger
+from exitd.store.claims import StoredClaim, insert_claim, load_claims, set_claim_refused
+from exitd.store.db import Store
+from exitd.wallet.vtxos import VtxoBook
+
+log = get_logger("engine")
+
+# An HTLC-receive claim input's witness: signature, preimage, leaf script, control block.
+_HTLC_WITNESS_ITEMS = 4
+
+
+class ClaimDesk:
+    def __init__(
+        self,
+        store: Store,
+        rpc: BitcoinRpc,
+        fees: FeeEstimator,
+        vtxos: VtxoBook,
+        book: ExitBook,
+        counters: EngineCounters,
+        policy: ClaimPolicy,
+    ) -> None:
+        self.store = store
+        self.rpc = rpc
+        self.fees = fees
+        self.vtxos = vtxos
+        self.book = book
+        self.counters = counters
+        self.policy = policy
+
+    async def load(self) -> None:
+        """Every candidate of the claims the exits claimed or being claimed name, into the book."""
+        named = [
+            t
+            for e in self.book.exits.values()
+            if e.state.kind in CLAIM_KINDS
+            for t in (e.state.claim_txid, e.state.txid)
+            if t
+        ]
+        async with self.store.session() as session:
+            stored = await load_claims(session, named)
+        self.book.claims, self.book.claim_of = {}, {}
+        for s in stored:
+            self.book.keep_candidate(
+                ClaimCandidate(
+                    s.txid,
+                    s.first_txid,
+                    s.seq,
+                    s.raw,
+                    s.fee,
+                    s.vsize,
+                    s.fee_rate,
+                    s.signed_height,
+                    s.refused_height,
+                )
+            )
+
+    async def keep(self, c: ClaimCandidate) -> None:
+        """Store a new candidate (before it is ever broadcast)."""
+        async with self.store.session() as session:
+            await insert_claim(
+                session,
+                StoredClaim(
+                    c.txid, c.first_txid, c.seq, c.raw, c.fee, c.vsize, c.rate, c.signed_height, None
+                ),
+            )
+        self.book.keep_candidate(c)
+
+    async def send(self, c: ClaimCandidate, tip: int) -> str | None:
+        """Broadcast `c`: None when the node took it, else the node's fee refusal, recorded so that the
+        candidate is never sent again as it is (a later block reprices it). Other refusals raise."""
+        try:
+            await send_raw_transaction(self.rpc, c.raw)
+        except RpcError as e:
+            if not refused_for_fee(e.message):
+                raise
+            async with self.store.session() as session:
+                await set_claim_refused(session, c.txid, tip)
+            self.book.keep_candidate(replace(c, refused_height=tip))
+            event(log, logging.WARNING, "claim_refused", txid=c.txid, fee=c.fee, rate=c.rate, error=e.message)
+            return e.message
+        earlier = [k.fee for k in self.book.candidates(c.txid) if k.seq < c.seq]
+        self.counters.claim_fees_paid += max(0, c.fee - max(earlier, default=0))
+        return None
+
+    def places(
+        self, claims: Mapping[str, list[ClaimCandidate]], snap: ChainSnapshot
+    ) -> dict[str, ClaimPlace]:
+        """Where each claim (by its first txid) stands in the snapshot."""
+        return {
+            first: claim_place(group, [snap.location(c.txid) for c in group])
+            for first, group in claims.items()
+        }
+
+    async def step(self, places: dict[str, ClaimPlace], tip: int) -> None:
+        """Send again, reprice or replace the claims that call for it (replacement.py); `places` is
+        updated to where each claim stands once done. A failure is logged and leaves the claim as it was."""
+        due = [first for first, place in places.items() if needs_step(place, tip, self.policy)]
+        if not due:
+            return
+        try:
+            market = await self.fees.market([CLAIM_TARGET], next_block=PACKAGE_ROOM)
+        except RpcError as e:
+            event(log, logging.WARNING, "claim_step_failed", claims=len(due), error=str(e))
+            return
+        relay = market.relay
+        target = relay.raised(claim_rate(market.rate(CLAIM_TARGET), market.next_block, self.policy.max_rate))
+        for first in due:
+            place = places[first]
+            step = claim_step(place, tip, target, relay, self.policy)
+            if step.move is ClaimMove.WAIT:
+                continue
+            try:
+                sent = place.candidate
+                if step.move is ClaimMove.REPLACE:
+                    sent = await self._replacement(place, step.fee, step.rate, tip)
+                refusal = await self.send(sent, tip)
+            except (RpcError, ExitError) as e:
+                event(log, logging.WARNING, "claim_step_failed", txid=place.candidate.txid, error=str(e))
+                continue
+            if refusal is None:
+                event(log, logging.INFO, "claim_sent", txid=sent.txid, move=step.move.value, fee=sent.fee)
+                places[first] = ClaimPlace(sent, MEMPOOL, sent)
+            else:
+                newest = self.book.candidates(sent.txid)[-1]
+                places[first] = replace(place, newest=newest)
+
+    async def _replacement(self, place: ClaimPlace, fee: int, rate: int, tip: int) -> ClaimCandidate:
+        """A new candidate of the claim: its newest's inputs, destination and locktime, paying `fee`."""
+        old = place.newest.tx
+        inputs: list[ClaimInput] = []
+        for vtxo_id, witness in zip(place.newest.vtxo_ids, old.wit.vtxinwit, strict=True):
+            stack = witness.scriptWitness.stack
+            preimage = stack[1] if len(stack) == _HTLC_WITNESS_ITEMS else None
+            inputs.append(await claim_input(self.vtxos, vtxo_id, preimage))
+        tx = claim_paying(inputs, bytes(old.vout[0].scriptPubKey), fee, old.nLockTime)
+        c = ClaimCandidate(
+            b2lx(tx.GetTxid()),
+            place.newest.first_txid,
+            place.newest.seq + 1,
+            tx.serialize(),
+            fee,
+            tx_vsize(tx),
+            rate,
+            tip,
+        )
+        await self.keep(c)
+        event(
+            log,
+            logging.INFO,
+            "claim_replacement",
+            txid=c.txid,
+            replaces=place.candidate.txid,
+            fee=fee,
+            rate=rate,
+        )
+        return c
