@@ -357,7 +357,6 @@ class ExitEngine:
             tx, fee = build_claim_tx(inputs, destination, rate, tip)
             txid = b2lx(tx.GetTxid())
             candidate = ClaimCandidate(txid, txid, 0, tx.serialize(), fee, tx_vsize(tx), rate, tip)
-            await self.store.check_leader()  # a deposed leader's claim would race the new leader's
             await self.claim_desk.keep(candidate)
             await self.desk.crash_point("before_claim_broadcast")
             refused = await self.claim_desk.send(candidate, tip)

@@ -9,7 +9,7 @@ from typing import cast
 from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exitd.store.db import in_chunks, insert_new
+from exitd.store.db import in_chunks, insert_new, require_fenced
 from exitd.store.exits import now
 from exitd.store.models import ClaimTxRow
 
@@ -31,7 +31,9 @@ class StoredClaim:
 
 async def insert_claim(session: AsyncSession, claim: StoredClaim) -> None:
     """Store a new candidate; one stored already is left as it is (signing is deterministic: a claim of
-    the same exits to the same place at the same rate and tip is the same tx)."""
+    the same exits to the same place at the same rate and tip is the same tx). A spending write: only in a
+    fenced session."""
+    require_fenced(session)
     table = cast(Table, ClaimTxRow.__table__)
     await session.execute(insert_new(session, table), [{**vars(claim), "created_at": now()}])
 

@@ -136,15 +136,17 @@ def test_a_claim_stuck_below_the_claim_rate_is_replaced_and_the_replacement_conf
     assert (state["type"], state["txid"], state["claim_fee_sat"]) == ("claimed", second, fee)
 
 
-def test_the_older_candidate_confirming_instead_completes_the_exit_with_its_own_fee(
+def test_the_older_candidate_confirming_instead_completes_the_exit_with_its_own_fee_after_a_restart(
     claimable: tuple[DaemonProcess, RegtestNode, str],
 ) -> None:
     daemon, node, vtxo_id = claimable
     first, second = stuck_claim(daemon, node, vtxo_id)
     first_fee = stored_candidates(daemon)[first]
-    # A miner takes the first candidate (its raw tx as exitd stored it) although the replacement is the one
-    # in the mempool.
+    # exitd restarts mid-claim: both candidates are still watched. Meanwhile a miner takes the first one
+    # (its raw tx as exitd stored it) although the replacement is the one in the mempool.
+    daemon.stop()
     node.rpc("generateblock", node.miner_address(), [stored_raw(daemon, first)])
+    daemon.start()
     assert second not in node.rpc("getrawmempool")
     progress(daemon)
     state = exit_status(daemon, vtxo_id)
