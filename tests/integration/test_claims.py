@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from exitd.chain.fees import btc_to_sat
+from exitd.daemon.lifecycle import CRASH_EXIT_CODE
 from exitd.regtest.forge import Forge
 from exitd.regtest.node import MINER_WALLET, RegtestNode
+from tests.integration.test_exit_faults import set_crash_point, wait_for_exit
 from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.exits import advance_until, all_in, fund_wallet, import_and_start, owned, progress, states
 
@@ -190,3 +192,43 @@ def test_a_claim_refused_for_its_fee_is_repriced_on_a_later_block_and_confirms(
     state = exit_status(daemon, vtxo_id)
     assert (state["type"], state["txid"], state["claim_fee_sat"]) == ("claimed", second, fee)
     assert states(daemon) == {vtxo_id: "claimed"}
+
+
+def test_a_requested_claim_refused_for_its_fee_keeps_its_exit_in_progress_and_is_repriced(
+    claimable: tuple[DaemonProcess, RegtestNode, str],
+) -> None:
+    daemon, node, vtxo_id = claimable
+    destination = node.miner_address()
+    body = {"destination": destination, "fee_rate": 2000}
+    # Signing is deterministic: a claim that dies before its broadcast names the tx the same claim will be
+    # again at this tip, and the node is told to take that tx for one paying nothing.
+    set_crash_point(daemon, "before_claim_broadcast")
+    daemon.stop()
+    daemon.start()
+    with pytest.raises(OSError):  # the daemon dies while answering
+        daemon.request("POST", "/api/v1/exits/claim/all", body)
+    assert wait_for_exit(daemon) == CRASH_EXIT_CODE
+    (txid,) = stored_candidates(daemon)
+    node.rpc("prioritisetransaction", txid, 0, -100_000_000)
+    set_crash_point(daemon, "")
+    daemon.start()
+
+    status, answer = daemon.request("POST", "/api/v1/exits/claim/all", body)
+    assert status == 200 and answer["txid"] == txid, answer
+    assert "fee not met" in answer["refused"] and "repriced" in answer["message"]
+    state = exit_status(daemon, vtxo_id)
+    assert (state["type"], state["claim_txid"]) == ("claim-in-progress", txid)
+    progress(daemon)  # the same block: not sent again
+    assert txid not in node.rpc("getrawmempool") and set(stored_candidates(daemon)) == {txid}
+
+    node.mine(1)
+    progress(daemon)
+    state = exit_status(daemon, vtxo_id)
+    repriced = state["claim_txid"]
+    assert state["type"] == "claim-in-progress" and repriced != txid
+    entry = node.rpc("getmempoolentry", repriced)
+    increment = btc_to_sat(node.rpc("getmempoolinfo")["incrementalrelayfee"])
+    assert btc_to_sat(entry["fees"]["base"]) * 1000 // entry["vsize"] >= 2000 + increment  # above the refused
+    node.mine(1)
+    progress(daemon)
+    assert exit_status(daemon, vtxo_id)["txid"] == repriced
