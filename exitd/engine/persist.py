@@ -112,8 +112,9 @@ async def refresh_book(store: Store, book: ExitBook, last: LoadedRows) -> Loaded
     """Bring `book`, filled from `last` and not changed since, to what the store holds now, as load_book
     would, reading only what can have changed: every exit's row (its state, error, start) and every
     child's status and block. An exit whose row is as it was keeps its object; a changed one is decoded
-    again; a new or restarted one (and its txs, VTXO terms and children) is read whole. What is reused
-    never changes once stored: an exit's txs (by VTXO), a tx (by txid), a child's tx, fee and size.
+    again; a new one (its start time another) is read whole, with its txs, VTXO terms and children. What
+    is reused never changes once stored: a VTXO's exit txs (a restart links the same ones again) and
+    terms, a tx (by txid), a child's tx, fee and size.
     A new leader's takeover and a standby's reload at 100,000 exits: the exits' rows, not every tx."""
     async with store.session() as session:
         rows = await load_exits(session)
