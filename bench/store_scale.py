@@ -225,11 +225,12 @@ async def nothing() -> None:
 
 
 async def main() -> None:
-    args = parse_args(__doc__ or "")
+    args = parse_args(__doc__ or "", backends=True)
     exits = QUICK_EXITS if args.quick else EXITS
     print(machine(), flush=True)
-    with TemporaryDirectory(prefix="exitd-store-scale-") as tmp:
-        await measure("SQLite", f"sqlite+aiosqlite:///{Path(tmp) / 'exitd.sqlite3'}", exits)
+    if not args.postgresql:  # --postgresql: that backend alone
+        with TemporaryDirectory(prefix="exitd-store-scale-") as tmp:
+            await measure("SQLite", f"sqlite+aiosqlite:///{Path(tmp) / 'exitd.sqlite3'}", exits)
     with database(True) as new_database:
         await measure("PostgreSQL", new_database(), exits)
 
