@@ -187,6 +187,8 @@ class VtxoBook:
                 found[anchor] = outputs[anchor.vout]
         for i, (vtxo, chain) in enumerate(decoded):
             on_chain = found.get(vtxo.anchor_point)
+            if on_chain is not None and vtxo.anchor_point not in unspent.outputs:
+                _log_spent_anchor(vtxo, "its tx")
             if on_chain is not None and on_chain != chain.chain_anchor_txout:
                 expected = chain.chain_anchor_txout
                 raise InvalidVtxoImport(
@@ -200,6 +202,7 @@ class VtxoBook:
         exit_outputs = (await unspent_outputs(self.rpc, links)).outputs if links else {}
         for i, vtxo, chain in unproven:
             if any(t.outpoint in exit_outputs for t in chain.txs):
+                _log_spent_anchor(vtxo, "its exit chain")
                 continue
             anchor = vtxo.anchor_point
             if blocks:
@@ -352,6 +355,18 @@ class VtxoBook:
             raise NoWallet()
         async with self.store.session() as session:
             return await amounts_by_state(session)
+
+
+def _log_spent_anchor(vtxo: Vtxo, checked_by: str) -> None:
+    """An import whose anchor bitcoind has spent: the exit is under way (or the VTXO swept)."""
+    event(
+        log,
+        logging.INFO,
+        "vtxo_anchor_spent",
+        vtxo=str(vtxo.id),
+        anchor=str(vtxo.anchor_point),
+        checked_by=checked_by,
+    )
 
 
 async def _existing(session: AsyncSession, vtxo_id: str) -> StoredVtxo:

@@ -145,6 +145,9 @@ def test_a_spent_anchor_is_checked_in_the_block_the_import_names(
         assert [(v["id"], v["chain_anchor"]) for v in imported] == [
             (str(board.id), str(board.vtxo.anchor_point))
         ]
+    checked = f"vtxo_anchor_spent vtxo={board.id} anchor={board.vtxo.anchor_point} checked_by="
+    imports = 3 if bitcoind.flavor is NodeFlavor.TXINDEX else 2
+    assert daemon.log_text().count(checked + '"its tx"') == imports
 
     status, body = daemon.request("POST", IMPORT, {"vtxos": [wrong.hex], "anchor_blocks": [other_block]})
     assert status == 400, body
@@ -169,6 +172,9 @@ def test_an_anchor_spent_by_the_vtxos_own_exit_needs_no_block(
     bitcoind.mine(1)
     status, imported = daemon.request("POST", IMPORT, {"vtxos": [board.hex]})  # in a block
     assert status == 200 and imported[0]["id"] == str(board.id), imported
+    checked = f"vtxo_anchor_spent vtxo={board.id} anchor={board.vtxo.anchor_point} checked_by="
+    by = '"its tx"' if bitcoind.flavor is NodeFlavor.TXINDEX else '"its exit chain"'  # the index first
+    assert daemon.log_text().count(checked + by) == 2
 
 
 @pytest.mark.parametrize("bitcoind", [NodeFlavor.PRUNED], indirect=True, ids=["pruned"])
