@@ -136,14 +136,11 @@ def refused_for_fee(message: str) -> bool:
     return any(reason in message for reason in FEE_REFUSALS)
 
 
-def repriced_claim_rate(rate: int, relay: RelayPolicy, refused_rate: int | None) -> int:
-    """The rate of a claim whose last broadcast at `refused_rate` (None: none was refused) was refused for
-    its fee: the market's `rate`, raised to the node's floor now, and at least the incremental relay fee
-    above the refused rate, so a retry is never the refused tx again byte for byte."""
-    rate = relay.raised(rate)
-    if refused_rate is not None:
-        rate = max(rate, refused_rate + relay.incremental)
-    return rate
+def repriced_claim_rate(rate: int, relay: RelayPolicy, refused_rate: int) -> int:
+    """The rate of a claim whose last broadcast at `refused_rate` was refused for its fee: the market's
+    `rate`, raised to the node's floor now, and at least the incremental relay fee above the refused rate,
+    so a retry is never the refused tx again byte for byte."""
+    return max(relay.raised(rate), refused_rate + relay.incremental)
 
 
 def exit_fee_estimate(rate: int, vsizes: Iterable[int]) -> int:

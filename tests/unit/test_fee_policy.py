@@ -278,9 +278,8 @@ def test_only_fee_refusals_are_repriced() -> None:
 
 def test_a_refused_claim_is_repriced_above_its_refused_rate_and_the_floor() -> None:
     relay = RelayPolicy(min_relay=1000, incremental=1000, mempool_min=1000)
-    assert repriced_claim_rate(1000, relay, None) == 1000  # never refused: the market's rate
     assert repriced_claim_rate(1000, relay, 1000) == 2000  # never the refused tx again
     assert repriced_claim_rate(5000, relay, 1000) == 5000  # the market moved past it
     full = RelayPolicy(min_relay=1000, incremental=1000, mempool_min=7000)
-    assert repriced_claim_rate(1000, full, None) == 7000  # the mempool floor now
+    assert repriced_claim_rate(1000, full, 1000) == 7000  # the mempool floor now
     assert repriced_claim_rate(1000, full, 7000) == 8000
