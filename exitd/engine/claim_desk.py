@@ -53,6 +53,9 @@ class ClaimDesk:
         self.book = book
         self.counters = counters
         self.policy = policy
+        # The fee /metrics counted for each claim (by its first txid): the most one of its candidates the
+        # node took pays; a candidate sent again, or one a replacement outbid, adds nothing more.
+        self._counted: dict[str, int] = {}
 
     async def load(self) -> None:
         """Every candidate of the claims the exits claimed or being claimed name, into the book."""
@@ -106,8 +109,9 @@ class ClaimDesk:
             self.book.keep_candidate(replace(c, refused_height=tip))
             event(log, logging.WARNING, "claim_refused", txid=c.txid, fee=c.fee, rate=c.rate, error=e.message)
             return e.message
-        earlier = [k.fee for k in self.book.candidates(c.txid) if k.seq < c.seq]
-        self.counters.claim_fees_paid += max(0, c.fee - max(earlier, default=0))
+        counted = self._counted.get(c.first_txid, 0)
+        self.counters.claim_fees_paid += max(0, c.fee - counted)
+        self._counted[c.first_txid] = max(counted, c.fee)
         return None
 
     def places(
