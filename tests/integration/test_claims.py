@@ -14,6 +14,7 @@ from exitd.chain.fees import btc_to_sat
 from exitd.daemon.lifecycle import CRASH_EXIT_CODE
 from exitd.regtest.forge import Forge
 from exitd.regtest.node import MINER_WALLET, RegtestNode
+from tests.conftest import EVERY_NODE
 from tests.integration.test_exit_faults import set_crash_point, wait_for_exit
 from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.exits import advance_until, all_in, fund_wallet, import_and_start, owned, progress, states
@@ -138,6 +139,7 @@ def test_a_claim_stuck_below_the_claim_rate_is_replaced_and_the_replacement_conf
     assert (state["type"], state["txid"], state["claim_fee_sat"]) == ("claimed", second, fee)
 
 
+@pytest.mark.parametrize("private_bitcoind", EVERY_NODE, indirect=True)
 def test_the_older_candidate_confirming_instead_completes_the_exit_with_its_own_fee_after_a_restart(
     claimable: tuple[DaemonProcess, RegtestNode, str],
 ) -> None:
