@@ -8,11 +8,10 @@ the exit as a whole may let `S = B - r` blocks pass without a confirmation (its 
 The curve (stateless, re-evaluated every block, so RBF follows it) reads the market from the node
 (exitd/chain/fees.py): `N`, the rate that enters the next block now (its block template: the floor while
 blocks have room), whether the market is in a spike or rising, and `U`, its usual rate (before the spike):
-- with slack to wait (`S >= URGENT_SLACK + PATIENCE`): bitcoind's estimate for the `W` blocks the level
-  has, never above `N`. In a steady market it sits below `N` (the next block's cutoff, plus a margin for
-  what arrives before the block): the package enters the first block that is cheaper than most, as the
-  oracle of bench/fee_market.py would choose it. As slack is used up (`URGENT_SLACK < S < URGENT_SLACK +
-  PATIENCE`), the bid moves step by step from that estimate to `N`;
+- with slack (`S > URGENT_SLACK`): bitcoind's estimate for the `W` blocks the level has, never above `N`.
+  In a steady market it sits below `N` (the next block's cutoff, plus a margin for what arrives before the
+  block): the package enters the first block cheaper than most, where an oracle that knew every block
+  would put it. As slack is used up `W` shrinks, and the estimate for it rises towards the next block's;
 - in a rising market (`N` clearly above its recent median), `N` at once: waiting only costs more;
 - during a spike, with more slack than a spike lasts (`S > SPIKE_PATIENCE`), no more than `U`: the
   package waits the spike out; with less, `N`: its ramp now costs less than its peak later;
@@ -42,9 +41,6 @@ URGENT_SLACK = 2
 # Blocks of slack above which a level waits a spike out: a spike lasts longer than a few blocks, so an
 # exit with less slack than this only pays the spike's peak later instead of its ramp now.
 SPIKE_PATIENCE = 12
-# Blocks of slack beyond URGENT_SLACK from which a level bids the market's estimate for the blocks it has
-# (waiting for a cheaper block); with fewer, proportionally closer to the next block's rate.
-PATIENCE = 4
 # A claim has no deadline (after the exit only the owner can spend the output): it is priced for a day.
 CLAIM_TARGET = 144
 
@@ -114,9 +110,7 @@ def deadline_rate(
         return min(next_block, market.usual) if left > SPIKE_PATIENCE else next_block
     if left <= URGENT_SLACK or market.rising:
         return next_block
-    low = min(estimate, next_block)
-    spare = min(left - URGENT_SLACK, PATIENCE)
-    return next_block - (next_block - low) * spare // PATIENCE
+    return min(estimate, next_block)
 
 
 def claim_rate(estimate: int, next_block: int | None, max_rate: int) -> int:

@@ -17,7 +17,6 @@ from exitd.chain.fees import (
     template_cutoff,
 )
 from exitd.engine.fee_policy import (
-    PATIENCE,
     SPIKE_PATIENCE,
     URGENT_SLACK,
     FeePolicy,
@@ -93,19 +92,20 @@ def test_the_rate_rises_only_as_slack_is_used_up() -> None:
     assert rates[39] == rates[40] == POLICY.max_rate  # none left: the next block is the last chance
 
 
-def test_with_slack_a_level_bids_the_estimate_and_nears_the_next_block_as_slack_is_used() -> None:
+def test_with_slack_a_level_bids_the_estimate_for_its_blocks_and_the_next_block_only_when_urgent() -> None:
     # Blocks with room: the floor gets in at once, whatever the estimate says.
     assert rate_at(100, 200, 1, next_block=100) == 100
     # Full blocks, 3 sat/vB for the next one: with slack to wait for a cheaper block, the estimate for the
-    # blocks the level has (2 sat/vB); as the slack is used up, step by step to the next block's rate.
+    # blocks the level has (2 sat/vB for 97); as the slack is used up the estimate for fewer blocks, which
+    # rises, and the next block's rate once URGENT_SLACK blocks are left.
     assert slack(100, 200, 1, 2) == 97
     assert rate_at(100, 200, 1, next_block=3_000) == market(97) == 2_000
-    asked = LevelMarket(2_000, 3_000)
-    rates = [deadline_rate(asked, tip, 200, 1, POLICY) for tip in range(100, 198)]
+    rates = [rate_at(tip, 200, 1, next_block=3_000) for tip in range(100, 198)]
     assert rates == sorted(rates)
     by_slack = {slack(tip, 200, 1, 2): rate for tip, rate in zip(range(100, 198), rates, strict=True)}
-    assert by_slack[URGENT_SLACK + PATIENCE] == 2_000
-    assert by_slack[URGENT_SLACK + PATIENCE // 2] == 2_500  # halfway through its patience
+    assert by_slack[URGENT_SLACK + 7] == market(URGENT_SLACK + 8) == 2_000
+    assert by_slack[URGENT_SLACK + 6] == market(URGENT_SLACK + 7) == 2_222
+    assert by_slack[URGENT_SLACK + 1] == 3_000  # the estimate for 4 blocks (5 sat/vB) is more: no more than N
     assert by_slack[URGENT_SLACK] == 3_000 and by_slack[1] == 3_000
     # Never above what the next block takes, however high the estimate.
     assert deadline_rate(LevelMarket(9_000, 3_000), 100, 200, 1, POLICY) == 3_000
