@@ -18,6 +18,7 @@ from exitd.ark.encoding import OutPoint
 from exitd.chain.view import BlockRef, ChainSnapshot
 from exitd.engine.errors import ExitError
 from exitd.engine.fee_policy import RaisedRate
+from exitd.engine.rest import RestIndex, rest_of
 from exitd.engine.states import (
     BlockOrigin,
     ExitState,
@@ -239,7 +240,9 @@ def claimable_height(state: ExitState) -> int | None:
 
 
 class ExitBook:
-    """The exits by VTXO id and the exit txs by txid; the engine changes them only under its cycle lock."""
+    """The exits by VTXO id and the exit txs by txid; the engine changes them only under its cycle lock.
+    Which exits the next cycle decides is `rest` (exitd/engine/rest.py); the exits needing each exit tx
+    are indexed, so that splitting a shared tx's fees looks at that tx's exits only."""
 
     def __init__(self) -> None:
         self.exits: dict[str, LiveExit] = {}
@@ -248,6 +251,33 @@ class ExitBook:
         # oldest first; and the claim of each candidate's txid.
         self.claims: dict[str, list[ClaimCandidate]] = {}
         self.claim_of: dict[str, str] = {}
+        self.rest = RestIndex()
+        self._needers: dict[str, set[str]] = {}
+
+    def reindex(self) -> None:
+        """After the exits were loaded: each rests as its stored state allows (one stored with an error is
+        awake, so that a cycle decides it again and gives it its error in memory), and the exits needing
+        each tx are indexed."""
+        self.rest.reset(
+            (e.vtxo_id, rest_of(e.state) if e.stored_error is None else None, e.txids)
+            for e in self.exits.values()
+        )
+        self._needers = {}
+        for e in self.exits.values():
+            self._index(e)
+
+    def add(self, e: LiveExit) -> None:
+        """A started (or restarted) exit: awake, and indexed under its txs."""
+        self.exits[e.vtxo_id] = e
+        self._index(e)
+        self.rest.wake(e.vtxo_id)
+
+    def _index(self, e: LiveExit) -> None:
+        for txid in e.txids:
+            self._needers.setdefault(txid, set()).add(e.vtxo_id)
+
+    def awake(self) -> list[LiveExit]:
+        return [self.exits[vtxo_id] for vtxo_id in self.rest.awake]
 
     def candidates(self, txid: str | None) -> list[ClaimCandidate]:
         """Every candidate of the claim `txid` is a candidate of, oldest first (none: not exitd's claim)."""
@@ -267,9 +297,17 @@ class ExitBook:
             c.ours and c.status is not ChildStatus.ABANDONED for c in tracked.children.values()
         )
 
-    def refcounts(self) -> dict[str, int]:
-        """How many exits (canceled ones aside) need each exit tx, to split a shared tx's fees among them."""
+    def refcounts(self, txids: Iterable[str] | None = None) -> dict[str, int]:
+        """How many exits (canceled ones aside) need each exit tx, to split a shared tx's fees among them;
+        of `txids` only when given (from the index: the others' exits are not looked at)."""
         refcount: dict[str, int] = {}
+        if txids is not None:
+            for txid in txids:
+                needers = (self.exits[i] for i in self._needers.get(txid, ()))
+                refcount[txid] = sum(
+                    1 for e in needers if e.state.kind is not ExitStateKind.CANCELED and txid in e.txids
+                )
+            return refcount
         for other in self.exits.values():
             if other.state.kind is not ExitStateKind.CANCELED:
                 for txid in other.txids:
