@@ -15,7 +15,7 @@ heights and what to do, until they are back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -113,6 +113,12 @@ class TxLocator:
         self._saved: BlockRef | None = None
         # Blocks read since the process started (the benchmarks read it).
         self.blocks_read = 0
+        # The height of the highest block kept by each reorg found, oldest first (never shortened: each
+        # reader remembers how far it read). Blocks above the stored height read up to count as reorged
+        # at load: they may have changed while exitd was stopped.
+        self.forks: list[int] = []
+        # Txids never forgotten however long nobody asks about them (the engine's resting exits').
+        self.kept: Container[str] = frozenset()
 
     async def load(self) -> None:
         if self._loaded:
@@ -120,6 +126,8 @@ class TxLocator:
         processed, txs = await self.store.load()
         self.processed = _ref(processed)
         height = self.processed.height if self.processed else 0
+        if self.processed is not None:
+            self.forks.append(height)
         self.watched = dict.fromkeys(txs, height)
         self.found = {txid: BlockRef(*block) for txid, block in txs.items() if block is not None}
         self._saved = self.processed
@@ -182,9 +190,7 @@ class TxLocator:
             self.processed = tip
             await self._save()
             return [], await self.rpc.batch(extra)
-        if tip.hash == self.processed.hash or not self.watched:
-            # Up to date, or nothing to look for in the blocks: nothing to read.
-            self.processed = tip
+        if tip.hash == self.processed.hash:
             await self._save()
             return [], await self.rpc.batch(extra)
         hashes = dict(known)
@@ -192,6 +198,12 @@ class TxLocator:
             fork = self.processed
         else:
             fork = await self._fork_point()
+            self.forks.append(fork.height)
+        if not self.watched:
+            # Nothing to look for in the blocks: nothing to read.
+            self.processed = tip
+            await self._save()
+            return [], await self.rpc.batch(extra)
         reorged = [txid for txid, block in self.found.items() if block.height > fork.height]
         for txid in reorged:
             del self.found[txid]
@@ -249,7 +261,8 @@ class TxLocator:
     async def _save(self) -> None:
         assert self.processed is not None
         horizon = self.processed.height - WATCH_BLOCKS
-        forgotten = [txid for txid, asked in self.watched.items() if asked < horizon]
+        kept = self.kept
+        forgotten = [txid for txid, asked in self.watched.items() if asked < horizon and txid not in kept]
         for txid in forgotten:
             del self.watched[txid]
             self.found.pop(txid, None)
