@@ -67,7 +67,7 @@ class ChildLearner:
         """Bring our records of children in line with the chain: confirmed, lost, or adopted from others."""
         changed: list[ChildRecord] = []
         adopt: list[tuple[TrackedTx, str]] = []
-        for tracked in self.book.txs.values():
+        for tracked in self._in_snapshot(snap):
             changed += update_known(tracked, snap)
             spender = snap.spenders.get(tracked.anchor)
             if spender is not None and spender not in tracked.children:
@@ -78,6 +78,11 @@ class ChildLearner:
         if changed:
             replaced = [c for c in changed if c.status is ChildStatus.REPLACED]
             await save_children(self.store, self.wallet, changed, release=replaced)
+
+    def _in_snapshot(self, snap: ChainSnapshot) -> list[TrackedTx]:
+        """The exit txs the snapshot asked about: of the others it knows nothing, so nothing is learnt."""
+        txs = self.book.txs
+        return [txs[txid] for txid in snap.txs if txid in txs]
 
     async def _adopt(
         self, snap: ChainSnapshot, adopt: Sequence[tuple[TrackedTx, str]], sharers: Sharers
@@ -111,7 +116,7 @@ class ChildLearner:
         """For exit txs confirmed without a known child, find the P2A spender in their block (once per
         tx and block: a tx mined without its child is not looked for again)."""
         wanted: dict[str, list[TrackedTx]] = {}
-        for tracked in self.book.txs.values():
+        for tracked in self._in_snapshot(snap):
             loc = snap.txs.get(tracked.txid)
             if loc is None or loc.state is not TxState.CONFIRMED or loc.block is None or loc.inferred:
                 continue  # an inferred block is a spender's: the tx's own child is not in it

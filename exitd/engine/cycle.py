@@ -1,6 +1,9 @@
-"""One progress cycle: one chain snapshot, and every exit moved on from what it shows.
+"""One progress cycle: one chain snapshot, and every awake exit moved on from what it shows.
 
-The steps: take the snapshot (the guard's txids included, so watching costs no round trip of its own);
+Resting exits (exitd/engine/rest.py) are left out unless the snapshot's tip reached their height or a
+reorg since the last cycle took out a block their state names: those wake, and the snapshot is taken
+again with them. The steps: take the snapshot (the guard's txids included, so watching costs no round
+trip of its own);
 learn what it says about the children; give every exit tx one target rate and let the wallet plan its
 coins ahead; give every exit tx one status (once per tx, however many exits share it) and pay for or
 broadcast the packages that status asks for; then give every exit its next state, persist the ones that
@@ -43,15 +46,16 @@ from exitd.engine.errors import FeeBudgetExceeded
 from exitd.engine.fee_policy import FeePolicy, RaisedRate
 from exitd.engine.model import (
     CLAIM_KINDS,
+    ClaimCandidate,
     EngineCounters,
     ExitBook,
     LiveExit,
     PackageWork,
-    ProgressReport,
     set_error,
 )
 from exitd.engine.packages import ChildTerms, PackageDesk
 from exitd.engine.persist import persist_states, save_children
+from exitd.engine.rest import rest_of
 from exitd.engine.states import ExitStateKind, ExitTxStatus
 from exitd.engine.transitions import ActionKind, next_tx_status
 from exitd.log import event, get_logger
@@ -63,6 +67,10 @@ from exitd.wallet.planner import FundingOutlook, FundingPlan, PlannedTx
 from exitd.wallet.vtxos import VtxoBook
 
 log = get_logger("engine")
+
+# Snapshots a cycle takes again at most when the one it took woke resting exits (the tip may move meanwhile
+# and wake more; those left are woken by the next cycle).
+WAKE_ROUNDS = 3
 
 
 class Funding(Protocol):
@@ -81,7 +89,7 @@ class CycleGuard(Protocol):
 
     async def watched_txids(self) -> Mapping[str, int]: ...
 
-    async def after_cycle(self, snap: ChainSnapshot) -> None: ...
+    async def after_cycle(self, snap: ChainSnapshot, decided: Sequence[LiveExit]) -> None: ...
 
 
 class ProgressCycle:
@@ -120,25 +128,36 @@ class ProgressCycle:
         self.funding_outlook: FundingOutlook | None = None
         # The coin the last funding plan meant for each exit tx: its child's coin is chosen by it.
         self.floors: Mapping[str, int] = {}
+        # Every exit decided every cycle, resting or not (the benchmarks compare; tests/unit/test_rest.py
+        # shows both give the same states).
+        self.full = False
+        # How many of the chain locator's reorgs the cycles took into account.
+        self.forks_seen = 0
+        view.locator.kept = book.rest.kept
 
-    async def run(self, override: int | None) -> ProgressReport:
+    async def run(self, override: int | None) -> None:
         """One cycle; `override`: a rate the request chose, used as given (no deadline, no budget)."""
         started = time.monotonic()
-        watched = [e for e in self.book.exits.values() if is_watched(e, self.last_tip)]
+        book = self.book
+        decided = list(book.exits.values()) if self.full else book.awake()
+        watched = [e for e in decided if is_watched(e, self.last_tip)]
         guarded = await self.guard.watched_txids() if self.guard is not None else {}
-        if not watched and not guarded:
+        if not watched and not guarded and not book.rest.resting:
+            self._rest(decided)
             self.counters.cycles += 1
-            return self.book.report()
-        candidates = {
-            e.vtxo_id: group
-            for e in watched
-            if e.state.kind in CLAIM_KINDS
-            and (group := self.book.candidates(e.state.claim_txid or e.state.txid))
-        }
-        request = snapshot_request(watched, self.book.txs, guarded, candidates)
-        snap = await self.view.snapshot(
-            request.txids, request.spends, request.heights, request.utxos, request.outputs, request.inputs
-        )
+            return
+        forks = self.view.locator.forks
+        candidates = self._candidates(watched)
+        snap = await self._snapshot(watched, guarded, candidates)
+        for _ in range(0 if self.full else WAKE_ROUNDS):
+            woken = self._woken(snap.tip, forks[self.forks_seen :])
+            if not woken:
+                break
+            decided += woken
+            watched += [e for e in woken if is_watched(e, self.last_tip)]
+            candidates = self._candidates(watched)
+            snap = await self._snapshot(watched, guarded, candidates)
+        forks_seen = len(forks)
         self.last_tip = snap.tip
         for e in watched:
             e.error = None
@@ -151,7 +170,7 @@ class ProgressCycle:
         if override is not None:
             market = await self.fees.market(())
         else:
-            room = next_block_room(sharers, self.book.txs, snap)
+            room = next_block_room(sharers, book.txs, snap)
             market = await self.fees.market(level_targets(sharers, snap, self.policy), next_block=room)
         if override is not None:
             raised = RaisedRate.of(override, market.relay)
@@ -174,11 +193,48 @@ class ProgressCycle:
             await self._set_vtxo_states(back, VtxoState.LOCKED)
         await persist_states(self.store, changes)
         if self.guard is not None:
-            await self.guard.after_cycle(snap)
+            await self.guard.after_cycle(snap, decided)
+        self._rest(decided)
+        self.forks_seen = forks_seen
         self.counters.cycles += 1
         ms = int((time.monotonic() - started) * 1000)
         event(log, logging.DEBUG, "cycle", exits=len(watched), tip=snap.tip.height, ms=ms)
-        return self.book.report()
+
+    def _candidates(self, watched: Iterable[LiveExit]) -> dict[str, list[ClaimCandidate]]:
+        """The candidates of each watched exit's claim, when it is one exitd signed (by VTXO id)."""
+        return {
+            e.vtxo_id: group
+            for e in watched
+            if e.state.kind in CLAIM_KINDS
+            and (group := self.book.candidates(e.state.claim_txid or e.state.txid))
+        }
+
+    async def _snapshot(
+        self,
+        watched: Sequence[LiveExit],
+        guarded: Mapping[str, int],
+        candidates: Mapping[str, Sequence[ClaimCandidate]],
+    ) -> ChainSnapshot:
+        request = snapshot_request(watched, self.book.txs, guarded, candidates)
+        return await self.view.snapshot(
+            request.txids, request.spends, request.heights, request.utxos, request.outputs, request.inputs
+        )
+
+    def _woken(self, tip: BlockRef, forks: Sequence[int]) -> list[LiveExit]:
+        """The resting exits that the tip (their height reached) or a reorg since the last cycle woke."""
+        rest = self.book.rest
+        woken = rest.due(tip.height)
+        if forks:
+            woken += rest.reorged(min(forks))
+        return [self.book.exits[vtxo_id] for vtxo_id in woken]
+
+    def _rest(self, decided: Iterable[LiveExit]) -> None:
+        """Put to rest the decided exits that may (exitd/engine/rest.py): none carrying an error."""
+        rest = self.book.rest
+        for e in decided:
+            until = rest_of(e.state) if e.error is None else None
+            if until is not None:
+                rest.rest(e.vtxo_id, until, e.txids)
 
     async def _end_conflicts(self, watched: Sequence[LiveExit], snap: ChainSnapshot) -> None:
         """End the exits whose input a tx not of theirs spent in the chain (exitd/engine/conflicts.py)."""
@@ -240,7 +296,7 @@ class ProgressCycle:
         the request chose is used as given; else the fee budget may lower it (the exits are told)."""
         statuses: dict[str, ExitTxStatus] = {}
         work: list[PackageWork] = []
-        refcount = self.book.refcounts()
+        refcount = self.book.refcounts({t for group in sharers.values() for e in group for t in e.txids})
         for txid, group in sharers.items():
             tracked = self.book.txs[txid]
             target = targets[txid]

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 from bitcoin.core import b2lx
@@ -84,6 +84,14 @@ from exitd.wallet.vtxos import VtxoBook
 log = get_logger("engine")
 
 
+@dataclass
+class NextCycle:
+    """A cycle waiting for the lock, and whether one of its callers wants its report."""
+
+    task: asyncio.Task[ProgressReport | None]
+    report: bool
+
+
 class ExitEngine:
     def __init__(
         self,
@@ -142,7 +150,7 @@ class ExitEngine:
         # The rows the book was last read from, while it mirrors them (refresh); None once it changed.
         self._loaded: LoadedRows | None = None
         # The cycle of each fee-rate override that waits for the lock: callers arriving meanwhile share it.
-        self._next_cycle: dict[int | None, asyncio.Task[ProgressReport]] = {}
+        self._next_cycle: dict[int | None, NextCycle] = {}
 
     # What the API, the metrics and the daemon read.
 
@@ -193,6 +201,7 @@ class ExitEngine:
         self._loaded = None
         self._loaded = await load_book(self.store, self.book)
         await self.claim_desk.load()
+        self.book.reindex()
         self.version += 1
 
     async def refresh(self) -> None:
@@ -205,6 +214,7 @@ class ExitEngine:
         last, self._loaded = self._loaded, None  # a refresh that fails leaves a book to read whole
         self._loaded = await refresh_book(self.store, self.book, last)
         await self.claim_desk.load()
+        self.book.reindex()
         self.version += 1
 
     async def start(
@@ -234,7 +244,7 @@ class ExitEngine:
                 await store_starts(self.store, starts.exits, starts.new_txs.values(), restarted)
                 self.txs.update(starts.new_txs)
                 for e in starts.exits:
-                    self.exits[e.vtxo_id] = e
+                    self.book.add(e)
                     event(
                         log,
                         logging.INFO,
@@ -295,21 +305,31 @@ class ExitEngine:
         """The report of a cycle that starts after this call. Calls that arrive while such a cycle waits for
         the lock share it: fifty clients asking at once cost at most two cycles, not fifty in a row. The
         cycle is shielded, so a caller that goes away does not cancel it for the others."""
-        task = self._next_cycle.get(fee_rate)
-        if task is None:
-            task = asyncio.ensure_future(self._single_cycle(fee_rate))
-            self._next_cycle[fee_rate] = task
-        return await asyncio.shield(task)
+        report = await self._cycle(fee_rate, True)
+        assert report is not None
+        return report
 
-    async def _single_cycle(self, fee_rate: int | None) -> ProgressReport:
+    async def _cycle(self, fee_rate: int | None, report: bool) -> ProgressReport | None:
+        """A cycle that starts after this call, shared as `progress` says; its report when one of its
+        callers wants it (a report names every exit: the background loop's cycles make none)."""
+        pending = self._next_cycle.get(fee_rate)
+        if pending is None:
+            pending = NextCycle(asyncio.ensure_future(self._single_cycle(fee_rate)), report)
+            self._next_cycle[fee_rate] = pending
+        pending.report = pending.report or report
+        return await asyncio.shield(pending.task)
+
+    async def _single_cycle(self, fee_rate: int | None) -> ProgressReport | None:
         counters = self.counters
         async with self._changing():
-            del self._next_cycle[fee_rate]  # started: a caller from now on needs the next cycle
+            # Started: a caller from now on needs the next cycle.
+            pending = self._next_cycle.pop(fee_rate)
             started = time.monotonic()
             counters.cycles_running += 1
             counters.max_concurrent_cycles = max(counters.max_concurrent_cycles, counters.cycles_running)
             try:
-                return await self.cycle.run(fee_rate)
+                await self.cycle.run(fee_rate)
+                return self.book.report() if pending.report else None
             except Exception:
                 counters.cycle_errors += 1
                 raise
@@ -447,7 +467,7 @@ class ExitEngine:
     async def _background_cycle(self) -> bool:
         """A cycle of the background loop: whatever fails is logged, never raised into the loop."""
         try:
-            await self.progress()
+            await self._cycle(None, False)
             return True
         except RpcError as e:
             event(log, logging.WARNING, "cycle_failed", error=str(e))

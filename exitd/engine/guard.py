@@ -324,13 +324,15 @@ class Guard:
         self._chains = {i: self._chains[i] if i in self._chains else guarded_vtxo(rows[i]) for i in ids}
         return {txid: vout for v in self._guarded() for txid, vout in zip(v.txids, v.outputs, strict=True)}
 
-    async def after_cycle(self, snap: ChainSnapshot) -> None:
-        self._alert_exits(snap)
+    async def after_cycle(self, snap: ChainSnapshot, decided: Sequence[LiveExit]) -> None:
+        """`decided`: the exits the cycle decided. The others rest (exitd/engine/rest.py): none is
+        claimable, and the alerts of their states were raised when a cycle put them there."""
+        self._alert_exits(snap, decided)
         if not self.settings.enabled:
             return
         starts = self._foreign_starts(snap)
         starts += await self._expiry_starts(snap, {s.vtxo_id for s in starts})
-        claims = self._claimable() if self.settings.claim_address else []
+        claims = self._claimable(decided) if self.settings.claim_address else []
         if starts or claims:
             self._plan = GuardPlan(tuple(starts), tuple(claims))
             self._due.set()
@@ -338,10 +340,10 @@ class Guard:
     def _guarded(self) -> list[GuardedVtxo]:
         return [v for v in self._chains.values() if v is not None]
 
-    def _alert_exits(self, snap: ChainSnapshot) -> None:
+    def _alert_exits(self, snap: ChainSnapshot, exits: Iterable[LiveExit]) -> None:
         tip = snap.tip.height
         margin = self.policy.expiry_margin
-        for e in self.book.exits.values():
+        for e in exits:
             state, stage = e.state, exit_stage(e.state)
             if state.kind is ExitStateKind.CLAIMABLE:
                 assert state.claimable_since is not None
@@ -470,11 +472,11 @@ class Guard:
                 )
         return starts
 
-    def _claimable(self) -> list[str]:
+    def _claimable(self, exits: Iterable[LiveExit]) -> list[str]:
         """Claimable exits to claim now: those not unclaimable here."""
         return [
             e.vtxo_id
-            for e in self.book.exits.values()
+            for e in exits
             if e.state.kind is ExitStateKind.CLAIMABLE and e.vtxo_id not in self._unclaimable
         ]
 

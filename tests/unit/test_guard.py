@@ -227,9 +227,10 @@ def alerts_of(guard: Guard) -> list[Alert]:
 
 
 async def cycle(guard: Guard, snap: ChainSnapshot) -> list[str]:
-    """One cycle's view for the guard; returns the txids it asked to watch."""
+    """One cycle's view for the guard (a cycle that decided every exit); returns the txids it asked to
+    watch."""
     txids = list(await guard.watched_txids())
-    await guard.after_cycle(snap)
+    await guard.after_cycle(snap, list(guard.book.exits.values()))
     return txids
 
 
