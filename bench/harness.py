@@ -155,13 +155,14 @@ def forge_trees(forge: Forge, count: int, tree_sizes: Iterable[int]) -> list[For
     raise ValueError(f"tree sizes ran out before {count} leaves")
 
 
-async def import_and_start(daemon: Daemon, vtxos: Sequence[ForgedVtxo]) -> list[str]:
-    """Import (in batches the REST endpoint would take) and start exits of every VTXO."""
+async def import_and_start(daemon: Daemon, vtxos: Sequence[ForgedVtxo], force: bool = False) -> list[str]:
+    """Import (in batches the REST endpoint would take) and start exits of every VTXO (`force`: admission
+    aside, as `exitd start --force`)."""
     ids: list[str] = []
     for first in range(0, len(vtxos), MAX_IMPORT_BATCH):
         rows = await daemon.vtxos.import_vtxos([v.hex for v in vtxos[first : first + MAX_IMPORT_BATCH]])
         ids += [r.vtxo_id for r in rows]
-    await daemon.engine.start(ids)
+    await daemon.engine.start(ids, force=force)
     return ids
 
 
