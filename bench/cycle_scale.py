@@ -159,7 +159,7 @@ def show(name: str, cycle: Cycle, decided: int) -> None:
 
 
 async def idle(daemon: Daemon, repeats: int) -> Cycle:
-    return median_cycle([await one_cycle(daemon) for _ in range(repeats)])
+    return median_cycle([await one_cycle(daemon, False) for _ in range(repeats)])
 
 
 async def measure(node: RegtestNode, url: str, real: int, stored: int, repeats: int) -> None:
@@ -180,7 +180,7 @@ async def measure(node: RegtestNode, url: str, real: int, stored: int, repeats: 
         async with daemon_on(config) as daemon:
             await fund_wallet(daemon, node, 4 * trees + 4)
             await import_and_start(daemon, vtxos, force=True)
-            first = await one_cycle(daemon)
+            first = await one_cycle(daemon, False)
             print(f"  first daemon: {first.packages} packages for the roots", flush=True)
         del vtxos
         height = node.rpc("getblockcount")  # the stored exits' block: the tip the locator read up to
@@ -204,20 +204,20 @@ async def measure(node: RegtestNode, url: str, real: int, stored: int, repeats: 
                     # What their VTXO rows would give (the rows here hold no real VTXO to decode).
                     e.claim_delay, e.claim_locktime = CLAIM_DELAY, None
             cycle = engine.cycle
-            show("catch-up", await one_cycle(daemon), len(book.rest.awake))
+            show("catch-up", await one_cycle(daemon, False), len(book.rest.awake))
             show("idle, changed exits only", await idle(daemon, repeats), len(book.rest.awake))
             cycle.full = True
             full_idle = await idle(daemon, max(2, repeats // 2))
             show("idle, every exit decided", full_idle, len(book.exits))
             cycle.full = False
-            await one_cycle(daemon)
+            await one_cycle(daemon, False)
             node.mine(1)
-            moved = await one_cycle(daemon)
+            moved = await one_cycle(daemon, False)
             show("1 % moves, changed exits only", moved, len(book.rest.awake))
             cycle.full = True
-            await one_cycle(daemon)
+            await one_cycle(daemon, False)
             node.mine(1)
-            full_moved = await one_cycle(daemon)
+            full_moved = await one_cycle(daemon, False)
             show("1 % moves, every exit decided", full_moved, len(book.exits))
             cycle.full = False
             after = await idle(daemon, repeats)

@@ -111,6 +111,8 @@ class TxLocator:
         # Watched txids whose block changed (None: not in a block) since the last save.
         self._changed: dict[str, BlockRef | None] = {}
         self._saved: BlockRef | None = None
+        # The horizon (height read up to - WATCH_BLOCKS) from which unasked txids are next looked for.
+        self._forget_at = -WATCH_BLOCKS
         # Blocks read since the process started (the benchmarks read it).
         self.blocks_read = 0
         # The height of the highest block kept by each reorg found, oldest first (never shortened: each
@@ -261,8 +263,13 @@ class TxLocator:
     async def _save(self) -> None:
         assert self.processed is not None
         horizon = self.processed.height - WATCH_BLOCKS
-        kept = self.kept
-        forgotten = [txid for txid, asked in self.watched.items() if asked < horizon and txid not in kept]
+        forgotten = []
+        if horizon >= self._forget_at:
+            # Looked for every SAVE_EVERY blocks, not every save: it goes through every watched txid
+            # (a hundred thousand exits' txs), and a txid forgotten a few blocks late costs nothing.
+            kept = self.kept
+            forgotten = [t for t, asked in self.watched.items() if asked < horizon and t not in kept]
+            self._forget_at = horizon + SAVE_EVERY
         for txid in forgotten:
             del self.watched[txid]
             self.found.pop(txid, None)

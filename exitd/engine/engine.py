@@ -309,6 +309,10 @@ class ExitEngine:
         assert report is not None
         return report
 
+    async def advance(self) -> None:
+        """A cycle as the background loop runs it: shared as `progress` says, and no report made for it."""
+        await self._cycle(None, False)
+
     async def _cycle(self, fee_rate: int | None, report: bool) -> ProgressReport | None:
         """A cycle that starts after this call, shared as `progress` says; its report when one of its
         callers wants it (a report names every exit: the background loop's cycles make none)."""
@@ -467,7 +471,7 @@ class ExitEngine:
     async def _background_cycle(self) -> bool:
         """A cycle of the background loop: whatever fails is logged, never raised into the loop."""
         try:
-            await self._cycle(None, False)
+            await self.advance()
             return True
         except RpcError as e:
             event(log, logging.WARNING, "cycle_failed", error=str(e))
