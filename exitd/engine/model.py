@@ -112,7 +112,7 @@ class TrackedTx:
         """The output of `input_txid` this tx spends: the UTXO set shows its input mined until it is."""
         return int(self.tx.vin[0].prevout.n)
 
-    @property
+    @functools.cached_property
     def spent(self) -> OutPoint:
         """The outpoint this tx spends (its one input): the previous level's output, or the chain anchor."""
         return OutPoint.of(self.input_txid, self.input_vout)
