@@ -149,15 +149,17 @@ class ProgressCycle:
         forks = self.view.locator.forks
         candidates = self._candidates(watched)
         snap = await self._snapshot(watched, guarded, candidates)
+        # The reorgs taken into account: one found by the last snapshot taken wakes exits next cycle.
+        forks_seen = self.forks_seen
         for _ in range(0 if self.full else WAKE_ROUNDS):
             woken = self._woken(snap.tip, forks[self.forks_seen :])
+            forks_seen = len(forks)
             if not woken:
                 break
             decided += woken
             watched += [e for e in woken if is_watched(e, self.last_tip)]
             candidates = self._candidates(watched)
             snap = await self._snapshot(watched, guarded, candidates)
-        forks_seen = len(forks)
         self.last_tip = snap.tip
         for e in watched:
             e.error = None

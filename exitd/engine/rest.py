@@ -61,7 +61,8 @@ class RestIndex:
 
     def reset(self, exits: Iterable[tuple[str, Rest | None, Sequence[str]]]) -> None:
         """Start over from (VTXO id, how it rests or None, its txids) of every exit."""
-        self.awake, self.resting, self._wakes, self.kept, self._kept_by = {}, {}, [], {}, {}
+        for held in (self.awake, self.resting, self._wakes, self.kept, self._kept_by):
+            held.clear()  # in place: the chain locator holds `kept`
         for vtxo_id, rest, txids in exits:
             if rest is None:
                 self.awake[vtxo_id] = None

@@ -61,6 +61,9 @@ def test_an_untouched_exit_is_not_decided_until_its_height_or_a_reorg_below_its_
     assert index.due(700) == []  # woken once
     assert index.reorged(449) == ["c:0"]
     assert list(index.awake) == ["b:0", "a:0", "c:0"]
+    kept = index.kept
+    index.reset([("a:0", Rest(600, 500), ["t1"])])
+    assert index.kept is kept and kept == {"t1": 1}  # the locator's reference stays good across loads
 
 
 def test_a_new_rest_replaces_the_old_wake_height() -> None:
