@@ -7,13 +7,17 @@ Forging 100,000 VTXOs on regtest takes hours on 2 cores, so 1,000 exits are real
 in the mempool. The other 99,000 are stored rows of exits already waiting for their claim: trees of 64
 leaves (depth 4) in `awaiting-delta`, every tx recorded by the chain locator as confirmed in a real block
 of the node, claimable 10,000 blocks later. A second daemon on the same datadir and database loads all
-100,000, as `exitd run` would after a restart, then, with its cycles timed:
-  catch-up   its first cycle (packages already in the mempool; the resting exits are not decided);
+100,000, as `exitd run` would after a restart, then times its cycles as the background loop runs them
+(no report of every exit), in wall seconds and in this process's CPU seconds (the daemon's own work, its
+SQLite thread included, whatever else the machine runs):
+  catch-up   its first cycle (it reads the locator's watched txids; the resting exits are not decided);
   idle       no new block (median of several), changed exits only, then every exit decided;
   1 % moves  a block confirming the 1,000 real exits' level in flight: their next level gets packages.
-             Timed with changed exits only (level 2) and with every exit decided (level 3).
-Targets: the 1 % cycle under 2 s, an idle cycle under 0.5 s, the daemon's memory under 1 GB (the resident
-size of this process, which is the daemon's plus the forge's few MB).
+             Timed with changed exits only and with every exit decided, on two successive levels.
+At 100,000 exits bitcoind refuses a cycle of every exit (its snapshot batch exceeds the RPC server's
+request size: HTTP 413); the benchmark says so and times the next level with changed exits only instead.
+Targets: the 1 % cycle under 2 s, an idle cycle under 0.5 s, the daemon's memory under 1 GB (this
+process's resident size, and its peak since the second daemon started).
 """
 
 from __future__ import annotations
@@ -223,6 +227,7 @@ async def measure(node: RegtestNode, url: str, real: int, stored: int, repeats: 
         await store_waiting_exits(config.database_url, stored, block)
         print(f"  {stored} waiting exits stored in {time.perf_counter() - began:.0f} s", flush=True)
         gc.collect()
+        Path("/proc/self/clear_refs").write_text("5")  # the peak from here on: the second daemon's
         base, _ = rss_mb()
         began = time.perf_counter()
         async with daemon_on(config) as daemon:
@@ -255,8 +260,8 @@ async def measure(node: RegtestNode, url: str, real: int, stored: int, repeats: 
             gc.collect()
             now, peak = rss_mb()
             print(
-                f"  memory: process {now:.0f} MB resident now, peak {peak:.0f} MB "
-                f"({now - base:.0f} MB more than before the second daemon)",
+                f"  memory: process {now:.0f} MB resident now, peak {peak:.0f} MB since the second daemon "
+                f"started ({base:.0f} MB before it: the forge's and the first daemon's leftovers)",
                 flush=True,
             )
             if full_idle is not None and full_moved is not None:

@@ -27,12 +27,11 @@ class StoredLocations:
         async with self.store.session() as session:
             height = await get_meta(session, PROCESSED_HEIGHT)
             block_hash = await get_meta(session, PROCESSED_HASH)
-            rows = (await session.execute(select(WatchedTxRow))).scalars()
+            # Plain rows, not ORM objects: a hundred thousand exits watch over a hundred thousand txids.
+            columns = (WatchedTxRow.txid, WatchedTxRow.block_height, WatchedTxRow.block_hash)
             txs = {
-                r.txid: (r.block_height, r.block_hash)
-                if r.block_height is not None and r.block_hash is not None
-                else None
-                for r in rows
+                txid: (height, block_hash) if height is not None and block_hash is not None else None
+                for txid, height, block_hash in await session.execute(select(*columns))
             }
         processed = (int(height), block_hash) if height is not None and block_hash else None
         return processed, txs
