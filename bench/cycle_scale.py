@@ -28,14 +28,13 @@ import itertools
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from bitcoin.core import COutPoint, CScript, CTransaction, CTxIn, CTxOut, lx
 from cycle_cost import Cycle, median_cycle, one_cycle, rss_mb
 from harness import (
+    bench_config,
     database,
     forge_trees,
     fund_wallet,
@@ -45,12 +44,12 @@ from harness import (
     parse_args,
     quiet_logs,
     regtest_node,
+    started_daemon,
 )
 from sqlalchemy import insert
 
 from exitd.chain.rpc import RpcError
 from exitd.chain.view import BlockRef
-from exitd.config import BitcoindConfig, Config, DatabaseConfig, RestConfig
 from exitd.daemon.datadir import init_datadir
 from exitd.daemon.lifecycle import Daemon
 from exitd.engine.records import encode_state
@@ -59,7 +58,6 @@ from exitd.regtest.forge import Forge
 from exitd.regtest.node import RegtestNode
 from exitd.store.db import Store
 from exitd.store.exits import ExitStart, StoredExitTx, insert_exit_txs, start_exits
-from exitd.store.leader import take_term
 from exitd.store.models import VtxoRow, WatchedTxRow
 
 REAL = 1_000
@@ -141,22 +139,6 @@ async def store_waiting_exits(url: str, count: int, block: BlockRef) -> list[str
     return ids
 
 
-@asynccontextmanager
-async def daemon_on(config: Config) -> AsyncIterator[Daemon]:
-    """exitd's Daemon started on `config` as `exitd run` starts it (loading what the datadir holds),
-    leading, its background cycle not running: the benchmark runs the cycles."""
-    daemon = Daemon(config)
-    await daemon.start()
-    if daemon.store.shared:
-        daemon.store.term = await take_term(daemon.store, "bench:1", "")
-    try:
-        assert await daemon.connect_node() is not None
-        await daemon.setup_wallet()
-        yield daemon
-    finally:
-        await daemon.stop()
-
-
 @dataclass(frozen=True)
 class Timed:
     """A cycle (median of several) with this process's CPU seconds for it: the daemon's own cost (its
@@ -207,15 +189,9 @@ async def measure(node: RegtestNode, url: str, real: int, stored: int, repeats: 
     trees = len({v.vtxo.anchor_point for v in vtxos})
     print(f"{real} real exits in {trees} trees forged in {time.perf_counter() - started:.0f} s", flush=True)
     with tempfile.TemporaryDirectory(prefix="exitd-bench-") as tmp:
-        config = Config(
-            network="regtest",
-            datadir=Path(tmp),
-            bitcoind=BitcoindConfig(rpc_url=node.rpc_url, rpc_cookie=str(node.cookie_file)),
-            rest=RestConfig(port=0),
-            database=DatabaseConfig(url=url),
-        )
+        config = bench_config(node, Path(tmp), url)
         init_datadir(config)
-        async with daemon_on(config) as daemon:
+        async with started_daemon(config) as daemon:
             await fund_wallet(daemon, node, 4 * trees + 4)
             await import_and_start(daemon, vtxos, force=True)
             first = await one_cycle(daemon, False)
@@ -230,7 +206,7 @@ async def measure(node: RegtestNode, url: str, real: int, stored: int, repeats: 
         Path("/proc/self/clear_refs").write_text("5")  # the peak from here on: the second daemon's
         base, _ = rss_mb()
         began = time.perf_counter()
-        async with daemon_on(config) as daemon:
+        async with started_daemon(config) as daemon:
             book = daemon.engine.book
             print(
                 f"  second daemon: {len(book.exits)} exits, {len(book.txs)} txs loaded in "

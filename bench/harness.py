@@ -122,25 +122,40 @@ async def running_daemon(
     background cycle not running (a benchmark runs cycles itself or starts `run_engine`). On PostgreSQL
     (`database_url`) it is the database's only daemon, and leads. `guard`: guard mode's settings."""
     with tempfile.TemporaryDirectory(prefix="exitd-bench-") as tmp:
-        config = Config(
-            network="regtest",
-            datadir=Path(tmp),
-            bitcoind=BitcoindConfig(rpc_url=node.rpc_url, rpc_cookie=str(node.cookie_file)),
-            rest=RestConfig(port=0),
-            database=DatabaseConfig(url=database_url),
-            guard=guard or GuardConfig(),
-        )
+        config = bench_config(node, Path(tmp), database_url, guard)
         init_datadir(config)
-        daemon = Daemon(config)
-        await daemon.start()
-        if daemon.store.shared:
-            daemon.store.term = await take_term(daemon.store, "bench:1", "")
-        try:
-            assert await daemon.connect_node() is not None
-            await daemon.setup_wallet()
+        async with started_daemon(config) as daemon:
             yield daemon
-        finally:
-            await daemon.stop()
+
+
+def bench_config(
+    node: RegtestNode, datadir: Path, database_url: str = "", guard: GuardConfig | None = None
+) -> Config:
+    """A daemon's configuration on `node`, its REST port any free one."""
+    return Config(
+        network="regtest",
+        datadir=datadir,
+        bitcoind=BitcoindConfig(rpc_url=node.rpc_url, rpc_cookie=str(node.cookie_file)),
+        rest=RestConfig(port=0),
+        database=DatabaseConfig(url=database_url),
+        guard=guard or GuardConfig(),
+    )
+
+
+@asynccontextmanager
+async def started_daemon(config: Config) -> AsyncIterator[Daemon]:
+    """exitd's Daemon on an initialised datadir, started as `exitd run` starts it (loading what it holds),
+    leading, its node and wallet connected; stopped afterwards."""
+    daemon = Daemon(config)
+    await daemon.start()
+    if daemon.store.shared:
+        daemon.store.term = await take_term(daemon.store, "bench:1", "")
+    try:
+        assert await daemon.connect_node() is not None
+        await daemon.setup_wallet()
+        yield daemon
+    finally:
+        await daemon.stop()
 
 
 def forge_trees(forge: Forge, count: int, tree_sizes: Iterable[int]) -> list[ForgedVtxo]:
