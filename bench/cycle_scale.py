@@ -210,7 +210,7 @@ async def measure(node: RegtestNode, url: str, real: int, stored: int, repeats: 
             book = daemon.engine.book
             print(
                 f"  second daemon: {len(book.exits)} exits, {len(book.txs)} txs loaded in "
-                f"{time.perf_counter() - began:.1f} s; {len(book.rest.resting)} resting",
+                f"{time.perf_counter() - began:.1f} s",
                 flush=True,
             )
             for e in book.exits.values():
@@ -218,6 +218,7 @@ async def measure(node: RegtestNode, url: str, real: int, stored: int, repeats: 
                     # What their VTXO rows would give (the rows here hold no real VTXO to decode).
                     e.claim_delay, e.claim_locktime = CLAIM_DELAY, None
             show("catch-up", await timed(daemon), len(book.rest.awake))
+            print(f"  {len(book.rest.resting)} exits resting", flush=True)
             idle = await timed(daemon, repeats)
             show("idle, changed exits only", idle, len(book.rest.awake))
             full_idle = await every_exit(daemon, "idle, every exit decided", max(2, repeats // 2))

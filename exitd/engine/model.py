@@ -253,30 +253,41 @@ class ExitBook:
         self.claim_of: dict[str, str] = {}
         self.rest = RestIndex()
         self._needers: dict[str, set[str]] = {}
+        self._indexed = True
 
     def reindex(self) -> None:
-        """After the exits were loaded: each rests as its stored state allows (one stored with an error is
-        awake, so that a cycle decides it again and gives it its error in memory), and the exits needing
-        each tx are indexed."""
+        """After the exits were loaded: the indexes are built again when a cycle next needs them (a
+        standby, which reloads often and runs no cycle, never builds them)."""
+        self._indexed = False
+
+    def _index(self) -> None:
+        """Each exit rests as its stored state allows (one stored with an error is awake, so that a cycle
+        decides it again and gives it its error in memory), and the exits needing each tx are indexed."""
+        if self._indexed:
+            return
         self.rest.reset(
             (e.vtxo_id, rest_of(e.state) if e.stored_error is None else None, e.txids)
             for e in self.exits.values()
         )
         self._needers = {}
         for e in self.exits.values():
-            self._index(e)
+            self._need(e)
+        self._indexed = True
 
     def add(self, e: LiveExit) -> None:
         """A started (or restarted) exit: awake, and indexed under its txs."""
         self.exits[e.vtxo_id] = e
-        self._index(e)
-        self.rest.wake(e.vtxo_id)
+        if self._indexed:
+            self._need(e)
+            self.rest.wake(e.vtxo_id)
 
-    def _index(self, e: LiveExit) -> None:
+    def _need(self, e: LiveExit) -> None:
         for txid in e.txids:
             self._needers.setdefault(txid, set()).add(e.vtxo_id)
 
     def awake(self) -> list[LiveExit]:
+        """The exits the next cycle decides (before those it wakes)."""
+        self._index()
         return [self.exits[vtxo_id] for vtxo_id in self.rest.awake]
 
     def candidates(self, txid: str | None) -> list[ClaimCandidate]:
@@ -302,6 +313,7 @@ class ExitBook:
         of `txids` only when given (from the index: the others' exits are not looked at)."""
         refcount: dict[str, int] = {}
         if txids is not None:
+            self._index()
             for txid in txids:
                 needers = (self.exits[i] for i in self._needers.get(txid, ()))
                 refcount[txid] = sum(

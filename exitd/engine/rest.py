@@ -66,8 +66,12 @@ class RestIndex:
         for vtxo_id, rest, txids in exits:
             if rest is None:
                 self.awake[vtxo_id] = None
-            else:
-                self.rest(vtxo_id, rest, txids)
+                continue
+            self.resting[vtxo_id] = rest
+            if rest.wake is not None:
+                self._wakes.append((rest.wake, vtxo_id))
+                self._keep(vtxo_id, txids)
+        heapq.heapify(self._wakes)
 
     def wake(self, vtxo_id: str) -> None:
         if self.resting.pop(vtxo_id, None) is not None:
@@ -85,9 +89,13 @@ class RestIndex:
         self.resting[vtxo_id] = rest
         if rest.wake is not None:
             heapq.heappush(self._wakes, (rest.wake, vtxo_id))
-            self._kept_by[vtxo_id] = txids
-            for txid in txids:
-                self.kept[txid] = self.kept.get(txid, 0) + 1
+            self._keep(vtxo_id, txids)
+
+    def _keep(self, vtxo_id: str, txids: Sequence[str]) -> None:
+        self._kept_by[vtxo_id] = txids
+        kept = self.kept
+        for txid in txids:
+            kept[txid] = kept.get(txid, 0) + 1
 
     def due(self, tip: int) -> list[str]:
         """Wake the exits whose height the tip reached; their ids."""
