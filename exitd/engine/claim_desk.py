@@ -87,7 +87,7 @@ class ClaimDesk:
     async def keep(self, c: ClaimCandidate) -> None:
         """Store a new candidate (before it is ever broadcast), fenced: a deposed leader's claim would race
         the new leader's."""
-        async with self.store.session(spends=True) as session:
+        async with self.store.session(fenced=True) as session:
             await insert_claim(
                 session,
                 StoredClaim(

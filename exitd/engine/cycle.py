@@ -268,7 +268,7 @@ class ProgressCycle:
         await persist_states(self.store, changes)
 
     async def _set_vtxo_states(self, vtxo_ids: Sequence[str], state: VtxoState) -> None:
-        async with self.store.session() as session:
+        async with self.store.session(fenced=True) as session:
             await set_vtxos_state(session, vtxo_ids, state)
 
     async def _fund_ahead(self, snap: ChainSnapshot, targets: Mapping[str, int]) -> None:

@@ -455,7 +455,7 @@ class ExitEngine:
             ]
             for c in dropped:
                 c.status = ChildStatus.ABANDONED
-            async with self.store.session() as session:
+            async with self.store.session(fenced=True) as session:
                 await set_vtxos_state(session, [vtxo_id], "spendable")
             await save_children(self.store, self.wallet, dropped, release=dropped)
             event(log, logging.INFO, "exit_canceled", vtxo=vtxo_id)

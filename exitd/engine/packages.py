@@ -116,7 +116,7 @@ class PackageDesk:
             for w in work
         ]
         try:
-            async with self.store.session(spends=True) as session:
+            async with self.store.session(fenced=True) as session:
                 built = await self.wallet.build_cpfp_children(session, requests)
                 for w, result in zip(work, built, strict=True):
                     if isinstance(result, CpfpChild):

@@ -183,7 +183,7 @@ async def save_children(
     release: Iterable[ChildRecord] = (),
 ) -> None:
     """Store new children and the status and block of known ones; free the coins of ours in `release`."""
-    async with store.session() as session:
+    async with store.session(fenced=True) as session:
         await store_children(session, [as_stored(c) for c in children])
         for c in release:
             if c.ours and wallet is not None:
@@ -196,7 +196,7 @@ async def store_starts(
     """New exits (all in the same state, started by the same), their links and the txs not stored yet, in
     one transaction; their VTXOs become locked. `restarted`: exits canceled before, whose rows are reset."""
     state = started[0].state
-    async with store.session() as session:
+    async with store.session(fenced=True) as session:
         await insert_exit_txs(
             session, [StoredExitTx(t.txid, t.raw, t.vsize, t.input_txid, t.anchor_vout) for t in new_txs]
         )
@@ -236,7 +236,7 @@ async def persist_states(store: Store, changes: Sequence[tuple[LiveExit, ExitSta
             writes.append((e, new if changed else None, error))
     if not writes:
         return
-    async with store.session() as session:
+    async with store.session(fenced=True) as session:
         await update_exits(
             session,
             [

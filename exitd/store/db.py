@@ -224,18 +224,20 @@ class Store:
         return not self.shared or self.term is not None
 
     @asynccontextmanager
-    async def session(self, spends: bool = False) -> AsyncIterator[AsyncSession]:
-        """One unit of work: committed when the block ends, rolled back on any error. One that `spends`
-        (stores a child, a split, a coin reservation) is fenced: on a shared database it first checks,
-        holding the leader row until it commits, that this daemon's term is still the current one."""
+    async def session(self, fenced: bool = False) -> AsyncIterator[AsyncSession]:
+        """One unit of work: committed when the block ends, rolled back on any error. A `fenced` one, for
+        every write only the leader may make (one that spends: a child, a split, a coin reservation; one
+        that changes exits: a start, a state, an error, a child's status), on a shared database first
+        checks, holding the leader row until it commits, that this daemon's term is still the current
+        one: a deposed leader's write fails with NotLeader instead of overwriting its successor's."""
         async with self.sessions() as session, session.begin():
-            if spends and self.shared:
+            if fenced and self.shared:
                 await self._fence(session)
             yield session
 
     async def _fence(self, session: AsyncSession) -> None:
         if self.term is None:
-            raise NotLeader(f"this exitd is a standby and may not spend; {self.leader}")
+            raise NotLeader(f"this exitd is a standby and may not spend or change exits; {self.leader}")
         query = select(LeaderRow).where(LeaderRow.id == 1).with_for_update(read=True)
         row = (await session.execute(query)).scalar_one()
         if row.term != self.term:
@@ -247,7 +249,7 @@ class Store:
 
     async def check_leader(self) -> None:
         """Raise NotLeader unless this daemon may spend now (before a broadcast that stores nothing first)."""
-        async with self.session(spends=True):
+        async with self.session(fenced=True):
             pass
 
     async def close(self) -> None:
@@ -259,6 +261,6 @@ FENCED = "exitd_fenced"
 
 def require_fenced(session: AsyncSession) -> None:
     """For the writes that spend: on a shared database, only inside a fenced session (Store.session with
-    spends=True); a spending write outside one is a bug that could spend twice after a failover."""
+    fenced=True); a spending write outside one is a bug that could spend twice after a failover."""
     if session.get_bind().dialect.name == "postgresql" and not session.info.get(FENCED):
-        raise NotLeader("a spending write outside a fenced transaction (Store.session(spends=True))")
+        raise NotLeader("a spending write outside a fenced transaction (Store.session(fenced=True))")

@@ -9,14 +9,15 @@ Two mechanisms, for two jobs:
   closes), whose machine is gone, or whose network to the database is cut (even when no TCP reset ever
   arrives and the server's side of the socket looks alive) loses the lock within half the timeout; a
   standby, trying every sixth, takes it within the rest.
-- Fencing: each new leader raises the leader row's `term` and keeps its own. Every spending transaction
-  checks that term, holding the row (Store.session(spends=True)); a deposed leader that still runs fails
-  its next spending write. The new leader first ends every session of its predecessor (a cut-off leader's
-  transaction would otherwise hold the row, and any exit it was writing, until its TCP connection timed
-  out), then raises the term, so it reads everything the old leader committed and nothing it may still
-  commit.
+- Fencing: each new leader raises the leader row's `term` and keeps its own. Every transaction that
+  spends or changes exits (a start, a state or error, a child) checks that term, holding the row
+  (Store.session(fenced=True)); a deposed leader that still runs fails its next such write, and cannot
+  write an old state over its successor's. The new leader first ends every session of its predecessor
+  (a cut-off leader's transaction would otherwise hold the row, and any exit it was writing, until its
+  TCP connection timed out), then raises the term, so it reads everything the old leader committed and
+  nothing it may still commit.
 
-A leader whose ping fails steps down at once (`lost()`): it gives up its term, so no spending write of its
+A leader whose ping fails steps down at once (`lost()`): it gives up its term, so no fenced write of its
 own commits any more, stops its engine and, once the database answers again, stands by.
 """
 

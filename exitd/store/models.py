@@ -151,8 +151,9 @@ class FundingSplitRow(Base):
 
 class LeaderRow(Base):
     """The one row (id 1) naming the daemon that may spend, when several share a PostgreSQL database
-    (exitd/store/leader.py). `term` grows with every new leader; a spending transaction checks it
-    (Store.session(spends=True)), so a deposed leader's write fails. Unused on SQLite: one daemon per file."""
+    (exitd/store/leader.py). `term` grows with every new leader; a transaction that spends or changes
+    exits checks it (Store.session(fenced=True)), so a deposed leader's write fails. Unused on SQLite: one
+    daemon per file."""
 
     __tablename__ = "leader"
 

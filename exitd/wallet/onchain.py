@@ -444,7 +444,7 @@ class OnchainWallet:
         """Build, sign and reserve (committed), then broadcast; a send bitcoind refuses frees its coins."""
         account = self.account
         async with self._coins_lock:
-            async with self.store.session(spends=True) as session:
+            async with self.store.session(fenced=True) as session:
                 draft = plan(*await self._spendable(session))
                 tx = sign(draft, account)
                 txid = b2lx(tx.GetTxid())
@@ -509,7 +509,7 @@ class OnchainWallet:
         outputs = tuple(TxOut(o.value, s) for o, s in zip(draft.outputs, scripts, strict=True))
         tx = sign(replace(draft, outputs=outputs), self.account)
         txid = b2lx(tx.GetTxid())
-        async with self.store.session(spends=True) as session:
+        async with self.store.session(fenced=True) as session:
             self._reserve(session, draft.coins, txid, SPLIT_PURPOSE)
             add_split(session, txid, tx.serialize(), draft.fee, len(outputs))
         event(log, logging.INFO, "split_stored", txid=txid, coins=len(outputs), fee=draft.fee)

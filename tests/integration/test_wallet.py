@@ -168,7 +168,7 @@ async def test_children_built_concurrently_never_share_a_coin(
     parents = [zero_fee_parent(bitcoind) for _ in range(3)]
 
     async def build(parent: CTransaction) -> set[str]:
-        async with wallet.store.session(spends=True) as session:
+        async with wallet.store.session(fenced=True) as session:
             child = await build_child(wallet, session, parent, 2_000)
             await asyncio.sleep(0.1)  # the other builder runs while this one has not committed
             return {str(outpoint) for outpoint in child.inputs[1:]}
@@ -178,7 +178,7 @@ async def test_children_built_concurrently_never_share_a_coin(
     with pytest.raises(InsufficientFunds) as short:
         await build(parents[2])
     assert short.value.available == 0
-    async with wallet.store.session(spends=True) as session:
+    async with wallet.store.session(fenced=True) as session:
         assert {f"{r.txid}:{r.vout}" for r in await list_reservations(session)} == first | second
 
 
@@ -192,7 +192,7 @@ async def test_one_batch_builds_many_children_from_one_listing_without_sharing_a
     await fund(bitcoind, wallet, "0.001", "0.001")
     parents = [zero_fee_parent(bitcoind, nth) for nth in range(3)]
     before = wallet.rpc.round_trips
-    async with wallet.store.session(spends=True) as session:
+    async with wallet.store.session(fenced=True) as session:
         built = await wallet.build_cpfp_children(
             session, [CpfpRequest(p, b2lx(p.GetTxid()), 2_000) for p in parents]
         )
@@ -202,7 +202,7 @@ async def test_one_batch_builds_many_children_from_one_listing_without_sharing_a
     assert isinstance(third, InsufficientFunds) and third.available == 0
     assert not set(first.inputs[1:]) & set(second.inputs[1:])
     assert first.tx.vout[0].scriptPubKey != second.tx.vout[0].scriptPubKey  # a change address each
-    async with wallet.store.session(spends=True) as session:
+    async with wallet.store.session(fenced=True) as session:
         reserved = {(r.txid, r.vout, r.reserved_by) for r in await list_reservations(session)}
     assert reserved == {
         (o.txid_hex, o.vout, child.txid) for child in (first, second) for o in child.inputs[1:]
@@ -218,17 +218,17 @@ async def test_reservation_survives_a_restart_and_is_released_for_an_abandoned_c
     wallet = open_wallet()
     await fund(bitcoind, wallet, "0.001")
     parent = zero_fee_parent(bitcoind)
-    async with wallet.store.session(spends=True) as session:
+    async with wallet.store.session(fenced=True) as session:
         child = await build_child(wallet, session, parent, 2_000)
     await wallet.store.close()
 
     restarted = open_wallet()
     with pytest.raises(InsufficientFunds):
-        async with restarted.store.session(spends=True) as session:
+        async with restarted.store.session(fenced=True) as session:
             await build_child(restarted, session, parent, 2_000)
-    async with restarted.store.session(spends=True) as session:
+    async with restarted.store.session(fenced=True) as session:
         await restarted.release_reservations(session, child.txid)
-    async with restarted.store.session(spends=True) as session:
+    async with restarted.store.session(fenced=True) as session:
         rebuilt = await build_child(restarted, session, parent, 2_000)
     assert rebuilt.inputs[1:] == child.inputs[1:]
 
@@ -239,7 +239,7 @@ async def test_child_and_zero_fee_parent_are_accepted_at_the_target_rate_and_rep
     wallet = open_wallet()
     await fund(bitcoind, wallet, "0.001", "0.002")
     parent = zero_fee_parent(bitcoind)
-    async with wallet.store.session(spends=True) as session:
+    async with wallet.store.session(fenced=True) as session:
         child = await build_child(wallet, session, parent, 5_000)
     answer = bitcoind.rpc("submitpackage", [parent.serialize().hex(), child.tx.serialize().hex()])
     assert answer["package_msg"] == "success", answer
@@ -251,14 +251,14 @@ async def test_child_and_zero_fee_parent_are_accepted_at_the_target_rate_and_rep
     # the incremental relay fee the node asks, no more: the node accepts it.
     relay = await wallet.fees.relay()
     assert relay.incremental == btc_to_sat(bitcoind.rpc("getnetworkinfo")["incrementalfee"])
-    async with wallet.store.session(spends=True) as session:
+    async with wallet.store.session(fenced=True) as session:
         replaced = Replacing(child.fee, relay.incremental)
         replacement = await build_child(wallet, session, parent, 5_000, replaced)
     assert not set(replacement.inputs[1:]) & set(child.inputs[1:])
     assert replacement.fee == child.fee + fee_at_rate(relay.incremental, replacement.package_vsize)
     answer = bitcoind.rpc("submitpackage", [parent.serialize().hex(), replacement.tx.serialize().hex()])
     assert answer["package_msg"] == "success" and answer["replaced-transactions"] == [child.txid], answer
-    async with wallet.store.session(spends=True) as session:
+    async with wallet.store.session(fenced=True) as session:
         await wallet.release_reservations(session, child.txid)
     # bitcoind's wallet, told the replaced child is abandoned, lists its coin as unspent again.
     lost = set(child.inputs[1:])
@@ -266,7 +266,7 @@ async def test_child_and_zero_fee_parent_are_accepted_at_the_target_rate_and_rep
 
     bitcoind.mine(1)
     await wallet.sync()
-    async with wallet.store.session(spends=True) as session:
+    async with wallet.store.session(fenced=True) as session:
         assert await list_reservations(session) == []
 
 
@@ -282,11 +282,11 @@ async def test_sync_forgets_sends_that_never_reached_bitcoind(
     wallet = open_wallet()
     await fund(bitcoind, wallet, "0.001", "0.001")
     first, second = (c.outpoint for c in await wallet.list_unspent())
-    async with wallet.store.session(spends=True) as session:
+    async with wallet.store.session(fenced=True) as session:
         add_reservations(session, [first], "11" * 32, "send")
         add_reservations(session, [second], "22" * 32, "cpfp")
     await wallet.sync()
-    async with wallet.store.session(spends=True) as session:
+    async with wallet.store.session(fenced=True) as session:
         assert [(r.txid, r.vout, r.purpose) for r in await list_reservations(session)] == [
             (second.txid_hex, second.vout, "cpfp")
         ]
@@ -334,7 +334,7 @@ async def test_a_split_stored_but_not_broadcast_is_sent_after_a_restart_not_made
     with pytest.raises(Killed):
         await wallet.ensure_funding(txs)
     monkeypatch.undo()
-    async with wallet.store.session(spends=True) as session:
+    async with wallet.store.session(fenced=True) as session:
         ((stored, status),) = [(r.txid, r.status) for r in await unsettled_splits(session)]
     assert status == "stored" and stored not in bitcoind.rpc("getrawmempool")
     await wallet.store.close()
@@ -343,6 +343,6 @@ async def test_a_split_stored_but_not_broadcast_is_sent_after_a_restart_not_made
     outlook = (await restarted.ensure_funding(txs)).outlook
     assert outlook.split_txid == stored and stored in bitcoind.rpc("getrawmempool")
     assert outlook.coins_arriving >= 3 and outlook.extra_blocks == 1
-    async with restarted.store.session(spends=True) as session:
+    async with restarted.store.session(fenced=True) as session:
         assert [(r.txid, r.status) for r in await unsettled_splits(session)] == [(stored, "broadcast")]
         assert {r.reserved_by for r in await list_reservations(session)} == {stored}
