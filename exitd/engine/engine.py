@@ -475,10 +475,13 @@ class ExitEngine:
             return True
         except RpcError as e:
             event(log, logging.WARNING, "cycle_failed", error=str(e))
-        except sa.exc.OperationalError as e:
-            event(log, logging.ERROR, "cycle_failed", error=f"database: {e.orig}")
-        except Exception:
-            log.exception("cycle_crashed")
+        except Exception as e:
+            if self.store.stepped_down(e):  # lost leadership: the daemon stands by, nothing to debug
+                event(log, logging.WARNING, "cycle_stopped", error=str(e) or type(e).__name__)
+            elif isinstance(e, sa.exc.OperationalError):
+                event(log, logging.ERROR, "cycle_failed", error=f"database: {e.orig}")
+            else:
+                log.exception("cycle_crashed")
         return False
 
     async def wait_for_block(self, timeout: float) -> None:

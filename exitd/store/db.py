@@ -247,6 +247,17 @@ class Store:
             )
         session.info[FENCED] = True
 
+    def stepped_down(self, error: BaseException) -> bool:
+        """Whether `error` is what a leader meets once it lost its term or its database (a shared one):
+        refused as no longer the leader, or its connection gone. Expected on the way to standing by,
+        not a bug."""
+        if not self.shared:
+            return False
+        if isinstance(error, NotLeader) or not self.is_leader:
+            return True
+        lost = isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated
+        return lost or isinstance(error, OSError | TimeoutError)
+
     async def check_leader(self) -> None:
         """Raise NotLeader unless this daemon may spend now (before a broadcast that stores nothing first)."""
         async with self.session(fenced=True):
