@@ -88,6 +88,9 @@ def test_reorg_then_complete(tmp_path: Path, private_bitcoind: RegtestNode, stag
 
         node.rpc("invalidateblock", node.rpc("getblockhash", node.height() - depth + 1))
         progress(proc)  # the exit moves back as far as the chain says
+        if stage in ("awaiting-delta", "claimed"):
+            # Its last tx (the leaf, the claim) was in the tip: the reorg wakes the resting exit.
+            assert states(proc)[vtxo_id] != stage
         node.mine(depth + 1)  # the other branch overtakes; the mempool's txs confirm again
 
         def done(answer: dict[str, Any]) -> bool:
