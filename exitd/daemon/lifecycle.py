@@ -127,7 +127,9 @@ class Daemon:
             timeout=config.bitcoind.timeout,
             retry=RetryPolicy(attempts=2, first_delay=0.2),
         )
-        self.store = Store(config.database_url)
+        # A cut-off leader's statements fail by twice the failover bound (it stepped down by half of it),
+        # so its engine stops and it stands by; a slow statement of a healthy leader keeps some room.
+        self.store = Store(config.database_url, call_timeout=2 * config.database.failover_timeout)
         self.fees = FeeEstimator(self.rpc, config.fees.fallback_rate)
         seed = WalletSeed(config.mnemonic_path)
         self.wallet = OnchainWallet(
@@ -289,7 +291,8 @@ class Daemon:
             stopping.cancel()
             term_over.set()
             lost = await holding
-            # A cut-off leader's engine may wait on the database until the network is back.
+            # A cut-off leader's engine waits for its database calls in flight: they fail within
+            # 2 * failover_timeout (the store's call_timeout).
             await running
             if not lost:
                 return

@@ -201,15 +201,19 @@ class Store:
 
     On PostgreSQL several daemons may share the database, and only the leader may spend
     (exitd/store/leader.py): `term` is the leadership term this daemon holds, None while it holds none,
-    and `leader` says who holds it, for the answers of a standby. On SQLite this daemon always leads."""
+    and `leader` says who holds it, for the answers of a standby. On SQLite this daemon always leads.
+    `call_timeout` (PostgreSQL; None: none) bounds each statement and connect on the client's side: a
+    leader cut off from the database gets an error instead of waiting until the network returns."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, call_timeout: float | None = None) -> None:
         self.url = url
         self.shared = is_postgres(url)
         self.holder = holder_name()
-        connect_args = (
-            {"server_settings": {"application_name": application_name(self.holder)}} if self.shared else {}
-        )
+        connect_args: dict[str, Any] = {}
+        if self.shared:
+            connect_args["server_settings"] = {"application_name": application_name(self.holder)}
+            if call_timeout is not None:
+                connect_args.update(command_timeout=call_timeout, timeout=call_timeout)
         self.engine: AsyncEngine = create_async_engine(
             url, pool_pre_ping=self.shared, connect_args=connect_args
         )

@@ -20,6 +20,7 @@ from exitd.store.errors import NotLeader
 from exitd.store.leader import Leadership, take_term
 from exitd.store.wallet import add_reservations, list_reservations
 from tests.integration.test_book_refresh import CANCELED, E1, LEAF_A, PROCESSING, start
+from tests.support.tcp_proxy import TcpProxy
 
 FAILOVER = 3.0  # the smallest failover_timeout: a try every 0.5 s
 
@@ -138,6 +139,28 @@ async def test_a_deposed_leader_cannot_write_an_exit_over_its_successors(postgre
     finally:
         await old.close()
         await new.close()
+
+
+async def test_a_call_on_a_connection_cut_off_fails_within_the_call_timeout(postgres_url: str) -> None:
+    """A leader cut from the database (no reset: a blackhole) does not wait for the network to return: its
+    call in flight fails within the store's call_timeout, as one the cycle counts as stepping down."""
+    parsed = sa.engine.make_url(postgres_url)
+    assert parsed.port is not None
+    proxy = TcpProxy(parsed.port)
+    store = Store(parsed.set(port=proxy.port).render_as_string(hide_password=False), call_timeout=1.0)
+    try:
+        store.term = await take_term(store, "cut:1", "")
+        proxy.blackhole()
+        began = time.monotonic()
+        with pytest.raises((sa.exc.DBAPIError, TimeoutError)) as failed:
+            async with store.session(fenced=True) as session:
+                await session.execute(sa.text("SELECT 1"))
+        assert time.monotonic() - began < 5  # a ping and a connect, a second each at most
+        assert store.stepped_down(failed.value)
+    finally:
+        proxy.restore()
+        await store.close()
+        proxy.stop()
 
 
 async def test_a_spending_write_outside_a_fenced_transaction_is_refused(postgres_url: str) -> None:
