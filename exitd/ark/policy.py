@@ -156,9 +156,24 @@ _POLICY_KINDS = {
 
 
 @dataclass(frozen=True)
+class RivalClause:
+    """Another party's leaf on the same output, which the user's claim races: the server's refund of an
+    HTLC receive, valid from `cltv_height` and `csv_blocks` after the output confirmed."""
+
+    csv_blocks: int
+    cltv_height: int
+
+    def opens_at(self, output_height: int) -> int:
+        """The first block height that may hold the rival's spend of an output confirmed at
+        `output_height` (a CLTV of h lets a tx into block h + 1; a CSV of n, into block output + n)."""
+        return max(self.cltv_height + 1, output_height + self.csv_blocks)
+
+
+@dataclass(frozen=True)
 class ClaimClause:
     """How the user alone spends a VTXO's final output after the exit: everything a claim input needs
-    besides the signature (and, for an HTLC receive, the preimage)."""
+    besides the signature (and, for an HTLC receive, the preimage); `rival`, the leaf the claim must
+    confirm before (None: nobody else can spend the output once the user can)."""
 
     user_pubkey: bytes
     script_pubkey: bytes
@@ -167,6 +182,7 @@ class ClaimClause:
     csv_blocks: int
     cltv_height: int | None
     payment_hash: bytes | None
+    rival: RivalClause | None = None
 
     @property
     def needs_preimage(self) -> bool:
@@ -215,6 +231,10 @@ class UserPolicy(Policy):
         """The hash whose preimage the user's leaf wants, if any."""
         return None
 
+    def rival_clause(self, exit_delta: int) -> RivalClause | None:
+        """The leaf of another party that can take the output away from a user who claims too late."""
+        return None
+
     def user_claim_clause(self, server_pubkey: bytes, exit_delta: int, expiry_height: int) -> ClaimClause:
         info = self.taproot(server_pubkey, exit_delta, expiry_height)
         leaf, csv_blocks, cltv_height = self.user_claim_leaf(server_pubkey, exit_delta)
@@ -226,6 +246,7 @@ class UserPolicy(Policy):
             csv_blocks=csv_blocks,
             cltv_height=cltv_height,
             payment_hash=self.claim_payment_hash,
+            rival=self.rival_clause(exit_delta),
         )
 
 
@@ -326,6 +347,11 @@ class ServerHtlcRecvPolicy(UserPolicy):
         delay = self.htlc_expiry_delta + exit_delta
         leaf = hash_delay_sign_versioned(self.version, self.payment_hash, delay, xonly(self.user_pubkey))
         return leaf, delay, None
+
+    def rival_clause(self, exit_delta: int) -> RivalClause | None:
+        """The server's refund leaf (taproot's first): once the HTLC has expired, the server takes the
+        output back, so the user's claim must confirm before it."""
+        return RivalClause(exit_delta, self.htlc_expiry)
 
     def taproot(self, server_pubkey: bytes, exit_delta: int, expiry_height: int) -> TaprootInfo:
         server_leaf = delay_timelock_sign(exit_delta, self.htlc_expiry, xonly(server_pubkey))

@@ -16,6 +16,7 @@ from exitd.ark.policy import (
     Policy,
     PolicyType,
     PubkeyPolicy,
+    RivalClause,
     ServerHtlcRecvPolicy,
     ServerHtlcSendPolicy,
     ServerOwnedPolicy,
@@ -108,13 +109,25 @@ def test_user_claim_clause_is_the_users_leaf(vec: VtxoVector) -> None:
     match policy["type"]:
         case "pubkey":
             assert (clause.csv_blocks, clause.cltv_height, clause.payment_hash) == (EXIT_DELTA, None, None)
+            assert clause.rival is None
         case "server-htlc-send-v1":
             assert (clause.csv_blocks, clause.cltv_height) == (2 * EXIT_DELTA, policy["htlc_expiry"])
-            assert not clause.needs_preimage
+            assert not clause.needs_preimage and clause.rival is None
         case "server-htlc-receive-v1":
             assert (clause.csv_blocks, clause.cltv_height) == (EXIT_DELTA + policy["htlc_expiry_delta"], None)
             assert clause.needs_preimage and clause.payment_hash == bytes.fromhex(policy["payment_hash"])
             assert b"\x14" + ripemd160(clause.payment_hash) in clause.leaf_script
+            # The server's refund leaf of the tree is the rival the claim must beat.
+            assert clause.rival == RivalClause(EXIT_DELTA, policy["htlc_expiry"])
+            server_leaf = delay_timelock_sign(EXIT_DELTA, policy["htlc_expiry"], xonly(SERVER))
+            leaves = [leaf["script_hex"] for leaf in vec.derived["final_output_taproot"]["leaves"]]
+            assert server_leaf.hex() in leaves
+
+
+def test_a_rival_opens_at_its_cltv_and_csv_both() -> None:
+    rival = RivalClause(csv_blocks=12, cltv_height=1000)
+    assert rival.opens_at(900) == 1001  # a CLTV of 1000 lets a tx into block 1001
+    assert rival.opens_at(995) == 1007  # a CSV of 12 after block 995
 
 
 def test_two_leaf_trees_do_not_depend_on_leaf_order() -> None:
