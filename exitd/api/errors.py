@@ -22,6 +22,7 @@ from exitd.chain.rpc import NodeUnreachable, RpcAuthFailed, RpcError, RpcInWarmu
 from exitd.engine.errors import (
     CannotCancelExit,
     ClaimFeeExceedsOutput,
+    ClaimMarketUnknown,
     ClaimMissingInputs,
     ClaimMissingSignableClause,
     DustLimit,
@@ -149,6 +150,8 @@ _STATUS_BY_ERROR: dict[type[BaseException], int] = {
     ClaimMissingInputs: 400,
     ClaimMissingSignableClause: 400,
     ClaimFeeExceedsOutput: 400,
+    # A claim without fee_rate nobody can price now: the message says to pass one.
+    ClaimMarketUnknown: 400,
     CannotCancelExit: 400,
     NotExiting: 404,
     ExitError: 500,

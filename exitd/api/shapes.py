@@ -22,6 +22,7 @@ from exitd.engine.errors import (
     BlockRetrievalFailure,
     CannotCancelExit,
     ClaimFeeExceedsOutput,
+    ClaimMarketUnknown,
     ClaimMissingInputs,
     ClaimMissingSignableClause,
     ClaimSigningError,
@@ -107,6 +108,7 @@ ERROR_TAGS: dict[type[ExitError], str] = {
     TransactionRetrievalFailure: "transaction-retrieval-failure",
     ClaimMissingInputs: "claim-missing-inputs",
     ClaimFeeExceedsOutput: "claim-fee-exceeds-output",
+    ClaimMarketUnknown: "internal-error",
     ClaimMissingSignableClause: "claim-missing-signable-clause",
     ClaimSigningError: "claim-signing-error",
     VtxoNotClaimable: "vtxo-not-claimable",
@@ -224,7 +226,10 @@ def error_json(error: ExitError, vocab: str) -> Json:
     if vocab == V060 and isinstance(error, DustLimit):
         amount, dust = error.fields["vtxo"], error.fields["dust"]
         return {"type": "dust-limit", "vtxo": error.vtxo_id, "amount": amount, "dust": dust}
-    return {"type": error_tag(error), **error.fields}
+    tag = error_tag(error)
+    if tag == "internal-error" and "error" not in error.fields:
+        return {"type": tag, "error": str(error), **error.fields}  # the schema requires `error`
+    return {"type": tag, **error.fields}
 
 
 def wallet_tx_json(tx: WalletTx) -> Json:

@@ -2,7 +2,8 @@
 
 Estimates only change when a block arrives, and a cycle over many exits asks many times, so each
 `estimatesmartfee` target is asked once per best block. A node without an estimate (regtest, a fresh node)
-yields the configured fallback, never zero.
+yields the configured fallback, never zero; a Market names the targets the fallback stood in for, so that a
+caller that must not pay a guess (a claim, exitd/engine/fee_policy.py) can tell.
 
 The relay policy is read from the node, never assumed: Bitcoin Core 29.1 and later relay from 0.1 sat/vB by
 default, a node may be started with other `-minrelaytxfee` / `-incrementalrelayfee`, and `mempoolminfee`
@@ -10,16 +11,16 @@ rises above the relay floor whenever the mempool overflows `-maxmempool` (and fa
 Every estimate is raised to the floor of the moment, since below it the node refuses the package.
 
 What gets into the next block now is read from the node's block template: when the mempool holds much more
-than the template (FULL_MEMPOOL times: the node keeps a template for seconds while transactions arrive, so
-a few left out say nothing), the rate of the cheapest packages the caller's would push out, with a margin
-for what arrives before the block (NEXT_BLOCK_MARGIN) and the increment, else the floor. The
-estimator lags a market that moves; the template does not. A short memory of it tells a spike from a
-market that rises: a spike begins when the next-block rate jumps above SPIKE times its median over the last
-blocks, and lasts until it is back within SPIKE times that median as it stood when the spike began (a slow
-rise never jumps so far above its own recent median), or for SPIKE_BLOCKS at most: a market that stays
-high (a quiet one turned busy) is the market. A next-block rate RISING percent of its median, short of a
-spike, is a market on the rise. The memory keeps the rate of one package (PACKAGE_ROOM) whatever room a
-caller asks about, so that its heights compare.
+than the template (FULL_MEMPOOL times, and TEMPLATE_LAG vbytes more: the node keeps a template for seconds
+while transactions arrive, so a few left out, or the one just broadcast, say nothing), the rate of the
+cheapest packages the caller's would push out, with a margin for what arrives before the block
+(NEXT_BLOCK_MARGIN) and the increment, else the floor. The estimator lags a market that moves; the template
+does not. A short memory of it tells a spike from a market that rises: a spike begins when the next-block rate
+jumps above SPIKE times its median over the last blocks, and lasts until it is back within SPIKE times that
+median as it stood when the spike began (a slow rise never jumps so far above its own recent median), or for
+SPIKE_BLOCKS at most: a market that stays high (a quiet one turned busy) is the market. A next-block rate
+RISING percent of its median, short of a spike, is a market on the rise. The memory keeps the rate of one
+package (PACKAGE_ROOM) whatever room a caller asks about, so that its heights compare.
 """
 
 from __future__ import annotations
@@ -45,8 +46,12 @@ SPIKE = 1.5
 SPIKE_BLOCKS = 36
 # A next-block rate this many percent of its recent median, short of a spike, is a rising market.
 RISING = 110
-# A mempool this many times the size of the next block's template has a backlog: blocks are full.
+# A mempool this many times the size of the next block's template, and TEMPLATE_LAG vbytes more, has a
+# backlog: blocks are full. bitcoind makes a new template at most every 5 s while transactions arrive, so
+# one read right after a broadcast misses it (an empty template beside a claim is no backlog); 10,000 vB is
+# more than a busy network sends in those 5 s.
 FULL_MEMPOOL = 1.5
+TEMPLATE_LAG = 10_000
 # vbytes an exit package (a parent and its CPFP child) takes in a block, about.
 PACKAGE_ROOM = 400
 # Percent of the template's rate bid for the next block: what others send between the template and the
@@ -157,6 +162,12 @@ def template_vsize(transactions: Sequence[dict[str, Any]]) -> int:
     return sum(-(-int(tx["weight"]) // 4) for tx in transactions)
 
 
+def has_backlog(mempool_vsize: int, template: int) -> bool:
+    """Whether a mempool of `mempool_vsize` holds more than the next block (a template of `template` vB)
+    takes: blocks are full and transactions wait."""
+    return mempool_vsize > max(template * FULL_MEMPOOL, template + TEMPLATE_LAG)
+
+
 def confirmation_target(blocks: int) -> int:
     """A number of blocks as estimatesmartfee takes it (1 to 1008)."""
     return min(MAX_CONFIRMATION_TARGET, max(1, blocks))
@@ -173,10 +184,20 @@ class Market:
     usual: int | None = None  # the next-block rate as it usually is: before the spike, during one
     spike: bool = False
     rising: bool = False  # the next-block rate clearly above its recent median, no spike
+    # The template showed the next block with room for the whole mempool (no backlog): `next_block` is then
+    # the relay floor, and the floor is what the market asks.
+    room: bool = False
+    # The targets bitcoind had no estimate for (the fallback stands in for them in `estimates`).
+    unestimated: frozenset[int] = frozenset()
 
     def rate(self, blocks: int) -> int:
         """The rate that confirms within `blocks` (asked for when the market was read)."""
         return self.estimates[confirmation_target(blocks)]
+
+    def estimate(self, blocks: int) -> int | None:
+        """bitcoind's own estimate for `blocks` (raised to the floor), or None where the fallback stood in."""
+        target = confirmation_target(blocks)
+        return None if target in self.unestimated else self.estimates[target]
 
 
 def is_rising(rate: int, usual: int, spike: bool) -> bool:
@@ -250,24 +271,27 @@ class FeeEstimator:
             feerate = answer.get("feerate") if isinstance(answer, dict) else None
             self._estimates[target] = btc_to_sat(feerate) if feerate is not None else None
         estimates: dict[int, int] = {}
-        ceiling: int | None = None
+        ceiling: int | None = None  # of bitcoind's own estimates only: a fallback caps none of them
         for target in targets:
             known = self._estimates[target]
             rate = relay.raised(known if known is not None else self.fallback_rate)
-            ceiling = rate if ceiling is None else min(ceiling, rate)
-            estimates[target] = ceiling
-        estimated = all(self._estimates[t] is not None for t in targets)
+            estimates[target] = rate if ceiling is None else min(ceiling, rate)
+            if known is not None:
+                ceiling = estimates[target]
+        unestimated = frozenset(t for t in targets if self._estimates[t] is None)
         if not isinstance(template, dict):
-            return Market(relay, estimates, estimated)
+            return Market(relay, estimates, not unestimated, unestimated=unestimated)
         rate = one = relay.floor
         transactions = template["transactions"]
-        if int(mempool["bytes"]) > template_vsize(transactions) * FULL_MEMPOOL:
+        backlog = has_backlog(int(mempool["bytes"]), template_vsize(transactions))
+        if backlog:
             rate = next_block_rate(transactions, max(next_block or 0, PACKAGE_ROOM), relay)
             one = next_block_rate(transactions, PACKAGE_ROOM, relay)
         # The memory keeps one package's rate whatever room each caller asks for, so that every height's
         # is measured alike.
         usual, spike = self._next_blocks.remember(int(template["height"]) - 1, one)
-        return Market(relay, estimates, estimated, rate, usual, spike, is_rising(one, usual, spike))
+        rising = is_rising(one, usual, spike)
+        return Market(relay, estimates, not unestimated, rate, usual, spike, rising, not backlog, unestimated)
 
     async def rate_or_estimate(self, given: int | None, speed: Speed) -> int:
         """The rate a request gave (the user's choice wins), else the estimate for `speed`."""

@@ -32,6 +32,7 @@ from exitd.chain.view import ChainSnapshot, ChainView, TxState
 from exitd.engine.claims import CLAIM_DUST, claim_tx_vsize
 from exitd.engine.fee_policy import (
     CHILD_VSIZE_ESTIMATE,
+    REQUEST_CLAIM_TARGET,
     FeePolicy,
     LevelMarket,
     deadline_rate,
@@ -39,8 +40,6 @@ from exitd.engine.fee_policy import (
     level_target,
 )
 
-# The claim has no deadline of its own once the exit is confirmed: priced for about three blocks.
-CLAIM_TARGET = 3
 # The claim an estimate weighs: one P2TR output, what exitd's own wallet receives to.
 P2TR_DESTINATION = bytes.fromhex("5120") + bytes(32)
 
@@ -162,7 +161,7 @@ def admission_targets(snap: ChainSnapshot, candidates: Sequence[Candidate], poli
     """The confirmation targets the candidates' levels in flight would aim for now, and the claim's."""
     tip = snap.tip.height
     targets = {level_target(tip, c.expiry_height, levels_left(c, snap), policy) for c in candidates}
-    return targets | {CLAIM_TARGET}
+    return targets | {REQUEST_CLAIM_TARGET}
 
 
 def admissions(
@@ -172,7 +171,7 @@ def admissions(
     its level's target, raised as its deadline nears) and the claim at the ~3-block rate, from where its
     txs are in `snap`. `market` was read for admission_targets."""
     tip = snap.tip.height
-    claim_rate = market.rate(CLAIM_TARGET)
+    claim_rate = market.rate(REQUEST_CLAIM_TARGET)
     costs = []
     first_levels: dict[str, int] = {}
     for c in candidates:

@@ -55,8 +55,11 @@ class AlertEvent(StrEnum):
     VTXO_NOT_WORTH_EXITING = "vtxo-not-worth-exiting"
     # An exit tx's input was spent by a tx not part of the exit: the exit ends (exitd/engine/conflicts.py).
     EXIT_CONFLICTED = "exit-conflicted"
-    # Auto-claim would pay more fee than the exits hold (exitd/engine/guard.py): it is not tried again.
+    # Auto-claim would pay more fee than the exits hold (exitd/engine/guard.py): it is tried again only at
+    # a market rate that leaves a non-dust output.
     CLAIM_COSTS_MORE_THAN_OUTPUT = "claim-costs-more-than-output"
+    # Auto-claim waits: bitcoind has no fee estimate and a backlog hides the market (fee_policy.claim_rate).
+    CLAIM_WAITS_FOR_MARKET = "claim-waits-for-market"
 
     @property
     def level(self) -> int:
@@ -71,6 +74,7 @@ class AlertEvent(StrEnum):
             AlertEvent.VTXO_NOT_WORTH_EXITING,
             AlertEvent.EXIT_CONFLICTED,
             AlertEvent.CLAIM_COSTS_MORE_THAN_OUTPUT,
+            AlertEvent.CLAIM_WAITS_FOR_MARKET,
         ):
             return logging.WARNING
         return logging.INFO

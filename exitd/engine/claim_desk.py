@@ -135,7 +135,8 @@ class ClaimDesk:
             event(log, logging.WARNING, "claim_step_failed", claims=len(due), error=str(e))
             return
         relay = market.relay
-        target = relay.raised(claim_rate(market.rate(CLAIM_TARGET), market.next_block, self.policy.max_rate))
+        rate = claim_rate(market, CLAIM_TARGET, self.policy.max_rate)
+        target = None if rate is None else relay.raised(rate)
         for first in due:
             place = places[first]
             step = claim_step(place, tip, target, relay, self.policy)

@@ -59,22 +59,27 @@ def _signed(
 
 
 def build_claim_tx(
-    inputs: Sequence[ClaimInput], destination: bytes, fee_rate: int, tip_height: int
+    inputs: Sequence[ClaimInput], destination: bytes, fee_rate: int, tip_height: int, floor: int
 ) -> tuple[CTransaction, int]:
     """(signed tx, fee). nLockTime is the tip, as bark's drain (anti fee-sniping; meets any HTLC CLTV
-    the caller already checked is reached)."""
+    the caller already checked is reached). `floor`: the node's relay floor, named when the fee leaves no
+    non-dust output."""
     total = sum(i.amount for i in inputs)
     draft = _signed(inputs, destination, total, tip_height)
-    fee = fee_at_rate(fee_rate, tx_vsize(draft))
+    size = tx_vsize(draft)
+    fee = fee_at_rate(fee_rate, size)
+    if fee + CLAIM_DUST > total:
+        fitting = max(0, total - CLAIM_DUST) * 1000 // size
+        raise ClaimFeeExceedsOutput(fee + CLAIM_DUST, total, fee_rate, fitting, floor)
     return claim_paying(inputs, destination, fee, tip_height), fee
 
 
 def claim_paying(inputs: Sequence[ClaimInput], destination: bytes, fee: int, locktime: int) -> CTransaction:
     """The claim tx paying exactly `fee` out of the claimed amount (a replacement's fee is decided before
-    signing: its size is its predecessor's)."""
+    signing: its size is its predecessor's), which the caller keeps below the amount less dust."""
     total = sum(i.amount for i in inputs)
     if fee + CLAIM_DUST > total:
-        raise ClaimFeeExceedsOutput(needed=fee + CLAIM_DUST, output=total)
+        raise ValueError(f"a claim fee of {fee} sat leaves no non-dust output of {total} sat")
     return CTransaction.from_tx(_signed(inputs, destination, total - fee, locktime))
 
 
@@ -86,6 +91,15 @@ def claim_tx_vsize(clauses: Sequence[ClaimClause], destination: bytes) -> int:
         stripped * WITNESS_SCALE_FACTOR + 2 + sum(claim_input_weight(c) for c in clauses)
     )  # + marker, flag
     return vsize(weight)
+
+
+def claim_deadline(clause: ClaimClause, claimable_since: int) -> int | None:
+    """The first height at which the clause's rival may take the output (None: it has none), for an exit
+    claimable since `claimable_since`: its output confirmed `csv_blocks` before (exact for a clause
+    without a CLTV of its own, as an HTLC receive's; the only clause with a rival)."""
+    if clause.rival is None:
+        return None
+    return clause.rival.opens_at(claimable_since - clause.csv_blocks)
 
 
 def claimable_exits(exits: Mapping[str, LiveExit], vtxo_ids: Sequence[str] | None) -> list[LiveExit]:

@@ -162,7 +162,8 @@ class ProgressCycle:
             snap = await self._snapshot(watched, guarded, candidates)
         self.last_tip = snap.tip
         for e in watched:
-            e.error = None
+            if e.held_claim is None:  # a claim's error outlives cycles until a claim goes out
+                e.error = None
         await self._end_conflicts(watched, snap)
         for e in watched:
             if e.state.kind is ExitStateKind.VTXO_ALREADY_SPENT:

@@ -21,7 +21,7 @@ from bitcoin.core import b2lx
 
 from exitd.ark.weight import tx_vsize
 from exitd.chain.blocks import tip_height
-from exitd.chain.fees import FeeEstimator
+from exitd.chain.fees import PACKAGE_ROOM, FeeEstimator
 from exitd.chain.rpc import BitcoinRpc, RpcError
 from exitd.chain.view import BlockRef, ChainView, TxState
 from exitd.chain.watcher import BlockWatcher
@@ -37,10 +37,12 @@ from exitd.engine.admission import (
 )
 from exitd.engine.children import ChildLearner
 from exitd.engine.claim_desk import ClaimDesk
-from exitd.engine.claims import build_claim_tx, claim_input, claimable_exits
+from exitd.engine.claims import build_claim_tx, claim_deadline, claim_input, claimable_exits
 from exitd.engine.cycle import CycleGuard, Funding, ProgressCycle
 from exitd.engine.errors import (
     CannotCancelExit,
+    ClaimHeld,
+    ClaimMarketUnknown,
     ClaimMissingSignableClause,
     DustLimit,
     InvalidWalletState,
@@ -49,7 +51,13 @@ from exitd.engine.errors import (
     WalletCannotFund,
 )
 from exitd.engine.estimate import FeeEstimate, estimate_exit
-from exitd.engine.fee_policy import FeePolicy, RaisedRate
+from exitd.engine.fee_policy import (
+    REQUEST_CLAIM_TARGET,
+    FeePolicy,
+    RaisedRate,
+    batch_claim_rate,
+    claim_targets,
+)
 from exitd.engine.model import (
     ChildRecord,
     ChildStatus,
@@ -345,6 +353,38 @@ class ExitEngine:
 
     # Claims.
 
+    async def price_claim(self, vtxo_ids: Sequence[str], target: int, max_rate: int | None = None) -> int:
+        """The market's rate for one claim of these claimable exits (fee_policy.batch_claim_rate): for
+        `target` blocks and at most `max_rate` (None: the fee policy's ceiling), or what an HTLC receive's
+        deadline asks. Raises ClaimMarketUnknown when nobody can price it. Reads only: no lock."""
+        exits = [self.exits[i] for i in vtxo_ids]
+        rows = await self.vtxos.get_many(vtxo_ids)
+        tip = await tip_height(self.rpc)
+        deadlines = [
+            d
+            for e, row in zip(exits, rows, strict=True)
+            if e.state.claimable_since is not None
+            and (d := claim_deadline(row.claim_clause, e.state.claimable_since.height)) is not None
+        ]
+        policy = self.policy
+        market = await self.fees.market(
+            claim_targets(target, tip, deadlines, policy), next_block=PACKAGE_ROOM
+        )
+        ceiling = policy.max_rate if max_rate is None else max_rate
+        rate = batch_claim_rate(market, target, ceiling, tip, deadlines, policy)
+        if rate is None:
+            raise ClaimMarketUnknown(target, market.next_block)
+        return rate
+
+    async def hold_claims(self, vtxo_ids: Sequence[str], error: ClaimHeld) -> None:
+        """Keep on these exits, while claimable, why automatic claims leave them alone (stored, so that a
+        status and a restart see it)."""
+        async with self._changing():
+            held = [self.exits[i] for i in vtxo_ids if self.exits[i].state.kind is ExitStateKind.CLAIMABLE]
+            for e in held:
+                e.error = error
+            await persist_states(self.store, [(e, e.state) for e in held])
+
     async def claim(
         self,
         vtxo_ids: Sequence[str] | None,
@@ -352,21 +392,16 @@ class ExitEngine:
         fee_rate: int | None,
         preimages: dict[str, bytes] | None = None,
     ) -> ClaimBroadcast:
-        """Broadcast one claim tx for the given (or all) claimable exits. Of all, one whose claim cannot be
-        signed here (its key not held, an HTLC preimage missing) is left out and named; given ones are
-        claimed all or none. The claim tx is stored before it is broadcast (exitd/engine/claim_desk.py);
-        one the node refuses for its fee still puts the exits in claim-in-progress, and a later block
-        reprices it. Returns what it spent and paid, or would pay once repriced."""
+        """Broadcast one claim tx for the given (or all) claimable exits, at `fee_rate` raised to the node's
+        floor, or without one at the market's (price_claim, REQUEST_CLAIM_TARGET). Of all, one whose claim
+        cannot be signed here (its key not held, an HTLC preimage missing) is left out and named; given
+        ones are claimed all or none. The claim tx is stored before it is broadcast
+        (exitd/engine/claim_desk.py); one the node refuses for its fee still puts the exits in
+        claim-in-progress, and a later block reprices it. Returns what it spent and paid, or would pay once
+        repriced."""
         async with self._changing():
             chosen = claimable_exits(self.exits, vtxo_ids)
             tip = await tip_height(self.rpc)
-            if fee_rate is None:
-                rate = (await self.fees.rates()).regular
-            else:
-                relay = await self.fees.relay()
-                rate = relay.raised(fee_rate)
-                for e in chosen:
-                    e.raised_rate = RaisedRate.of(fee_rate, relay)
             inputs = []
             skipped: list[ClaimMissingSignableClause] = []
             for e in list(chosen):
@@ -378,7 +413,14 @@ class ExitEngine:
                     skipped.append(error)
                     chosen.remove(e)
                     event(log, logging.WARNING, "claim_skipped", vtxo=e.vtxo_id, error=str(error))
-            tx, fee = build_claim_tx(inputs, destination, rate, tip)
+            relay = await self.fees.relay()
+            if fee_rate is None:
+                rate = await self.price_claim([e.vtxo_id for e in chosen], REQUEST_CLAIM_TARGET)
+            else:
+                rate = relay.raised(fee_rate)
+                for e in chosen:
+                    e.raised_rate = RaisedRate.of(fee_rate, relay)
+            tx, fee = build_claim_tx(inputs, destination, rate, tip, relay.floor)
             txid = b2lx(tx.GetTxid())
             candidate = ClaimCandidate(txid, txid, 0, tx.serialize(), fee, tx_vsize(tx), rate, tip)
             await self.claim_desk.keep(candidate)
@@ -400,6 +442,8 @@ class ExitEngine:
                 )
                 for e in chosen
             ]
+            for e in chosen:
+                e.error = None  # a claim held before is on its way now
             await persist_states(self.store, in_progress)
             return ClaimBroadcast(
                 txid,

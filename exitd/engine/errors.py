@@ -75,12 +75,50 @@ class ClaimMissingInputs(ExitError):
         super().__init__("no claimable exit to claim")
 
 
-class ClaimFeeExceedsOutput(ExitError):
-    def __init__(self, needed: int, output: int) -> None:
+class ClaimHeld(ExitError):
+    """Why the engine's automatic claims leave a claimable exit alone. Kept on the exit, and in the store
+    across restarts (exitd/engine/records.py), since no cycle derives it again; a claim of the exit that
+    is broadcast clears it. Each variant's fields are its constructor's arguments."""
+
+
+class ClaimFeeExceedsOutput(ClaimHeld):
+    """At `rate` the claim's fee leaves no non-dust output. `fitting_rate`: the highest rate that still
+    leaves one (below `floor`, the node's relay floor now: no rate the node relays can claim it alone)."""
+
+    def __init__(self, needed: int, output: int, rate: int, fitting_rate: int, floor: int) -> None:
+        if fitting_rate >= floor:
+            advice = f"a fee_rate of at most {fitting_rate} sat/kvB claims it (the node's floor is {floor})"
+        else:
+            advice = (
+                f"no rate the node relays now (its floor is {floor} sat/kvB) leaves a non-dust output: "
+                "claim it together with other exits, or once the floor is lower"
+            )
         super().__init__(
-            f"claiming needs {needed} sat (fee plus a non-dust output) but the exits hold {output} sat",
+            f"at {rate} sat/kvB claiming needs {needed} sat (its fee plus a non-dust output) but the exits "
+            f"hold {output} sat; {advice}",
             needed=needed,
             output=output,
+            rate=rate,
+            fitting_rate=fitting_rate,
+            floor=floor,
+        )
+        self.rate = rate
+        self.fitting_rate = fitting_rate
+
+
+class ClaimMarketUnknown(ClaimHeld):
+    """Nobody can price the claim now: bitcoind has no fee estimate for its target and the mempool holds
+    more than the next block (so the relay floor is not the market). barkd has no variant for it: its
+    JSON is an internal-error whose `error` is the message."""
+
+    def __init__(self, target: int, next_block: int | None) -> None:
+        rate = "" if next_block is None else f" (the next block takes {next_block} sat/kvB)"
+        super().__init__(
+            f"no fee market to price the claim: bitcoind has no fee estimate for {target} blocks yet and its "
+            f"mempool holds more than its next block{rate}; the claim waits until bitcoind has an estimate "
+            "or the backlog is mined (a claim request with an explicit fee_rate claims it now)",
+            target=target,
+            next_block=next_block,
         )
 
 

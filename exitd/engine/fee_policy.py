@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from exitd.chain.fees import RelayPolicy, confirmation_target, fee_at_rate
+from exitd.chain.fees import Market, RelayPolicy, confirmation_target, fee_at_rate
 
 # What a CPFP child adds to a package before it is built: the P2A input, one P2TR key-path input, one
 # P2TR output and the tx overhead. For budgets and estimates; the real child is measured when built.
@@ -41,8 +41,11 @@ URGENT_SLACK = 2
 # Blocks of slack above which a level waits a spike out: a spike lasts longer than a few blocks, so an
 # exit with less slack than this only pays the spike's peak later instead of its ramp now.
 SPIKE_PATIENCE = 12
-# A claim has no deadline (after the exit only the owner can spend the output): it is priced for a day.
+# A claim of an exit nobody else can spend has no deadline: it is priced for a day. An HTLC receive's has
+# one (its rival leaf): it follows the curve above (htlc_claim_rate).
 CLAIM_TARGET = 144
+# A claim a request makes without a fee_rate (and admission's estimate of it): priced for about three blocks.
+REQUEST_CLAIM_TARGET = 3
 
 
 @dataclass(frozen=True)
@@ -113,12 +116,56 @@ def deadline_rate(
     return min(estimate, next_block)
 
 
-def claim_rate(estimate: int, next_block: int | None, max_rate: int) -> int:
-    """A claim's rate: the market's for CLAIM_TARGET blocks (`estimate`), or less when the next block
-    takes less (`next_block`: the floor while blocks have room), and never above `max_rate`; a claim
-    may wait, so it never pays a spike."""
-    rate = estimate if next_block is None else min(estimate, next_block)
+def claim_rate(market: Market, target: int, max_rate: int) -> int | None:
+    """A claim's rate, from a real reading of the market only (a claim can wait, so it never pays a guess
+    such as bitcoind's fallback): the node's estimate for `target` blocks, or less when the next block
+    takes less (the floor while blocks have room); with no estimate, the floor when the next block has room
+    for the whole mempool (nothing is waiting, so the floor is what the market asks); never above
+    `max_rate`, and never a spike's (an estimate lags one). None: no estimate and a backlog (or no
+    template): nobody can price the claim, it waits."""
+    estimate = market.estimate(target)
+    if estimate is not None:
+        rate = estimate if market.next_block is None else min(estimate, market.next_block)
+    elif market.room and market.next_block is not None:
+        rate = market.next_block
+    else:
+        return None
     return min(rate, max_rate)
+
+
+def htlc_claim_rate(market: Market, tip: int, deadline: int, policy: FeePolicy) -> int | None:
+    """The rate of a claim that must confirm before `deadline` (the height its rival leaf opens at: an
+    HTLC receive's refund to the server): the CPFP curve's for the one level it is (deadline_rate), which
+    escalates as the slack runs out, up to the policy's ceiling. With no estimate the next block's rate
+    stands in for it (a real reading; never the fallback). None: neither an estimate nor a template while
+    there is slack (it waits, as any claim); with none left the ceiling is paid without a reading, as the
+    curve does."""
+    estimate = market.estimate(blocks_per_level(tip, deadline, 1, policy.expiry_margin))
+    late = slack(tip, deadline, 1, policy.expiry_margin) <= 0
+    if estimate is None and market.next_block is None and not late:
+        return None
+    if estimate is None:
+        estimate = market.relay.floor if market.next_block is None else market.next_block
+    asked = LevelMarket(estimate, market.next_block, market.usual, market.spike, market.rising)
+    return deadline_rate(asked, tip, deadline, 1, policy)
+
+
+def claim_targets(target: int, tip: int, deadlines: Iterable[int], policy: FeePolicy) -> list[int]:
+    """The confirmation targets a claim reads the market for: its own, and each deadline's."""
+    return [target, *(blocks_per_level(tip, d, 1, policy.expiry_margin) for d in deadlines)]
+
+
+def batch_claim_rate(
+    market: Market, target: int, max_rate: int, tip: int, deadlines: Iterable[int], policy: FeePolicy
+) -> int | None:
+    """The rate of one claim tx spending exits with these `deadlines` (and others without): the highest
+    any of them needs, since they confirm together. None: none of them can be priced."""
+    rates = [
+        claim_rate(market, target, max_rate),
+        *(htlc_claim_rate(market, tip, d, policy) for d in deadlines),
+    ]
+    priced = [rate for rate in rates if rate is not None]
+    return max(priced) if priced else None
 
 
 # What bitcoind answers when it refuses a tx for its fee (validation.cpp, policy/rbf.cpp).

@@ -36,12 +36,20 @@ from. The guard starts that VTXO's exit (started_by foreign-broadcast); the engi
 chain is, adopting others' children, and a chain already fully confirmed goes straight to awaiting-delta.
 
 Auto-claim. With guard.claim_address set ("wallet": a new address of exitd's own wallet each time),
-claimable exits are claimed in one batch per cycle at fee_policy.claim_rate, at most guard.claim_max_rate
-(raised to the node's floor). An exit whose claim cannot be signed here (the key is not held, an HTLC
-preimage is missing) is left to a claim request. A claim sent is the engine's to follow, as a requested one
-(exitd/engine/replacement.py): refused for its fee, it is repriced on a later block; stuck below the
-market, it is replaced. A claim whose fee leaves no non-dust output is not tried again: one
-`claim-costs-more-than-output` alert names the figures.
+claimable exits are claimed in one batch per cycle at the market's rate (fee_policy.batch_claim_rate: for
+CLAIM_TARGET blocks, at most guard.claim_max_rate, raised to the node's floor; an HTLC receive's claim
+follows the CPFP curve towards its own deadline, up to fees.max_rate). An exit whose claim cannot be signed
+here (the key is not held, an HTLC preimage is missing) is left to a claim request. A claim sent is the
+engine's to follow, as a requested one (exitd/engine/replacement.py): refused for its fee, it is repriced on
+a later block; stuck below the market, it is replaced.
+
+Two reasons hold an exit's auto-claim, each kept on the exit as its error (stored: a status shows it and a
+restart keeps it, errors.ClaimHeld) with one alert: no market (bitcoind has no estimate and a backlog
+hides the market; `claim-waits-for-market`: the claim is priced again every cycle, a read, and goes out as
+soon as a reading exists), and a fee that leaves no non-dust output (`claim-costs-more-than-output`, with
+the figures: the claim is not tried again until the market's rate is at most the highest rate the output
+pays). Terminal for the guard only: a claim request with its own fee_rate still claims the exit, since the
+money is the user's to spend on fees if they choose.
 
 guard.enabled = false turns off all three; the alerts about exits (exitd.engine.alerts) remain.
 """
@@ -59,13 +67,15 @@ from bitcoin.core import b2lx
 
 from exitd.ark.exit_tx import build_exit_chain
 from exitd.ark.weight import tx_vsize
-from exitd.chain.fees import PACKAGE_ROOM, FeeRates, Market, RelayPolicy
+from exitd.chain.fees import FeeRates, Market, RelayPolicy
 from exitd.chain.rpc import RpcError
 from exitd.chain.view import ChainSnapshot, TxState
 from exitd.engine.admission import Refusal
 from exitd.engine.alerts import AlertEvent, Alerts
 from exitd.engine.errors import (
     ClaimFeeExceedsOutput,
+    ClaimHeld,
+    ClaimMarketUnknown,
     ClaimMissingSignableClause,
     ExitError,
     FeeBudgetExceeded,
@@ -75,7 +85,6 @@ from exitd.engine.fee_policy import (
     CLAIM_TARGET,
     FeePolicy,
     blocks_per_level,
-    claim_rate,
     exit_fee_estimate,
     fee_budget,
 )
@@ -189,6 +198,22 @@ class ExitActor(Protocol):
     async def claim(
         self, vtxo_ids: Sequence[str], destination: bytes, fee_rate: int | None
     ) -> ClaimBroadcast: ...
+
+    async def price_claim(self, vtxo_ids: Sequence[str], target: int, max_rate: int | None = None) -> int: ...
+
+    async def hold_claims(self, vtxo_ids: Sequence[str], error: ClaimHeld) -> None: ...
+
+
+def still_held(error: ClaimHeld | None, rate: int) -> bool:
+    """Whether auto-claim still leaves an exit alone at the market's `rate`: one costing more than its
+    output until the rate leaves a non-dust output; one waiting for a market is priced every cycle."""
+    return isinstance(error, ClaimFeeExceedsOutput) and rate > error.fitting_rate
+
+
+def held_alert(error: ClaimHeld) -> AlertEvent:
+    if isinstance(error, ClaimFeeExceedsOutput):
+        return AlertEvent.CLAIM_COSTS_MORE_THAN_OUTPUT
+    return AlertEvent.CLAIM_WAITS_FOR_MARKET
 
 
 def guard_margin(exit_depth: int, exit_delta: int, slack_blocks: int) -> int:
@@ -308,6 +333,9 @@ class Guard:
                 self.alerts.mark_sent(AlertEvent.EXIT_CLAIMABLE, e.vtxo_id, ExitStateKind.CLAIMABLE.value)
             if kind is ExitStateKind.CLAIMED:
                 self.alerts.mark_sent(AlertEvent.EXIT_CLAIMED, e.vtxo_id, ExitStateKind.CLAIMED.value)
+            held = e.held_claim
+            if held is not None:
+                self.alerts.mark_sent(held_alert(held), e.vtxo_id, ExitStateKind.CLAIMABLE.value)
 
     # In the cycle (the engine's lock is held: decide, never wait on the engine).
 
@@ -540,17 +568,22 @@ class Guard:
                     )
 
     async def _claim(self, engine: ExitActor, vtxo_ids: list[str]) -> None:
-        """One claim of every claimable exit; an exit whose claim cannot be signed here is left out."""
+        """One claim of every claimable exit; an exit whose claim cannot be signed here is left out, and
+        one held for costing more than its output while the market's rate still does."""
         if not vtxo_ids:
             return
         try:
             destination = await self._claim_destination()
-            market = await self.fees.market([CLAIM_TARGET], next_block=PACKAGE_ROOM)
-            rate = claim_rate(market.rate(CLAIM_TARGET), market.next_block, self.settings.claim_max_rate)
+            rate = await engine.price_claim(vtxo_ids, CLAIM_TARGET, self.settings.claim_max_rate)
             rate = (await self.fees.relay()).raised(rate)
+        except ClaimMarketUnknown as e:
+            await self._hold(engine, vtxo_ids, e)
+            return
         except (RpcError, NoWallet) as e:
             event(log, logging.WARNING, "auto_claim_failed", exits=len(vtxo_ids), error=str(e))
             return
+        exits = self.book.exits
+        vtxo_ids = [i for i in vtxo_ids if not still_held(exits[i].held_claim, rate)]
         while vtxo_ids:
             try:
                 await engine.claim(vtxo_ids, destination, rate)
@@ -561,25 +594,19 @@ class Guard:
                 vtxo_ids.remove(vtxo_id)
                 event(log, logging.WARNING, "auto_claim_skipped", vtxo=vtxo_id, error=str(e))
             except ClaimFeeExceedsOutput as e:
-                # Terminal for auto-claim: retrying each cycle would only fail again (a claim request
-                # with its own fee_rate still may).
-                self._unclaimable.update(vtxo_ids)
-                for vtxo_id in vtxo_ids:
-                    self.alerts.raise_once(
-                        AlertEvent.CLAIM_COSTS_MORE_THAN_OUTPUT,
-                        vtxo_id,
-                        "claimable",
-                        rate=rate,
-                        needed=int(e.fields["needed"]),
-                        output=int(e.fields["output"]),
-                    )
+                await self._hold(engine, vtxo_ids, e)
                 return
-            except RpcError as e:
-                event(log, logging.WARNING, "auto_claim_failed", exits=len(vtxo_ids), rate=rate, error=str(e))
-                return
-            except ExitError as e:
+            except (ExitError, RpcError) as e:
                 event(log, logging.WARNING, "auto_claim_failed", exits=len(vtxo_ids), error=str(e))
                 return
+
+    async def _hold(self, engine: ExitActor, vtxo_ids: Sequence[str], error: ClaimHeld) -> None:
+        """Keep why these exits' auto-claim waits on them, and say it once per exit."""
+        await engine.hold_claims(vtxo_ids, error)
+        for vtxo_id in vtxo_ids:
+            self.alerts.raise_once(
+                held_alert(error), vtxo_id, ExitStateKind.CLAIMABLE.value, reason=str(error), **error.fields
+            )
 
     async def _claim_destination(self) -> bytes:
         address = self.settings.claim_address

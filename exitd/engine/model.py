@@ -16,7 +16,7 @@ from bitcoin.core import CTransaction, b2lx
 
 from exitd.ark.encoding import OutPoint
 from exitd.chain.view import BlockRef, ChainSnapshot
-from exitd.engine.errors import ExitError
+from exitd.engine.errors import ClaimHeld, ExitError
 from exitd.engine.fee_policy import RaisedRate
 from exitd.engine.rest import RestIndex, rest_of
 from exitd.engine.states import (
@@ -170,6 +170,13 @@ class LiveExit:
 
     def __post_init__(self) -> None:
         self.outpoint = OutPoint.from_str(self.vtxo_id)
+
+    @property
+    def held_claim(self) -> ClaimHeld | None:
+        """Why automatic claims leave this claimable exit alone (errors.ClaimHeld), or None."""
+        if self.state.kind is ExitStateKind.CLAIMABLE and isinstance(self.error, ClaimHeld):
+            return self.error
+        return None
 
     def levels_left(self, snap: ChainSnapshot) -> int:
         """Exit txs the snapshot does not show confirmed: the blocks this exit still needs at the least."""

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from exitd.chain.view import BlockRef
 from exitd.engine.model import ChildRecord, ChildSource, ChildStatus, ExitBook, LiveExit, TrackedTx
-from exitd.engine.records import decode_state, encode_error, encode_state
+from exitd.engine.records import decode_error, decode_state, encode_error, encode_state
 from exitd.engine.states import ExitState, ExitStateKind, TxStatusKind
 from exitd.log import event, get_logger
 from exitd.store.db import Store
@@ -84,7 +84,7 @@ def live_exit(row: StoredExit, terms: tuple[int, int], txids: list[str]) -> Live
         state=decode_state(row.state),
         started_by=row.started_by,
         created_at=row.created_at,
-        error=None,
+        error=decode_error(row.error),
         stored_error=row.error,
     )
 

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from exitd.chain.view import BlockRef
-from exitd.engine.errors import ExitError
+from exitd.engine.errors import ClaimFeeExceedsOutput, ClaimHeld, ClaimMarketUnknown, ExitError
 from exitd.engine.states import (
     BlockOrigin,
     ExitState,
@@ -138,3 +138,24 @@ def encode_error(error: ExitError) -> str:
     compared by the engine to write an exit only when its error changed."""
     record = {"kind": type(error).__name__, "message": str(error), "fields": error.fields}
     return json.dumps(record, separators=(",", ":"))
+
+
+# The errors restored at load: no cycle derives them again (exitd/engine/errors.py, ClaimHeld).
+KEPT_ERRORS: dict[str, type[ClaimHeld]] = {
+    cls.__name__: cls for cls in (ClaimFeeExceedsOutput, ClaimMarketUnknown)
+}
+
+
+def decode_error(text: str | None) -> ExitError | None:
+    """A kept error as encode_error stored it; None for any other (the next cycle says it again, if it
+    still holds) and for a record older than its variant's fields."""
+    if text is None:
+        return None
+    record = json.loads(text)
+    kind = KEPT_ERRORS.get(record.get("kind", ""))
+    if kind is None:
+        return None
+    try:
+        return kind(**record.get("fields", {}))
+    except TypeError:
+        return None

@@ -89,13 +89,17 @@ def needs_step(place: ClaimPlace, tip: int, policy: ClaimPolicy) -> bool:
 
 
 def claim_step(
-    place: ClaimPlace, tip: int, target: int, relay: RelayPolicy, policy: ClaimPolicy
+    place: ClaimPlace, tip: int, target: int | None, relay: RelayPolicy, policy: ClaimPolicy
 ) -> ClaimStep:
-    """The claim's move this cycle; `target` is the claim's rate now (sat/kvB, fee_policy.claim_rate)."""
+    """The claim's move this cycle; `target` is the claim's rate now (sat/kvB, fee_policy.claim_rate;
+    None: nobody can price it now, so nothing is repriced or replaced, and one that left the mempool
+    unrefused is sent again as it was)."""
     c, newest = place.candidate, place.newest
     if place.location.state is TxState.CONFIRMED:
         return WAIT
     refused = newest.refused_height
+    if target is None:
+        return ClaimStep(ClaimMove.SEND) if not place.found and refused is None else WAIT
     if refused is not None:
         if tip <= refused:
             return WAIT  # refused at this tip: repriced on a later block only

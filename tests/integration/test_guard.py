@@ -169,7 +169,7 @@ def test_dead_webhook_does_not_slow_exits(tmp_path: Path, bitcoind: RegtestNode)
     assert slowest < 1500, f"a cycle took {slowest} ms, as long as a webhook attempt (3 s) could hold it"
 
 
-def test_a_claim_costing_more_than_its_output_alerts_once_and_is_not_retried(
+def test_a_claim_costing_more_than_its_output_is_held_with_one_alert_across_a_restart(
     guarded_daemon: DaemonProcess, bitcoind: RegtestNode, receiver: WebhookReceiver
 ) -> None:
     daemon = guarded_daemon
@@ -195,5 +195,27 @@ def test_a_claim_costing_more_than_its_output_alerts_once_and_is_not_retried(
     log_text = daemon.log_text()
     assert log_text.count("alert alert=claim-costs-more-than-output") == 1
     assert "claim_broadcast" not in log_text and "auto_claim_failed" not in log_text  # not retried
-    status_now = exit_status(daemon, vtxo_id)
-    assert status_now is not None and status_now["state"]["type"] == "claimable"
+    held = exit_status(daemon, vtxo_id)
+    assert held is not None and held["state"]["type"] == "claimable"
+    error = held["error"]  # the status says why, with the figures
+    assert error["type"] == "claim-fee-exceeds-output" and error["output"] == 335
+    assert error["needed"] > 335 and error["fitting_rate"] < error["floor"]
+
+    # A restart keeps it held: the same error, no retry, no second alert.
+    daemon.stop()
+    daemon.start()
+    height = bitcoind.height()
+    bitcoind.mine(2)
+    wait_for_cycle_at(daemon, height + 2)
+    after = exit_status(daemon, vtxo_id)
+    assert after is not None and after["error"] == error
+    assert daemon.log_text().count("alert alert=claim-costs-more-than-output") == 1
+    assert receiver.events(vtxo_id) == expected
+    assert "claim_broadcast" not in daemon.log_text()
+
+    # The user may still claim, and is told why no rate can: a 400 naming the floor.
+    address = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
+    claim = {"vtxos": [vtxo_id], "destination": address, "fee_rate": error["floor"]}
+    status, body = daemon.request("POST", "/api/v1/exits/claim/vtxos", claim)
+    assert status == 400 and set(body) == {"message"}, body
+    assert f"its floor is {error['floor']} sat/kvB" in body["message"]

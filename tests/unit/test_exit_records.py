@@ -8,9 +8,21 @@ from typing import Any
 import pytest
 
 from exitd.api.shapes import V014, state_json
-from exitd.engine.errors import FeeBudgetExceeded, InsufficientConfirmedFunds
+from exitd.engine.errors import (
+    ClaimFeeExceedsOutput,
+    ClaimMarketUnknown,
+    FeeBudgetExceeded,
+    InsufficientConfirmedFunds,
+)
 from exitd.engine.persist import stage
-from exitd.engine.records import decode_state, encode_error, encode_state, state_of, state_record
+from exitd.engine.records import (
+    decode_error,
+    decode_state,
+    encode_error,
+    encode_state,
+    state_of,
+    state_record,
+)
 from exitd.engine.states import ExitState, ExitStateKind, TxStatusKind
 from exitd.store.db import alembic_config
 from tests.support.exit_states import STATES
@@ -82,3 +94,19 @@ def test_a_log_line_names_the_stage_an_exit_moved_between() -> None:
             assert text.startswith(f"processing:{confirmed}/{len(state.transactions)}:")
         else:
             assert text == state.kind.value
+
+
+@pytest.mark.parametrize(
+    "error", [ClaimFeeExceedsOutput(12_000, 10_000, 2000, 1500, 1000), ClaimMarketUnknown(144, None)]
+)
+def test_a_held_claims_error_comes_back_from_the_store(error: ClaimFeeExceedsOutput) -> None:
+    back = decode_error(encode_error(error))
+    assert type(back) is type(error) and str(back) == str(error) and back.fields == error.fields
+
+
+def test_other_errors_and_older_records_are_left_to_the_next_cycle() -> None:
+    assert decode_error(None) is None
+    assert decode_error(encode_error(InsufficientConfirmedFunds(5000, 12))) is None
+    # A ClaimFeeExceedsOutput stored before it named its rate: nothing to hold it by.
+    old = {"kind": "ClaimFeeExceedsOutput", "message": "m", "fields": {"needed": 1, "output": 2}}
+    assert decode_error(json.dumps(old)) is None

@@ -11,21 +11,27 @@ from exitd.chain.fees import (
     Speed,
     confirmation_target,
     fee_at_rate,
+    has_backlog,
     is_rising,
     relay_policy,
     sat_per_vb_ceil,
     template_cutoff,
 )
 from exitd.engine.fee_policy import (
+    CLAIM_TARGET,
     SPIKE_PATIENCE,
     URGENT_SLACK,
     FeePolicy,
     LevelMarket,
     RaisedRate,
+    batch_claim_rate,
     blocks_per_level,
     budget_capped_rate,
+    claim_rate,
+    claim_targets,
     deadline_rate,
     fee_budget,
+    htlc_claim_rate,
     level_target,
     refused_for_fee,
     repriced_claim_rate,
@@ -283,3 +289,107 @@ def test_a_refused_claim_is_repriced_above_its_refused_rate_and_the_floor() -> N
     full = RelayPolicy(min_relay=1000, incremental=1000, mempool_min=7000)
     assert repriced_claim_rate(1000, full, 1000) == 7000  # the mempool floor now
     assert repriced_claim_rate(1000, full, 7000) == 8000
+
+
+# Claims: priced from a real reading only (fee_policy.claim_rate), HTLC receives along the curve.
+
+RELAY = RelayPolicy(1000, 1000, 1000)
+FALLBACK = 20_000  # what a node without estimates answers through the fallback: never a claim's rate
+
+
+def claim_market(
+    estimates: dict[int, int] | None = None,
+    next_block: int | None = None,
+    room: bool = False,
+    targets: Iterable[int] = (CLAIM_TARGET,),
+) -> Market:
+    """A market read for `targets`: bitcoind's `estimates` where it has one, the fallback elsewhere."""
+    known = estimates or {}
+    rates = {confirmation_target(t): known.get(t, FALLBACK) for t in targets}
+    unestimated = frozenset(confirmation_target(t) for t in targets if t not in known)
+    return Market(RELAY, rates, not unestimated, next_block, room=room, unestimated=unestimated)
+
+
+def test_a_claim_is_priced_from_the_estimate_or_a_next_block_with_room_never_the_fallback() -> None:
+    assert claim_rate(claim_market({144: 3000}), CLAIM_TARGET, 50_000) == 3000
+    assert claim_rate(claim_market({144: 3000}, next_block=1000, room=True), CLAIM_TARGET, 50_000) == 1000
+    assert claim_rate(claim_market({144: 3000}, next_block=9000), CLAIM_TARGET, 50_000) == 3000
+    assert claim_rate(claim_market({144: 3000}), CLAIM_TARGET, 2000) == 2000  # the ceiling
+    # No estimate: the floor when the next block has room for the whole mempool...
+    assert claim_rate(claim_market(next_block=1000, room=True), CLAIM_TARGET, 50_000) == 1000
+    # ...and nothing (the claim waits) with a backlog, or no template: never FALLBACK.
+    assert claim_rate(claim_market(next_block=9000), CLAIM_TARGET, 50_000) is None
+    assert claim_rate(claim_market(), CLAIM_TARGET, 50_000) is None
+
+
+def test_an_htlc_receive_claim_follows_the_cpfp_curve_towards_its_deadline() -> None:
+    deadline = 1000
+    targets = [blocks_per_level(t, deadline, 1, POLICY.expiry_margin) for t in range(900, 1000)]
+    with_template = claim_market(next_block=2000, targets=targets)
+    rates = [htlc_claim_rate(with_template, tip, deadline, POLICY) for tip in range(900, 1000)]
+    for tip, rate in zip(range(900, 1000), rates, strict=True):
+        # The curve itself, for the one level a claim is (no copy of it).
+        assert rate == deadline_rate(LevelMarket(2000, 2000), tip, deadline, 1, POLICY)
+    assert rates[0] == 2000 and rates[-1] == 3000 and rates == sorted(rates)  # the next block, then 1.5x
+    # Without a template, the estimate for the blocks left, rising as they run out, then the ceiling.
+    estimates = {t: market(confirmation_target(t)) for t in targets}
+    no_template = claim_market(estimates, targets=targets)
+    rates = [htlc_claim_rate(no_template, tip, deadline, POLICY) for tip in range(900, 1000)]
+    assert rates == sorted(rates) and rates[0] == 2000 and rates[-1] == POLICY.max_rate
+    # Neither a reading nor a template: it waits while there is slack, pays the ceiling when there is none.
+    blind = claim_market(targets=targets)
+    assert htlc_claim_rate(blind, 900, deadline, POLICY) is None
+    assert htlc_claim_rate(blind, 998, deadline, POLICY) == POLICY.max_rate
+
+
+def test_a_batch_pays_what_its_most_urgent_claim_needs() -> None:
+    tip, deadline = 990, 1000
+    targets = claim_targets(CLAIM_TARGET, tip, [deadline], POLICY)
+    backlog = claim_market(next_block=9000, targets=targets)  # no estimate, a backlog
+    assert batch_claim_rate(backlog, CLAIM_TARGET, 50_000, tip, [], POLICY) is None
+    # The HTLC's deadline prices the batch from the next block's reading.
+    assert batch_claim_rate(backlog, CLAIM_TARGET, 50_000, tip, [deadline], POLICY) == 9000
+    calm = claim_market({144: 1500}, next_block=1000, room=True, targets=targets)
+    assert batch_claim_rate(calm, CLAIM_TARGET, 50_000, tip, [], POLICY) == 1000
+    targets = claim_targets(CLAIM_TARGET, 997, [deadline], POLICY)
+    late = claim_market({144: 1500}, next_block=1000, room=True, targets=targets)
+    assert batch_claim_rate(late, CLAIM_TARGET, 50_000, 997, [deadline], POLICY) == 1500  # 1.5x next
+
+
+class NoEstimateRpc(CountingRpc):
+    """A node with no estimate, and a template of `template_vsize` vB beside a mempool of `mempool` vB."""
+
+    def __init__(self, mempool: int, template_vsize: int) -> None:
+        super().__init__()
+        self.mempool, self.template_vsize = mempool, template_vsize
+
+    async def batch(self, calls: Iterable[tuple[str, list[Any]]]) -> list[Any]:
+        answers: list[Any] = []
+        for method, _ in calls:
+            if method == "estimatesmartfee":
+                answers.append({"errors": ["Insufficient data or no feerate found"], "blocks": 0})
+            elif method == "getblocktemplate":
+                tx = {"fee": 5000, "weight": self.template_vsize * 4, "depends": []}
+                answers.append({"height": 101, "transactions": [tx]})
+            elif method == "getmempoolinfo":
+                answers.append({**self.ANSWERS[method], "bytes": self.mempool})
+            else:
+                answers.append(self.ANSWERS[method])
+        return answers
+
+
+async def test_the_market_names_what_bitcoind_did_not_estimate_and_whether_the_next_block_has_room() -> None:
+    roomy = FeeEstimator(NoEstimateRpc(1000, 1000), fallback_rate=FALLBACK)  # type: ignore[arg-type]
+    market = await roomy.market([CLAIM_TARGET], next_block=400)
+    assert market.room and market.next_block == 100 and market.estimate(CLAIM_TARGET) is None
+    assert market.rate(CLAIM_TARGET) == FALLBACK  # still there for those who may guess
+    assert claim_rate(market, CLAIM_TARGET, 50_000) == 100
+    full = FeeEstimator(NoEstimateRpc(20_000, 1000), fallback_rate=FALLBACK)  # type: ignore[arg-type]
+    market = await full.market([CLAIM_TARGET], next_block=400)
+    assert not market.room and claim_rate(market, CLAIM_TARGET, 50_000) is None
+
+
+def test_a_template_older_than_a_few_new_transactions_is_no_backlog() -> None:
+    assert not has_backlog(300, 0)  # a claim just broadcast beside the template made before it
+    assert not has_backlog(10_000, 1000) and has_backlog(11_001, 1000)
+    assert not has_backlog(1_500_000, 1_000_000) and has_backlog(1_500_001, 1_000_000)

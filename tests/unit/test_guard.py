@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from exitd.ark.vtxo import decode_vtxo
 from exitd.chain.fees import FeeRates, Market, RelayPolicy
 from exitd.chain.view import BlockRef, ChainSnapshot, TxLocation, TxState
 from exitd.engine.alerts import Alert, AlertEvent, Alerts, WebhookSettings
-from exitd.engine.errors import ClaimFeeExceedsOutput, FeeBudgetExceeded, InsufficientConfirmedFunds
+from exitd.engine.errors import (
+    ClaimFeeExceedsOutput,
+    ClaimHeld,
+    ClaimMarketUnknown,
+    FeeBudgetExceeded,
+    InsufficientConfirmedFunds,
+)
 from exitd.engine.fee_policy import FeePolicy, exit_fee_estimate
 from exitd.engine.guard import (
     STALL_BLOCKS,
@@ -28,6 +34,7 @@ from exitd.engine.guard import (
     guarded_vtxo,
     is_due,
     stall_reason,
+    still_held,
 )
 from exitd.engine.model import ChildRecord, ChildSource, ChildStatus, ExitBook, LiveExit, TrackedTx
 from exitd.engine.outcomes import ClaimBroadcast, StartReport
@@ -347,10 +354,13 @@ async def test_exits_loaded_claimed_are_not_announced_again() -> None:
 
 @dataclass
 class ClaimingEngine(StubEngine):
-    """Claims recorded as (vtxo ids, rate), each answered by the next error given (none: broadcast)."""
+    """Claims recorded as (vtxo ids, rate), each answered by the next error given (none: broadcast); the
+    market prices a claim at `price` (an error: nobody can); a hold is kept on the book's exits, as the
+    engine keeps it."""
 
     errors: list[Exception] = field(default_factory=list)
     claims: list[tuple[list[str], int | None]] = field(default_factory=list)
+    price: int | ClaimMarketUnknown = 2000
 
     async def claim(
         self, vtxo_ids: Sequence[str], destination: bytes, fee_rate: int | None
@@ -358,7 +368,19 @@ class ClaimingEngine(StubEngine):
         self.claims.append((list(vtxo_ids), fee_rate))
         if self.errors:
             raise self.errors.pop(0)
+        for vtxo_id in vtxo_ids:
+            e = self.exits[vtxo_id]
+            e.state, e.error = replace(e.state, kind=ExitStateKind.CLAIM_IN_PROGRESS), None
         return ClaimBroadcast("99" * 32, tuple(vtxo_ids), 10_000, 500, ())
+
+    async def price_claim(self, vtxo_ids: Sequence[str], target: int, max_rate: int | None = None) -> int:
+        if isinstance(self.price, ClaimMarketUnknown):
+            raise self.price
+        return self.price
+
+    async def hold_claims(self, vtxo_ids: Sequence[str], error: ClaimHeld) -> None:
+        for vtxo_id in vtxo_ids:
+            self.exits[vtxo_id].error = error
 
 
 CLAIM_ADDRESS = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
@@ -372,14 +394,61 @@ def claimable_engine(errors: list[Exception]) -> tuple[ClaimingEngine, str]:
     return engine, vtxo_id
 
 
-async def test_an_auto_claim_costing_more_than_its_output_stops_with_one_alert() -> None:
-    engine, vtxo_id = claimable_engine([ClaimFeeExceedsOutput(needed=12_000, output=10_000)])
-    guard = make_guard(engine, [], claim_address=CLAIM_ADDRESS)
-    guard.prime()
-    for tip in (121, 122, 123):
+async def cycles(guard: Guard, engine: ClaimingEngine, tips: Iterable[int]) -> None:
+    for tip in tips:
         await cycle(guard, snapshot(tip))
         await carry_out(guard, engine)
+
+
+UNECONOMIC = ClaimFeeExceedsOutput(needed=12_000, output=10_000, rate=2000, fitting_rate=1500, floor=1000)
+
+
+async def test_an_auto_claim_costing_more_than_its_output_is_held_with_one_alert() -> None:
+    engine, vtxo_id = claimable_engine([UNECONOMIC])
+    guard = make_guard(engine, [], claim_address=CLAIM_ADDRESS)
+    guard.prime()
+    await cycles(guard, engine, [121, 122, 123])
     assert engine.claims == [([vtxo_id], 2000)]
-    assert [(a.event, a.vtxo, a.detail) for a in alerts_of(guard)] == [
-        (AlertEvent.CLAIM_COSTS_MORE_THAN_OUTPUT, vtxo_id, {"rate": 2000, "needed": 12_000, "output": 10_000})
-    ]
+    assert engine.exits[vtxo_id].error is UNECONOMIC  # what a status shows, and the store keeps
+    [alert] = alerts_of(guard)
+    assert (alert.event, alert.vtxo) == (AlertEvent.CLAIM_COSTS_MORE_THAN_OUTPUT, vtxo_id)
+    assert {k: alert.detail[k] for k in ("rate", "needed", "output", "fitting_rate", "floor")} == {
+        "rate": 2000,
+        "needed": 12_000,
+        "output": 10_000,
+        "fitting_rate": 1500,
+        "floor": 1000,
+    }
+
+
+async def test_a_held_uneconomic_claim_stays_held_after_a_restart_and_goes_when_the_market_can_pay() -> None:
+    engine, vtxo_id = claimable_engine([])
+    engine.exits[vtxo_id].error = UNECONOMIC  # as the store gives it back at load
+    guard = make_guard(engine, [], claim_address=CLAIM_ADDRESS)  # a new daemon's guard
+    guard.prime()
+    await cycles(guard, engine, [130, 131])
+    assert engine.claims == [] and alerts_of(guard) == []  # no retry, no second alert
+    engine.price = 1500  # the most the output pays
+    await cycles(guard, engine, [132])
+    assert engine.claims == [([vtxo_id], 1500)]
+    assert engine.exits[vtxo_id].error is None
+
+
+async def test_with_no_market_an_auto_claim_waits_with_the_reason_then_goes() -> None:
+    engine, vtxo_id = claimable_engine([])
+    engine.price = ClaimMarketUnknown(144, 25_000)
+    guard = make_guard(engine, [], claim_address=CLAIM_ADDRESS)
+    guard.prime()
+    await cycles(guard, engine, [121, 122, 123])
+    assert engine.claims == []
+    assert isinstance(engine.exits[vtxo_id].error, ClaimMarketUnknown)
+    assert [(a.event, a.vtxo) for a in alerts_of(guard)] == [(AlertEvent.CLAIM_WAITS_FOR_MARKET, vtxo_id)]
+    engine.price = 1000
+    await cycles(guard, engine, [124])
+    assert engine.claims == [([vtxo_id], 1000)]
+
+
+def test_only_a_claim_costing_more_than_its_output_is_held_at_a_rate() -> None:
+    assert still_held(UNECONOMIC, 1501) and not still_held(UNECONOMIC, 1500)
+    assert not still_held(ClaimMarketUnknown(144, None), 10**6)  # priced again every cycle
+    assert not still_held(None, 10**6)

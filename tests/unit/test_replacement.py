@@ -126,3 +126,12 @@ def test_a_refused_replacement_of_a_claim_in_the_mempool_is_outbid_on_a_later_bl
 def test_a_refused_claim_too_dear_for_its_output_waits() -> None:
     refused = replace(candidate(0, AMOUNT - CLAIM_DUST - 10), refused_height=100)
     assert claim_step(at(refused, NOT_FOUND), 101, 1000, RELAY, POLICY) == WAIT
+
+
+def test_with_no_market_reading_a_claim_is_neither_repriced_nor_replaced_only_sent_again() -> None:
+    """fee_policy.claim_rate gives no target when bitcoind has no estimate and a backlog hides the market."""
+    stuck = candidate(0, fee_at_rate(1000, VSIZE), signed_height=100)
+    assert claim_step(at(stuck, MEMPOOL), 110, None, RELAY, POLICY) == WAIT
+    refused = candidate(0, fee_at_rate(1000, VSIZE), signed_height=100, refused=100)
+    assert claim_step(at(refused, NOT_FOUND), 110, None, RELAY, POLICY) == WAIT
+    assert claim_step(at(stuck, NOT_FOUND), 110, None, RELAY, POLICY) == ClaimStep(ClaimMove.SEND)

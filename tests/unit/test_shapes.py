@@ -28,7 +28,9 @@ ERRORS = [
     errors.FeeBudgetExceeded(1000, 2000, 0.5),
     errors.TransactionRetrievalFailure(TXID, "x"),
     errors.ClaimMissingInputs(),
-    errors.ClaimFeeExceedsOutput(10, 5),
+    errors.ClaimFeeExceedsOutput(10, 5, 2000, 0, 1000),
+    errors.ClaimMarketUnknown(144, 5000),
+    errors.ClaimMarketUnknown(144, None),
     errors.ClaimMissingSignableClause(TXID + ":0", "why"),
     errors.ClaimSigningError("s"),
     errors.VtxoNotClaimable(TXID + ":0", "processing"),
@@ -106,3 +108,10 @@ def test_every_exit_error_class_has_a_tag() -> None:
         cls for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, errors.ExitError)
     }
     assert all(any(c in ERROR_TAGS for c in cls.__mro__[:2]) for cls in classes)
+
+
+def test_a_claim_waiting_for_a_market_is_barkds_internal_error_with_the_message() -> None:
+    error = errors.ClaimMarketUnknown(144, 5000)
+    doc = error_json(error, V060)
+    assert doc["type"] == "internal-error" and doc["error"] == str(error)
+    assert "no fee estimate for 144 blocks" in doc["error"] and doc["next_block"] == 5000
