@@ -47,11 +47,10 @@ SPIKE_BLOCKS = 36
 # A next-block rate this many percent of its recent median, short of a spike, is a rising market.
 RISING = 110
 # A mempool this many times the size of the next block's template, and TEMPLATE_LAG vbytes more, has a
-# backlog: blocks are full. bitcoind makes a new template at most every 5 s while transactions arrive, so
-# one read right after a broadcast misses it (an empty template beside a claim is no backlog); 10,000 vB is
-# more than a busy network sends in those 5 s.
+# backlog: blocks are full. bitcoind makes a new template at most every 5 s while transactions arrive, so a
+# read right after a broadcast misses it: an empty template beside a claim just sent is no backlog.
 FULL_MEMPOOL = 1.5
-TEMPLATE_LAG = 10_000
+TEMPLATE_LAG = 1_000
 # vbytes an exit package (a parent and its CPFP child) takes in a block, about.
 PACKAGE_ROOM = 400
 # Percent of the template's rate bid for the next block: what others send between the template and the

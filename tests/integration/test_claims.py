@@ -22,8 +22,8 @@ from tests.support.exits import advance_until, all_in, fund_wallet, import_and_s
 pytestmark = pytest.mark.bitcoind
 
 REPLACE_AFTER = 2
-# exitd's fee fallback (sat/kvB): the claim rate while the node has no estimate and blocks are full.
-FALLBACK = 2000
+# sat/kvB the node's own estimator learns before the claims (a claim is never priced from the fallback).
+MARKET = 5000
 
 
 @pytest.fixture
@@ -33,13 +33,27 @@ def claimable(
     """exitd on a node of its own, with one exit claimable."""
     node = private_bitcoind
     node.fund_miner()
-    config = f"[fees]\nfallback_rate = {FALLBACK}\n[claims]\nreplace_after_blocks = {REPLACE_AFTER}\n"
+    config = f"[claims]\nreplace_after_blocks = {REPLACE_AFTER}\n"
     with running_daemon(tmp_path / "exitd", node, config) as daemon:
         fund_wallet(daemon, node, coins=1)
         board = Forge(node).board(60_000, owned(daemon, 0))
         (vtxo_id,) = import_and_start(daemon, [board.hex])
         advance_until(daemon, node, all_in("claimable"))
+        teach_market(node)
         yield daemon, node, vtxo_id
+
+
+def teach_market(node: RegtestNode) -> None:
+    """Blocks of payments at MARKET until bitcoind's estimator has a rate for a claim's horizon."""
+    for _ in range(20):
+        for _ in range(4):
+            address = node.rpc("getnewaddress", wallet=MINER_WALLET)
+            args = ("", "", False, True, None, "unset", None, MARKET // 1000)
+            node.rpc("sendtoaddress", address, "0.001", *args, wallet=MINER_WALLET)
+        node.mine(1)
+        if "feerate" in node.rpc("estimatesmartfee", 144, "economical"):
+            return
+    raise AssertionError("bitcoind learnt no fee estimate")
 
 
 def exit_status(daemon: DaemonProcess, vtxo_id: str) -> dict[str, Any]:
@@ -68,7 +82,7 @@ def empty_blocks(node: RegtestNode, count: int) -> None:
 def fill_the_next_block(node: RegtestNode) -> None:
     """A market where blocks are full: the block template holds a 50 sat/vB tx beside the claim, and the
     mempool half as much again that no block takes (a large tx the miner deprioritised), so the next
-    block's rate is well above exitd's fallback, which becomes the claim rate."""
+    block's rate is well above the node's estimate, which becomes the claim rate."""
     fast = node.rpc("getnewaddress", wallet=MINER_WALLET)
     node.rpc(
         "sendtoaddress", fast, "0.001", "", "", False, True, None, "unset", None, 50, wallet=MINER_WALLET
@@ -100,11 +114,11 @@ def stuck_claim(daemon: DaemonProcess, node: RegtestNode, vtxo_id: str) -> tuple
     assert second in mempool and first not in mempool
     assert state["claim_fee_sat"] == mempool_fee(node, second)
     entry = node.rpc("getmempoolentry", second)
-    # The claim rate (the fallback: blocks are full), and BIP125's least: the old fee plus the increment.
+    # The claim rate (the estimate: blocks are full), and BIP125's least: the old fee plus the increment.
     increment = btc_to_sat(node.rpc("getmempoolinfo")["incrementalrelayfee"])
     first_fee = stored_candidates(daemon)[first]
     assert mempool_fee(node, second) >= first_fee + increment * entry["vsize"] // 1000
-    assert mempool_fee(node, second) * 1000 // entry["vsize"] >= FALLBACK
+    assert mempool_fee(node, second) * 1000 // entry["vsize"] >= MARKET
     # Same input, same destination.
     old = node.rpc("decoderawtransaction", stored_raw(daemon, first))
     new = node.rpc("getrawtransaction", second, 1)

@@ -391,5 +391,5 @@ async def test_the_market_names_what_bitcoind_did_not_estimate_and_whether_the_n
 
 def test_a_template_older_than_a_few_new_transactions_is_no_backlog() -> None:
     assert not has_backlog(300, 0)  # a claim just broadcast beside the template made before it
-    assert not has_backlog(10_000, 1000) and has_backlog(11_001, 1000)
+    assert not has_backlog(2_000, 1000) and has_backlog(2_001, 1000)
     assert not has_backlog(1_500_000, 1_000_000) and has_backlog(1_500_001, 1_000_000)
