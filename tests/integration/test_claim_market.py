@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from exitd.ark.policy import PolicyType
-from exitd.chain.fees import has_backlog, template_vsize
+from exitd.chain.fees import btc_to_sat, fee_at_rate, has_backlog, template_vsize
 from exitd.regtest.forge import Forge
 from exitd.regtest.node import MINER_WALLET, RegtestNode
 from tests.support.daemon import running_daemon
@@ -53,12 +53,15 @@ def small_blocks(tmp_path: Path) -> Iterator[RegtestNode]:
 
 
 def send_backlog(node: RegtestNode) -> None:
-    """Ordinary payments from the miner, at 2 sat/vB (above a claim at the floor), more than a block holds."""
-    for _ in range(LOAD_TXS):
+    """Ordinary payments from the miner, more than a block holds, all above a claim at the floor. Each pays
+    less than the one before: a payment spending the change of the one before would otherwise raise its
+    rate, joining them into one chunk too large for a block that the miner skips whole."""
+    for n in range(LOAD_TXS):
         outputs = {node.rpc("getnewaddress", "", "bech32m", wallet=MINER_WALLET): "0.0001"}
         while len(outputs) < LOAD_OUTPUTS:
             outputs[node.rpc("getnewaddress", "", "bech32m", wallet=MINER_WALLET)] = "0.0001"
-        node.rpc("sendmany", "", outputs, 1, "", [], False, None, "unset", 2, wallet=MINER_WALLET)
+        rate = 2 + LOAD_TXS - n  # sat/vB
+        node.rpc("sendmany", "", outputs, 1, "", [], False, None, "unset", rate, wallet=MINER_WALLET)
 
 
 def backlog(node: RegtestNode) -> bool:
@@ -101,8 +104,11 @@ def test_with_no_estimate_and_a_backlog_the_claim_waits_then_goes_once_the_next_
         assert "claim_broadcast" not in daemon.log_text()
         assert receiver.events(vtxo_id).count("claim-waits-for-market") == 1
 
-        while backlog(node):
+        for _ in range(10):
+            if not backlog(node):
+                break
             node.mine(1)
+        assert not backlog(node)
         floor = int(Decimal(node.rpc("getmempoolinfo")["mempoolminfee"]) * 100_000_000)
         in_progress = wait_for_state(daemon, vtxo_id, "claim-in-progress")
         assert in_progress["error"] is None
@@ -115,10 +121,10 @@ def test_with_no_estimate_and_a_backlog_the_claim_waits_then_goes_once_the_next_
         wait_for_state(daemon, vtxo_id, "claimed")
 
 
-def claim_rate_paid(node: RegtestNode, txid: str) -> int:
-    """sat/kvB a claim in the mempool pays."""
+def paid_at(node: RegtestNode, txid: str, rate: int) -> bool:
+    """Whether the claim in the mempool pays `rate` sat/kvB for its size (rounded up, as exitd pays)."""
     entry = node.rpc("getmempoolentry", txid)
-    return int(Decimal(entry["fees"]["base"]) * 100_000_000) * 1000 // int(entry["vsize"])
+    return btc_to_sat(entry["fees"]["base"]) == fee_at_rate(rate, int(entry["vsize"]))
 
 
 def test_an_htlc_receive_claim_past_its_deadline_bids_above_a_plain_claim(
@@ -145,7 +151,7 @@ def test_an_htlc_receive_claim_past_its_deadline_bids_above_a_plain_claim(
         plain = {"destination": destination, "vtxos": [ids[0]]}
         status, body = daemon.request("POST", "/api/v1/exits/claim/vtxos", plain)
         assert status == 200, body
-        assert claim_rate_paid(node, body["txid"]) == floor
+        assert paid_at(node, body["txid"], floor)
 
         assert recv.payment_preimage is not None
         htlc = {
@@ -155,7 +161,7 @@ def test_an_htlc_receive_claim_past_its_deadline_bids_above_a_plain_claim(
         }
         status, body = daemon.request("POST", "/api/v1/exits/claim/vtxos", htlc)
         assert status == 200, body
-        assert claim_rate_paid(node, body["txid"]) == floor * 3 // 2
+        assert paid_at(node, body["txid"], floor * 3 // 2)
         node.mine(1)
         progress(daemon)
         assert states(daemon) == dict.fromkeys(ids, "claimed")
