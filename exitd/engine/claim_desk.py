@@ -18,10 +18,10 @@ from exitd.ark.weight import tx_vsize
 from exitd.chain.broadcast import send_raw_transaction
 from exitd.chain.fees import PACKAGE_ROOM, FeeEstimator
 from exitd.chain.rpc import BitcoinRpc, RpcError
-from exitd.chain.view import MEMPOOL, ChainSnapshot
-from exitd.engine.claims import ClaimInput, claim_input, claim_paying
+from exitd.chain.view import MEMPOOL, ChainSnapshot, TxState
+from exitd.engine.claims import ClaimInput, claim_deadline, claim_input, claim_paying
 from exitd.engine.errors import ExitError
-from exitd.engine.fee_policy import CLAIM_TARGET, claim_rate, refused_for_fee
+from exitd.engine.fee_policy import CLAIM_TARGET, FeePolicy, batch_claim_rate, claim_targets, refused_for_fee
 from exitd.engine.model import CLAIM_KINDS, ClaimCandidate, EngineCounters, ExitBook
 from exitd.engine.replacement import ClaimMove, ClaimPlace, ClaimPolicy, claim_place, claim_step, needs_step
 from exitd.log import event, get_logger
@@ -45,6 +45,7 @@ class ClaimDesk:
         book: ExitBook,
         counters: EngineCounters,
         policy: ClaimPolicy,
+        fee_policy: FeePolicy,
     ) -> None:
         self.store = store
         self.rpc = rpc
@@ -53,6 +54,10 @@ class ClaimDesk:
         self.book = book
         self.counters = counters
         self.policy = policy
+        self.fee_policy = fee_policy
+        # A claim with a deadline (an HTLC receive's) is not left below the market for blocks: replaced at
+        # the first block that finds it so.
+        self.urgent = replace(policy, replace_after_blocks=1)
         # The fee /metrics counted for each claim (by its first txid): the most one of its candidates the
         # node took pays; a candidate sent again, or one a replacement outbid, adds nothing more.
         self._counted: dict[str, int] = {}
@@ -125,21 +130,35 @@ class ClaimDesk:
 
     async def step(self, places: dict[str, ClaimPlace], tip: int) -> None:
         """Send again, reprice or replace the claims that call for it (replacement.py); `places` is
-        updated to where each claim stands once done. A failure is logged and leaves the claim as it was."""
-        due = [first for first, place in places.items() if needs_step(place, tip, self.policy)]
-        if not due:
+        updated to where each claim stands once done. A claim spending an HTLC receive is priced toward
+        its deadline, as the guard's first price of it was (fee_policy.batch_claim_rate). A failure is
+        logged and leaves the claim as it was."""
+        open_claims = {f: p for f, p in places.items() if p.location.state is not TxState.CONFIRMED}
+        if not open_claims:
             return
         try:
-            market = await self.fees.market([CLAIM_TARGET], next_block=PACKAGE_ROOM)
+            deadlines = await self._deadlines(open_claims)
+        except ExitError as e:
+            event(log, logging.WARNING, "claim_step_failed", claims=len(open_claims), error=str(e))
+            return
+        policies = {f: self.urgent if deadlines[f] else self.policy for f in open_claims}
+        due = [f for f, place in open_claims.items() if needs_step(place, tip, policies[f])]
+        if not due:
+            return
+        targets = claim_targets(CLAIM_TARGET, tip, [d for f in due for d in deadlines[f]], self.fee_policy)
+        try:
+            market = await self.fees.market(targets, next_block=PACKAGE_ROOM)
         except RpcError as e:
             event(log, logging.WARNING, "claim_step_failed", claims=len(due), error=str(e))
             return
         relay = market.relay
-        rate = claim_rate(market, CLAIM_TARGET, self.policy.max_rate)
-        target = None if rate is None else relay.raised(rate)
         for first in due:
             place = places[first]
-            step = claim_step(place, tip, target, relay, self.policy)
+            rate = batch_claim_rate(
+                market, CLAIM_TARGET, self.policy.max_rate, tip, deadlines[first], self.fee_policy
+            )
+            target = None if rate is None else relay.raised(rate)
+            step = claim_step(place, tip, target, relay, policies[first])
             if step.move is ClaimMove.WAIT:
                 continue
             try:
@@ -156,6 +175,22 @@ class ClaimDesk:
             else:
                 newest = self.book.candidates(sent.txid)[-1]
                 places[first] = replace(place, newest=newest)
+
+    async def _deadlines(self, places: Mapping[str, ClaimPlace]) -> dict[str, list[int]]:
+        """The deadlines of each claim's inputs (by its first txid): the heights at which an HTLC
+        receive's rival leaf opens; none for the other clauses."""
+        ids = sorted({i for place in places.values() for i in place.newest.vtxo_ids})
+        clauses = {row.vtxo_id: row.claim_clause for row in await self.vtxos.get_many(ids)}
+        deadlines: dict[str, list[int]] = {}
+        for first, place in places.items():
+            found = []
+            for vtxo_id in place.newest.vtxo_ids:
+                e = self.book.exits.get(vtxo_id)
+                since = e.state.claimable_since if e is not None else None
+                if since is not None and (d := claim_deadline(clauses[vtxo_id], since.height)) is not None:
+                    found.append(d)
+            deadlines[first] = found
+        return deadlines
 
     async def _replacement(self, place: ClaimPlace, fee: int, rate: int, tip: int) -> ClaimCandidate:
         """A new candidate of the claim: its newest's inputs, destination and locktime, paying `fee`."""

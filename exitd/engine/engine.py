@@ -135,7 +135,7 @@ class ExitEngine:
         self.watcher = BlockWatcher(rpc)
         self.desk = PackageDesk(store, rpc, wallet, self.counters, crash_hook)
         self.claim_desk = ClaimDesk(
-            store, rpc, fees, vtxos, self.book, self.counters, claims or ClaimPolicy()
+            store, rpc, fees, vtxos, self.book, self.counters, claims or ClaimPolicy(), policy
         )
         self.cycle = ProgressCycle(
             store,

@@ -165,3 +165,45 @@ def test_an_htlc_receive_claim_past_its_deadline_bids_above_a_plain_claim(
         node.mine(1)
         progress(daemon)
         assert states(daemon) == dict.fromkeys(ids, "claimed")
+
+
+def test_an_htlc_receive_claim_left_below_its_deadline_rate_is_replaced_at_the_next_block(
+    tmp_path: Path, private_bitcoind: RegtestNode
+) -> None:
+    """A claim sent at the floor by request (its own fee_rate) for an HTLC receive past its deadline is not
+    left there for claims.replace_after_blocks: the first block that does not confirm it (mined empty here)
+    brings a replacement priced along the exit curve toward the deadline."""
+    node = private_bitcoind
+    node.fund_miner()
+    with running_daemon(tmp_path / "exitd", node) as daemon:
+        fund_wallet(daemon, node, coins=2)
+        node.mine(1)
+        recv = Forge(node).arkoor_chain(
+            26_000, owned(daemon, 0), hops=1, policy_type=PolicyType.SERVER_HTLC_RECV
+        )
+        (vtxo_id,) = import_and_start(daemon, [recv.hex])
+        advance_until(daemon, node, all_in("claimable"))
+        floor = int(Decimal(node.rpc("getmempoolinfo")["mempoolminfee"]) * 100_000_000)
+        assert recv.payment_preimage is not None
+        request = {
+            "destination": wallet_address(daemon),
+            "vtxos": [vtxo_id],
+            "preimages": {vtxo_id: recv.payment_preimage.hex()},
+            "fee_rate": floor,
+        }
+        status, body = daemon.request("POST", "/api/v1/exits/claim/vtxos", request)
+        assert status == 200, body
+        first = body["txid"]
+        assert paid_at(node, first, floor)
+
+        node.rpc("generateblock", node.rpc("getnewaddress", wallet=MINER_WALLET), [])
+        progress(daemon)
+        mempool = node.rpc("getrawmempool")
+        assert first not in mempool
+        spends = {txid: node.rpc("getrawtransaction", txid, True)["vin"] for txid in mempool}
+        (replacement,) = [t for t, vin in spends.items() if f"{vin[0]['txid']}:{vin[0]['vout']}" == vtxo_id]
+        entry = node.rpc("getmempoolentry", replacement)
+        assert btc_to_sat(entry["fees"]["base"]) >= fee_at_rate(floor * 3 // 2, int(entry["vsize"]))
+        node.mine(1)
+        progress(daemon)
+        assert states(daemon) == {vtxo_id: "claimed"}
