@@ -7,6 +7,11 @@ children in flight are abandoned and their coins released, the VTXO is spent, an
 (exit-conflicted, exitd/engine/guard.py), and no cycle sends anything for it again. A reorg that takes the
 conflicting tx out of the chain starts the exit over.
 
+The claim has the same end: the VTXO's own output (the exit's last output, the claim's input) spent in the
+chain by a tx that is none of exitd's claims (the server's refund leaf after an HTLC receive's deadline, a
+claim another tool made) leaves nothing to claim, so the exit ends there too instead of staying claimable
+and being claimed again every cycle.
+
 Only a conflict in the chain ends an exit: one in the mempool may still be replaced or evicted, and the
 package's refusal says so in the exit's error meanwhile.
 """
@@ -14,7 +19,7 @@ package's refusal says so in the exit's error meanwhile.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from exitd.ark.encoding import OutPoint
@@ -22,11 +27,21 @@ from exitd.chain.rpc import BitcoinRpc
 from exitd.chain.spends import ChainSpend, find_chain_spend
 from exitd.chain.view import ChainSnapshot
 from exitd.engine.errors import VtxoAlreadySpent
-from exitd.engine.model import ACTIVE_KINDS, ChildRecord, ChildStatus, LiveExit, TrackedTx
+from exitd.engine.model import (
+    ACTIVE_KINDS,
+    ChildRecord,
+    ChildStatus,
+    ClaimCandidate,
+    LiveExit,
+    TrackedTx,
+)
 from exitd.engine.states import ExitState, ExitStateKind
 from exitd.log import event, get_logger
 
 log = get_logger("engine")
+
+# The states in which the VTXO's output is the claim's to spend: spent otherwise, the exit is over.
+_CLAIMING = (ExitStateKind.CLAIMABLE, ExitStateKind.CLAIM_IN_PROGRESS)
 
 
 @dataclass(frozen=True)
@@ -36,6 +51,17 @@ class Suspect:
     exit: LiveExit
     txid: str
     spent: OutPoint
+
+
+@dataclass(frozen=True)
+class ClaimSuspect:
+    """A claimable (or being claimed) exit whose VTXO output is spent in the chain while none of its claims
+    `claims` (the one its state names and exitd's candidates) is confirmed; `lowest`: the height its leaf
+    confirmed in, where the search for the spender stops."""
+
+    exit: LiveExit
+    claims: frozenset[str]
+    lowest: int
 
 
 def suspects(exits: Iterable[LiveExit], txs: Mapping[str, TrackedTx], snap: ChainSnapshot) -> list[Suspect]:
@@ -54,6 +80,27 @@ def suspects(exits: Iterable[LiveExit], txs: Mapping[str, TrackedTx], snap: Chai
     return found
 
 
+def claim_suspects(
+    exits: Iterable[LiveExit], candidates: Mapping[str, Sequence[ClaimCandidate]], snap: ChainSnapshot
+) -> list[ClaimSuspect]:
+    """The exits in CLAIMABLE / CLAIM_IN_PROGRESS whose VTXO output the chain shows spent by no claim of
+    theirs it shows confirmed (`candidates`: exitd's claim candidates, by VTXO id)."""
+    found = []
+    for e in exits:
+        if e.state.kind not in _CLAIMING:
+            continue
+        if snap.unspent.get(e.outpoint) is not False:
+            continue
+        claims = frozenset(
+            t for t in (e.state.claim_txid, *(c.txid for c in candidates.get(e.vtxo_id, ()))) if t
+        )
+        if any(snap.is_confirmed(t) for t in claims):
+            continue
+        leaf = snap.location(e.txids[-1]).block
+        found.append(ClaimSuspect(e, claims, leaf.height if leaf is not None else 0))
+    return found
+
+
 def conflicted_state(tip: int, spend: ChainSpend, spent: OutPoint) -> ExitState:
     return ExitState(
         ExitStateKind.VTXO_ALREADY_SPENT,
@@ -67,10 +114,19 @@ def conflicted_state(tip: int, spend: ChainSpend, spent: OutPoint) -> ExitState:
 def conflict_error(vtxo_id: str, state: ExitState) -> VtxoAlreadySpent:
     """The error a conflicted exit carries: which tx spent what."""
     assert state.block is not None
+    if state.spent_input == vtxo_id:
+        why = (
+            f"its exit's output {state.spent_input} was spent by {state.txid} in block {state.block.height}, "
+            "not by a claim exitd made"
+        )
+    else:
+        why = (
+            f"its exit tx input {state.spent_input} was spent by {state.txid} in block {state.block.height}, "
+            "a tx not part of this exit"
+        )
     return VtxoAlreadySpent(
         vtxo_id,
-        f"its exit tx input {state.spent_input} was spent by {state.txid} in block {state.block.height}, "
-        "a tx not part of this exit",
+        why,
         spent_by=state.txid or "",
         spent_input=state.spent_input or "",
     )
@@ -120,5 +176,22 @@ async def find_conflicts(
         if spend is None:
             event(log, logging.WARNING, "conflict_spender_not_found", vtxo=s.exit.vtxo_id, txid=s.txid)
         elif spend.txid != s.txid:
+            conflicts.append((s, spend))
+    return conflicts
+
+
+async def find_claim_conflicts(
+    rpc: BitcoinRpc, found: list[ClaimSuspect], snap: ChainSnapshot, ours: Container[str]
+) -> list[tuple[ClaimSuspect, ChainSpend]]:
+    """The tx that spent each suspect's VTXO output, read from the blocks, when it is none of its claims
+    nor any claim tx exitd signed (`ours`; one confirmed between two reads of one snapshot is no conflict:
+    the normal path claims the exit). A spender not found within the search is logged and looked for
+    again next cycle."""
+    conflicts = []
+    for s in found:
+        spend = await find_chain_spend(rpc, s.exit.outpoint, snap.tip.height, s.lowest)
+        if spend is None:
+            event(log, logging.WARNING, "conflict_spender_not_found", vtxo=s.exit.vtxo_id)
+        elif spend.txid not in s.claims and spend.txid not in ours:
             conflicts.append((s, spend))
     return conflicts

@@ -24,8 +24,10 @@ from exitd.engine.children import ChildLearner, Sharers
 from exitd.engine.claim_desk import ClaimDesk
 from exitd.engine.conflicts import (
     abandoned_children,
+    claim_suspects,
     conflict_error,
     conflicted_state,
+    find_claim_conflicts,
     find_conflicts,
     resumed,
     suspects,
@@ -165,6 +167,9 @@ class ProgressCycle:
             if e.held_claim is None:  # a claim's error outlives cycles until a claim goes out
                 e.error = None
         await self._end_conflicts(watched, snap)
+        await self._end_claim_conflicts(watched, snap, candidates)
+        # A claim whose exit just ended is not stepped again.
+        candidates = {v: g for v, g in candidates.items() if book.exits[v].state.kind in CLAIM_KINDS}
         for e in watched:
             if e.state.kind is ExitStateKind.VTXO_ALREADY_SPENT:
                 e.error = conflict_error(e.vtxo_id, e.state)
@@ -265,6 +270,37 @@ class ProgressCycle:
         if not changes:
             return
         await save_children(self.store, self.learner.wallet, dropped, release=dropped)
+        await self._set_vtxo_states([e.vtxo_id for e, _ in changes], VtxoState.SPENT)
+        await persist_states(self.store, changes)
+
+    async def _end_claim_conflicts(
+        self,
+        watched: Sequence[LiveExit],
+        snap: ChainSnapshot,
+        candidates: Mapping[str, Sequence[ClaimCandidate]],
+    ) -> None:
+        """End the exits whose VTXO output a tx that is none of their claims spent in the chain
+        (exitd/engine/conflicts.py): nothing is left to claim."""
+        found = claim_suspects(watched, candidates, snap)
+        if not found:
+            return
+        conflicts = await find_claim_conflicts(self.view.rpc, found, snap, self.book.claim_of)
+        changes = []
+        for s, spend in conflicts:
+            state = conflicted_state(snap.tip.height, spend, s.exit.outpoint)
+            s.exit.error = conflict_error(s.exit.vtxo_id, state)
+            changes.append((s.exit, state))
+            event(
+                log,
+                logging.WARNING,
+                "exit_conflicted",
+                vtxo=s.exit.vtxo_id,
+                spent=state.spent_input,
+                by=spend.txid,
+                block=spend.block.height,
+            )
+        if not changes:
+            return
         await self._set_vtxo_states([e.vtxo_id for e, _ in changes], VtxoState.SPENT)
         await persist_states(self.store, changes)
 

@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 from bitcoin.core import b2lx
 
+from exitd.ark.claim import ClaimSigner
+from exitd.ark.encoding import OutPoint
+from exitd.engine.claims import ClaimInput, claim_paying
 from exitd.regtest.forge import Forge, ForgedVtxo, UserKey
 from exitd.regtest.node import RegtestNode
 from tests.conftest import EVERY_NODE
@@ -19,6 +22,7 @@ from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.exits import (
     advance_until,
     all_in,
+    daemon_keychain,
     fund_wallet,
     import_and_start,
     owned,
@@ -168,6 +172,51 @@ def test_a_conflicting_spend_ends_the_exit_and_a_reorg_taking_it_out_resumes_it(
         resumed = exit_of(proc, vtxo_id)
         assert resumed["state"]["type"] not in ("vtxo-already-spent", "canceled"), resumed
         assert resumed["error"] is None or resumed["error"]["type"] != "vtxo-already-spent"
+        assert vtxo_state(proc, vtxo_id) == "locked"
+
+
+def test_a_claimable_exit_whose_output_another_tx_spent_ends_naming_it(
+    tmp_path: Path, private_bitcoind: RegtestNode
+) -> None:
+    node = private_bitcoind
+    node.fund_miner()
+    vocabulary = {"EXITD_REST_SUBSTATE_VOCABULARY": "0.6.0"}
+    with running_daemon(tmp_path / "exitd", node, env=vocabulary) as proc:
+        fund_wallet(proc, node, coins=2)
+        board = Forge(node).board(50_000, owned(proc, 0))
+        (vtxo_id,) = import_and_start(proc, [board.hex])
+        advance_until(proc, node, all_in("claimable"))
+
+        # A claim exitd did not make (another tool holding the same key), signed as exitd's own would be.
+        clause = board.vtxo.claim_clause
+        signer = ClaimSigner(clause, daemon_keychain(proc).seckey(0))
+        claim_in = ClaimInput(OutPoint.from_str(vtxo_id), board.vtxo.amount, clause.script_pubkey, signer)
+        destination = bytes.fromhex(node.rpc("validateaddress", node.miner_address())["scriptPubKey"])
+        outside = claim_paying([claim_in], destination, 1_000, node.height())
+        node.rpc("generateblock", node.miner_address(), [outside.serialize().hex()])
+        spent_at = node.height()
+        claim = b2lx(outside.GetTxid())
+
+        progress(proc)
+        ended = exit_of(proc, vtxo_id)
+        assert ended["state"]["type"] == "vtxo-already-spent", ended
+        # barkd's error shape names the tx that spent the output, and the output (the VTXO itself).
+        assert (ended["error"]["type"], ended["error"]["spent_by"]) == ("vtxo-already-spent", claim)
+        assert ended["error"]["spent_input"] == vtxo_id
+        assert f"spent={vtxo_id} by={claim} block={spent_at}" in proc.log_text()
+        assert vtxo_state(proc, vtxo_id) == "spent"
+        for _ in range(2):  # no cycle claims it again
+            node.mine(1)
+            progress(proc)
+            assert exit_of(proc, vtxo_id)["state"]["type"] == "vtxo-already-spent"
+        log = proc.log_text()
+        assert log.count(" exit_conflicted ") == 1
+        assert " claim_broadcast " not in log and " claim_step_failed " not in log
+
+        node.rpc("invalidateblock", node.rpc("getblockhash", spent_at))  # the outside claim's block
+        progress(proc)
+        back = exit_of(proc, vtxo_id)
+        assert back["state"]["type"] not in ("vtxo-already-spent", "canceled"), back
         assert vtxo_state(proc, vtxo_id) == "locked"
 
 

@@ -6,9 +6,16 @@ from __future__ import annotations
 from exitd.ark.encoding import OutPoint
 from exitd.chain.spends import ChainSpend
 from exitd.chain.view import BlockRef, ChainSnapshot
-from exitd.engine.conflicts import abandoned_children, conflicted_state, resumed, suspects
-from exitd.engine.model import ChildStatus
-from exitd.engine.states import ExitStateKind
+from exitd.engine.conflicts import (
+    abandoned_children,
+    claim_suspects,
+    conflict_error,
+    conflicted_state,
+    resumed,
+    suspects,
+)
+from exitd.engine.model import ChildStatus, ClaimCandidate
+from exitd.engine.states import ExitState, ExitStateKind
 from tests.support.exit_book import (
     FUNDING,
     LEAF,
@@ -62,4 +69,56 @@ def test_a_conflict_abandons_the_children_from_its_level_on_and_a_reorg_resumes_
     )
     assert resumed(e, snapshot([], {OutPoint.of(ROOT, 2): False})) is None
     back = resumed(e, snapshot([], {OutPoint.of(ROOT, 2): True}))
+    assert back is not None and back.kind is ExitStateKind.START
+
+
+def claimable(state: ExitStateKind = ExitStateKind.CLAIMABLE, claim_txid: str | None = None) -> ExitState:
+    return ExitState(
+        state, TIP.height, claimable_since=BlockRef(TIP.height - 2, "22" * 32), claim_txid=claim_txid
+    )
+
+
+def candidate(txid: str) -> ClaimCandidate:
+    return ClaimCandidate(txid, txid, 0, b"", 300, 110, 2_000, TIP.height - 1)
+
+
+def test_a_claimable_exit_whose_output_is_spent_in_the_chain_by_no_claim_of_its_is_suspect() -> None:
+    e = live("0e" * 32, [ROOT, NODE, LEAF], claimable())
+    spent = ChainSnapshot(TIP, txs={LEAF: confirmed_at(TIP.height - 12)}, unspent={e.outpoint: False})
+    (found,) = claim_suspects([e], {}, spent)
+    assert (found.exit, found.claims, found.lowest) == (e, frozenset(), TIP.height - 12)
+    # Unspent, or only spent in the mempool (the snapshot ignores it): the normal path.
+    assert claim_suspects([e], {}, ChainSnapshot(TIP, unspent={e.outpoint: True})) == []
+    # Not claimable yet: a lost exit tx input is suspects()' business.
+    e.state = ExitState(ExitStateKind.PROCESSING, TIP.height)
+    assert claim_suspects([e], {}, spent) == []
+
+
+def test_a_claim_in_progress_is_suspect_until_one_of_its_candidates_confirms() -> None:
+    mine, replaced = "a1" * 32, "a2" * 32
+    e = live("0e" * 32, [ROOT, NODE, LEAF], claimable(ExitStateKind.CLAIM_IN_PROGRESS, mine))
+    candidates = {e.vtxo_id: [candidate(mine), candidate(replaced)]}
+    pending = ChainSnapshot(TIP, unspent={e.outpoint: False})
+    (found,) = claim_suspects([e], candidates, pending)
+    # The leaf not placed by the snapshot: the search goes as deep as it may.
+    assert (found.claims, found.lowest) == (frozenset({mine, replaced}), 0)
+    confirmed = ChainSnapshot(TIP, txs={replaced: confirmed_at(TIP.height)}, unspent={e.outpoint: False})
+    assert claim_suspects([e], candidates, confirmed) == []
+
+
+def test_a_spent_output_names_the_tx_that_spent_it_and_a_reorg_brings_the_exit_back() -> None:
+    e = live("0e" * 32, [ROOT, NODE, LEAF], claimable())
+    e.state = conflicted_state(TIP.height, ChainSpend(OTHER, BlockRef(TIP.height, TIP.hash)), e.outpoint)
+    assert (e.state.kind, e.state.txid, e.state.spent_input) == (
+        ExitStateKind.VTXO_ALREADY_SPENT,
+        OTHER,
+        e.vtxo_id,
+    )
+    message = str(conflict_error(e.vtxo_id, e.state))
+    assert f"output {e.vtxo_id} was spent by {OTHER} in block {TIP.height}" in message
+    assert "not by a claim exitd made" in message
+    lost_input = conflicted_state(TIP.height, ChainSpend(OTHER, TIP), OutPoint.of(ROOT, 2))
+    assert f"exit tx input {ROOT}:2 was spent by {OTHER}" in str(conflict_error(e.vtxo_id, lost_input))
+    assert resumed(e, ChainSnapshot(TIP, unspent={e.outpoint: False})) is None
+    back = resumed(e, ChainSnapshot(TIP, unspent={e.outpoint: True}))
     assert back is not None and back.kind is ExitStateKind.START
