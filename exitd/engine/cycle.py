@@ -166,8 +166,7 @@ class ProgressCycle:
         for e in watched:
             if e.held_claim is None:  # a claim's error outlives cycles until a claim goes out
                 e.error = None
-        await self._end_conflicts(watched, snap)
-        await self._end_claim_conflicts(watched, snap, candidates)
+        await self._end_conflicts(watched, snap, candidates)
         # A claim whose exit just ended is not stepped again.
         candidates = {v: g for v, g in candidates.items() if book.exits[v].state.kind in CLAIM_KINDS}
         for e in watched:
@@ -244,25 +243,32 @@ class ProgressCycle:
             if until is not None:
                 rest.rest(e.vtxo_id, until, e.txids)
 
-    async def _end_conflicts(self, watched: Sequence[LiveExit], snap: ChainSnapshot) -> None:
-        """End the exits whose input a tx not of theirs spent in the chain (exitd/engine/conflicts.py)."""
-        found = suspects(watched, self.book.txs, snap)
-        if not found:
-            return
-        conflicts = await find_conflicts(self.view.rpc, found, snap, self.book.txs)
-        dropped = []
+    async def _end_conflicts(
+        self,
+        watched: Sequence[LiveExit],
+        snap: ChainSnapshot,
+        candidates: Mapping[str, Sequence[ClaimCandidate]],
+    ) -> None:
+        """End the exits whose input a tx not of theirs spent in the chain, and those whose VTXO output a tx
+        that is none of their claims spent (exitd/engine/conflicts.py)."""
+        rpc, txs = self.view.rpc, self.book.txs
+        lost = await find_conflicts(rpc, suspects(watched, txs, snap), snap, txs)
+        taken = await find_claim_conflicts(
+            rpc, claim_suspects(watched, candidates, snap), snap, self.book.claim_of
+        )
+        dropped = [c for s, _ in lost for c in abandoned_children(s.exit, s.txid, txs)]
+        ended = [(s.exit, spend, s.spent) for s, spend in lost]
+        ended += [(s.exit, spend, s.exit.outpoint) for s, spend in taken]
         changes = []
-        for s, spend in conflicts:
-            dropped += abandoned_children(s.exit, s.txid, self.book.txs)
-            state = conflicted_state(snap.tip.height, spend, s.spent)
-            s.exit.error = conflict_error(s.exit.vtxo_id, state)
-            changes.append((s.exit, state))
+        for e, spend, spent in ended:
+            state = conflicted_state(snap.tip.height, spend, spent)
+            e.error = conflict_error(e.vtxo_id, state)
+            changes.append((e, state))
             event(
                 log,
                 logging.WARNING,
                 "exit_conflicted",
-                vtxo=s.exit.vtxo_id,
-                txid=s.txid,
+                vtxo=e.vtxo_id,
                 spent=state.spent_input,
                 by=spend.txid,
                 block=spend.block.height,
@@ -270,37 +276,6 @@ class ProgressCycle:
         if not changes:
             return
         await save_children(self.store, self.learner.wallet, dropped, release=dropped)
-        await self._set_vtxo_states([e.vtxo_id for e, _ in changes], VtxoState.SPENT)
-        await persist_states(self.store, changes)
-
-    async def _end_claim_conflicts(
-        self,
-        watched: Sequence[LiveExit],
-        snap: ChainSnapshot,
-        candidates: Mapping[str, Sequence[ClaimCandidate]],
-    ) -> None:
-        """End the exits whose VTXO output a tx that is none of their claims spent in the chain
-        (exitd/engine/conflicts.py): nothing is left to claim."""
-        found = claim_suspects(watched, candidates, snap)
-        if not found:
-            return
-        conflicts = await find_claim_conflicts(self.view.rpc, found, snap, self.book.claim_of)
-        changes = []
-        for s, spend in conflicts:
-            state = conflicted_state(snap.tip.height, spend, s.exit.outpoint)
-            s.exit.error = conflict_error(s.exit.vtxo_id, state)
-            changes.append((s.exit, state))
-            event(
-                log,
-                logging.WARNING,
-                "exit_conflicted",
-                vtxo=s.exit.vtxo_id,
-                spent=state.spent_input,
-                by=spend.txid,
-                block=spend.block.height,
-            )
-        if not changes:
-            return
         await self._set_vtxo_states([e.vtxo_id for e, _ in changes], VtxoState.SPENT)
         await persist_states(self.store, changes)
 
