@@ -11,13 +11,16 @@ from pathlib import Path
 import pytest
 from bitcoin.core import b2lx
 
+from exitd.ark.claim import ClaimSigner
+from exitd.ark.encoding import OutPoint
 from exitd.ark.exit_tx import build_exit_chain
 from exitd.chain.fees import btc_to_sat, fee_at_rate
+from exitd.engine.claims import ClaimInput, claim_paying
 from exitd.regtest.forge import DEFAULT_EXIT_DELTA, Forge, LeafSpec
 from exitd.regtest.node import RegtestNode
 from tests.conftest import EVERY_NODE
 from tests.support.daemon import DaemonProcess, running_daemon
-from tests.support.exits import broadcast_with_child, fund_wallet, minted, owned
+from tests.support.exits import broadcast_with_child, daemon_keychain, fund_wallet, minted, owned
 from tests.support.guard import (
     CLAIM_MAX_RATE,
     SLACK_BLOCKS,
@@ -219,3 +222,53 @@ def test_a_claim_costing_more_than_its_output_is_held_with_one_alert_across_a_re
     status, body = daemon.request("POST", "/api/v1/exits/claim/vtxos", claim)
     assert status == 400 and set(body) == {"message"}, body
     assert f"its floor is {error['floor']} sat/kvB" in body["message"]
+
+
+def test_a_claim_beaten_by_one_exitd_did_not_make_ends_the_exit_and_is_never_tried_again(
+    tmp_path: Path, private_bitcoind: RegtestNode, receiver: WebhookReceiver
+) -> None:
+    node = private_bitcoind
+    node.fund_miner()
+    vocabulary = {"EXITD_REST_SUBSTATE_VOCABULARY": "0.6.0"}  # barkd 0.6 names the state
+    config = guard_config(receiver.url, protect_imports=False)
+    with running_daemon(tmp_path / "exitd", node, config, env=vocabulary) as daemon:
+        fund_wallet(daemon, node, coins=1)
+        board = Forge(node).board(50_000, owned(daemon, 0))
+        (vtxo_id,) = import_vtxos(daemon, [board])
+        status, body = daemon.request(
+            "POST", "/api/v1/exits/start/vtxos", {"vtxos": [vtxo_id], "force": True}
+        )
+        assert status == 200, body
+        wait_for_state(daemon, vtxo_id, "processing")
+        node.mine(1)
+        awaiting = wait_for_state(daemon, vtxo_id, "awaiting-delta")
+        node.mine(awaiting["state"]["claimable_height"] - node.height())
+        ours = wait_for_state(daemon, vtxo_id, "claim-in-progress")["state"]["claim_txid"]
+
+        # Another tool holding the same key claims the output first (mined past the guard's claim).
+        clause = board.vtxo.claim_clause
+        signer = ClaimSigner(clause, daemon_keychain(daemon).seckey(0))
+        claim_in = ClaimInput(OutPoint.from_str(vtxo_id), board.vtxo.amount, clause.script_pubkey, signer)
+        destination = bytes.fromhex(node.rpc("validateaddress", node.miner_address())["scriptPubKey"])
+        outside = claim_paying([claim_in], destination, 2_000, node.height())
+        theirs = b2lx(outside.GetTxid())
+        assert theirs != ours
+        node.rpc("generateblock", node.miner_address(), [outside.serialize().hex()])
+        spent_at = node.height()
+
+        ended = wait_for_state(daemon, vtxo_id, "vtxo-already-spent")
+        assert (ended["error"]["spent_by"], ended["error"]["spent_input"]) == (theirs, vtxo_id)
+        poll("the conflict alert", lambda: "exit-conflicted" in receiver.events(vtxo_id))
+        (alert,) = [b for b in receiver.bodies if b["event"] == "exit-conflicted"]
+        assert (alert["txid"], alert["spent_input"], alert["block_height"]) == (theirs, vtxo_id, spent_at)
+        claims_sent = daemon.log_text().count(" claim_broadcast ")
+        assert claims_sent == 1  # the guard's, before the conflict
+
+        node.mine(2)
+        wait_for_cycle_at(daemon, spent_at + 2)
+        after = daemon.log_text()
+        assert after.count(" claim_broadcast ") == claims_sent
+        assert " claim_step_failed " not in after and " auto_claim_failed " not in after
+        assert after.count(" exit_conflicted ") == 1
+        final = exit_status(daemon, vtxo_id)
+        assert final is not None and final["state"]["type"] == "vtxo-already-spent"
