@@ -31,6 +31,7 @@ from tests.support.guard import (
     guard_config,
     import_vtxos,
     poll,
+    start_to_awaiting_delta,
     wait_for_cycle_at,
     wait_for_state,
 )
@@ -78,13 +79,7 @@ def test_with_no_estimate_and_a_backlog_the_claim_waits_then_goes_once_the_next_
         fund_wallet(daemon, node, coins=1)
         node.mine(1)
         (vtxo_id,) = import_vtxos(daemon, [Forge(node).board(50_000, owned(daemon, 0))])
-        status, body = daemon.request(
-            "POST", "/api/v1/exits/start/vtxos", {"vtxos": [vtxo_id], "force": True}
-        )
-        assert status == 200, body
-        wait_for_state(daemon, vtxo_id, "processing")
-        node.mine(1)
-        awaiting = wait_for_state(daemon, vtxo_id, "awaiting-delta")
+        awaiting = start_to_awaiting_delta(daemon, node, vtxo_id)
         node.mine(awaiting["state"]["claimable_height"] - node.height() - 1)
 
         send_backlog(node)

@@ -12,9 +12,6 @@ from typing import Any
 import pytest
 from bitcoin.core import b2lx
 
-from exitd.ark.claim import ClaimSigner
-from exitd.ark.encoding import OutPoint
-from exitd.engine.claims import ClaimInput, claim_paying
 from exitd.regtest.forge import Forge, ForgedVtxo, UserKey
 from exitd.regtest.node import RegtestNode
 from tests.conftest import EVERY_NODE
@@ -22,9 +19,9 @@ from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.exits import (
     advance_until,
     all_in,
-    daemon_keychain,
     fund_wallet,
     import_and_start,
+    outside_claim,
     owned,
     progress,
     states,
@@ -188,11 +185,7 @@ def test_a_claimable_exit_whose_output_another_tx_spent_ends_naming_it(
         advance_until(proc, node, all_in("claimable"))
 
         # A claim exitd did not make (another tool holding the same key), signed as exitd's own would be.
-        clause = board.vtxo.claim_clause
-        signer = ClaimSigner(clause, daemon_keychain(proc).seckey(0))
-        claim_in = ClaimInput(OutPoint.from_str(vtxo_id), board.vtxo.amount, clause.script_pubkey, signer)
-        destination = bytes.fromhex(node.rpc("validateaddress", node.miner_address())["scriptPubKey"])
-        outside = claim_paying([claim_in], destination, 1_000, node.height())
+        outside = outside_claim(proc, node, board, 1_000)
         node.rpc("generateblock", node.miner_address(), [outside.serialize().hex()])
         spent_at = node.height()
         claim = b2lx(outside.GetTxid())

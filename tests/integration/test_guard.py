@@ -11,16 +11,13 @@ from pathlib import Path
 import pytest
 from bitcoin.core import b2lx
 
-from exitd.ark.claim import ClaimSigner
-from exitd.ark.encoding import OutPoint
 from exitd.ark.exit_tx import build_exit_chain
 from exitd.chain.fees import btc_to_sat, fee_at_rate
-from exitd.engine.claims import ClaimInput, claim_paying
 from exitd.regtest.forge import DEFAULT_EXIT_DELTA, Forge, LeafSpec
 from exitd.regtest.node import RegtestNode
 from tests.conftest import EVERY_NODE
 from tests.support.daemon import DaemonProcess, running_daemon
-from tests.support.exits import broadcast_with_child, daemon_keychain, fund_wallet, minted, owned
+from tests.support.exits import broadcast_with_child, fund_wallet, minted, outside_claim, owned
 from tests.support.guard import (
     CLAIM_MAX_RATE,
     SLACK_BLOCKS,
@@ -30,6 +27,7 @@ from tests.support.guard import (
     guard_config,
     import_vtxos,
     poll,
+    start_to_awaiting_delta,
     wait_for_cycle_at,
     wait_for_level,
     wait_for_state,
@@ -180,11 +178,7 @@ def test_a_claim_costing_more_than_its_output_is_held_with_one_alert_across_a_re
     # Above dust, below any claim: a claim's ~130 vB pay at least 13 sat at the test node's 0.1 sat/vB
     # floor, and its output must keep 330.
     (vtxo_id,) = import_vtxos(daemon, [Forge(bitcoind).board(335, owned(daemon, 0))])
-    status, body = daemon.request("POST", "/api/v1/exits/start/vtxos", {"vtxos": [vtxo_id], "force": True})
-    assert status == 200, body
-    wait_for_state(daemon, vtxo_id, "processing")
-    bitcoind.mine(1)
-    awaiting = wait_for_state(daemon, vtxo_id, "awaiting-delta")
+    awaiting = start_to_awaiting_delta(daemon, bitcoind, vtxo_id)
     bitcoind.mine(awaiting["state"]["claimable_height"] - bitcoind.height())
     expected = ["exit-claimable", "claim-costs-more-than-output"]
     poll("the claim alert", lambda: receiver.events(vtxo_id) == expected)
@@ -235,22 +229,12 @@ def test_a_claim_beaten_by_one_exitd_did_not_make_ends_the_exit_and_is_never_tri
         fund_wallet(daemon, node, coins=1)
         board = Forge(node).board(50_000, owned(daemon, 0))
         (vtxo_id,) = import_vtxos(daemon, [board])
-        status, body = daemon.request(
-            "POST", "/api/v1/exits/start/vtxos", {"vtxos": [vtxo_id], "force": True}
-        )
-        assert status == 200, body
-        wait_for_state(daemon, vtxo_id, "processing")
-        node.mine(1)
-        awaiting = wait_for_state(daemon, vtxo_id, "awaiting-delta")
+        awaiting = start_to_awaiting_delta(daemon, node, vtxo_id)
         node.mine(awaiting["state"]["claimable_height"] - node.height())
         ours = wait_for_state(daemon, vtxo_id, "claim-in-progress")["state"]["claim_txid"]
 
         # Another tool holding the same key claims the output first (mined past the guard's claim).
-        clause = board.vtxo.claim_clause
-        signer = ClaimSigner(clause, daemon_keychain(daemon).seckey(0))
-        claim_in = ClaimInput(OutPoint.from_str(vtxo_id), board.vtxo.amount, clause.script_pubkey, signer)
-        destination = bytes.fromhex(node.rpc("validateaddress", node.miner_address())["scriptPubKey"])
-        outside = claim_paying([claim_in], destination, 2_000, node.height())
+        outside = outside_claim(daemon, node, board, 2_000)
         theirs = b2lx(outside.GetTxid())
         assert theirs != ours
         node.rpc("generateblock", node.miner_address(), [outside.serialize().hex()])

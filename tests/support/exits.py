@@ -9,6 +9,9 @@ from typing import Any
 
 from bitcoin.core import CTransaction, b2lx
 
+from exitd.ark.claim import ClaimSigner
+from exitd.ark.encoding import OutPoint
+from exitd.engine.claims import ClaimInput, claim_paying
 from exitd.regtest.forge import Forge, ForgedVtxo, UserKey
 from exitd.regtest.node import MINER_WALLET, NodeFlavor, RegtestNode
 from exitd.wallet.keys import VtxoKeychain
@@ -29,6 +32,16 @@ def daemon_keychain(daemon: DaemonProcess) -> VtxoKeychain:
 
 def owned(daemon: DaemonProcess, index: int) -> UserKey:
     return UserKey.from_secret(daemon_keychain(daemon).seckey(index))
+
+
+def outside_claim(daemon: DaemonProcess, node: RegtestNode, forged: ForgedVtxo, fee: int) -> CTransaction:
+    """A claim of `forged` (owned by the daemon's key 0) that exitd did not make: another tool holding the
+    same key, signing with exitd's own claim library, paying the miner."""
+    clause = forged.vtxo.claim_clause
+    signer = ClaimSigner(clause, daemon_keychain(daemon).seckey(0))
+    claim_in = ClaimInput(OutPoint.from_str(str(forged.id)), forged.vtxo.amount, clause.script_pubkey, signer)
+    destination = bytes.fromhex(node.rpc("validateaddress", node.miner_address())["scriptPubKey"])
+    return claim_paying([claim_in], destination, fee, node.height())
 
 
 def import_and_start(daemon: DaemonProcess, hexes: list[str], force: bool = True) -> list[str]:

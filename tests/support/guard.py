@@ -92,6 +92,16 @@ def import_vtxos(daemon: DaemonProcess, forged: list[ForgedVtxo]) -> list[str]:
     return [str(v["id"]) for v in imported]
 
 
+def start_to_awaiting_delta(daemon: DaemonProcess, node: RegtestNode, vtxo_id: str) -> dict[str, Any]:
+    """Start the exit of a one-level VTXO (forced: these tests fund the wallet themselves) and mine it into
+    its delta; the awaiting-delta status."""
+    status, body = daemon.request("POST", "/api/v1/exits/start/vtxos", {"vtxos": [vtxo_id], "force": True})
+    assert status == 200, body
+    wait_for_state(daemon, vtxo_id, "processing")
+    node.mine(1)
+    return wait_for_state(daemon, vtxo_id, "awaiting-delta")
+
+
 def finish_unattended(daemon: DaemonProcess, node: RegtestNode, vtxo_id: str) -> dict[str, Any]:
     """Mine through an exit the guard runs: its levels, its delta, its claim; the claimed status."""
     status = wait_for_state(daemon, vtxo_id, "awaiting-delta")
