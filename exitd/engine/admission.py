@@ -34,9 +34,10 @@ from exitd.engine.fee_policy import (
     CHILD_VSIZE_ESTIMATE,
     REQUEST_CLAIM_TARGET,
     FeePolicy,
-    LevelMarket,
+    claim_rate,
     deadline_rate,
     exit_fee_estimate,
+    level_market,
     level_target,
 )
 
@@ -167,18 +168,21 @@ def admission_targets(snap: ChainSnapshot, candidates: Sequence[Candidate], poli
 def admissions(
     snap: ChainSnapshot, market: Market, candidates: Sequence[Candidate], policy: FeePolicy
 ) -> Admissions:
-    """Every candidate's cost at the rate the fee policy would pay for its levels now (the market rate for
-    its level's target, raised as its deadline nears) and the claim at the ~3-block rate, from where its
-    txs are in `snap`. `market` was read for admission_targets."""
+    """Every candidate's cost at the rate the fee policy would pay for its levels now (deadline_rate, from
+    the market rate for its level's target and the next block's reading, as a cycle prices it) and the
+    claim at the ~3-block claim rate, from where its txs are in `snap`. `market` was read for
+    admission_targets, with the next block's reading. A claim nobody can price yet (no estimate and a
+    backlog) is weighed at the estimate's stand-in, bitcoind's fallback: a cost, not a rate paid."""
     tip = snap.tip.height
-    claim_rate = market.rate(REQUEST_CLAIM_TARGET)
+    claim_at = claim_rate(market, REQUEST_CLAIM_TARGET, policy.max_rate)
+    claim_at = market.rate(REQUEST_CLAIM_TARGET) if claim_at is None else claim_at
     costs = []
     first_levels: dict[str, int] = {}
     for c in candidates:
         unbroadcast = [(txid, v) for txid, v in c.txs if snap.location(txid).state is TxState.NOT_FOUND]
         levels = levels_left(c, snap)
         target = market.rate(level_target(tip, c.expiry_height, levels, policy))
-        rate = deadline_rate(LevelMarket(target), tip, c.expiry_height, levels, policy)
+        rate = deadline_rate(level_market(market, target), tip, c.expiry_height, levels, policy)
         cost = exit_cost(
             c.vtxo_id,
             c.amount,
@@ -187,7 +191,7 @@ def admissions(
             c.exit_delta,
             c.expiry_height - tip,
             rate,
-            claim_rate,
+            claim_at,
             c.claim_vsize,
         )
         if unbroadcast:

@@ -21,6 +21,7 @@ from exitd.engine.fee_policy import (
     budget_capped_rate,
     deadline_rate,
     fee_budget,
+    level_market,
     level_target,
 )
 from exitd.engine.model import ACTIVE_KINDS, ChildStatus, ClaimCandidate, LiveExit, TrackedTx
@@ -250,8 +251,7 @@ def tx_targets(
         if override is not None:
             asked = LevelMarket(market.relay.raised(override))
         else:
-            estimate = market.rate(level_target(tip, e.expiry_height, levels, policy))
-            asked = LevelMarket(estimate, market.next_block, market.usual, market.spike, market.rising)
+            asked = level_market(market, market.rate(level_target(tip, e.expiry_height, levels, policy)))
         rate_of[vtxo_id] = deadline_rate(asked, tip, e.expiry_height, levels, policy)
     return {txid: max(rate_of[e.vtxo_id] for e in group) for txid, group in sharers.items()}
 

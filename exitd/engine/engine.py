@@ -304,7 +304,8 @@ class ExitEngine:
 
     async def _admissions(self, candidates: Sequence[Candidate]) -> Admissions:
         snap = await chain_snapshot(self.view, candidates)
-        market = await self.fees.market(admission_targets(snap, candidates, self.policy))
+        targets = admission_targets(snap, candidates, self.policy)
+        market = await self.fees.market(targets, next_block=PACKAGE_ROOM)
         return admissions(snap, market, candidates, self.policy)
 
     # The cycle.

@@ -99,6 +99,12 @@ class LevelMarket:
     rising: bool = False
 
 
+def level_market(market: Market, estimate: int) -> LevelMarket:
+    """What a level's rate is decided from: `estimate` for its target, and the market's reading of the next
+    block (its rate, and whether that is a spike or a rise)."""
+    return LevelMarket(estimate, market.next_block, market.usual, market.spike, market.rising)
+
+
 def deadline_rate(
     market: LevelMarket, tip: int, expiry_height: int, levels_left: int, policy: FeePolicy
 ) -> int:
@@ -146,8 +152,7 @@ def htlc_claim_rate(market: Market, tip: int, deadline: int, policy: FeePolicy) 
         return None
     if estimate is None:
         estimate = market.relay.floor if market.next_block is None else market.next_block
-    asked = LevelMarket(estimate, market.next_block, market.usual, market.spike, market.rising)
-    return deadline_rate(asked, tip, deadline, 1, policy)
+    return deadline_rate(level_market(market, estimate), tip, deadline, 1, policy)
 
 
 def claim_targets(target: int, tip: int, deadlines: Iterable[int], policy: FeePolicy) -> list[int]:

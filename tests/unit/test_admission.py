@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from exitd.chain.fees import fee_at_rate
-from exitd.engine.admission import Refusal, exit_cost, refusal, refusal_reason
-from exitd.engine.fee_policy import CHILD_VSIZE_ESTIMATE
+from exitd.chain.fees import Market, RelayPolicy, confirmation_target, fee_at_rate
+from exitd.chain.view import BlockRef, ChainSnapshot
+from exitd.engine.admission import (
+    Candidate,
+    Refusal,
+    admission_targets,
+    admissions,
+    exit_cost,
+    refusal,
+    refusal_reason,
+)
+from exitd.engine.fee_policy import CHILD_VSIZE_ESTIMATE, FeePolicy
 
 VTXO = "aa" * 32 + ":0"
 
@@ -41,3 +50,32 @@ def test_fewer_blocks_than_levels_plus_delta_is_too_late() -> None:
     assert "13 blocks are left" in refusal_reason(late, Refusal.TOO_LATE, 0) and "need 14" in refusal_reason(
         late, Refusal.TOO_LATE, 0
     )
+
+
+def test_a_quiet_node_without_estimates_is_priced_as_a_cycle_pays_it_not_at_the_fallback() -> None:
+    """A fresh node has no estimate (the fallback stands in), but its next block has room: a cycle pays the
+    floor there, so admission weighs the floor too, and the claim at it, not the fallback's 20 sat/vB."""
+    policy = FeePolicy()
+    tip = ChainSnapshot(BlockRef(500, "11" * 32))
+    c = Candidate(
+        VTXO, 20_000, 500 + 12 + 144 + 3, 12, (("aa" * 32, 150), ("bb" * 32, 150), ("cc" * 32, 150)), 111
+    )
+    targets = {confirmation_target(t) for t in admission_targets(tip, [c], policy)}
+    relay = RelayPolicy(100, 100, 100)
+    quiet = Market(
+        relay,
+        dict.fromkeys(targets, 20_000),
+        False,
+        next_block=100,
+        room=True,
+        unestimated=frozenset(targets),
+    )
+    (cost,) = admissions(tip, quiet, [c], policy).costs
+    assert cost.cpfp_fee == 3 * fee_at_rate(100, 150 + CHILD_VSIZE_ESTIMATE)
+    assert cost.claim_fee == fee_at_rate(100, 111)
+    assert refusal(cost, min_net=0) is None
+    busy = Market(
+        relay, dict.fromkeys(targets, 20_000), False, next_block=30_000, unestimated=frozenset(targets)
+    )
+    (dear,) = admissions(tip, busy, [c], policy).costs  # a backlog and no estimate: the fallback is the guess
+    assert dear.cpfp_fee == 3 * fee_at_rate(20_000, 150 + CHILD_VSIZE_ESTIMATE)
