@@ -113,7 +113,7 @@ async def measure(node: RegtestNode, forge: Forge, exits: int, repeats: int, dat
     depths = sorted({v.vtxo.exit_depth for v in vtxos})
     minted = time.perf_counter() - started
     async with running_daemon(node, database_url) as daemon:
-        await import_and_start(daemon, vtxos)
+        await import_and_start(daemon, vtxos, force=True)  # the wallet is funded next: admission aside
         del vtxos
         await fund_wallet(daemon, node, 4 * trees + 4)
         print(
