@@ -9,18 +9,19 @@ that left the mempool, and replaces one that waited too long below the market.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from bitcoin.core import b2lx
 
 from exitd.ark.weight import tx_vsize
+from exitd.chain.blocks import tip_height
 from exitd.chain.broadcast import send_raw_transaction
 from exitd.chain.fees import PACKAGE_ROOM, FeeEstimator
 from exitd.chain.rpc import BitcoinRpc, RpcError
 from exitd.chain.view import MEMPOOL, ChainSnapshot, TxState
 from exitd.engine.claims import ClaimInput, claim_deadline, claim_input, claim_paying
-from exitd.engine.errors import ExitError
+from exitd.engine.errors import ClaimMarketUnknown, ExitError
 from exitd.engine.fee_policy import CLAIM_TARGET, FeePolicy, batch_claim_rate, claim_targets, refused_for_fee
 from exitd.engine.model import CLAIM_KINDS, ClaimCandidate, EngineCounters, ExitBook
 from exitd.engine.replacement import ClaimMove, ClaimPlace, ClaimPolicy, claim_place, claim_step, needs_step
@@ -177,20 +178,39 @@ class ClaimDesk:
                 places[first] = replace(place, newest=newest)
 
     async def _deadlines(self, places: Mapping[str, ClaimPlace]) -> dict[str, list[int]]:
-        """The deadlines of each claim's inputs (by its first txid): the heights at which an HTLC
-        receive's rival leaf opens; none for the other clauses."""
+        """The deadlines of each claim's inputs (by its first txid)."""
         ids = sorted({i for place in places.values() for i in place.newest.vtxo_ids})
-        clauses = {row.vtxo_id: row.claim_clause for row in await self.vtxos.get_many(ids)}
-        deadlines: dict[str, list[int]] = {}
-        for first, place in places.items():
-            found = []
-            for vtxo_id in place.newest.vtxo_ids:
-                e = self.book.exits.get(vtxo_id)
-                since = e.state.claimable_since if e is not None else None
-                if since is not None and (d := claim_deadline(clauses[vtxo_id], since.height)) is not None:
-                    found.append(d)
-            deadlines[first] = found
-        return deadlines
+        of = dict(zip(ids, await self.deadlines(ids), strict=True))
+        return {
+            first: [d for i in place.newest.vtxo_ids if (d := of[i]) is not None]
+            for first, place in places.items()
+        }
+
+    async def deadlines(self, vtxo_ids: Sequence[str]) -> list[int | None]:
+        """Each exit's claim deadline, in the order asked: the height at which an HTLC receive's rival
+        leaf opens; None for the other clauses, and for an exit not (or no longer) claimable."""
+        rows = await self.vtxos.get_many(vtxo_ids)
+        found: list[int | None] = []
+        for vtxo_id, row in zip(vtxo_ids, rows, strict=True):
+            e = self.book.exits.get(vtxo_id)
+            since = e.state.claimable_since if e is not None else None
+            found.append(None if since is None else claim_deadline(row.claim_clause, since.height))
+        return found
+
+    async def price(self, vtxo_ids: Sequence[str], target: int, max_rate: int) -> int:
+        """The market's rate for one claim of these claimable exits (fee_policy.batch_claim_rate): for
+        `target` blocks and at most `max_rate`, or what an HTLC receive's deadline asks. Raises
+        ClaimMarketUnknown when nobody can price it. Reads only."""
+        deadlines = [d for d in await self.deadlines(vtxo_ids) if d is not None]
+        tip = await tip_height(self.rpc)
+        policy = self.fee_policy
+        market = await self.fees.market(
+            claim_targets(target, tip, deadlines, policy), next_block=PACKAGE_ROOM
+        )
+        rate = batch_claim_rate(market, target, max_rate, tip, deadlines, policy)
+        if rate is None:
+            raise ClaimMarketUnknown(target, market.next_block)
+        return rate
 
     async def _replacement(self, place: ClaimPlace, fee: int, rate: int, tip: int) -> ClaimCandidate:
         """A new candidate of the claim: its newest's inputs, destination and locktime, paying `fee`."""

@@ -37,12 +37,11 @@ from exitd.engine.admission import (
 )
 from exitd.engine.children import ChildLearner
 from exitd.engine.claim_desk import ClaimDesk
-from exitd.engine.claims import build_claim_tx, claim_deadline, claim_input, claimable_exits
+from exitd.engine.claims import build_claim_tx, claim_input, claimable_exits
 from exitd.engine.cycle import CycleGuard, Funding, ProgressCycle
 from exitd.engine.errors import (
     CannotCancelExit,
     ClaimHeld,
-    ClaimMarketUnknown,
     ClaimMissingSignableClause,
     DustLimit,
     InvalidWalletState,
@@ -55,8 +54,6 @@ from exitd.engine.fee_policy import (
     REQUEST_CLAIM_TARGET,
     FeePolicy,
     RaisedRate,
-    batch_claim_rate,
-    claim_targets,
 )
 from exitd.engine.model import (
     ChildRecord,
@@ -355,27 +352,10 @@ class ExitEngine:
     # Claims.
 
     async def price_claim(self, vtxo_ids: Sequence[str], target: int, max_rate: int | None = None) -> int:
-        """The market's rate for one claim of these claimable exits (fee_policy.batch_claim_rate): for
-        `target` blocks and at most `max_rate` (None: the fee policy's ceiling), or what an HTLC receive's
-        deadline asks. Raises ClaimMarketUnknown when nobody can price it. Reads only: no lock."""
-        exits = [self.exits[i] for i in vtxo_ids]
-        rows = await self.vtxos.get_many(vtxo_ids)
-        tip = await tip_height(self.rpc)
-        deadlines = [
-            d
-            for e, row in zip(exits, rows, strict=True)
-            if e.state.claimable_since is not None
-            and (d := claim_deadline(row.claim_clause, e.state.claimable_since.height)) is not None
-        ]
-        policy = self.policy
-        market = await self.fees.market(
-            claim_targets(target, tip, deadlines, policy), next_block=PACKAGE_ROOM
-        )
-        ceiling = policy.max_rate if max_rate is None else max_rate
-        rate = batch_claim_rate(market, target, ceiling, tip, deadlines, policy)
-        if rate is None:
-            raise ClaimMarketUnknown(target, market.next_block)
-        return rate
+        """The market's rate for one claim of these claimable exits (ClaimDesk.price), at most `max_rate`
+        (None: the fee policy's ceiling). Reads only: no lock."""
+        ceiling = self.policy.max_rate if max_rate is None else max_rate
+        return await self.claim_desk.price(vtxo_ids, target, ceiling)
 
     async def hold_claims(self, vtxo_ids: Sequence[str], error: ClaimHeld) -> None:
         """Keep on these exits, while claimable, why automatic claims leave them alone (stored, so that a
