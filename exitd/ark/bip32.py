@@ -9,6 +9,7 @@ import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Self
 
 from coincurve import PrivateKey, PublicKey
@@ -89,11 +90,12 @@ class ExtendedKey:
     def is_private(self) -> bool:
         return len(self.key) == 32
 
-    @property
+    @cached_property
     def pubkey(self) -> bytes:
+        """Computed once: every non-hardened child and the fingerprint need it (an EC multiplication)."""
         return pubkey_from_seckey(self.key) if self.is_private else self.key
 
-    @property
+    @cached_property
     def fingerprint(self) -> bytes:
         return hash160(self.pubkey)[:4]
 

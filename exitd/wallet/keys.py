@@ -80,6 +80,9 @@ class Bip86Account:
     master_fingerprint: bytes
     account: ExtendedKey = field(repr=False)
     network: str
+    _keychains: dict[Keychain, ExtendedKey] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def from_mnemonic(cls, mnemonic: str, network: str) -> Self:
@@ -95,12 +98,19 @@ class Bip86Account:
 
     def script_pubkey(self, keychain: Keychain, index: int) -> bytes:
         """BIP86: the internal key's taproot output with no script tree."""
-        internal = xonly(self.account.derive([keychain.value, index]).pubkey)
+        internal = xonly(self._keychain(keychain).child(index).pubkey)
         return p2tr_script(taproot_from_tree(internal, None).output_key)
 
     def signing_key(self, keychain: Keychain, index: int) -> bytes:
         """The tweaked secret key that signs a key-path spend of script_pubkey(keychain, index)."""
-        return tweak_seckey_for_taproot(self.account.derive([keychain.value, index]).key, None)
+        return tweak_seckey_for_taproot(self._keychain(keychain).child(index).key, None)
+
+    def _keychain(self, keychain: Keychain) -> ExtendedKey:
+        """m/86'/coin'/0'/keychain, derived once: a block that needs eighty children signs eighty coins."""
+        node = self._keychains.get(keychain)
+        if node is None:
+            node = self._keychains[keychain] = self.account.child(keychain.value)
+        return node
 
     def locate(self, descriptor: str) -> tuple[Keychain, int] | None:
         """The (keychain, index) a single-key descriptor such as bitcoind's `desc` of a coin names through its
