@@ -79,6 +79,7 @@ from exitd.engine.records import state_of
 from exitd.engine.replacement import ClaimPolicy
 from exitd.engine.starts import USER, Starts, exit_chain_of, read_starts
 from exitd.engine.states import ExitState, ExitStateKind, ExitTxOrigin
+from exitd.engine.timing import collection_deferred
 from exitd.log import event, get_logger
 from exitd.store.db import Store
 from exitd.store.exits import load_histories, now
@@ -338,7 +339,8 @@ class ExitEngine:
             counters.cycles_running += 1
             counters.max_concurrent_cycles = max(counters.max_concurrent_cycles, counters.cycles_running)
             try:
-                await self.cycle.run(fee_rate)
+                with collection_deferred():
+                    await self.cycle.run(fee_rate)
                 return self.book.report() if pending.report else None
             except Exception:
                 counters.cycle_errors += 1
