@@ -65,7 +65,7 @@ from exitd.store.db import Store
 from exitd.store.vtxos import VtxoState, set_vtxos_state
 from exitd.wallet.errors import NoWallet
 from exitd.wallet.onchain import OnchainBalance
-from exitd.wallet.planner import FundingOutlook, FundingPlan, PlannedTx
+from exitd.wallet.planner import FundingOutlook, FundingPlan, PlannedTx, children_soon
 from exitd.wallet.vtxos import VtxoBook
 
 log = get_logger("engine")
@@ -79,6 +79,8 @@ class Funding(Protocol):
     """The on-chain wallet's funding plan (exitd.wallet.planner) as the cycle drives it."""
 
     async def ensure_funding(self, txs: Sequence[PlannedTx]) -> FundingPlan: ...
+
+    async def prepare_change(self, n: int) -> int: ...
 
     async def balance(self) -> OnchainBalance: ...
 
@@ -162,6 +164,7 @@ class ProgressCycle:
             watched += [e for e in woken if is_watched(e, self.last_tip)]
             candidates = self._candidates(watched)
             snap = await self._snapshot(watched, guarded, candidates)
+        quiet = snap.tip == self.last_tip
         self.last_tip = snap.tip
         for e in watched:
             if e.held_claim is None:  # a claim's error outlives cycles until a claim goes out
@@ -201,6 +204,8 @@ class ProgressCycle:
         await persist_states(self.store, changes)
         if self.guard is not None:
             await self.guard.after_cycle(snap, decided)
+        if quiet:
+            await self._prepare_change()
         self._rest(decided)
         self.forks_seen = forks_seen
         self.counters.cycles += 1
@@ -282,6 +287,17 @@ class ProgressCycle:
     async def _set_vtxo_states(self, vtxo_ids: Sequence[str], state: VtxoState) -> None:
         async with self.store.session(fenced=True) as session:
             await set_vtxos_state(session, vtxo_ids, state)
+
+    async def _prepare_change(self) -> None:
+        """Between blocks, the change scripts of the children the next block's cycle may build are fetched
+        ahead (OnchainWallet.prepare_change), off the path from a block to its packages. Like funding, a
+        failure costs speed only."""
+        if self.funding is None:
+            return
+        try:
+            await self.funding.prepare_change(children_soon(self.planned))
+        except (RpcError, NoWallet) as e:
+            event(log, logging.WARNING, "change_prepare_failed", error=str(e))
 
     async def _fund_ahead(self, snap: ChainSnapshot, targets: Mapping[str, int]) -> None:
         """The funding hook: before this cycle's children choose their coins, the wallet plans the coins

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from exitd.ark.encoding import SCHNORR_SIG_LEN, OutPoint, TxOut
 from exitd.ark.weight import TXIN_BASE_SIZE, WITNESS_SCALE_FACTOR
@@ -49,6 +50,17 @@ class Coin:
     def txout(self) -> TxOut:
         return TxOut(self.value, self.script_pubkey)
 
+    @cached_property
+    def selection_order(self) -> tuple[int, str]:
+        """select_coins' order: by value, equal values by outpoint. Kept: a cycle that builds eighty
+        children orders the same thousand coins eighty times."""
+        return (self.value, str(self.outpoint))
+
+
+def coin_order(coin: Coin) -> tuple[int, str]:
+    """The order select_coins takes coins in; a list already in it sorts in one pass."""
+    return coin.selection_order
+
 
 def select_coins(
     coins: Sequence[Coin], need: Callable[[int], int], max_inputs: int, floor: int = 0
@@ -61,7 +73,7 @@ def select_coins(
     """
     if need(0) <= 0:
         return []
-    by_value = sorted(coins, key=lambda c: (c.value, str(c.outpoint)))
+    by_value = sorted(coins, key=coin_order)
     if max_inputs >= 1:
         single = next((c for c in by_value if c.value >= max(need(1), floor)), None) or next(
             (c for c in by_value if c.value >= need(1)), None

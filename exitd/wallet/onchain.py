@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -50,7 +51,7 @@ from exitd.store.wallet import (
 )
 from exitd.wallet.address import decode_address
 from exitd.wallet.builder import Draft, Replacing, plan_cpfp_child, plan_drain, plan_payment, sign
-from exitd.wallet.coinselection import Coin
+from exitd.wallet.coinselection import Coin, coin_order
 from exitd.wallet.errors import InsufficientFunds
 from exitd.wallet.keys import Bip86Account, Keychain
 from exitd.wallet.planner import SIZING_SPK, FundingOutlook, FundingPlan, PlannedTx, plan_funding
@@ -66,6 +67,13 @@ SEND_PURPOSE = "send"
 SPLIT_PURPOSE = "split"
 # bitcoind processes blocks for its wallets asynchronously; sync waits this long for it to catch up.
 WALLET_CATCH_UP_SECONDS = 10.0
+# A coin listing handed from a cycle's funding plan to its children is used only this fresh: longer than
+# the steps between them take, shorter than the gap to another cycle.
+LISTING_HANDOFF_SECONDS = 2.0
+# Change scripts fetched ahead, at most: half bitcoind's default key lookahead (-keypool=1000). A restart
+# forgets the unused ones, and a restore from the mnemonic finds coins past such a gap only while it is
+# narrower than the lookahead (prepare_change refills only after a use, so gaps never add up).
+MAX_CHANGE_RESERVE = 500
 
 
 @dataclass(frozen=True)
@@ -179,6 +187,13 @@ class OnchainWallet:
         # checks every coin, and without this each CPFP child would cost a descriptor parse and a BIP32
         # derivation per coin.
         self._keys: dict[tuple[str, bytes], tuple[Keychain, int] | None] = {}
+        # The coin listing the funding plan just read, with when: the children built right after it in the
+        # same cycle take it instead of listing again (see _unspent_and_balances).
+        self._handoff: tuple[float, list[Coin], dict[str, Any]] | None = None
+        # Change scripts bitcoind handed out and nothing uses yet (prepare_change), oldest first; and
+        # whether one was used since the last refill.
+        self._change_reserve: deque[bytes] = deque()
+        self._change_used = False
 
     # Keys and set-up (bitcoind's watch-only wallet, exitd/wallet/watchonly.py).
 
@@ -238,16 +253,29 @@ class OnchainWallet:
             immature=btc_to_sat(balances["mine"]["immature"]),
         )
 
-    async def _unspent_and_balances(self) -> tuple[list[Coin], dict[str, Any]]:
+    async def _unspent_and_balances(
+        self, hand_on: bool = False, take: bool = False
+    ) -> tuple[list[Coin], dict[str, Any]]:
         """One round trip: the coins, and bitcoind's balances with the block the wallet has processed, which
-        is what its confirmation counts are relative to."""
+        is what its confirmation counts are relative to.
+
+        `hand_on`: keep this listing for the next call with `take`, which uses it if nothing was reserved
+        since and it is under LISTING_HANDOFF_SECONDS old. A cycle's funding plan and its children thus
+        list once: after a block that confirms a split, listunspent waits on bitcoind's wallet and costs a
+        tenth of a second at a thousand coins. Reservations are read afresh by every caller, so a handed-on
+        listing can only miss a coin that arrived since, never offer one that was taken."""
+        handoff, self._handoff = self._handoff, None
+        if take and handoff is not None and time.monotonic() - handoff[0] < LISTING_HANDOFF_SECONDS:
+            return handoff[1], handoff[2]
         unspent, balances = await self.watch_only.batch([("listunspent", [0]), ("getbalances", [])])
         for answer in (unspent, balances):
             if isinstance(answer, RpcError):
                 raise answer
         wallet_height = int(balances["lastprocessedblock"]["height"])
-        coins = [self._coin(utxo, wallet_height) for utxo in unspent]
-        return [c for c in coins if c is not None], balances
+        coins = [c for utxo in unspent if (c := self._coin(utxo, wallet_height)) is not None]
+        if hand_on:
+            self._handoff = (time.monotonic(), coins, balances)
+        return coins, balances
 
     def _coin(self, utxo: dict[str, Any], wallet_height: int) -> Coin | None:
         """The Coin of a listunspent entry, if this wallet can sign for it (its key origin is in the
@@ -306,24 +334,27 @@ class OnchainWallet:
         coins, _ = await self._unpromised_at(session)
         return coins
 
-    async def _unpromised_at(self, session: AsyncSession) -> tuple[list[Coin], int]:
+    async def _unpromised_at(
+        self, session: AsyncSession, hand_on: bool = False, take: bool = False
+    ) -> tuple[list[Coin], int]:
         """_unpromised, with the height the wallet has processed, which their confirmations count from: in
         one round trip. That height is a new tx's locktime (anti fee sniping), never above the tip."""
         taken = await reserved_outpoints(session) | self._pending
-        coins, balances = await self._unspent_and_balances()
+        coins, balances = await self._unspent_and_balances(hand_on, take)
         height = int(balances["lastprocessedblock"]["height"])
         return [c for c in coins if c.outpoint not in taken], height
 
-    async def _spendable(self, session: AsyncSession) -> tuple[list[Coin], int]:
+    async def _spendable(self, session: AsyncSession, take: bool = False) -> tuple[list[Coin], int]:
         """Confirmed coins no stored transaction has promised elsewhere, and the wallet's height (see
         _unpromised_at). Only confirmed ones: a TRUC child may have no unconfirmed ancestor but its parent,
         and sends should not chain on unconfirmed change."""
-        coins, height = await self._unpromised_at(session)
+        coins, height = await self._unpromised_at(session, take=take)
         return [c for c in coins if c.confirmed], height
 
     def _reserve(self, session: AsyncSession, coins: Iterable[Coin], txid: str, purpose: str) -> None:
         """Reserve `coins` for `txid` in `session`; until it commits they are held back in memory."""
         outpoints = [c.outpoint for c in coins]
+        self._handoff = None
         add_reservations(session, outpoints, txid, purpose)
         self._pending.update(outpoints)
 
@@ -346,7 +377,14 @@ class OnchainWallet:
         event(log, logging.INFO, "reservation_released", txid=spending_txid, coins=freed)
 
     async def _change_scripts(self, n: int) -> list[bytes]:
-        """`n` fresh change scripts, in one round trip."""
+        """`n` fresh change scripts: the reserve's first, then the rest from bitcoind in one round trip."""
+        taken = [self._change_reserve.popleft() for _ in range(min(n, len(self._change_reserve)))]
+        self._change_used = self._change_used or n > 0
+        return taken + await self._fetch_change_scripts(n - len(taken))
+
+    async def _fetch_change_scripts(self, n: int) -> list[bytes]:
+        if n <= 0:
+            return []
         answers = await self.watch_only.batch([("getrawchangeaddress", ["bech32m"])] * n)
         scripts = []
         for answer in answers:
@@ -354,6 +392,22 @@ class OnchainWallet:
                 raise answer
             scripts.append(decode_address(str(answer), self.network))
         return scripts
+
+    async def prepare_change(self, n: int) -> int:
+        """Fetch change scripts ahead so that the next `n` children (at most MAX_CHANGE_RESERVE) take theirs
+        without a round trip; returns how many were fetched. The engine calls this between blocks: after
+        a block bitcoind answers wallet calls only once its wallet has taken the block in, and eighty
+        addresses cost a tenth of a second on top. Nothing is fetched before a change script was used
+        since the last refill, so unused reserves forgotten by restarts leave gaps that never add up."""
+        async with self._coins_lock:
+            want = min(n, MAX_CHANGE_RESERVE) - len(self._change_reserve)
+            if want <= 0 or not self._change_used:
+                return 0
+            fetched = await self._fetch_change_scripts(want)
+            self._change_reserve.extend(fetched)
+            self._change_used = False
+        event(log, logging.DEBUG, "change_prepared", fetched=len(fetched), reserve=len(self._change_reserve))
+        return len(fetched)
 
     # Building.
 
@@ -374,7 +428,8 @@ class OnchainWallet:
         """
         account = self.account
         async with self._coins_lock:
-            coins, tip = await self._spendable(session)
+            coins, tip = await self._spendable(session, take=True)
+            coins.sort(key=coin_order)  # each child's selection then sorts in one pass
             taken: set[OutPoint] = set()
             drafts: list[Draft | InsufficientFunds] = []
             for r in requests:
@@ -489,7 +544,7 @@ class OnchainWallet:
         from the next block. Ours: what bitcoind trusts (a split's outputs, a send's change), and the change
         of the txs coins were reserved for (a CPFP child, whose anchor input bitcoind does not trust)."""
         async with self.store.session() as session:
-            coins, height = await self._unpromised_at(session)
+            coins, height = await self._unpromised_at(session, hand_on=True)
             spenders = {row.reserved_by for row in await list_reservations(session)}
         confirmed = [c for c in coins if c.confirmed]
         arriving = [

@@ -139,6 +139,13 @@ def depths(txs: Sequence[PlannedTx]) -> dict[str, int]:
     return depth
 
 
+def children_soon(txs: Sequence[PlannedTx]) -> int:
+    """The CPFP children the next block's cycle may build: txs ready now or once the ones ready now
+    confirm, that no child pays for yet."""
+    depth = depths(txs)
+    return sum(1 for tx in txs if depth[tx.txid] <= 1 and not tx.funded)
+
+
 def floors(txs: Sequence[PlannedTx]) -> dict[str, int]:
     """Each tx's floor: its package, then the costliest floor among the txs spending it (the branch its
     coin carries on to), and a change above dust after the last level."""

@@ -212,6 +212,70 @@ async def test_one_batch_builds_many_children_from_one_listing_without_sharing_a
         assert answer["package_msg"] == "success", answer
 
 
+async def test_change_fetched_between_blocks_serves_the_next_children_without_a_round_trip(
+    bitcoind: RegtestNode, open_wallet: Callable[..., OnchainWallet]
+) -> None:
+    """prepare_change fetches change scripts ahead only after one was used (restarts forget unused ones:
+    their gaps must not add up), never above what was asked, and the next children take them oldest first:
+    their build lists the coins and asks bitcoind for nothing else."""
+    wallet = open_wallet()
+    await fund(bitcoind, wallet, "0.001", "0.001", "0.001")
+    assert await wallet.prepare_change(5) == 0  # nothing used since start
+    parents = [zero_fee_parent(bitcoind, nth) for nth in range(3)]
+    async with wallet.store.session(fenced=True) as session:
+        await build_child(wallet, session, parents[0], 2_000)
+    before = wallet.rpc.round_trips
+    assert await wallet.prepare_change(2) == 2
+    assert wallet.rpc.round_trips == before + 1
+    assert await wallet.prepare_change(2) == 0  # as many as asked are there already
+    reserved = list(wallet._change_reserve)
+    before = wallet.rpc.round_trips
+    async with wallet.store.session(fenced=True) as session:
+        built = await wallet.build_cpfp_children(
+            session, [CpfpRequest(p, b2lx(p.GetTxid()), 2_000) for p in parents[1:]]
+        )
+    assert wallet.rpc.round_trips == before + 1  # the coin listing only
+    assert [
+        bytes(child.tx.vout[0].scriptPubKey) for child in built if isinstance(child, CpfpChild)
+    ] == reserved
+    for script in reserved:
+        info = bitcoind.rpc(
+            "getaddressinfo", script_to_address(script, "regtest"), wallet=wallet.bitcoind_wallet
+        )
+        assert info["ismine"] and info["ischange"], info
+    for parent, child in zip(parents[1:], built, strict=True):
+        assert isinstance(child, CpfpChild)
+        answer = bitcoind.rpc("submitpackage", [parent.serialize().hex(), child.tx.serialize().hex()])
+        assert answer["package_msg"] == "success", answer
+
+
+async def test_children_built_right_after_the_funding_plan_take_its_coin_listing(
+    bitcoind: RegtestNode, open_wallet: Callable[..., OnchainWallet], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cycle lists the wallet's coins once: the funding plan's listing is handed to the children built
+    right after it, once; a spend of the wallet between them, or age, makes them list afresh."""
+    wallet = open_wallet()
+    await fund(bitcoind, wallet, *["0.001"] * 5)
+    parents = [zero_fee_parent(bitcoind, nth) for nth in range(4)]
+    planned = [PlannedTx(b2lx(p.GetTxid()), "ff" * 32, 150, 2_000, False) for p in parents]
+
+    async def build_round_trips(parent: CTransaction) -> int:
+        before = wallet.rpc.round_trips
+        async with wallet.store.session(fenced=True) as session:
+            await build_child(wallet, session, parent, 2_000)
+        return wallet.rpc.round_trips - before
+
+    assert (await wallet.ensure_funding(planned)).outlook.split_txid is None  # a coin each: no split
+    assert await build_round_trips(parents[0]) == 1  # its change address only
+    assert await build_round_trips(parents[1]) == 2  # the listing was taken: listed again
+    await wallet.ensure_funding(planned[2:])
+    await wallet.send(bitcoind.miner_address(), 20_000)
+    assert await build_round_trips(parents[2]) == 2  # the send spent coins: listed again
+    monkeypatch.setattr("exitd.wallet.onchain.LISTING_HANDOFF_SECONDS", 0.0)
+    await wallet.ensure_funding(planned[3:])
+    assert await build_round_trips(parents[3]) == 2  # too old to be taken
+
+
 async def test_reservation_survives_a_restart_and_is_released_for_an_abandoned_child(
     bitcoind: RegtestNode, open_wallet: Callable[..., OnchainWallet]
 ) -> None:

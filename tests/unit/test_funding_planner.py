@@ -4,6 +4,7 @@ choose their coins by it."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -19,6 +20,7 @@ from exitd.wallet.planner import (
     Lack,
     PlannedTx,
     blocks_needed,
+    children_soon,
     floors,
     package_need,
     plan_funding,
@@ -70,6 +72,15 @@ def test_a_floor_pays_for_the_costliest_branch_below_and_a_change_above_dust() -
         RATE, 200 + wallet_tx_vsize(1, [TxOut(0, SIZING_SPK)], True)
     )
     assert blocks_needed(txs) == 3 and blocks_needed(chain("a", 5)) == 5 and blocks_needed([]) == 0
+
+
+def test_children_soon_counts_the_unpaid_txs_of_this_level_and_the_next() -> None:
+    # The root and the board are ready now, the four nodes once the root confirms; the leaves later.
+    assert children_soon(tree_and_board()) == 2 + 4
+    # A child pays for the root already: the next block's cycle builds the nodes' children only.
+    paid = [replace(t, funded=True) if t.txid == "root" else t for t in round_tree()]
+    assert children_soon(paid) == 4
+    assert children_soon(chain("a", 3, funded=True)) == 1 and children_soon([]) == 0
 
 
 def test_one_big_coin_funds_one_package_per_block() -> None:
