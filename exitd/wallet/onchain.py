@@ -18,10 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 import sqlalchemy
 from bitcoin.core import CTransaction, b2lx
@@ -51,9 +49,11 @@ from exitd.store.wallet import (
 )
 from exitd.wallet.address import decode_address
 from exitd.wallet.builder import Draft, Replacing, plan_cpfp_child, plan_drain, plan_payment, sign
+from exitd.wallet.change import ChangeScripts
 from exitd.wallet.coinselection import Coin, coin_order
 from exitd.wallet.errors import InsufficientFunds
-from exitd.wallet.keys import Bip86Account, Keychain
+from exitd.wallet.keys import Bip86Account
+from exitd.wallet.listing import CoinListing
 from exitd.wallet.planner import SIZING_SPK, FundingOutlook, FundingPlan, PlannedTx, plan_funding
 from exitd.wallet.seed import WalletSeed
 from exitd.wallet.watchonly import WatchOnlyWallet
@@ -67,13 +67,6 @@ SEND_PURPOSE = "send"
 SPLIT_PURPOSE = "split"
 # bitcoind processes blocks for its wallets asynchronously; sync waits this long for it to catch up.
 WALLET_CATCH_UP_SECONDS = 10.0
-# A coin listing handed from a cycle's funding plan to its children is used only this fresh: longer than
-# the steps between them take, shorter than the gap to another cycle.
-LISTING_HANDOFF_SECONDS = 2.0
-# Change scripts fetched ahead, at most: half bitcoind's default key lookahead (-keypool=1000). A restart
-# forgets the unused ones, and a restore from the mnemonic finds coins past such a gap only while it is
-# narrower than the lookahead (prepare_change refills only after a use, so gaps never add up).
-MAX_CHANGE_RESERVE = 500
 
 
 @dataclass(frozen=True)
@@ -177,23 +170,15 @@ class OnchainWallet:
         self.fees = fees
         self.network = network
         self.watch_only = WatchOnlyWallet(rpc, store, seed, network, wallet_name, birthday_height)
-        # Held while coins are chosen and reserved, while a send is broadcast, and while sync frees coins.
+        # Held while coins are chosen and reserved, while a send is broadcast, while sync frees coins, and
+        # while change scripts are fetched ahead.
         self._coins_lock = asyncio.Lock()
         # Coins reserved in sessions not committed yet: invisible to other sessions, but taken all the same.
         self._pending: set[OutPoint] = set()
         # The last funding plan and what it was made from (see _plan).
         self._last_plan: tuple[tuple[object, ...], FundingPlan] | None = None
-        # The key of each (descriptor, script) a coin listing showed, or None when not ours: every listing
-        # checks every coin, and without this each CPFP child would cost a descriptor parse and a BIP32
-        # derivation per coin.
-        self._keys: dict[tuple[str, bytes], tuple[Keychain, int] | None] = {}
-        # The coin listing the funding plan just read, with when: the children built right after it in the
-        # same cycle take it instead of listing again (see _unspent_and_balances).
-        self._handoff: tuple[float, list[Coin], dict[str, Any]] | None = None
-        # Change scripts bitcoind handed out and nothing uses yet (prepare_change), oldest first; and
-        # whether one was used since the last refill.
-        self._change_reserve: deque[bytes] = deque()
-        self._change_used = False
+        self.listing = CoinListing(self.watch_only)
+        self.change = ChangeScripts(self.watch_only, network, self._coins_lock)
 
     # Keys and set-up (bitcoind's watch-only wallet, exitd/wallet/watchonly.py).
 
@@ -201,15 +186,6 @@ class OnchainWallet:
     def account(self) -> Bip86Account:
         """The BIP86 account of the mnemonic; NoWallet until a wallet exists."""
         return self.watch_only.account
-
-    def _own_key(self, descriptor: str, script_pubkey: bytes) -> tuple[Keychain, int] | None:
-        """The (keychain, index) of the account's key that `descriptor` names and that pays to
-        `script_pubkey`; None when the coin is not ours to sign for."""
-        if (descriptor, script_pubkey) not in self._keys:
-            located = self.account.locate(descriptor)
-            ours = located is not None and self.account.script_pubkey(*located) == script_pubkey
-            self._keys[(descriptor, script_pubkey)] = located if ours else None
-        return self._keys[(descriptor, script_pubkey)]
 
     @property
     def fingerprint(self) -> str | None:
@@ -239,61 +215,18 @@ class OnchainWallet:
 
     async def list_unspent(self) -> list[Coin]:
         """Every wallet UTXO bitcoind knows, confirmed or not (immature coinbase outputs excepted)."""
-        coins, _ = await self._unspent_and_balances()
+        coins, _ = await self.listing.read()
         return coins
 
     async def balance(self) -> OnchainBalance:
         """Confirmed and pending amounts from the coins; immature ones from bitcoind's balances
         (listunspent leaves coinbase outputs out until they mature)."""
-        coins, balances = await self._unspent_and_balances()
+        coins, balances = await self.listing.read()
         return OnchainBalance(
             confirmed=sum(c.value for c in coins if c.confirmed),
             trusted_pending=sum(c.value for c in coins if not c.confirmed and c.trusted),
             untrusted_pending=sum(c.value for c in coins if not c.confirmed and not c.trusted),
             immature=btc_to_sat(balances["mine"]["immature"]),
-        )
-
-    async def _unspent_and_balances(
-        self, hand_on: bool = False, take: bool = False
-    ) -> tuple[list[Coin], dict[str, Any]]:
-        """One round trip: the coins, and bitcoind's balances with the block the wallet has processed, which
-        is what its confirmation counts are relative to.
-
-        `hand_on`: keep this listing for the next call with `take`, which uses it if nothing was reserved
-        since and it is under LISTING_HANDOFF_SECONDS old. A cycle's funding plan and its children thus
-        list once: after a block that confirms a split, listunspent waits on bitcoind's wallet and costs a
-        tenth of a second at a thousand coins. Reservations are read afresh by every caller, so a handed-on
-        listing can only miss a coin that arrived since, never offer one that was taken."""
-        handoff, self._handoff = self._handoff, None
-        if take and handoff is not None and time.monotonic() - handoff[0] < LISTING_HANDOFF_SECONDS:
-            return handoff[1], handoff[2]
-        unspent, balances = await self.watch_only.batch([("listunspent", [0]), ("getbalances", [])])
-        for answer in (unspent, balances):
-            if isinstance(answer, RpcError):
-                raise answer
-        wallet_height = int(balances["lastprocessedblock"]["height"])
-        coins = [c for utxo in unspent if (c := self._coin(utxo, wallet_height)) is not None]
-        if hand_on:
-            self._handoff = (time.monotonic(), coins, balances)
-        return coins, balances
-
-    def _coin(self, utxo: dict[str, Any], wallet_height: int) -> Coin | None:
-        """The Coin of a listunspent entry, if this wallet can sign for it (its key origin is in the
-        account and the key derived there pays to its script)."""
-        spk = bytes.fromhex(utxo["scriptPubKey"])
-        located = self._own_key(str(utxo.get("desc", "")), spk)
-        if located is None:
-            event(log, logging.WARNING, "utxo_not_signable", txid=utxo["txid"], vout=utxo["vout"])
-            return None
-        confirmations = int(utxo["confirmations"])
-        return Coin(
-            outpoint=OutPoint.of(utxo["txid"], utxo["vout"]),
-            value=btc_to_sat(utxo["amount"]),
-            script_pubkey=spk,
-            keychain=located[0],
-            index=located[1],
-            height=wallet_height - confirmations + 1 if confirmations > 0 else None,
-            trusted=bool(utxo["safe"]),
         )
 
     async def list_transactions(self) -> list[WalletTx]:
@@ -340,7 +273,7 @@ class OnchainWallet:
         """_unpromised, with the height the wallet has processed, which their confirmations count from: in
         one round trip. That height is a new tx's locktime (anti fee sniping), never above the tip."""
         taken = await reserved_outpoints(session) | self._pending
-        coins, balances = await self._unspent_and_balances(hand_on, take)
+        coins, balances = await self.listing.read(hand_on, take)
         height = int(balances["lastprocessedblock"]["height"])
         return [c for c in coins if c.outpoint not in taken], height
 
@@ -354,7 +287,7 @@ class OnchainWallet:
     def _reserve(self, session: AsyncSession, coins: Iterable[Coin], txid: str, purpose: str) -> None:
         """Reserve `coins` for `txid` in `session`; until it commits they are held back in memory."""
         outpoints = [c.outpoint for c in coins]
-        self._handoff = None
+        self.listing.forget()
         add_reservations(session, outpoints, txid, purpose)
         self._pending.update(outpoints)
 
@@ -376,38 +309,10 @@ class OnchainWallet:
             event(log, logging.WARNING, "abandon_failed", txid=spending_txid, error=str(e))
         event(log, logging.INFO, "reservation_released", txid=spending_txid, coins=freed)
 
-    async def _change_scripts(self, n: int) -> list[bytes]:
-        """`n` fresh change scripts: the reserve's first, then the rest from bitcoind in one round trip."""
-        taken = [self._change_reserve.popleft() for _ in range(min(n, len(self._change_reserve)))]
-        self._change_used = self._change_used or n > 0
-        return taken + await self._fetch_change_scripts(n - len(taken))
-
-    async def _fetch_change_scripts(self, n: int) -> list[bytes]:
-        if n <= 0:
-            return []
-        answers = await self.watch_only.batch([("getrawchangeaddress", ["bech32m"])] * n)
-        scripts = []
-        for answer in answers:
-            if isinstance(answer, RpcError):
-                raise answer
-            scripts.append(decode_address(str(answer), self.network))
-        return scripts
-
     async def prepare_change(self, n: int) -> int:
-        """Fetch change scripts ahead so that the next `n` children (at most MAX_CHANGE_RESERVE) take theirs
-        without a round trip; returns how many were fetched. The engine calls this between blocks: after
-        a block bitcoind answers wallet calls only once its wallet has taken the block in, and eighty
-        addresses cost a tenth of a second on top. Nothing is fetched before a change script was used
-        since the last refill, so unused reserves forgotten by restarts leave gaps that never add up."""
-        async with self._coins_lock:
-            want = min(n, MAX_CHANGE_RESERVE) - len(self._change_reserve)
-            if want <= 0 or not self._change_used:
-                return 0
-            fetched = await self._fetch_change_scripts(want)
-            self._change_reserve.extend(fetched)
-            self._change_used = False
-        event(log, logging.DEBUG, "change_prepared", fetched=len(fetched), reserve=len(self._change_reserve))
-        return len(fetched)
+        """Fetch change scripts ahead for the next `n` children (ChangeScripts.prepare): the engine calls
+        this between blocks."""
+        return await self.change.prepare(n)
 
     # Building.
 
@@ -444,7 +349,7 @@ class OnchainWallet:
                     continue
                 taken.update(c.outpoint for c in draft.coins)
                 drafts.append(draft)
-            scripts = iter(await self._change_scripts(sum(isinstance(d, Draft) for d in drafts)))
+            scripts = iter(await self.change.take(sum(isinstance(d, Draft) for d in drafts)))
             results: list[CpfpChild | InsufficientFunds] = []
             for r, planned in zip(requests, drafts, strict=True):
                 if isinstance(planned, InsufficientFunds):
@@ -477,7 +382,7 @@ class OnchainWallet:
         3-block estimate, as barkd); returns the txid once bitcoind accepted it."""
         outputs = [TxOut(amount, decode_address(address, self.network)) for address, amount in payments]
         rate = await self.fees.rate_or_estimate(fee_rate, Speed.REGULAR)
-        (change_spk,) = await self._change_scripts(1)
+        (change_spk,) = await self.change.take(1)
         return await self._send(lambda coins, tip: plan_payment(coins, outputs, change_spk, rate, tip))
 
     async def drain(self, address: str, fee_rate: int | None = None) -> str:
@@ -560,7 +465,7 @@ class OnchainWallet:
     async def _split(self, draft: Draft) -> str | None:
         """Make the planned split: a fresh change script for each output (the plan sized them with one of
         the same size), signed, stored with its inputs' reservations, then broadcast."""
-        scripts = await self._change_scripts(len(draft.outputs))
+        scripts = await self.change.take(len(draft.outputs))
         outputs = tuple(TxOut(o.value, s) for o, s in zip(draft.outputs, scripts, strict=True))
         tx = sign(replace(draft, outputs=outputs), self.account)
         txid = b2lx(tx.GetTxid())

@@ -226,9 +226,9 @@ async def test_change_fetched_between_blocks_serves_the_next_children_without_a_
         await build_child(wallet, session, parents[0], 2_000)
     before = wallet.rpc.round_trips
     assert await wallet.prepare_change(2) == 2
-    assert wallet.rpc.round_trips == before + 1
+    assert wallet.rpc.round_trips == before + 2  # the key lookahead, then the scripts
     assert await wallet.prepare_change(2) == 0  # as many as asked are there already
-    reserved = list(wallet._change_reserve)
+    reserved = list(wallet.change.reserve)
     before = wallet.rpc.round_trips
     async with wallet.store.session(fenced=True) as session:
         built = await wallet.build_cpfp_children(
@@ -271,7 +271,7 @@ async def test_children_built_right_after_the_funding_plan_take_its_coin_listing
     await wallet.ensure_funding(planned[2:])
     await wallet.send(bitcoind.miner_address(), 20_000)
     assert await build_round_trips(parents[2]) == 2  # the send spent coins: listed again
-    monkeypatch.setattr("exitd.wallet.onchain.LISTING_HANDOFF_SECONDS", 0.0)
+    monkeypatch.setattr("exitd.wallet.listing.LISTING_HANDOFF_SECONDS", 0.0)
     await wallet.ensure_funding(planned[3:])
     assert await build_round_trips(parents[3]) == 2  # too old to be taken
 
