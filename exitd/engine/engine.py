@@ -79,7 +79,7 @@ from exitd.engine.records import state_of
 from exitd.engine.replacement import ClaimPolicy
 from exitd.engine.starts import USER, Starts, exit_chain_of, read_starts
 from exitd.engine.states import ExitState, ExitStateKind, ExitTxOrigin
-from exitd.engine.timing import collection_deferred
+from exitd.engine.timing import heap_settled
 from exitd.log import event, get_logger
 from exitd.store.db import Store
 from exitd.store.exits import load_histories, now
@@ -208,6 +208,7 @@ class ExitEngine:
         self._loaded = await load_book(self.store, self.book)
         await self.claim_desk.load()
         self.book.reindex()
+        heap_settled()
         self.version += 1
 
     async def refresh(self) -> None:
@@ -221,6 +222,7 @@ class ExitEngine:
         self._loaded = await refresh_book(self.store, self.book, last)
         await self.claim_desk.load()
         self.book.reindex()
+        heap_settled()
         self.version += 1
 
     async def start(
@@ -260,6 +262,7 @@ class ExitEngine:
                         started_by=e.started_by,
                     )
         if starts.exits:
+            heap_settled()
             self.wakeup.set()
         started = tuple(e.vtxo_id for e in starts.exits)
         restarts = tuple(v for v in started if v in restarted)
@@ -339,8 +342,7 @@ class ExitEngine:
             counters.cycles_running += 1
             counters.max_concurrent_cycles = max(counters.max_concurrent_cycles, counters.cycles_running)
             try:
-                with collection_deferred():
-                    await self.cycle.run(fee_rate)
+                await self.cycle.run(fee_rate)
                 return self.book.report() if pending.report else None
             except Exception:
                 counters.cycle_errors += 1

@@ -1,27 +1,34 @@
-"""A cycle runs with Python's cyclic collector paused, and leaves it as it found it."""
+"""The exits kept for the daemon's life are moved out of the cyclic collector's sight, garbage first."""
 
 import gc
 
-import pytest
-
-from exitd.engine.timing import collection_deferred
+from exitd.engine.timing import heap_settled
 
 
-def test_the_collector_is_paused_during_a_cycle_and_resumed_after_it() -> None:
-    assert gc.isenabled()
-    with collection_deferred():
-        assert not gc.isenabled()
-    assert gc.isenabled()
-    with pytest.raises(RuntimeError), collection_deferred():
-        raise RuntimeError("a cycle that fails")
-    assert gc.isenabled()
+class Node:
+    def __init__(self) -> None:
+        self.other: Node | None = None
 
 
-def test_a_collector_paused_by_someone_else_stays_paused() -> None:
-    gc.disable()
+def test_settling_frees_garbage_cycles_then_freezes_what_is_left() -> None:
+    collected: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop":
+            collected.append(info["collected"])
+
+    kept = Node()
+    a, b = Node(), Node()
+    a.other, b.other = b, a  # a cycle only the collector frees
+    del a, b
+    gc.callbacks.append(count)
     try:
-        with collection_deferred():
-            assert not gc.isenabled()
-        assert not gc.isenabled()
+        heap_settled()
     finally:
-        gc.enable()
+        gc.callbacks.remove(count)
+        # Frozen: in none of the collector's three generations, which are all a collection walks.
+        walked = any(o is kept for generation in range(3) for o in gc.get_objects(generation))
+        gc.unfreeze()
+    assert sum(collected) >= 2
+    assert not walked
+    assert any(o is kept for generation in range(3) for o in gc.get_objects(generation))  # unfrozen again
