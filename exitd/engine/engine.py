@@ -79,7 +79,7 @@ from exitd.engine.records import state_of
 from exitd.engine.replacement import ClaimPolicy
 from exitd.engine.starts import USER, Starts, exit_chain_of, read_starts
 from exitd.engine.states import ExitState, ExitStateKind, ExitTxOrigin
-from exitd.engine.timing import heap_settled
+from exitd.engine.timing import HeapSettler
 from exitd.log import event, get_logger
 from exitd.store.db import Store
 from exitd.store.exits import load_histories, now
@@ -157,6 +157,7 @@ class ExitEngine:
         self._loaded: LoadedRows | None = None
         # The cycle of each fee-rate override that waits for the lock: callers arriving meanwhile share it.
         self._next_cycle: dict[int | None, NextCycle] = {}
+        self.heap = HeapSettler()
 
     # What the API, the metrics and the daemon read.
 
@@ -208,7 +209,7 @@ class ExitEngine:
         self._loaded = await load_book(self.store, self.book)
         await self.claim_desk.load()
         self.book.reindex()
-        heap_settled()
+        self.heap.settle(len(self.exits))
         self.version += 1
 
     async def refresh(self) -> None:
@@ -222,7 +223,7 @@ class ExitEngine:
         self._loaded = await refresh_book(self.store, self.book, last)
         await self.claim_desk.load()
         self.book.reindex()
-        heap_settled()
+        self.heap.settle(len(self.exits))
         self.version += 1
 
     async def start(
@@ -262,7 +263,7 @@ class ExitEngine:
                         started_by=e.started_by,
                     )
         if starts.exits:
-            heap_settled()
+            self.heap.grown(len(self.exits))
             self.wakeup.set()
         started = tuple(e.vtxo_id for e in starts.exits)
         restarts = tuple(v for v in started if v in restarted)

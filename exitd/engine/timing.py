@@ -1,4 +1,5 @@
-"""How long the engine's cycles take, counted as Prometheus histograms count: per bound, no list kept."""
+"""How long the engine's cycles take, counted as Prometheus histograms count (no list kept); and the
+settling of the exits out of the garbage collector's sight, which keeps its pauses out of them."""
 
 from __future__ import annotations
 
@@ -40,12 +41,26 @@ class DurationTally:
         return result
 
 
-def heap_settled() -> None:
-    """The exits just loaded or started are kept for the daemon's life: collect what is garbage now, then
-    move every object left out of the cyclic collector's sight (gc.freeze). Its full collections then walk
-    only what cycles allocate, not the whole book: at a thousand exits such a collection took a tenth of a
-    second, landing inside whichever cycle crossed the collector's threshold, between a block and its
-    packages. A frozen object is still freed when its last reference goes; only reference cycles among
-    frozen objects would outlive it, and the book holds none it drops."""
-    gc.collect()
-    gc.freeze()
+@dataclass
+class HeapSettler:
+    """Moves the exits kept for the daemon's life out of the cyclic collector's sight: collect what is
+    garbage now, then freeze every object left (gc.freeze). Full collections then walk only what cycles
+    allocate, not the whole book: at a thousand exits one took a tenth of a second, landing inside whichever
+    cycle crossed the collector's threshold, between a block and its packages.
+
+    A frozen object is still freed when its last reference goes; only reference cycles that were alive at a
+    freeze and die later are never collected (a request in flight at that moment, say). So the book is
+    settled when loaded and then only once it has grown by half: a few dozen times on the way to 100,000
+    exits, not at every start."""
+
+    settled_at: int = -1  # the book's size at the last settling; -1: never settled
+
+    def settle(self, size: int) -> None:
+        gc.collect()
+        gc.freeze()
+        self.settled_at = size
+
+    def grown(self, size: int) -> None:
+        """Settle if the book of `size` exits has grown by half since the last settling."""
+        if size > self.settled_at and 2 * size >= 3 * self.settled_at:
+            self.settle(size)
