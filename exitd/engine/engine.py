@@ -3,8 +3,9 @@
 This is the engine's face to the daemon and the API; the work is done in its rooms: the book of exits
 (model.py) and how the store keeps it (records.py), what a cycle decides (decisions.py, transitions.py),
 the cycle itself (cycle.py), children learned (children.py) and paid for (packages.py), starts
-(starts.py), claims (claims.py) and the fee estimate (estimate.py). Everything that changes exits holds
-one lock, so a cycle, a start, a claim and a cancel never interleave.
+(starts.py), claims asked for (claim_requests.py) and built (claims.py), and the fee estimate
+(estimate.py). Everything that changes exits holds one lock, so a cycle, a start, a claim and a cancel
+never interleave.
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
-from bitcoin.core import b2lx
 
-from exitd.ark.weight import tx_vsize
 from exitd.chain.blocks import tip_height
 from exitd.chain.fees import PACKAGE_ROOM, FeeEstimator
 from exitd.chain.rpc import BitcoinRpc, RpcError
@@ -37,12 +36,11 @@ from exitd.engine.admission import (
 )
 from exitd.engine.children import ChildLearner
 from exitd.engine.claim_desk import ClaimDesk
-from exitd.engine.claims import build_claim_tx, claim_input, claimable_exits
+from exitd.engine.claim_requests import ClaimRequests
 from exitd.engine.cycle import CycleGuard, Funding, ProgressCycle
 from exitd.engine.errors import (
     CannotCancelExit,
     ClaimHeld,
-    ClaimMissingSignableClause,
     DustLimit,
     InvalidWalletState,
     NotExiting,
@@ -50,15 +48,10 @@ from exitd.engine.errors import (
     WalletCannotFund,
 )
 from exitd.engine.estimate import FeeEstimate, estimate_exit
-from exitd.engine.fee_policy import (
-    REQUEST_CLAIM_TARGET,
-    FeePolicy,
-    RaisedRate,
-)
+from exitd.engine.fee_policy import FeePolicy
 from exitd.engine.model import (
     ChildRecord,
     ChildStatus,
-    ClaimCandidate,
     EngineCounters,
     ExitBook,
     LiveExit,
@@ -135,6 +128,7 @@ class ExitEngine:
         self.claim_desk = ClaimDesk(
             store, rpc, fees, vtxos, self.book, self.counters, claims or ClaimPolicy(), policy
         )
+        self.claim_requests = ClaimRequests(self.claim_desk, self.desk)
         self.cycle = ProgressCycle(
             store,
             self.view,
@@ -359,17 +353,13 @@ class ExitEngine:
     async def price_claim(self, vtxo_ids: Sequence[str], target: int, max_rate: int | None = None) -> int:
         """The market's rate for one claim of these claimable exits (ClaimDesk.price), at most `max_rate`
         (None: the fee policy's ceiling). Reads only: no lock."""
-        ceiling = self.policy.max_rate if max_rate is None else max_rate
-        return await self.claim_desk.price(vtxo_ids, target, ceiling)
+        return await self.claim_requests.price(vtxo_ids, target, max_rate)
 
     async def hold_claims(self, vtxo_ids: Sequence[str], error: ClaimHeld) -> None:
         """Keep on these exits, while claimable, why automatic claims leave them alone (stored, so that a
         status and a restart see it)."""
         async with self._changing():
-            held = [self.exits[i] for i in vtxo_ids if self.exits[i].state.kind is ExitStateKind.CLAIMABLE]
-            for e in held:
-                e.error = error
-            await persist_states(self.store, [(e, e.state) for e in held])
+            await self.claim_requests.hold(vtxo_ids, error)
 
     async def claim(
         self,
@@ -386,59 +376,7 @@ class ExitEngine:
         claim-in-progress, and a later block reprices it. Returns what it spent and paid, or would pay once
         repriced."""
         async with self._changing():
-            chosen = claimable_exits(self.exits, vtxo_ids)
-            tip = await tip_height(self.rpc)
-            inputs = []
-            skipped: list[ClaimMissingSignableClause] = []
-            for e in list(chosen):
-                try:
-                    inputs.append(await claim_input(self.vtxos, e.vtxo_id, (preimages or {}).get(e.vtxo_id)))
-                except ClaimMissingSignableClause as error:
-                    if vtxo_ids is not None or len(skipped) + 1 == len(chosen):
-                        raise
-                    skipped.append(error)
-                    chosen.remove(e)
-                    event(log, logging.WARNING, "claim_skipped", vtxo=e.vtxo_id, error=str(error))
-            relay = await self.fees.relay()
-            if fee_rate is None:
-                rate = await self.price_claim([e.vtxo_id for e in chosen], REQUEST_CLAIM_TARGET)
-            else:
-                rate = relay.raised(fee_rate)
-                for e in chosen:
-                    e.raised_rate = RaisedRate.of(fee_rate, relay)
-            tx, fee = build_claim_tx(inputs, destination, rate, tip, relay.floor)
-            txid = b2lx(tx.GetTxid())
-            candidate = ClaimCandidate(txid, txid, 0, tx.serialize(), fee, tx_vsize(tx), rate, tip)
-            await self.claim_desk.keep(candidate)
-            await self.desk.crash_point("before_claim_broadcast")
-            refused = await self.claim_desk.send(candidate, tip)
-            await self.desk.crash_point("after_claim_broadcast")
-            if refused is None:
-                event(log, logging.INFO, "claim_broadcast", txid=txid, exits=len(chosen), fee=fee, rate=rate)
-            in_progress = [
-                (
-                    e,
-                    ExitState(
-                        ExitStateKind.CLAIM_IN_PROGRESS,
-                        tip,
-                        claimable_since=e.state.claimable_since,
-                        claim_txid=txid,
-                        claim_fee=fee,
-                    ),
-                )
-                for e in chosen
-            ]
-            for e in chosen:
-                e.error = None  # a claim held before is on its way now
-            await persist_states(self.store, in_progress)
-            return ClaimBroadcast(
-                txid,
-                tuple(e.vtxo_id for e in chosen),
-                sum(i.amount for i in inputs),
-                fee,
-                tuple(skipped),
-                refused,
-            )
+            return await self.claim_requests.claim(vtxo_ids, destination, fee_rate, preimages)
 
     # Fee estimate (barkd 0.6.0).
 
