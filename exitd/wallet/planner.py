@@ -172,36 +172,62 @@ def schedule(
     With `mint_from`, a level ready from that block on that finds no coin gets one worth its floor,
     recorded as lacking; before it, or without `mint_from`, it waits a block for coins to arrive.
     """
-    floor = floors(txs)
-    spending: dict[str, list[PlannedTx]] = {}
-    for tx in txs:
-        spending.setdefault(tx.parent, []).append(tx)
-    # Ready levels, those paid for already first, then the costliest floor: a heap, so that a block that
-    # has one coin for thousands of waiting levels costs one step, not thousands.
-    ready: list[tuple[bool, int, int, PlannedTx]] = []
-    order = count()
-
-    def make_ready(batch: Iterable[PlannedTx]) -> None:
-        for tx in batch:
-            heappush(ready, (not tx.funded, -floor[tx.txid], next(order), tx))
-
-    planned = {t.txid for t in txs}
-    make_ready(t for t in txs if t.parent not in planned)
-    arriving: dict[int, list[tuple[int, int]]] = {}
-    for seq, (value, block) in enumerate(coins):
-        arriving.setdefault(block, []).append((value, seq))
-    # Coins that pay for no level are left out: the levels they cannot fund are not tried again.
-    useful = least_useful(txs)
-    usable: list[tuple[int, int]] = []
-    changes = count(len(coins))  # the changes' places in `usable`, after the coins given
-    taken: set[int] = set()
-    lacking: list[Lack] = []
+    play = _Play(txs, coins)
     left, blocks, block = len(txs), 0, 0
     while left:
-        for arrived in arriving.pop(block, ()):
-            if arrived[0] >= useful:
-                insort(usable, arrived)
+        play.arrive(block)
         minting = mint_from is not None and block >= mint_from
+        confirming = play.confirm(block, minting)
+        if not confirming and not play.arriving and (mint_from is None or minting):
+            # Nothing will ever pay for the levels left.
+            return Schedule(None, frozenset(play.taken), tuple(play.lacking))
+        left -= len(confirming)
+        blocks = block + 1 if confirming else blocks
+        block += 1
+    return Schedule(blocks, frozenset(play.taken), tuple(play.lacking))
+
+
+class _Play:
+    """The blocks ahead as `schedule` plays them, one block at a time: the levels ready, the coins usable
+    and arriving, and what the levels took (of the coins given) or lacked."""
+
+    def __init__(self, txs: Sequence[PlannedTx], coins: Sequence[tuple[int, int]]) -> None:
+        self.floor = floors(txs)
+        self.spending: dict[str, list[PlannedTx]] = {}
+        for tx in txs:
+            self.spending.setdefault(tx.parent, []).append(tx)
+        # Ready levels, those paid for already first, then the costliest floor: a heap, so that a block
+        # that has one coin for thousands of waiting levels costs one step, not thousands.
+        self.ready: list[tuple[bool, int, int, PlannedTx]] = []
+        self.order = count()
+        planned = {t.txid for t in txs}
+        self.make_ready(t for t in txs if t.parent not in planned)
+        self.given = len(coins)
+        self.arriving: dict[int, list[tuple[int, int]]] = {}
+        for seq, (value, block) in enumerate(coins):
+            self.arriving.setdefault(block, []).append((value, seq))
+        # Coins that pay for no level are left out: the levels they cannot fund are not tried again.
+        self.useful = least_useful(txs)
+        self.usable: list[tuple[int, int]] = []
+        self.changes = count(len(coins))  # the changes' places in `usable`, after the coins given
+        self.taken: set[int] = set()
+        self.lacking: list[Lack] = []
+
+    def make_ready(self, batch: Iterable[PlannedTx]) -> None:
+        for tx in batch:
+            heappush(self.ready, (not tx.funded, -self.floor[tx.txid], next(self.order), tx))
+
+    def arrive(self, block: int) -> None:
+        """The coins spendable from `block` on become usable, those worth a level."""
+        for arrived in self.arriving.pop(block, ()):
+            if arrived[0] >= self.useful:
+                insort(self.usable, arrived)
+
+    def confirm(self, block: int, minting: bool) -> list[PlannedTx]:
+        """The ready levels that confirm in `block`: those paid for, and those that take a usable coin or,
+        when `minting`, one worth their floor that the wallet lacks (each change arriving a block later).
+        The others wait for the next block, and the confirmed ones' children are ready then too."""
+        ready, usable, floor, arriving = self.ready, self.usable, self.floor, self.arriving
         waiting: list[PlannedTx] = []
         confirming: list[PlannedTx] = []
         while ready and (usable or minting or not ready[0][0]):
@@ -211,24 +237,19 @@ def schedule(
                 coin = _take(usable, floor[tx.txid], need + CHANGE_DUST)
                 if coin is not None:
                     value = coin[0]
-                    if block == 0 and coin[1] < len(coins):
-                        taken.add(coin[1])
+                    if block == 0 and coin[1] < self.given:
+                        self.taken.add(coin[1])
                 elif minting:
                     value = floor[tx.txid]
-                    lacking.append(Lack(value, block))
+                    self.lacking.append(Lack(value, block))
                 else:
                     waiting.append(tx)
                     continue
-                arriving.setdefault(block + 1, []).append((value - need, next(changes)))
+                arriving.setdefault(block + 1, []).append((value - need, next(self.changes)))
             confirming.append(tx)
-        if not confirming and not arriving and (mint_from is None or minting):
-            return Schedule(None, frozenset(taken), tuple(lacking))  # nothing will ever pay for them
-        left -= len(confirming)
-        blocks = block + 1 if confirming else blocks
-        make_ready(waiting)
-        make_ready(child for tx in confirming for child in spending.get(tx.txid, ()))
-        block += 1
-    return Schedule(blocks, frozenset(taken), tuple(lacking))
+        self.make_ready(waiting)
+        self.make_ready(child for tx in confirming for child in self.spending.get(tx.txid, ()))
+        return confirming
 
 
 def _take(usable: list[tuple[int, int]], floor: int, least: int) -> tuple[int, int] | None:
