@@ -369,71 +369,85 @@ class Guard:
         return [v for v in self._chains.values() if v is not None]
 
     def _alert_exits(self, snap: ChainSnapshot, exits: Iterable[LiveExit]) -> None:
-        tip = snap.tip.height
-        margin = self.policy.expiry_margin
+        """Raise, once each, the alerts the exits' states and errors call for."""
         for e in exits:
-            state, stage = e.state, exit_stage(e.state)
-            if state.kind is ExitStateKind.CLAIMABLE:
-                assert state.claimable_since is not None
-                self.alerts.raise_once(
-                    AlertEvent.EXIT_CLAIMABLE,
-                    e.vtxo_id,
-                    stage,
-                    amount=e.amount,
-                    claimable_height=state.claimable_since.height,
-                )
-            elif state.kind is ExitStateKind.CLAIMED:
-                assert state.block is not None
-                self.alerts.raise_once(
-                    AlertEvent.EXIT_CLAIMED,
-                    e.vtxo_id,
-                    stage,
-                    txid=state.txid,
-                    block_height=state.block.height,
-                )
-            elif state.kind is ExitStateKind.VTXO_ALREADY_SPENT:
-                assert state.block is not None and state.spent_input is not None
-                self.alerts.raise_once(
-                    AlertEvent.EXIT_CONFLICTED,
-                    e.vtxo_id,
-                    f"{stage}:{state.txid}",
-                    txid=state.txid,
-                    spent_input=state.spent_input,
-                    block_height=state.block.height,
-                )
-            elif state.kind in (ExitStateKind.START, ExitStateKind.PROCESSING):
-                reason = stall_reason(state, e.error, tip)
-                if reason is not None:
-                    self.alerts.raise_once(
-                        AlertEvent.EXIT_STALLED,
-                        e.vtxo_id,
-                        stage,
-                        blocks=tip - state.tip_height,
-                        reason=reason,
-                    )
-                levels_left = e.levels_left(snap)
-                if at_risk(tip, e.expiry_height, levels_left, margin):
-                    self.alerts.raise_once(
-                        AlertEvent.VTXO_AT_RISK,
-                        e.vtxo_id,
-                        stage,
-                        reason="late",
-                        blocks_left=e.expiry_height - tip,
-                        levels_left=levels_left,
-                    )
-            error = e.error
-            if isinstance(error, InsufficientConfirmedFunds):
-                self.alerts.raise_once(
-                    AlertEvent.WALLET_TOO_POOR,
-                    e.vtxo_id,
-                    stage,
-                    needed=error.fields["needed"],
-                    available=error.fields["available"],
-                )
-            elif isinstance(error, FeeBudgetExceeded):
-                self.alerts.raise_once(
-                    AlertEvent.FEE_BUDGET_HIT, e.vtxo_id, stage, rate=error.rate, target=error.target
-                )
+            stage = exit_stage(e.state)
+            if e.state.kind in (ExitStateKind.START, ExitStateKind.PROCESSING):
+                self._alert_in_flight(snap, e, stage)
+            else:
+                self._alert_outcome(e, stage)
+            self._alert_error(e, stage)
+
+    def _alert_outcome(self, e: LiveExit, stage: str) -> None:
+        """An exit that reached its end or the claim: claimable, claimed, or its VTXO spent by another tx."""
+        state = e.state
+        if state.kind is ExitStateKind.CLAIMABLE:
+            assert state.claimable_since is not None
+            self.alerts.raise_once(
+                AlertEvent.EXIT_CLAIMABLE,
+                e.vtxo_id,
+                stage,
+                amount=e.amount,
+                claimable_height=state.claimable_since.height,
+            )
+        elif state.kind is ExitStateKind.CLAIMED:
+            assert state.block is not None
+            self.alerts.raise_once(
+                AlertEvent.EXIT_CLAIMED,
+                e.vtxo_id,
+                stage,
+                txid=state.txid,
+                block_height=state.block.height,
+            )
+        elif state.kind is ExitStateKind.VTXO_ALREADY_SPENT:
+            assert state.block is not None and state.spent_input is not None
+            self.alerts.raise_once(
+                AlertEvent.EXIT_CONFLICTED,
+                e.vtxo_id,
+                f"{stage}:{state.txid}",
+                txid=state.txid,
+                spent_input=state.spent_input,
+                block_height=state.block.height,
+            )
+
+    def _alert_in_flight(self, snap: ChainSnapshot, e: LiveExit, stage: str) -> None:
+        """An exit still broadcasting its levels: stalled, or too late for its expiry."""
+        tip, state = snap.tip.height, e.state
+        reason = stall_reason(state, e.error, tip)
+        if reason is not None:
+            self.alerts.raise_once(
+                AlertEvent.EXIT_STALLED,
+                e.vtxo_id,
+                stage,
+                blocks=tip - state.tip_height,
+                reason=reason,
+            )
+        levels_left = e.levels_left(snap)
+        if at_risk(tip, e.expiry_height, levels_left, self.policy.expiry_margin):
+            self.alerts.raise_once(
+                AlertEvent.VTXO_AT_RISK,
+                e.vtxo_id,
+                stage,
+                reason="late",
+                blocks_left=e.expiry_height - tip,
+                levels_left=levels_left,
+            )
+
+    def _alert_error(self, e: LiveExit, stage: str) -> None:
+        """An exit the wallet or the fee budget holds back."""
+        error = e.error
+        if isinstance(error, InsufficientConfirmedFunds):
+            self.alerts.raise_once(
+                AlertEvent.WALLET_TOO_POOR,
+                e.vtxo_id,
+                stage,
+                needed=error.fields["needed"],
+                available=error.fields["available"],
+            )
+        elif isinstance(error, FeeBudgetExceeded):
+            self.alerts.raise_once(
+                AlertEvent.FEE_BUDGET_HIT, e.vtxo_id, stage, rate=error.rate, target=error.target
+            )
 
     def _foreign_starts(self, snap: ChainSnapshot) -> list[GuardStart]:
         guarded = self._guarded()
