@@ -130,6 +130,32 @@ class ChainView:
         locator = self.locator
         unplaced = [txid for txid in txids if locator.located(txid) is None]
         hinted = [(txid, outputs[txid]) for txid in unplaced if txid in outputs]
+        first = await self._first_round(unplaced, hinted, outpoints, heights, utxos)
+        snap = ChainSnapshot(first.tip)
+        _record_answers(snap, first, heights, utxos)
+        mined_before = _mined_heights(hinted, first.hint_answers, first.known)
+        reorged = await self._second_round(snap, txids, first, mined_before)
+        in_mempool = first.in_mempool | await self._back_in_mempool(reorged, txids)
+        for txid in txids:
+            block = locator.located(txid)
+            if block is not None:
+                snap.txs[txid] = TxLocation(TxState.CONFIRMED, block)
+            elif txid in in_mempool:
+                snap.txs[txid] = MEMPOOL
+            else:
+                snap.txs[txid] = NOT_FOUND
+        await locator.flush()
+        return snap
+
+    async def _first_round(
+        self,
+        unplaced: list[str],
+        hinted: list[tuple[str, int]],
+        outpoints: list[OutPoint],
+        heights: list[int],
+        utxos: list[OutPoint],
+    ) -> _FirstRound:
+        """The one round trip of an idle cycle, the tip asked last."""
         calls: list[tuple[str, list[object]]] = [("getmempoolentry", [txid]) for txid in unplaced]
         calls += [("gettxout", [txid, vout, False]) for txid, vout in hinted]
         calls += [("getblockhash", [h]) for h in heights]
@@ -138,7 +164,7 @@ class ChainView:
             calls.append(
                 ("gettxspendingprevout", [[{"txid": o.txid_hex, "vout": o.vout} for o in outpoints]])
             )
-        probes = locator.probes()
+        probes = self.locator.probes()
         calls += probes
         calls.append(("getblockchaininfo", []))
         answers = iter(await self.rpc.batch(calls))
@@ -147,27 +173,25 @@ class ChainView:
         hashes = [next(answers) for _ in heights]
         unspent = [next(answers) for _ in utxos]
         spending = next(answers) if outpoints else []
-        known = locator.probed_hashes([next(answers) for _ in probes])
+        known = self.locator.probed_hashes([next(answers) for _ in probes])
         info = _raise_if_error(next(answers))
         tip = BlockRef(int(info["blocks"]), str(info["bestblockhash"]))
         known[tip.height] = tip.hash
-        snap = ChainSnapshot(tip)
-        for height, answer in zip(heights, hashes, strict=True):
-            if isinstance(answer, RpcInvalidParameter):
-                continue  # above the tip after a reorg
-            snap.block_hashes[height] = str(_raise_if_error(answer))
-        for outpoint, answer in zip(utxos, unspent, strict=True):
-            snap.unspent[outpoint] = _raise_if_error(answer) is not None
-        for entry in _raise_if_error(spending):
-            if "spendingtxid" in entry:
-                snap.spenders[OutPoint.of(entry["txid"], entry["vout"])] = str(entry["spendingtxid"])
-        mined_before = _mined_heights(hinted, hint_answers, known)
+        prune_height = int(info["pruneheight"]) if info.get("pruned") else None
+        return _FirstRound(tip, prune_height, in_mempool, hint_answers, hashes, unspent, spending, known)
+
+    async def _second_round(
+        self, snap: ChainSnapshot, txids: list[str], first: _FirstRound, mined_before: Mapping[str, int]
+    ) -> list[str]:
+        """The round trip the locator makes to catch up with the tip, carrying the package fee data of the
+        mempool spenders found and the hashes of the blocks the UTXO set placed hinted txs in; those txs
+        placed. Returns the txids a reorg took out of the chain meanwhile."""
+        locator, known = self.locator, first.known
         spenders = list(dict.fromkeys(snap.spenders.values()))
         hash_asks = sorted({h for h in mined_before.values() if h not in known})
         extra: list[tuple[str, list[object]]] = [("getmempoolentry", [txid]) for txid in spenders]
         extra += [("getblockhash", [h]) for h in hash_asks]
-        prune_height = int(info["pruneheight"]) if info.get("pruned") else None
-        reorged, replies = await locator.catch_up(tip, txids, known, prune_height, extra)
+        reorged, replies = await locator.catch_up(first.tip, txids, known, first.prune_height, extra)
         for txid, entry in zip(spenders, replies, strict=False):
             if isinstance(entry, RpcInvalidAddressOrKey):
                 continue  # confirmed or evicted between the two round trips; seen next cycle
@@ -180,20 +204,43 @@ class ChainView:
         for txid, height in mined_before.items():
             if locator.located(txid) is None:
                 locator.place(txid, BlockRef(height, known[height]))
-        # A reorg took these out of the chain during this snapshot: are they back in the mempool?
-        back = [txid for txid in reorged if txid in txids and locator.located(txid) is None]
+        return reorged
+
+    async def _back_in_mempool(self, reorged: list[str], txids: list[str]) -> set[str]:
+        """Of `txids`, those a reorg took out of the chain during this snapshot that are back in the
+        mempool."""
+        back = [txid for txid in reorged if txid in txids and self.locator.located(txid) is None]
         entries = await self.rpc.batch(("getmempoolentry", [txid]) for txid in back)
-        in_mempool.update(t for t, e in zip(back, entries, strict=True) if not isinstance(e, RpcError))
-        for txid in txids:
-            block = locator.located(txid)
-            if block is not None:
-                snap.txs[txid] = TxLocation(TxState.CONFIRMED, block)
-            elif txid in in_mempool:
-                snap.txs[txid] = MEMPOOL
-            else:
-                snap.txs[txid] = NOT_FOUND
-        await locator.flush()
-        return snap
+        return {t for t, e in zip(back, entries, strict=True) if not isinstance(e, RpcError)}
+
+
+@dataclass(frozen=True)
+class _FirstRound:
+    """The answers of a snapshot's first round trip, in the order asked."""
+
+    tip: BlockRef
+    prune_height: int | None
+    in_mempool: set[str]  # of the txs the locator has not placed
+    hint_answers: list[Any]  # gettxout of each hinted tx's output
+    hashes: list[Any]  # getblockhash of each height asked
+    unspent: list[Any]  # gettxout of each VTXO asked
+    spending: Any  # gettxspendingprevout of the outpoints asked
+    known: dict[int, str]  # block hashes by height: the locator's probes and the tip
+
+
+def _record_answers(
+    snap: ChainSnapshot, first: _FirstRound, heights: list[int], utxos: list[OutPoint]
+) -> None:
+    """The block hashes, unspent VTXOs and mempool spenders the first round trip found, into `snap`."""
+    for height, answer in zip(heights, first.hashes, strict=True):
+        if isinstance(answer, RpcInvalidParameter):
+            continue  # above the tip after a reorg
+        snap.block_hashes[height] = str(_raise_if_error(answer))
+    for outpoint, answer in zip(utxos, first.unspent, strict=True):
+        snap.unspent[outpoint] = _raise_if_error(answer) is not None
+    for entry in _raise_if_error(first.spending):
+        if "spendingtxid" in entry:
+            snap.spenders[OutPoint.of(entry["txid"], entry["vout"])] = str(entry["spendingtxid"])
 
 
 def _confirm_inputs(snap: ChainSnapshot, inputs: Mapping[str, Collection[str]]) -> None:
