@@ -56,11 +56,9 @@ class ChangeScripts:
             info = await self.watch_only.call("getwalletinfo")
             lookahead = int(info.get("keypoolsize_hd_internal", info.get("keypoolsize", 0)))
             want = min(n, MAX_CHANGE_RESERVE, lookahead // 2) - len(self._reserve)
-            if want <= 0:
-                return 0
             fetched = await self._fetch(want)
             self._reserve.extend(fetched)
-            self._used = False
+            self._used = False  # looked: nothing more until the next use, even when nothing was fetched
         event(log, logging.DEBUG, "change_prepared", fetched=len(fetched), reserve=len(self._reserve))
         return len(fetched)
 
