@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bitcoin.core import (
@@ -119,11 +120,13 @@ def zero_fee_parent(node: RegtestNode, nth: int = 0) -> CTransaction:
     """A TRUC tx paying a miner coin (the nth it lists) back to the miner in full, with a 0-value P2A anchor
     last: the shape of a bark exit tx, which relays only in a package with a child that pays for both. Make
     it after funding: a later send from the miner wallet may spend its coin."""
-    utxos = [
-        u
-        for u in node.rpc("listunspent", 1, 9_999_999, [], True, wallet=MINER_WALLET)
-        if Decimal(u["amount"]) >= 1 and u["spendable"]
-    ]
+
+    def big_coins() -> list[dict[str, Any]]:
+        listed = node.rpc("listunspent", 1, 9_999_999, [], True, wallet=MINER_WALLET)
+        return [u for u in listed if Decimal(u["amount"]) >= 1 and u["spendable"]]
+
+    while len(utxos := big_coins()) <= nth:
+        node.mine(1)  # each block matures one more coinbase (a session's node starts with few)
     utxo = utxos[nth]
     tx = CMutableTransaction(
         [CMutableTxIn(COutPoint(lx(utxo["txid"]), utxo["vout"]))],
