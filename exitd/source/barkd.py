@@ -300,8 +300,11 @@ class BarkdFollower:
             while not stopping.is_set():
                 try:
                     await self.sync()
-                except Exception:
-                    log.exception("barkd_sync_crashed")
+                except Exception as e:
+                    if self.vtxos.store.stepped_down(e):  # no longer the leader: its term ends this loop
+                        event(log, logging.WARNING, "barkd_sync_stopped", error=str(e) or type(e).__name__)
+                    else:
+                        log.exception("barkd_sync_crashed")
                 await self._sleep(stopping)
         finally:
             watcher.cancel()

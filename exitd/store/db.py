@@ -231,7 +231,8 @@ class Store:
     async def session(self, fenced: bool = False) -> AsyncIterator[AsyncSession]:
         """One unit of work: committed when the block ends, rolled back on any error. A `fenced` one, for
         every write only the leader may make (one that spends: a child, a split, a coin reservation; one
-        that changes exits: a start, a state, an error, a child's status), on a shared database first
+        that changes exits: a start, a state, an error, a child's status; one that changes the VTXOs
+        exitd may exit: an import, what barkd says of one, one marked gone), on a shared database first
         checks, holding the leader row until it commits, that this daemon's term is still the current
         one: a deposed leader's write fails with NotLeader instead of overwriting its successor's."""
         async with self.sessions() as session, session.begin():
@@ -241,7 +242,9 @@ class Store:
 
     async def _fence(self, session: AsyncSession) -> None:
         if self.term is None:
-            raise NotLeader(f"this exitd is a standby and may not spend or change exits; {self.leader}")
+            raise NotLeader(
+                f"this exitd is a standby and may not spend or change exits or VTXOs; {self.leader}"
+            )
         query = select(LeaderRow).where(LeaderRow.id == 1).with_for_update(read=True)
         row = (await session.execute(query)).scalar_one()
         if row.term != self.term:
@@ -275,7 +278,8 @@ FENCED = "exitd_fenced"
 
 
 def require_fenced(session: AsyncSession) -> None:
-    """For the writes that spend: on a shared database, only inside a fenced session (Store.session with
-    fenced=True); a spending write outside one is a bug that could spend twice after a failover."""
+    """For the writes only the leader may make (those that spend, and those that change which VTXOs exitd
+    exits): on a shared database, only inside a fenced session (Store.session with fenced=True); such a
+    write outside one is a bug that could spend twice, or race the leader, after a failover."""
     if session.get_bind().dialect.name == "postgresql" and not session.info.get(FENCED):
-        raise NotLeader("a spending write outside a fenced transaction (Store.session(fenced=True))")
+        raise NotLeader("a leader-only write outside a fenced transaction (Store.session(fenced=True))")

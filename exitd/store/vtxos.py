@@ -1,4 +1,5 @@
-"""Repository of imported VTXOs: it hands out StoredVtxo, never its rows."""
+"""Repository of imported VTXOs: it hands out StoredVtxo, never its rows. Its writes decide what exitd
+exits, so on a shared database only the leader makes them, each in a fenced session (require_fenced)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from exitd.ark.policy import ClaimClause
 from exitd.ark.vtxo import Vtxo, decode_vtxo
-from exitd.store.db import execute_in, in_chunks, select_in
+from exitd.store.db import execute_in, in_chunks, require_fenced, select_in
 from exitd.store.models import VtxoRow
 
 
@@ -101,16 +102,19 @@ async def list_vtxos(session: AsyncSession, include_spent: bool = False) -> list
 
 
 async def add_vtxo(session: AsyncSession, vtxo: StoredVtxo) -> None:
+    require_fenced(session)
     session.add(VtxoRow(**{f: getattr(vtxo, f) for f in STORED_COLUMNS}))
     await session.flush()
 
 
 async def protect_vtxo(session: AsyncSession, vtxo_id: str) -> None:
+    require_fenced(session)
     await session.execute(update(VtxoRow).where(VtxoRow.vtxo_id == vtxo_id).values(protect=True))
 
 
 async def mark_vtxo_gone(session: AsyncSession, vtxo_id: str, stamp: int) -> None:
     """The user says the VTXO is no longer theirs: spent, and when they said so."""
+    require_fenced(session)
     query = update(VtxoRow).where(VtxoRow.vtxo_id == vtxo_id, VtxoRow.gone_at.is_(None))
     await session.execute(query.values(gone_at=stamp, state=VtxoState.SPENT.value))
 
@@ -164,6 +168,7 @@ async def known_vtxos(session: AsyncSession) -> dict[str, KnownVtxo]:
 
 async def record_seen(session: AsyncSession, seen: Mapping[str, str], stamp: int, source: str) -> None:
     """What `source` says of each VTXO now; a VTXO it lists is its from now on."""
+    require_fenced(session)
     by_state: dict[str, list[str]] = {}
     for vtxo_id, state in seen.items():
         by_state.setdefault(state, []).append(vtxo_id)
@@ -177,6 +182,7 @@ async def record_seen(session: AsyncSession, seen: Mapping[str, str], stamp: int
 
 
 async def set_vtxos_state(session: AsyncSession, vtxo_ids: Sequence[str], state: str) -> None:
+    require_fenced(session)
     for chunk in in_chunks(vtxo_ids):
         await session.execute(update(VtxoRow).where(VtxoRow.vtxo_id.in_(chunk)).values(state=state))
 

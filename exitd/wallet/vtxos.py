@@ -219,7 +219,8 @@ class VtxoBook:
     async def import_vtxos(
         self, encoded: Sequence[object], protect: bool = False, anchor_blocks: Sequence[str | int] = ()
     ) -> list[StoredVtxo]:
-        """Validate every entry, then store them all in one transaction (idempotent per id). `protect`:
+        """Validate every entry, then store them all in one transaction (idempotent per id), fenced: on a
+        shared database only the leader imports (NotLeader, nothing stored, elsewhere). `protect`:
         the guard may exit them although no source vouches for them (stale imports are not guarded).
         `anchor_blocks`: hashes or heights of the blocks holding the txs of spent chain anchors, for a
         node without a tx index (see _check_anchors)."""
@@ -231,7 +232,7 @@ class VtxoBook:
         await self._check_anchors(decoded, anchor_blocks)
         now = int(time.time())
         rows: list[StoredVtxo] = []
-        async with self.store.session() as session:
+        async with self.store.session(fenced=True) as session:
             for vtxo, _ in decoded:
                 vtxo_id = str(vtxo.id)
                 existing = await get_vtxo(session, vtxo_id)
@@ -329,14 +330,14 @@ class VtxoBook:
 
     async def record_seen(self, seen: dict[str, str], spent: Sequence[str], source: str) -> None:
         """What `source` says of each VTXO, and those it spent (exitd holds them spendable no more)."""
-        async with self.store.session() as session:
+        async with self.store.session(fenced=True) as session:
             await record_seen(session, seen, int(time.time()), source)
             await set_vtxos_state(session, spent, "spent")
 
     async def mark_gone(self, vtxo_id: str) -> StoredVtxo:
         """The user says the VTXO is no longer theirs (forfeited, spent elsewhere): nothing exits it."""
         vtxo_id = parse_vtxo_id(vtxo_id)
-        async with self.store.session() as session:
+        async with self.store.session(fenced=True) as session:
             row = await _existing(session, vtxo_id)
             if row.state is VtxoState.LOCKED:
                 raise VtxoExiting(vtxo_id)
