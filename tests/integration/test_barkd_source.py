@@ -15,7 +15,7 @@ import pytest
 
 from exitd.regtest.forge import DEFAULT_EXIT_DELTA, Forge, ForgedVtxo
 from exitd.regtest.node import RegtestNode
-from tests.support.barkd import BarkdStandIn
+from tests.support.barkd import BarkdStandIn, stand_in_served
 from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.exits import fund_wallet, owned
 from tests.support.guard import (
@@ -54,22 +54,12 @@ sync_interval = {sync_interval}
 
 @pytest.fixture
 def stand_in_06() -> Iterator[BarkdStandIn]:
-    yield from _stand_in("0.6.0")
+    yield from stand_in_served("0.6.0")
 
 
 @pytest.fixture
 def stand_in_014() -> Iterator[BarkdStandIn]:
-    yield from _stand_in("0.1.4")
-
-
-def _stand_in(version: str) -> Iterator[BarkdStandIn]:
-    barkd = BarkdStandIn(version)
-    barkd.start()
-    try:
-        yield barkd
-    finally:
-        barkd.stop()
-    assert barkd.violations == [], barkd.violations
+    yield from stand_in_served("0.1.4")
 
 
 def following(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -173,3 +174,15 @@ class BarkdStandIn(LoopbackServer):
         if self.version == "0.6.0":
             app.router.add_get("/api/v1/notifications/wait", self._wait)
         return app
+
+
+def stand_in_served(version: str) -> Iterator[BarkdStandIn]:
+    """For a fixture: a started stand-in of `version`, stopped after the test, whose answers must all have
+    followed barkd's document."""
+    barkd = BarkdStandIn(version)
+    barkd.start()
+    try:
+        yield barkd
+    finally:
+        barkd.stop()
+    assert barkd.violations == [], barkd.violations
