@@ -8,7 +8,7 @@ even broadcast yet (a CPFP child is stored before it is broadcast). Those are re
 same database transaction as what spends them, and every builder skips them; so two builders, or one on
 each side of a restart, never pick the same coin.
 
-Funding ahead (exitd/wallet/planner.py): every cycle, before any child chooses its coin, the engine hands
+Funding ahead (exitd/wallet/funding.py): every cycle, before any child chooses its coin, the engine hands
 the exit txs in flight to ensure_funding, which splits a coin into the coins the next blocks need when
 that saves blocks, and answers each tx's floor, which the engine puts in that tx's CpfpRequest.
 """
@@ -39,22 +39,20 @@ from exitd.log import event, get_logger
 from exitd.store.db import Store
 from exitd.store.wallet import (
     add_reservations,
-    add_split,
     delete_reservations,
     delete_reservations_by,
     list_reservations,
     reserved_outpoints,
-    set_split_status,
-    unsettled_splits,
 )
 from exitd.wallet.address import decode_address
 from exitd.wallet.builder import Draft, Replacing, plan_cpfp_child, plan_drain, plan_payment, sign
 from exitd.wallet.change import ChangeScripts
 from exitd.wallet.coinselection import Coin, coin_order
 from exitd.wallet.errors import InsufficientFunds
+from exitd.wallet.funding import FundingAhead
 from exitd.wallet.keys import Bip86Account
 from exitd.wallet.listing import CoinListing
-from exitd.wallet.planner import SIZING_SPK, FundingOutlook, FundingPlan, PlannedTx, plan_funding
+from exitd.wallet.planner import SIZING_SPK, FundingOutlook, FundingPlan, PlannedTx
 from exitd.wallet.seed import WalletSeed
 from exitd.wallet.watchonly import WatchOnlyWallet
 
@@ -63,8 +61,6 @@ log = get_logger("wallet")
 # Reservations of sends: the wallet releases them itself when bitcoind never saw the send (a crash between
 # storing and broadcasting). Others (a CPFP child's) are released by whoever stored the spending tx.
 SEND_PURPOSE = "send"
-# Reservations of funding splits: the wallet keeps them until the split confirms or is abandoned.
-SPLIT_PURPOSE = "split"
 # bitcoind processes blocks for its wallets asynchronously; sync waits this long for it to catch up.
 WALLET_CATCH_UP_SECONDS = 10.0
 
@@ -175,10 +171,9 @@ class OnchainWallet:
         self._coins_lock = asyncio.Lock()
         # Coins reserved in sessions not committed yet: invisible to other sessions, but taken all the same.
         self._pending: set[OutPoint] = set()
-        # The last funding plan and what it was made from (see _plan).
-        self._last_plan: tuple[tuple[object, ...], FundingPlan] | None = None
         self.listing = CoinListing(self.watch_only)
         self.change = ChangeScripts(self.watch_only, network, self._coins_lock)
+        self.funding = FundingAhead(rpc, store, self.watch_only, self.change, self)
 
     # Keys and set-up (bitcoind's watch-only wallet, exitd/wallet/watchonly.py).
 
@@ -262,16 +257,12 @@ class OnchainWallet:
 
     # Coins and reservations.
 
-    async def _unpromised(self, session: AsyncSession) -> list[Coin]:
-        """Coins, confirmed or not, that no stored transaction has promised elsewhere."""
-        coins, _ = await self._unpromised_at(session)
-        return coins
-
-    async def _unpromised_at(
+    async def unpromised(
         self, session: AsyncSession, hand_on: bool = False, take: bool = False
     ) -> tuple[list[Coin], int]:
-        """_unpromised, with the height the wallet has processed, which their confirmations count from: in
-        one round trip. That height is a new tx's locktime (anti fee sniping), never above the tip."""
+        """Coins, confirmed or not, that no stored transaction has promised elsewhere, with the height the
+        wallet has processed, which their confirmations count from: in one round trip. That height is a
+        new tx's locktime (anti fee sniping), never above the tip. `hand_on`, `take`: CoinListing.read's."""
         taken = await reserved_outpoints(session) | self._pending
         coins, balances = await self.listing.read(hand_on, take)
         height = int(balances["lastprocessedblock"]["height"])
@@ -279,12 +270,12 @@ class OnchainWallet:
 
     async def _spendable(self, session: AsyncSession, take: bool = False) -> tuple[list[Coin], int]:
         """Confirmed coins no stored transaction has promised elsewhere, and the wallet's height (see
-        _unpromised_at). Only confirmed ones: a TRUC child may have no unconfirmed ancestor but its parent,
+        unpromised). Only confirmed ones: a TRUC child may have no unconfirmed ancestor but its parent,
         and sends should not chain on unconfirmed change."""
-        coins, height = await self._unpromised_at(session, take=take)
+        coins, height = await self.unpromised(session, take=take)
         return [c for c in coins if c.confirmed], height
 
-    def _reserve(self, session: AsyncSession, coins: Iterable[Coin], txid: str, purpose: str) -> None:
+    def reserve(self, session: AsyncSession, coins: Iterable[Coin], txid: str, purpose: str) -> None:
         """Reserve `coins` for `txid` in `session`; until it commits they are held back in memory."""
         outpoints = [c.outpoint for c in coins]
         self.listing.forget()
@@ -358,7 +349,7 @@ class OnchainWallet:
                 (change,) = planned.outputs
                 draft = replace(planned, outputs=(TxOut(change.value, next(scripts)),))
                 child = _cpfp_child(r.parent, draft, sign(draft, account))
-                self._reserve(session, draft.coins, child.txid, purpose)
+                self.reserve(session, draft.coins, child.txid, purpose)
                 results.append(child)
         for r, result in zip(requests, results, strict=True):
             if isinstance(result, CpfpChild):
@@ -408,7 +399,7 @@ class OnchainWallet:
                 draft = plan(*await self._spendable(session))
                 tx = sign(draft, account)
                 txid = b2lx(tx.GetTxid())
-                self._reserve(session, draft.coins, txid, SEND_PURPOSE)
+                self.reserve(session, draft.coins, txid, SEND_PURPOSE)
             try:
                 await send_raw_transaction(self.rpc, tx.serialize())
             except RpcError as e:
@@ -422,100 +413,18 @@ class OnchainWallet:
     # Funding ahead.
 
     async def ensure_funding(self, txs: Sequence[PlannedTx]) -> FundingPlan:
-        """Plan the coins the exit txs `txs` need (exitd/wallet/planner.py) and make the split that saves
-        blocks, if any: stored with its input's reservation, then broadcast. One split at a time: while one
-        is unconfirmed, its outputs count as arriving and no other is made. The engine calls this every
-        cycle before its children choose their coins, and asks for each child with the plan's floor."""
+        """Plan the coins the exit txs `txs` need and make the split that saves blocks, if any
+        (exitd/wallet/funding.py). The engine calls this every cycle before its children choose their
+        coins, and asks for each child with the plan's floor."""
         await self._wait_for_wallet_tip()
         split_rate = (await self.fees.rates()).fast
         async with self._coins_lock:
-            pending = await self._settle_splits()
-            plan = await self._plan(txs, split_rate, may_split=pending is None)
-            if plan.split is not None:
-                pending = await self._split(plan.split)
-        return replace(plan, outlook=replace(plan.outlook, split_txid=pending))
+            return await self.funding.ensure(txs, split_rate)
 
     async def funding_outlook(self, txs: Sequence[PlannedTx]) -> FundingOutlook:
         """The plan for `txs` as ensure_funding would make it (with the split it would make), making
         nothing."""
-        split_rate = (await self.fees.rates()).fast
-        async with self.store.session() as session:
-            pending = [row.txid for row in await unsettled_splits(session)]
-        plan = await self._plan(txs, split_rate, may_split=not pending)
-        return replace(plan.outlook, split_txid=pending[0] if pending else None)
-
-    async def _plan(self, txs: Sequence[PlannedTx], split_rate: int, may_split: bool) -> FundingPlan:
-        """The funding plan with the wallet's unpromised coins: confirmed ones now, ours in the mempool
-        from the next block. Ours: what bitcoind trusts (a split's outputs, a send's change), and the change
-        of the txs coins were reserved for (a CPFP child, whose anchor input bitcoind does not trust)."""
-        async with self.store.session() as session:
-            coins, height = await self._unpromised_at(session, hand_on=True)
-            spenders = {row.reserved_by for row in await list_reservations(session)}
-        confirmed = [c for c in coins if c.confirmed]
-        arriving = [
-            c.value for c in coins if not c.confirmed and (c.trusted or c.outpoint.txid_hex in spenders)
-        ]
-        # Every cycle plans, most of them (no new block, no coin moved) for what the last one planned:
-        # comparing is a few ms at a thousand exits, planning tens.
-        key = (tuple(txs), tuple(confirmed), tuple(arriving), split_rate, height, may_split)
-        if self._last_plan is None or self._last_plan[0] != key:
-            self._last_plan = (key, plan_funding(txs, confirmed, arriving, split_rate, height, may_split))
-        return self._last_plan[1]
-
-    async def _split(self, draft: Draft) -> str | None:
-        """Make the planned split: a fresh change script for each output (the plan sized them with one of
-        the same size), signed, stored with its inputs' reservations, then broadcast."""
-        scripts = await self.change.take(len(draft.outputs))
-        outputs = tuple(TxOut(o.value, s) for o, s in zip(draft.outputs, scripts, strict=True))
-        tx = sign(replace(draft, outputs=outputs), self.account)
-        txid = b2lx(tx.GetTxid())
-        async with self.store.session(fenced=True) as session:
-            self._reserve(session, draft.coins, txid, SPLIT_PURPOSE)
-            add_split(session, txid, tx.serialize(), draft.fee, len(outputs))
-        event(log, logging.INFO, "split_stored", txid=txid, coins=len(outputs), fee=draft.fee)
-        return await self._broadcast_split(txid, tx.serialize())
-
-    async def _broadcast_split(self, txid: str, raw: bytes) -> str | None:
-        """Broadcast a stored split: its txid once bitcoind has it; None if refused (its coins are freed)."""
-        try:
-            await send_raw_transaction(self.rpc, raw)
-        except RpcError as e:
-            async with self.store.session() as session:
-                await set_split_status(session, txid, "abandoned")
-                await self.release_reservations(session, txid)
-            event(log, logging.WARNING, "split_rejected", txid=txid, error=str(e))
-            return None
-        async with self.store.session() as session:
-            await set_split_status(session, txid, "broadcast")
-        event(log, logging.INFO, "split_broadcast", txid=txid)
-        return txid
-
-    async def _settle_splits(self) -> str | None:
-        """Bring stored splits in line with bitcoind: confirmed, conflicted (abandoned, its coins freed), or
-        unknown to it (stored, then killed before its broadcast: broadcast now). The txid of the one still
-        unconfirmed, if any."""
-        async with self.store.session() as session:
-            rows = await unsettled_splits(session)
-        answers = await self.watch_only.batch([("gettransaction", [row.txid]) for row in rows])
-        unconfirmed = None
-        for row, answer in zip(rows, answers, strict=True):
-            if isinstance(answer, RpcInvalidAddressOrKey):
-                unconfirmed = await self._broadcast_split(row.txid, row.raw) or unconfirmed
-            elif isinstance(answer, RpcError):
-                raise answer
-            elif int(answer["confirmations"]) > 0:
-                async with self.store.session() as session:
-                    await set_split_status(session, row.txid, "confirmed")
-                    await delete_reservations_by(session, row.txid)
-                event(log, logging.INFO, "split_confirmed", txid=row.txid)
-            elif int(answer["confirmations"]) < 0:
-                async with self.store.session() as session:
-                    await set_split_status(session, row.txid, "abandoned")
-                    await self.release_reservations(session, row.txid)
-                event(log, logging.WARNING, "split_conflicted", txid=row.txid)
-            else:
-                unconfirmed = row.txid
-        return unconfirmed
+        return await self.funding.outlook(txs, (await self.fees.rates()).fast)
 
     # Sync.
 

@@ -397,7 +397,7 @@ async def test_a_split_stored_but_not_broadcast_is_sent_after_a_restart_not_made
     async def killed(*_: object) -> str:
         raise Killed()
 
-    monkeypatch.setattr("exitd.wallet.onchain.send_raw_transaction", killed)
+    monkeypatch.setattr("exitd.wallet.funding.send_raw_transaction", killed)
     with pytest.raises(Killed):
         await wallet.ensure_funding(txs)
     monkeypatch.undo()
