@@ -2,10 +2,10 @@
 
 This is the engine's face to the daemon and the API; the work is done in its rooms: the book of exits
 (model.py) and how the store keeps it (records.py), what a cycle decides (decisions.py, transitions.py),
-the cycle itself (cycle.py), children learned (children.py) and paid for (packages.py), starts
-(starts.py), claims asked for (claim_requests.py) and built (claims.py), and the fee estimate
-(estimate.py). Everything that changes exits holds one lock, so a cycle, a start, a claim and a cancel
-never interleave.
+the cycle itself (cycle.py), children learned (children.py) and paid for (packages.py), starts read
+(starts.py) and admitted (admission_desk.py), claims asked for (claim_requests.py) and built
+(claims.py), and the fee estimate (estimate.py). Everything that changes exits holds one lock, so a
+cycle, a start, a claim and a cancel never interleave.
 """
 
 from __future__ import annotations
@@ -15,38 +15,22 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from exitd.chain.blocks import tip_height
-from exitd.chain.fees import PACKAGE_ROOM, FeeEstimator
+from exitd.chain.fees import FeeEstimator
 from exitd.chain.rpc import BitcoinRpc, RpcError
 from exitd.chain.view import BlockRef, ChainView, TxState
 from exitd.chain.watcher import BlockWatcher
-from exitd.engine.admission import (
-    Admissions,
-    Candidate,
-    admission_targets,
-    admissions,
-    candidate,
-    chain_snapshot,
-    refusal,
-    refusal_reason,
-)
+from exitd.engine.admission import Admissions
+from exitd.engine.admission_desk import AdmissionDesk
 from exitd.engine.children import ChildLearner
 from exitd.engine.claim_desk import ClaimDesk
 from exitd.engine.claim_requests import ClaimRequests
 from exitd.engine.cycle import CycleGuard, Funding, ProgressCycle
-from exitd.engine.errors import (
-    CannotCancelExit,
-    ClaimHeld,
-    DustLimit,
-    InvalidWalletState,
-    NotExiting,
-    StartRefused,
-    WalletCannotFund,
-)
+from exitd.engine.errors import CannotCancelExit, ClaimHeld, NotExiting, StartRefused
 from exitd.engine.estimate import FeeEstimate, estimate_exit
 from exitd.engine.fee_policy import FeePolicy
 from exitd.engine.model import (
@@ -70,7 +54,7 @@ from exitd.engine.persist import (
 )
 from exitd.engine.records import state_of
 from exitd.engine.replacement import ClaimPolicy
-from exitd.engine.starts import USER, Starts, exit_chain_of, read_starts
+from exitd.engine.starts import USER, read_starts
 from exitd.engine.states import ExitState, ExitStateKind, ExitTxOrigin
 from exitd.engine.timing import HeapSettler
 from exitd.log import event, get_logger
@@ -120,9 +104,9 @@ class ExitEngine:
         self.wallet = wallet
         self.policy = policy
         self.network = network
-        self.funding = funding
         self.book = book if book is not None else ExitBook()
         self.counters = EngineCounters()
+        self.admission = AdmissionDesk(self.view, fees, policy, funding)
         self.watcher = BlockWatcher(rpc)
         self.desk = PackageDesk(store, rpc, wallet, self.counters, crash_hook)
         self.claim_desk = ClaimDesk(
@@ -241,7 +225,9 @@ class ExitEngine:
                 self.vtxos, ids, self.exits, self.txs, state, started_by, now(), strict=vtxo_ids is not None
             )
             if starts.exits and not force:
-                refused = await self._admit(starts, strict=vtxo_ids is not None and started_by == USER)
+                refused = await self.admission.admit_starts(
+                    starts, strict=vtxo_ids is not None and started_by == USER
+                )
             restarted = {e.vtxo_id for e in starts.exits if e.vtxo_id in self.exits}
             if starts.exits:
                 await store_starts(self.store, starts.exits, starts.new_txs.values(), restarted)
@@ -263,46 +249,9 @@ class ExitEngine:
         restarts = tuple(v for v in started if v in restarted)
         return StartReport(started, restarts, tuple(starts.skipped), tuple(refused))
 
-    async def _admit(self, starts: Starts, strict: bool) -> list[StartRefused]:
-        """Leave out of `starts` the exits not worth it or too late (`strict`: refuse them all instead),
-        and with `strict` refuse a start whose first levels the wallet cannot pay for."""
-        found = await self._admissions(starts.candidates)
-        floor = self.policy.min_net_recovered
-        refused = []
-        for cost in found.costs:
-            why = refusal(cost, floor)
-            if why is None:
-                continue
-            error = StartRefused(cost.vtxo_id, why.value, refusal_reason(cost, why, floor))
-            if strict:
-                raise error
-            event(log, logging.WARNING, "exit_refused", vtxo=cost.vtxo_id, reason=why.value, net=cost.net)
-            refused.append(error)
-        starts.refuse(refused)
-        if strict and self.funding is not None and starts.exits:
-            kept = {t for e in starts.exits for t in e.txids}
-            needed = sum(fee for txid, fee in found.first_levels.items() if txid in kept)
-            available = (await self.funding.balance()).confirmed
-            if needed > available:
-                raise WalletCannotFund(needed, available, await self.funding.next_address())
-        return refused
-
     async def admit(self, rows: Sequence[StoredVtxo]) -> Admissions:
         """What exiting each of `rows` would cost and recover now, for the fee estimate's verdicts."""
-        candidates = []
-        unexitable = {}
-        for row in rows:
-            try:
-                candidates.append(candidate(row.vtxo_id, row.amount_sat, exit_chain_of(row)))
-            except (DustLimit, InvalidWalletState) as e:
-                unexitable[row.vtxo_id] = str(e)
-        return replace(await self._admissions(candidates), unexitable=unexitable)
-
-    async def _admissions(self, candidates: Sequence[Candidate]) -> Admissions:
-        snap = await chain_snapshot(self.view, candidates)
-        targets = admission_targets(snap, candidates, self.policy)
-        market = await self.fees.market(targets, next_block=PACKAGE_ROOM)
-        return admissions(snap, market, candidates, self.policy)
+        return await self.admission.admit(rows)
 
     # The cycle.
 
