@@ -119,6 +119,15 @@ class ChainView:
             self.blocked = None
             return snap
 
+    async def place(self, snap: ChainSnapshot, txid: str, block: BlockRef) -> None:
+        """A tx of `snap`'s found mined in `block` by a search of the blocks (exitd.chain.spends): `snap`
+        shows it there, and the locator keeps it there from now on (a reorg taking the block out takes it
+        out too), so that it is not searched for again."""
+        async with self.locator.lock:
+            self.locator.place(txid, block)
+            await self.locator.flush()
+        snap.txs[txid] = TxLocation(TxState.CONFIRMED, block)
+
     async def _snapshot(
         self,
         txids: list[str],

@@ -23,7 +23,7 @@ from exitd.chain.view import MEMPOOL, ChainSnapshot, TxState
 from exitd.engine.claims import ClaimInput, claim_deadline, claim_input, claim_paying
 from exitd.engine.errors import ClaimMarketUnknown, ExitError
 from exitd.engine.fee_policy import CLAIM_TARGET, FeePolicy, batch_claim_rate, claim_targets, refused_for_fee
-from exitd.engine.model import CLAIM_KINDS, ClaimCandidate, EngineCounters, ExitBook
+from exitd.engine.model import CLAIM_WATCHED, ClaimCandidate, EngineCounters, ExitBook
 from exitd.engine.replacement import ClaimMove, ClaimPlace, ClaimPolicy, claim_place, claim_step, needs_step
 from exitd.log import event, get_logger
 from exitd.store.claims import StoredClaim, insert_claim, load_claims, set_claim_refused
@@ -64,12 +64,13 @@ class ClaimDesk:
         self._counted: dict[str, int] = {}
 
     async def load(self) -> None:
-        """Every candidate of the claims the exits claimed or being claimed name, into the book."""
+        """Every candidate of the claims the exits claimable, being claimed or claimed name or were signed
+        for, into the book."""
         named = [
             t
             for e in self.book.exits.values()
-            if e.state.kind in CLAIM_KINDS
-            for t in (e.state.claim_txid, e.state.txid)
+            if e.state.kind in CLAIM_WATCHED
+            for t in (e.state.claim_txid, e.state.txid, *e.state.signed_claims)
             if t
         ]
         async with self.store.session() as session:

@@ -117,6 +117,7 @@ class ClaimRequests:
                     claimable_since=e.state.claimable_since,
                     claim_txid=txid,
                     claim_fee=fee,
+                    signed_claims=(*e.state.signed_claims, txid),
                 ),
             )
             for e in chosen

@@ -180,18 +180,21 @@ async def find_conflicts(
     return conflicts
 
 
-async def find_claim_conflicts(
+async def find_claim_spends(
     rpc: BitcoinRpc, found: list[ClaimSuspect], snap: ChainSnapshot, ours: Container[str]
-) -> list[tuple[ClaimSuspect, ChainSpend]]:
-    """The tx that spent each suspect's VTXO output, read from the blocks, when it is none of its claims
-    nor any claim tx exitd signed (`ours`; one confirmed between two reads of one snapshot is no conflict:
-    the normal path claims the exit). A spender not found within the search is logged and looked for
-    again next cycle."""
-    conflicts = []
+) -> tuple[list[tuple[ClaimSuspect, ChainSpend]], list[tuple[ClaimSuspect, ChainSpend]]]:
+    """The tx that spent each suspect's VTXO output, read from the blocks: (conflicts, claims), the spends
+    by a tx that is none of its claims nor any claim tx exitd signed (`ours`), and those by one that is (a
+    candidate the snapshot did not place: mined while nothing watched it, its output spent since; the
+    cycle places it, so the exit is claimed and not searched for again). A spender not found within the
+    search is logged and looked for again next cycle."""
+    conflicts, claims = [], []
     for s in found:
         spend = await find_chain_spend(rpc, s.exit.outpoint, snap.tip.height, s.lowest)
         if spend is None:
             event(log, logging.WARNING, "conflict_spender_not_found", vtxo=s.exit.vtxo_id)
-        elif spend.txid not in s.claims and spend.txid not in ours:
+        elif spend.txid in s.claims or spend.txid in ours:
+            claims.append((s, spend))
+        else:
             conflicts.append((s, spend))
-    return conflicts
+    return conflicts, claims

@@ -27,14 +27,17 @@ from exitd.engine.conflicts import (
     claim_suspects,
     conflict_error,
     conflicted_state,
-    find_claim_conflicts,
+    find_claim_spends,
     find_conflicts,
     resumed,
     suspects,
 )
 from exitd.engine.decisions import (
+    ExitClaims,
     advance,
     budget_rate,
+    claim_standing,
+    exit_claims,
     is_watched,
     level_targets,
     next_block_room,
@@ -48,6 +51,7 @@ from exitd.engine.errors import FeeBudgetExceeded
 from exitd.engine.fee_policy import FeePolicy, RaisedRate
 from exitd.engine.model import (
     CLAIM_KINDS,
+    CLAIM_WATCHED,
     ClaimCandidate,
     EngineCounters,
     ExitBook,
@@ -57,6 +61,7 @@ from exitd.engine.model import (
 )
 from exitd.engine.packages import ChildTerms, PackageDesk
 from exitd.engine.persist import persist_states, save_children
+from exitd.engine.replacement import ClaimPlace
 from exitd.engine.rest import rest_of
 from exitd.engine.states import ExitStateKind, ExitTxStatus
 from exitd.engine.transitions import ActionKind, next_tx_status
@@ -151,8 +156,8 @@ class ProgressCycle:
             self.counters.cycles += 1
             return
         forks = self.view.locator.forks
-        candidates = self._candidates(watched)
-        snap = await self._snapshot(watched, guarded, candidates)
+        claims = self._claims(watched)
+        snap = await self._snapshot(watched, guarded, claims)
         # The reorgs taken into account: one found by the last snapshot taken wakes exits next cycle.
         forks_seen = self.forks_seen
         for _ in range(0 if self.full else WAKE_ROUNDS):
@@ -162,16 +167,14 @@ class ProgressCycle:
                 break
             decided += woken
             watched += [e for e in woken if is_watched(e, self.last_tip)]
-            candidates = self._candidates(watched)
-            snap = await self._snapshot(watched, guarded, candidates)
+            claims = self._claims(watched)
+            snap = await self._snapshot(watched, guarded, claims)
         quiet = snap.tip == self.last_tip
         self.last_tip = snap.tip
         for e in watched:
             if e.held_claim is None:  # a claim's error outlives cycles until a claim goes out
                 e.error = None
-        await self._end_conflicts(watched, snap, candidates)
-        # A claim whose exit just ended is not stepped again.
-        candidates = {v: g for v, g in candidates.items() if book.exits[v].state.kind in CLAIM_KINDS}
+        claims = await self._end_conflicts(watched, snap, claims)
         for e in watched:
             if e.state.kind is ExitStateKind.VTXO_ALREADY_SPENT:
                 e.error = conflict_error(e.vtxo_id, e.state)
@@ -190,9 +193,7 @@ class ProgressCycle:
         await self._fund_ahead(snap, targets)
         statuses = await self._tx_statuses(sharers, snap, targets, override is not None, market.relay)
         await self._learn_claim_timelocks(watched)
-        places = self.claims.places({g[0].first_txid: g for g in candidates.values()}, snap)
-        await self.claims.step(places, snap.tip.height)
-        claim_of = {vtxo_id: places[g[0].first_txid] for vtxo_id, g in candidates.items()}
+        claim_of = await self._step_claims(claims, snap)
         changes = [(e, advance(e, snap, statuses, claim_of.get(e.vtxo_id))) for e in watched]
         back = [e.vtxo_id for e, new in changes if resumed(e, snap) is not None]
         if back:
@@ -212,22 +213,38 @@ class ProgressCycle:
         ms = int((time.monotonic() - started) * 1000)
         event(log, logging.DEBUG, "cycle", exits=len(watched), tip=snap.tip.height, ms=ms)
 
-    def _candidates(self, watched: Iterable[LiveExit]) -> dict[str, list[ClaimCandidate]]:
-        """The candidates of each watched exit's claim, when it is one exitd signed (by VTXO id)."""
-        return {
-            e.vtxo_id: group
-            for e in watched
-            if e.state.kind in CLAIM_KINDS
-            and (group := self.book.candidates(e.state.claim_txid or e.state.txid))
+    def _claims(self, watched: Iterable[LiveExit]) -> dict[str, ExitClaims]:
+        """The claims exitd signed for each watched exit that has any (by VTXO id)."""
+        claim_of = self.book.claim_of
+        return {e.vtxo_id: c for e in watched if (c := exit_claims(e, claim_of)) is not None}
+
+    def _candidates(self, claims: Mapping[str, ExitClaims]) -> dict[str, list[ClaimCandidate]]:
+        """Every candidate of those claims, by VTXO id."""
+        book = self.book
+        return {v: [c for first in ec.firsts for c in book.claims[first]] for v, ec in claims.items()}
+
+    async def _step_claims(
+        self, claims: Mapping[str, ExitClaims], snap: ChainSnapshot
+    ) -> dict[str, ClaimPlace]:
+        """Where each exit's claim stands (decisions.claim_standing), once the claim desk sent again,
+        repriced or replaced the claims of the exits being claimed or claimed that call for it; a claim
+        of a claimable exit (one dropped, kept only in case it is mined) is watched, never sent."""
+        book = self.book
+        places = self.claims.places({f: book.claims[f] for ec in claims.values() for f in ec.firsts}, snap)
+        standing = {v: p for v, ec in claims.items() if (p := claim_standing(ec, places)) is not None}
+        stepped = {
+            p.newest.first_txid: p for v, p in standing.items() if book.exits[v].state.kind in CLAIM_KINDS
         }
+        await self.claims.step(stepped, snap.tip.height)
+        return {v: stepped.get(p.newest.first_txid, p) for v, p in standing.items()}
 
     async def _snapshot(
         self,
         watched: Sequence[LiveExit],
         guarded: Mapping[str, int],
-        candidates: Mapping[str, Sequence[ClaimCandidate]],
+        claims: Mapping[str, ExitClaims],
     ) -> ChainSnapshot:
-        request = snapshot_request(watched, self.book.txs, guarded, candidates)
+        request = snapshot_request(watched, self.book.txs, guarded, self._candidates(claims))
         return await self.view.snapshot(
             request.txids, request.spends, request.heights, request.utxos, request.outputs, request.inputs
         )
@@ -249,18 +266,21 @@ class ProgressCycle:
                 rest.rest(e.vtxo_id, until, e.txids)
 
     async def _end_conflicts(
-        self,
-        watched: Sequence[LiveExit],
-        snap: ChainSnapshot,
-        candidates: Mapping[str, Sequence[ClaimCandidate]],
-    ) -> None:
+        self, watched: Sequence[LiveExit], snap: ChainSnapshot, claims: Mapping[str, ExitClaims]
+    ) -> dict[str, ExitClaims]:
         """End the exits whose input a tx not of theirs spent in the chain, and those whose VTXO output a tx
-        that is none of their claims spent (exitd/engine/conflicts.py)."""
-        rpc, txs = self.view.rpc, self.book.txs
+        that is none of their claims spent (exitd/engine/conflicts.py); a claim the block search found
+        mined instead is placed in `snap` (and in the chain locator from now on). Returns the claims of the
+        exits still claimable or being claimed, those found included."""
+        rpc, book, txs = self.view.rpc, self.book, self.book.txs
         lost = await find_conflicts(rpc, suspects(watched, txs, snap), snap, txs)
-        taken = await find_claim_conflicts(
-            rpc, claim_suspects(watched, candidates, snap), snap, self.book.claim_of
-        )
+        found = claim_suspects(watched, self._candidates(claims), snap)
+        taken, mined = await find_claim_spends(rpc, found, snap, book.claim_of)
+        claims = dict(claims)
+        for s, spend in mined:
+            await self.view.place(snap, spend.txid, spend.block)
+            if (c := exit_claims(s.exit, book.claim_of, spend.txid)) is not None:
+                claims[s.exit.vtxo_id] = c
         dropped = [c for s, _ in lost for c in abandoned_children(s.exit, s.txid, txs)]
         ended = [(s.exit, spend, s.spent) for s, spend in lost]
         ended += [(s.exit, spend, s.exit.outpoint) for s, spend in taken]
@@ -278,11 +298,12 @@ class ProgressCycle:
                 by=spend.txid,
                 block=spend.block.height,
             )
-        if not changes:
-            return
-        await save_children(self.store, self.learner.wallet, dropped, release=dropped)
-        await self._set_vtxo_states([e.vtxo_id for e, _ in changes], VtxoState.SPENT)
-        await persist_states(self.store, changes)
+        if changes:
+            await save_children(self.store, self.learner.wallet, dropped, release=dropped)
+            await self._set_vtxo_states([e.vtxo_id for e, _ in changes], VtxoState.SPENT)
+            await persist_states(self.store, changes)
+        # A claim whose exit just ended is not stepped again.
+        return {v: c for v, c in claims.items() if book.exits[v].state.kind in CLAIM_WATCHED}
 
     async def _set_vtxo_states(self, vtxo_ids: Sequence[str], state: VtxoState) -> None:
         async with self.store.session(fenced=True) as session:

@@ -24,7 +24,14 @@ from exitd.engine.fee_policy import (
     level_market,
     level_target,
 )
-from exitd.engine.model import ACTIVE_KINDS, ChildStatus, ClaimCandidate, LiveExit, TrackedTx
+from exitd.engine.model import (
+    ACTIVE_KINDS,
+    CLAIM_WATCHED,
+    ChildStatus,
+    ClaimCandidate,
+    LiveExit,
+    TrackedTx,
+)
 from exitd.engine.replacement import ClaimPlace
 from exitd.engine.states import VERIFY_INPUTS, ExitState, ExitStateKind, ExitTx, ExitTxStatus
 from exitd.engine.transitions import (
@@ -149,6 +156,40 @@ def tx_facts(tracked: TrackedTx, snap: ChainSnapshot) -> TxFacts:
         pending_children=pending,
         confirmed_child=confirmed_child,
     )
+
+
+@dataclass(frozen=True)
+class ExitClaims:
+    """The claims exitd signed for one exit, each by its first candidate's txid: `named`, the one its
+    state names (None: it names none, or a tx exitd did not sign), and `firsts`, all of them."""
+
+    named: str | None
+    firsts: tuple[str, ...]
+
+
+def exit_claims(e: LiveExit, claim_of: Mapping[str, str], found: str | None = None) -> ExitClaims | None:
+    """The claims exitd signed for `e` that the book holds (`claim_of`: the claim of each candidate), the
+    one `found` (a candidate the block search found spending its output) is of included; None when the
+    exit's state watches no claim or it has none."""
+    state = e.state
+    if state.kind not in CLAIM_WATCHED:
+        return None
+    named = claim_of.get(state.claim_txid or state.txid or "")
+    signed = (claim_of.get(t) for t in (*state.signed_claims, found) if t)
+    firsts = tuple(dict.fromkeys(f for f in (named, *signed) if f is not None))
+    return ExitClaims(named, firsts) if firsts else None
+
+
+def claim_standing(claims: ExitClaims, places: Mapping[str, ClaimPlace]) -> ClaimPlace | None:
+    """Where the exit's claim stands, as `advance` reads it: a candidate of any claim exitd signed for it
+    confirmed (it completes the exit, however late), else one in the mempool, else the claim its state
+    names (which exitd sends again); None when it names another's tx and none of its own is anywhere."""
+    mine = [places[first] for first in claims.firsts]
+    for state in (TxState.CONFIRMED, TxState.MEMPOOL):
+        for place in mine:
+            if place.location.state is state:
+                return place
+    return places[claims.named] if claims.named is not None else None
 
 
 def exit_facts(e: LiveExit, snap: ChainSnapshot, claim: ClaimPlace | None = None) -> ExitFacts:

@@ -35,6 +35,8 @@ from exitd.engine.transitions import Action, Child
 ACTIVE_KINDS = (ExitStateKind.START, ExitStateKind.PROCESSING, ExitStateKind.AWAITING_DELTA)
 # The states in which an exit's claim tx is followed.
 CLAIM_KINDS = (ExitStateKind.CLAIM_IN_PROGRESS, ExitStateKind.CLAIMED)
+# The states in which every claim exitd signed for an exit is watched: any of them may still confirm.
+CLAIM_WATCHED = (ExitStateKind.CLAIMABLE, *CLAIM_KINDS)
 
 
 class ChildSource(StrEnum):

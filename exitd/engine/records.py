@@ -103,6 +103,7 @@ def state_record(state: ExitState) -> Record:
             "block": _block(state.block),
             "spent_input": state.spent_input,
             "claim_fee": state.claim_fee,
+            "signed_claims": list(state.signed_claims) or None,
         }
     )
 
@@ -122,6 +123,7 @@ def state_of(record: Record) -> ExitState:
         block=_block_of(record.get("block")),
         spent_input=record.get("spent_input"),
         claim_fee=record.get("claim_fee"),
+        signed_claims=tuple(record.get("signed_claims", ())),
     )
 
 

@@ -99,7 +99,9 @@ class ExitState:
     """One variant per kind, as ExitTxStatus. `tip_height` is the tip when this state was produced.
     A claimed state keeps `claimable_since`, so a reorged-out claim can go back to claimable. `claim_fee`:
     what the claim tx of a claim in progress or claimed pays (sat), when it is one exitd signed; of a batch
-    claim, the whole tx's."""
+    claim, the whole tx's. `signed_claims`: every claim exitd signed for the exit (each by its first
+    candidate's txid), kept while it is claimable, being claimed or claimed: a candidate of any of them that
+    confirms completes the exit, however late (one dropped from the mempool may still be mined)."""
 
     kind: ExitStateKind
     tip_height: int
@@ -113,6 +115,7 @@ class ExitState:
     block: BlockRef | None = None
     spent_input: str | None = None
     claim_fee: int | None = None
+    signed_claims: tuple[str, ...] = ()
 
     def same_as(self, other: ExitState) -> bool:
         """Equal but for the tip and the scan cursor: a new history entry is only made when this is False,

@@ -170,15 +170,22 @@ def awaiting_or_claimable(state: ExitState, facts: ExitFacts) -> ExitState:
 
 
 def claimable_next(state: ExitState, facts: ExitFacts) -> ExitState:
-    """From claimable: a mempool spender makes it claim-in-progress; a spend in the chain is found by the
-    cycle's block scan (it then passes `claim_location`)."""
+    """From claimable: a candidate of a claim exitd signed for it confirmed (`claim_location`, found by
+    the snapshot or the cycle's block search) makes it claimed, however late; a mempool spender makes it
+    claim-in-progress; a spend in the chain by another tx is the cycle's conflict to end."""
     assert state.claimable_since is not None
-    if facts.vtxo_mempool_spender is not None:
+    location = facts.claim_location
+    if facts.claim_txid is not None and location is not None and location.state is TxState.CONFIRMED:
+        return claimed_by(state, facts.tip.height, facts.claim_txid, location, facts.claim_fee)
+    spender = facts.vtxo_mempool_spender
+    if spender is not None:
         return ExitState(
             ExitStateKind.CLAIM_IN_PROGRESS,
             facts.tip.height,
             claimable_since=state.claimable_since,
-            claim_txid=facts.vtxo_mempool_spender,
+            claim_txid=spender,
+            claim_fee=facts.claim_fee if spender == facts.claim_txid else None,
+            signed_claims=state.signed_claims,
         )
     if facts.vtxo_unspent:
         return ExitState(
@@ -186,8 +193,24 @@ def claimable_next(state: ExitState, facts: ExitFacts) -> ExitState:
             facts.tip.height,
             claimable_since=state.claimable_since,
             last_scanned_block=facts.tip,
+            signed_claims=state.signed_claims,
         )
     return state
+
+
+def claimed_by(
+    state: ExitState, tip: int, txid: str | None, location: TxLocation, fee: int | None
+) -> ExitState:
+    """Claimed by `txid`, confirmed at `location`, paying `fee` (known when it is a claim exitd signed)."""
+    return ExitState(
+        ExitStateKind.CLAIMED,
+        tip,
+        claimable_since=state.claimable_since,
+        txid=txid,
+        block=location.block,
+        claim_fee=fee,
+        signed_claims=state.signed_claims,
+    )
 
 
 def claim_next(state: ExitState, facts: ExitFacts) -> ExitState:
@@ -204,16 +227,10 @@ def claim_next(state: ExitState, facts: ExitFacts) -> ExitState:
         claimable_since=state.claimable_since,
         claim_txid=txid,
         claim_fee=fee,
+        signed_claims=state.signed_claims,
     )
     if location is not None and location.state is TxState.CONFIRMED:
-        return ExitState(
-            ExitStateKind.CLAIMED,
-            facts.tip.height,
-            claimable_since=state.claimable_since,
-            txid=txid,
-            block=location.block,
-            claim_fee=fee,
-        )
+        return claimed_by(state, facts.tip.height, txid, location, fee)
     if location is not None and location.state is TxState.MEMPOOL:
         return in_progress
     if state.kind is ExitStateKind.CLAIMED and not facts.vtxo_unspent:
@@ -223,7 +240,12 @@ def claim_next(state: ExitState, facts: ExitFacts) -> ExitState:
     if facts.claim_pending and facts.vtxo_unspent and facts.vtxo_mempool_spender is None:
         # Refused for its fee, evicted or reorged out: exitd sends a candidate again (replacement.py).
         return in_progress
-    # Dropped from the mempool (or reorged out and not re-accepted): claimable again.
-    return claimable_next(
-        ExitState(ExitStateKind.CLAIMABLE, facts.tip.height, claimable_since=state.claimable_since), facts
+    # Dropped from the mempool (or reorged out and not re-accepted): claimable again, its claims still
+    # watched (a candidate the network kept may yet be mined).
+    back = ExitState(
+        ExitStateKind.CLAIMABLE,
+        facts.tip.height,
+        claimable_since=state.claimable_since,
+        signed_claims=state.signed_claims,
     )
+    return claimable_next(back, facts)

@@ -1,5 +1,6 @@
 """Claims that never stick, on a regtest node of their own: a claim left below the market is replaced, one
-refused for its fee is repriced, and whichever candidate confirms completes the exit with its own fee."""
+refused for its fee is repriced, and whichever candidate confirms completes the exit with its own fee, even
+one mined after its exit went back to claimable."""
 
 from __future__ import annotations
 
@@ -12,12 +13,21 @@ import pytest
 
 from exitd.chain.fees import btc_to_sat
 from exitd.daemon.lifecycle import CRASH_EXIT_CODE
-from exitd.regtest.forge import Forge
+from exitd.regtest.forge import Forge, ForgedVtxo
 from exitd.regtest.node import MINER_WALLET, RegtestNode
 from tests.conftest import EVERY_NODE
 from tests.integration.test_exit_faults import set_crash_point, wait_for_exit
 from tests.support.daemon import DaemonProcess, running_daemon
-from tests.support.exits import advance_until, all_in, fund_wallet, import_and_start, owned, progress, states
+from tests.support.exits import (
+    advance_until,
+    all_in,
+    fund_wallet,
+    import_and_start,
+    outside_claim,
+    owned,
+    progress,
+    states,
+)
 
 pytestmark = pytest.mark.bitcoind
 
@@ -27,20 +37,29 @@ MARKET = 5000
 
 
 @pytest.fixture
-def claimable(
+def claimable_board(
     tmp_path: Path, private_bitcoind: RegtestNode
-) -> Iterator[tuple[DaemonProcess, RegtestNode, str]]:
-    """exitd on a node of its own, with one exit claimable."""
+) -> Iterator[tuple[DaemonProcess, RegtestNode, ForgedVtxo]]:
+    """exitd on a node of its own, with one exit claimable: the board it exits."""
     node = private_bitcoind
     node.fund_miner()
     config = f"[claims]\nreplace_after_blocks = {REPLACE_AFTER}\n"
     with running_daemon(tmp_path / "exitd", node, config) as daemon:
         fund_wallet(daemon, node, coins=1)
         board = Forge(node).board(60_000, owned(daemon, 0))
-        (vtxo_id,) = import_and_start(daemon, [board.hex])
+        import_and_start(daemon, [board.hex])
         advance_until(daemon, node, all_in("claimable"))
         teach_market(node)
-        yield daemon, node, vtxo_id
+        yield daemon, node, board
+
+
+@pytest.fixture
+def claimable(
+    claimable_board: tuple[DaemonProcess, RegtestNode, ForgedVtxo],
+) -> tuple[DaemonProcess, RegtestNode, str]:
+    """exitd on a node of its own, with one exit claimable: its VTXO id."""
+    daemon, node, board = claimable_board
+    return daemon, node, str(board.id)
 
 
 def teach_market(node: RegtestNode) -> None:
@@ -248,3 +267,48 @@ def test_a_requested_claim_refused_for_its_fee_keeps_its_exit_in_progress_and_is
     node.mine(1)
     progress(daemon)
     assert exit_status(daemon, vtxo_id)["txid"] == repriced
+
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["running", "restarted"])
+@pytest.mark.parametrize("private_bitcoind", EVERY_NODE, indirect=True)
+def test_a_dropped_claim_mined_after_its_exit_went_back_to_claimable_completes_the_exit_with_its_fee(
+    claimable_board: tuple[DaemonProcess, RegtestNode, ForgedVtxo], restarted: bool
+) -> None:
+    daemon, node, board = claimable_board
+    vtxo_id = str(board.id)
+    first = claim_at(daemon, node, 1000)["txid"]
+    fee = stored_candidates(daemon)[first]
+    # Another tool holding the key outbids exitd's claim in the node's mempool, and the node then restarts
+    # without its mempool: the exit, whose state named the other claim, is claimable again, exitd's claim
+    # in no mempool of the node's.
+    rival = outside_claim(daemon, node, board, 3 * fee)
+    rival_txid = node.rpc("sendrawtransaction", rival.serialize().hex())
+    progress(daemon)
+    state = exit_status(daemon, vtxo_id)
+    assert (state["type"], state["claim_txid"]) == ("claim-in-progress", rival_txid)
+    node.stop()
+    node.extra_args = ("-persistmempool=0",)
+    node.start()
+    progress(daemon)
+    assert exit_status(daemon, vtxo_id)["type"] == "claimable"
+    assert node.rpc("getrawmempool") == []  # a dropped claim of a claimable exit is watched, not sent
+    # A miner that kept exitd's claim mines it (while exitd runs, or is down: its claims are in the store).
+    if restarted:
+        daemon.stop()
+    block = node.rpc("generateblock", node.miner_address(), [stored_raw(daemon, first)])["hash"]
+    if restarted:
+        daemon.start()
+    progress(daemon)
+    state = exit_status(daemon, vtxo_id)
+    assert (state["type"], state.get("txid"), state.get("claim_fee_sat")) == ("claimed", first, fee)
+    assert state["block"]["hash"] == block
+    assert states(daemon) == {vtxo_id: "claimed"}
+    # A reorg that takes the block out brings the claim back in progress; the block back, claimed again.
+    node.rpc("invalidateblock", block)
+    progress(daemon)
+    assert exit_status(daemon, vtxo_id)["type"] == "claim-in-progress"
+    node.rpc("reconsiderblock", block)
+    progress(daemon)
+    state = exit_status(daemon, vtxo_id)
+    assert (state["type"], state.get("txid"), state.get("claim_fee_sat")) == ("claimed", first, fee)
+    assert "claim_step_failed" not in daemon.log_text()

@@ -10,8 +10,11 @@ from exitd.chain.view import BlockRef, ChainSnapshot, MempoolPackage, TxLocation
 from exitd.engine.children import update_known
 from exitd.engine.decisions import (
     FINAL_DEPTH,
+    ExitClaims,
     advance,
     budget_rate,
+    claim_standing,
+    exit_claims,
     is_watched,
     level_targets,
     planned_txs,
@@ -21,7 +24,8 @@ from exitd.engine.decisions import (
     tx_targets,
 )
 from exitd.engine.fee_policy import CHILD_VSIZE_ESTIMATE, FeePolicy
-from exitd.engine.model import ChildStatus
+from exitd.engine.model import ChildStatus, ClaimCandidate
+from exitd.engine.replacement import ClaimPlace, claim_place
 from exitd.engine.states import ExitState, ExitStateKind, ExitTxStatus, TxStatusKind
 from exitd.wallet.planner import PlannedTx
 from tests.support.exit_book import (
@@ -219,3 +223,70 @@ def test_a_shared_childs_fee_is_split_among_the_exits_that_need_its_tx() -> None
     assert book.fees_paid_each([a, b]) == {a.vtxo_id: 500 + 300, b.vtxo_id: 500}
     assert book.broadcast_by_exitd(ROOT) and book.broadcast_by_exitd(NODE)
     assert not book.broadcast_by_exitd(LEAF)
+
+
+def claim_of(*txids: str) -> ClaimCandidate:
+    return ClaimCandidate(txids[0], txids[0], len(txids) - 1, b"", 300, 110, 2_000, 480)
+
+
+def test_every_claim_exitd_signed_for_an_exit_is_watched_while_it_may_be_claimed() -> None:
+    first, replacement, older, unknown = "c1" * 32, "c2" * 32, "c0" * 32, "cf" * 32
+    book = {first: first, replacement: first, older: older}
+    since = BlockRef(480, "77" * 32)
+    signed = (older, first, unknown)
+    being_claimed = ExitState(
+        ExitStateKind.CLAIM_IN_PROGRESS,
+        490,
+        claimable_since=since,
+        claim_txid=replacement,
+        signed_claims=signed,
+    )
+    e = live("0e" * 32, [ROOT, LEAF], being_claimed)
+    assert exit_claims(e, book) == ExitClaims(first, (first, older))
+    # Claimable again (its claim dropped): nothing named, the claims still watched.
+    e.state = ExitState(ExitStateKind.CLAIMABLE, 490, claimable_since=since, signed_claims=(older,))
+    assert exit_claims(e, book) == ExitClaims(None, (older,))
+    # A candidate the block search found spending its output joins them.
+    e.state = ExitState(ExitStateKind.CLAIMABLE, 490, claimable_since=since)
+    assert exit_claims(e, book) is None
+    assert exit_claims(e, book, found=replacement) == ExitClaims(None, (first,))
+    e.state = ExitState(ExitStateKind.AWAITING_DELTA, 490, signed_claims=(older,))
+    assert exit_claims(e, book) is None
+
+
+def test_a_claim_stands_where_any_candidate_of_exitd_confirmed_else_in_the_mempool_else_as_named() -> None:
+    first, older = "c1" * 32, "c0" * 32
+    nowhere = {
+        first: claim_place([claim_of(first)], [TxLocation(TxState.NOT_FOUND)]),
+        older: claim_place([claim_of(older)], [TxLocation(TxState.NOT_FOUND)]),
+    }
+    assert claim_standing(ExitClaims(first, (first, older)), nowhere) is nowhere[first]
+    assert claim_standing(ExitClaims(None, (older,)), nowhere) is None
+    for where_older in (confirmed_at(495), TxLocation(TxState.MEMPOOL)):
+        places = {**nowhere, older: claim_place([claim_of(older)], [where_older])}
+        assert claim_standing(ExitClaims(first, (first, older)), places) is places[older]
+        assert claim_standing(ExitClaims(None, (older,)), places) is places[older]
+
+
+def test_a_claimable_exit_whose_older_claim_of_exitd_is_mined_is_claimed_with_its_fee() -> None:
+    older = "c0" * 32
+    since = BlockRef(480, "77" * 32)
+    state = ExitState(ExitStateKind.CLAIMABLE, 490, claimable_since=since, signed_claims=(older,))
+    e = live("0e" * 32, [ROOT, LEAF], state)
+    e.claim_delay = 12
+    snap = ChainSnapshot(
+        TIP,
+        txs={LEAF: confirmed_at(470), older: confirmed_at(495)},
+        block_hashes={480: since.hash},
+        unspent={e.outpoint: False},
+    )
+    place = ClaimPlace(claim_of(older), confirmed_at(495), claim_of(older))
+    new = advance(e, snap, {}, place)
+    assert (new.kind, new.txid, new.block, new.claim_fee) == (
+        ExitStateKind.CLAIMED,
+        older,
+        confirmed_at(495).block,
+        300,
+    )
+    # Without it, the exit stays claimable (the cycle's conflict search names what spent the output).
+    assert advance(e, snap, {}).kind is ExitStateKind.CLAIMABLE

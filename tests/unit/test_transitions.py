@@ -17,6 +17,7 @@ from exitd.engine.transitions import (
     TxFacts,
     claim_next,
     claimable_height,
+    claimable_next,
     next_tx_status,
     processing_or_done,
 )
@@ -203,3 +204,49 @@ def test_parent_left_alone_in_the_mempool_gets_a_new_child() -> None:
     status, action = next_tx_status(facts(MEMPOOL, spender=None), 2000)
     assert status.kind is TxStatusKind.NEEDS_SIGNED_PACKAGE
     assert action is not None and action.kind is ActionKind.BUILD
+
+
+def test_a_claimable_exit_is_claimed_by_a_dropped_claim_of_exitd_that_confirms_after_all() -> None:
+    """A claim exitd signed, dropped from the mempool (the exit fell back to claimable), then mined."""
+    mine = "cc" * 32
+    state = ExitState(ExitStateKind.CLAIMABLE, 200, claimable_since=BLOCK, signed_claims=(mine,))
+    mined = exit_facts(
+        claim_location=TxLocation(TxState.CONFIRMED, TIP), claim_txid=mine, claim_fee=150, vtxo_unspent=False
+    )
+    claimed = claimable_next(state, mined)
+    assert (claimed.kind, claimed.txid, claimed.block, claimed.claim_fee) == (
+        ExitStateKind.CLAIMED,
+        mine,
+        TIP,
+        150,
+    )
+    assert claimed.claimable_since == BLOCK and claimed.signed_claims == (mine,)
+    # A reorg takes it back to the mempool: in progress again, its fee kept.
+    back = claim_next(claimed, exit_facts(claim_location=MEMPOOL, claim_txid=mine, claim_fee=150))
+    assert (back.kind, back.claim_txid, back.claim_fee) == (ExitStateKind.CLAIM_IN_PROGRESS, mine, 150)
+    # Seen in the mempool first: in progress with its fee.
+    sent = exit_facts(claim_location=MEMPOOL, claim_txid=mine, claim_fee=150, vtxo_mempool_spender=mine)
+    in_progress = claimable_next(state, sent)
+    assert (in_progress.kind, in_progress.claim_txid, in_progress.claim_fee) == (
+        ExitStateKind.CLAIM_IN_PROGRESS,
+        mine,
+        150,
+    )
+    # The output spent in the chain by no claim of exitd's: left as it is (the cycle ends the conflict).
+    assert claimable_next(state, exit_facts(vtxo_unspent=False)) == state
+
+
+def test_a_claim_that_falls_back_to_claimable_keeps_the_claims_exitd_signed() -> None:
+    mine, rival = "cc" * 32, "ee" * 32
+    # exitd's claim was outbid in the mempool by another tool's, which is then dropped too.
+    state = ExitState(
+        ExitStateKind.CLAIM_IN_PROGRESS, 200, claimable_since=BLOCK, claim_txid=rival, signed_claims=(mine,)
+    )
+    back = claim_next(state, exit_facts(claim_location=NOT_FOUND))
+    assert (back.kind, back.signed_claims) == (ExitStateKind.CLAIMABLE, (mine,))
+    again = claim_next(state, exit_facts(claim_location=MEMPOOL))
+    assert (again.kind, again.claim_txid, again.signed_claims) == (
+        ExitStateKind.CLAIM_IN_PROGRESS,
+        rival,
+        (mine,),
+    )
