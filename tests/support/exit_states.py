@@ -35,5 +35,9 @@ STATES = [
     ExitState(ExitStateKind.CLAIMABLE, 112, claimable_since=BLOCK, last_scanned_block=BLOCK),
     ExitState(ExitStateKind.CLAIM_IN_PROGRESS, 112, claimable_since=BLOCK, claim_txid=TXID),
     ExitState(ExitStateKind.CLAIMED, 113, claimable_since=BLOCK, txid=TXID, block=BLOCK),
+    # Claimable again with a claim exitd signed still watched (one dropped from the mempool may be mined).
+    ExitState(
+        ExitStateKind.CLAIMABLE, 114, claimable_since=BLOCK, last_scanned_block=BLOCK, signed_claims=(TXID,)
+    ),
     ExitState(ExitStateKind.CANCELED, 114),
 ]
