@@ -353,8 +353,27 @@ class ServerHtlcRecvPolicy(UserPolicy):
         output back, so the user's claim must confirm before it."""
         return RivalClause(exit_delta, self.htlc_expiry)
 
+    def refund_leaf(self, server_pubkey: bytes, exit_delta: int) -> bytes:
+        """The server's refund leaf: its key alone, after htlc_expiry (CLTV) and exit_delta (CSV)."""
+        return delay_timelock_sign(exit_delta, self.htlc_expiry, xonly(server_pubkey))
+
+    def refund_clause(self, server_pubkey: bytes, exit_delta: int, expiry_height: int) -> ClaimClause:
+        """The server's refund of the output, in a clause's shape (the server's key where a claim has the
+        user's): what whoever plays the server signs to take an unclaimed HTLC back."""
+        leaf = self.refund_leaf(server_pubkey, exit_delta)
+        info = self.taproot(server_pubkey, exit_delta, expiry_height)
+        return ClaimClause(
+            user_pubkey=server_pubkey,
+            script_pubkey=info.script_pubkey,
+            leaf_script=leaf,
+            control_block=info.control_block(leaf),
+            csv_blocks=exit_delta,
+            cltv_height=self.htlc_expiry,
+            payment_hash=None,
+        )
+
     def taproot(self, server_pubkey: bytes, exit_delta: int, expiry_height: int) -> TaprootInfo:
-        server_leaf = delay_timelock_sign(exit_delta, self.htlc_expiry, xonly(server_pubkey))
+        server_leaf = self.refund_leaf(server_pubkey, exit_delta)
         user_leaf, _, _ = self.user_claim_leaf(server_pubkey, exit_delta)
         return taproot_from_leaves(user_server_key(self.user_pubkey, server_pubkey), [server_leaf, user_leaf])
 

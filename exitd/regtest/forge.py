@@ -40,6 +40,7 @@ from bitcoin.core import (
     lx,
 )
 
+from exitd.ark.claim import MIN_CLAIM_TX_VERSION, ClaimSigner, sign_claim_inputs
 from exitd.ark.encoding import OutPoint, TxOut
 from exitd.ark.exit_tx import EXIT_TX_VERSION, rebuild_exit_txs, validate_vtxo
 from exitd.ark.hashes import sha256
@@ -469,6 +470,26 @@ class Forge:
         msg, _ = transition.sighash_and_key(CTransaction.from_tx(tx), first.prevout, *params)
         signed = self._signed(transition, msg, vtxo)
         tx.wit = CTxWitness([CTxInWitness(CScriptWitness(signed.witness(*params)))])
+        return CTransaction.from_tx(tx)
+
+    def server_refund(self, forged: ForgedVtxo, address: str, fee: int = 1_000) -> CTransaction:
+        """The server taking an HTLC receive back: a tx spending the VTXO's own output (its exit's last)
+        to `address` through the server's refund leaf, with the locktime (htlc_expiry) and sequence
+        (exit_delta) that leaf wants. It is valid in the first block after htlc_expiry that is at least
+        exit_delta blocks after the output confirmed, and races the user's claim until then."""
+        vtxo = forged.vtxo
+        if not isinstance(vtxo.policy, ServerHtlcRecvPolicy):
+            raise ForgeError(f"VTXO {vtxo.id} has a {vtxo.policy.kind} policy: the server has no refund leaf")
+        clause = vtxo.policy.refund_clause(vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
+        tx = CMutableTransaction(
+            [CTxIn(COutPoint(vtxo.point.txid, vtxo.point.vout))],
+            [CTxOut(vtxo.amount - fee, CScript(decode_address(address, NETWORK)))],
+            nLockTime=vtxo.policy.htlc_expiry,
+            nVersion=MIN_CLAIM_TX_VERSION,
+        )
+        assert self.server.secret is not None  # the forge made the server's key
+        signer = ClaimSigner(clause, self.server.secret)
+        sign_claim_inputs(tx, [(vtxo.amount, clause.script_pubkey)], {0: signer})
         return CTransaction.from_tx(tx)
 
     def cpfp_child(self, parent: CTransaction, fee_rate: int = DEFAULT_CPFP_FEE_RATE) -> CTransaction:

@@ -124,6 +124,34 @@ def test_user_claim_clause_is_the_users_leaf(vec: VtxoVector) -> None:
             assert server_leaf.hex() in leaves
 
 
+HTLC_RECEIVE_VECTORS = [v for v in V2_VECTORS if v.derived["policy"]["type"] == "server-htlc-receive-v1"]
+
+
+@pytest.mark.parametrize("vec", HTLC_RECEIVE_VECTORS, ids=str)
+def test_the_servers_refund_clause_is_the_references_server_leaf(vec: VtxoVector) -> None:
+    vtxo = decode_vtxo(vec.data)
+    policy = vtxo.policy
+    assert isinstance(policy, ServerHtlcRecvPolicy)
+    refund = policy.refund_clause(vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
+    htlc_expiry = vec.derived["policy"]["htlc_expiry"]
+    # push_int(htlc_expiry) CLTV DROP push_int(exit_delta) CSV DROP <x(server)> CHECKSIG, spelled out.
+    expected_script = (
+        bytes([3]) + htlc_expiry.to_bytes(3, "little") + bytes.fromhex("b175")
+        + bytes([2]) + EXIT_DELTA.to_bytes(2, "little") + bytes.fromhex("b275")
+        + b"\x20" + xonly(SERVER) + b"\xac"
+    )  # fmt: skip
+    assert refund.leaf_script == expected_script
+    [server_leaf] = [leaf for leaf in vec.derived["final_output_taproot"]["leaves"]
+                     if xonly(SERVER).hex() in leaf["script_hex"]]  # fmt: skip
+    assert refund.leaf_script.hex() == server_leaf["script_hex"]
+    assert refund.control_block.hex() == server_leaf["control_block_hex"]
+    assert refund.script_pubkey.hex() == vec.derived["final_output_spk"]
+    # The refund opens exactly where the user's claim's rival does, and only the server's key signs it.
+    assert (refund.csv_blocks, refund.cltv_height) == (EXIT_DELTA, htlc_expiry)
+    assert vtxo.claim_clause.rival == RivalClause(refund.csv_blocks, htlc_expiry)
+    assert refund.user_pubkey == SERVER and not refund.needs_preimage and refund.rival is None
+
+
 def test_a_rival_opens_at_its_cltv_and_csv_both() -> None:
     rival = RivalClause(csv_blocks=12, cltv_height=1000)
     assert rival.opens_at(900) == 1001  # a CLTV of 1000 lets a tx into block 1001
