@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from bitcoin.core import b2lx
 
+from exitd.ark.policy import PolicyType
 from exitd.regtest.forge import Forge, ForgedVtxo, UserKey
 from exitd.regtest.node import RegtestNode
 from tests.conftest import EVERY_NODE
@@ -21,11 +22,14 @@ from tests.support.exits import (
     all_in,
     fund_wallet,
     import_and_start,
+    minted,
     outside_claim,
     owned,
     progress,
     states,
 )
+from tests.support.guard import poll
+from tests.support.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.bitcoind
 
@@ -192,26 +196,98 @@ def test_a_claimable_exit_whose_output_another_tx_spent_ends_naming_it(
         claim = b2lx(outside.GetTxid())
 
         progress(proc)
-        ended = exit_of(proc, vtxo_id)
-        assert ended["state"]["type"] == "vtxo-already-spent", ended
-        # barkd's error shape names the tx that spent the output, and the output (the VTXO itself).
-        assert (ended["error"]["type"], ended["error"]["spent_by"]) == ("vtxo-already-spent", claim)
-        assert ended["error"]["spent_input"] == vtxo_id
-        assert f"spent={vtxo_id} by={claim} block={spent_at}" in proc.log_text()
-        assert vtxo_state(proc, vtxo_id) == "spent"
-        for _ in range(2):  # no cycle claims it again
-            node.mine(1)
-            progress(proc)
-            assert exit_of(proc, vtxo_id)["state"]["type"] == "vtxo-already-spent"
-        log = proc.log_text()
-        assert log.count(" exit_conflicted ") == 1
-        assert " claim_broadcast " not in log and " claim_step_failed " not in log
+        assert_output_taken(proc, vtxo_id, claim, spent_at)
+        assert_never_claimed_again(proc, node, vtxo_id)
 
         node.rpc("invalidateblock", node.rpc("getblockhash", spent_at))  # the outside claim's block
         progress(proc)
         back = exit_of(proc, vtxo_id)
         assert back["state"]["type"] not in ("vtxo-already-spent", "canceled"), back
         assert vtxo_state(proc, vtxo_id) == "locked"
+
+
+# Why bitcoind refuses a tx whose CLTV (nLockTime) or CSV (nSequence) has not matured yet.
+NOT_YET_FINAL = ("non-final", "non-BIP68-final")
+
+
+@pytest.mark.parametrize("private_bitcoind", EVERY_NODE, indirect=True)
+def test_an_htlc_receive_the_server_refunds_after_its_expiry_ends_the_claimable_exit(
+    tmp_path: Path, private_bitcoind: RegtestNode, receiver: WebhookReceiver
+) -> None:
+    """The case the claim conflict exists for: exitd could not claim an HTLC receive (no preimage, claims
+    on request only) before the server's refund leaf opened, and the server took the output back."""
+    node = private_bitcoind
+    node.fund_miner()
+    vocabulary = {"EXITD_REST_SUBSTATE_VOCABULARY": "0.6.0"}
+    alerts = f'[alerts]\nwebhook_url = "{receiver.url}"\n'
+    with running_daemon(tmp_path / "exitd", node, alerts, env=vocabulary) as proc:
+        fund_wallet(proc, node, coins=3)
+        forge = Forge(node)
+        recv = forge.arkoor_chain(30_000, owned(proc, 0), hops=1, policy_type=PolicyType.SERVER_HTLC_RECV)
+        minted(node)
+        (vtxo_id,) = import_and_start(proc, [recv.hex])
+        advance_until(proc, node, all_in("claimable"))
+
+        # The server's refund is refused until its leaf opens; the exit stays claimable meanwhile.
+        refund = forge.server_refund(recv, node.miner_address())
+        refund_txid = b2lx(refund.GetTxid())
+        rival = recv.vtxo.claim_clause.rival
+        assert rival is not None
+        output = node.rpc("gettxout", recv.id.txid_hex, recv.id.vout)
+        opens_at = rival.opens_at(node.height() - output["confirmations"] + 1)
+        first_try = node.height() + 1  # on the pruned node, pruning mined past htlc_expiry already
+        while not (verdict := node.rpc("testmempoolaccept", [refund.serialize().hex()])[0])["allowed"]:
+            assert verdict["reject-reason"] in NOT_YET_FINAL, verdict
+            assert node.height() + 1 < opens_at
+            node.mine(1)
+            progress(proc)
+            assert exit_of(proc, vtxo_id)["state"]["type"] == "claimable"
+        assert node.height() + 1 == max(opens_at, first_try)  # exactly where exitd's claim deadline is
+
+        node.rpc("generateblock", node.miner_address(), [refund.serialize().hex()])
+        refunded_at = node.height()
+        progress(proc)
+        assert_output_taken(proc, vtxo_id, refund_txid, refunded_at)
+        poll("the conflict alert", lambda: "exit-conflicted" in receiver.events(vtxo_id))
+        (alert,) = [b for b in receiver.bodies if b["event"] == "exit-conflicted"]
+        assert (alert["txid"], alert["spent_input"], alert["block_height"]) == (
+            refund_txid,
+            vtxo_id,
+            refunded_at,
+        )
+
+        assert_never_claimed_again(proc, node, vtxo_id)
+        assert receiver.events(vtxo_id).count("exit-conflicted") == 1
+
+        # A reorg that takes the refund's block out gives the output back: the exit goes on.
+        node.rpc("invalidateblock", node.rpc("getblockhash", refunded_at))
+        progress(proc)
+        back = exit_of(proc, vtxo_id)
+        assert back["state"]["type"] not in ("vtxo-already-spent", "canceled"), back
+        assert back["error"] is None
+        assert vtxo_state(proc, vtxo_id) == "locked"
+
+
+def assert_output_taken(proc: DaemonProcess, vtxo_id: str, spender: str, height: int) -> None:
+    """The claimable exit ended because `spender` took the VTXO's output in block `height`."""
+    ended = exit_of(proc, vtxo_id)
+    assert ended["state"]["type"] == "vtxo-already-spent", ended
+    # barkd's error shape names the tx that spent the output, and the output (the VTXO itself).
+    assert (ended["error"]["type"], ended["error"]["spent_by"]) == ("vtxo-already-spent", spender)
+    assert ended["error"]["spent_input"] == vtxo_id
+    assert f"spent={vtxo_id} by={spender} block={height}" in proc.log_text()
+    assert vtxo_state(proc, vtxo_id) == "spent"
+
+
+def assert_never_claimed_again(proc: DaemonProcess, node: RegtestNode, vtxo_id: str) -> None:
+    """Two more blocks: the exit stays ended, no cycle claims it or logs its conflict again."""
+    for _ in range(2):
+        node.mine(1)
+        progress(proc)
+        assert exit_of(proc, vtxo_id)["state"]["type"] == "vtxo-already-spent"
+    log = proc.log_text()
+    assert log.count(" exit_conflicted ") == 1
+    assert " claim_broadcast " not in log and " claim_step_failed " not in log
 
 
 def child_statuses(proc: DaemonProcess) -> dict[str, str]:
