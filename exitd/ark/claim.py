@@ -25,6 +25,9 @@ MIN_CLAIM_TX_VERSION = 2
 # BIP68: the low 16 bits of nSequence are the delay; with the type flag (bit 22) clear it counts blocks.
 SEQUENCE_LOCKTIME_MASK = 0x0000_FFFF
 
+# BIP341: a last witness item starting with this byte (with at least two items) is the annex.
+ANNEX_TAG = b"\x50"
+
 
 class ClaimError(ValueError):
     """The claim tx or the claim inputs given cannot produce a valid spend."""
@@ -100,6 +103,16 @@ def sign_claim_inputs(
         preimage = [] if signer.preimage is None else [signer.preimage]
         stacks[index] = [sig, *preimage, clause.leaf_script, clause.control_block]
     tx.wit = CTxWitness([CTxInWitness(CScriptWitness(stack)) for stack in stacks])
+
+
+def spends_through(witness: Sequence[bytes], leaf_script: bytes) -> bool:
+    """Whether a taproot input's witness is a script-path spend of `leaf_script` (BIP341: the last item is
+    the control block, after an optional annex, and the one before it the script); a key-path spend (one
+    signature) is not."""
+    stack = list(witness)
+    if len(stack) >= 2 and stack[-1][:1] == ANNEX_TAG:
+        stack.pop()
+    return len(stack) >= 2 and stack[-2] == leaf_script
 
 
 def claim_input_weight(clause: ClaimClause) -> int:

@@ -1,10 +1,12 @@
 """Who spent an outpoint in the chain: bitcoind keeps no index of spends (and exitd requires no tx index),
 so the blocks are read back from the tip, a window per round trip, down to where the outpoint was made.
-Asked rarely: once when an exit finds its input gone to a tx that is not its own.
+Asked rarely: once when an exit finds its input gone to a tx that is not its own. And how a mempool tx
+spends an outpoint (its witness), which the mempool answers without a tx index.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from exitd.ark.encoding import OutPoint
@@ -42,3 +44,19 @@ async def find_chain_spend(
                     return ChainSpend(str(tx["txid"]), BlockRef(int(block["height"]), str(block["hash"])))
         height = heights[-1] - 1
     return None
+
+
+async def mempool_witnesses(rpc: BitcoinRpc, spends: Mapping[str, OutPoint]) -> dict[str, list[bytes]]:
+    """The witness with which each mempool tx (by txid) spends its outpoint, in one round trip; a tx that
+    left the mempool since (mined, replaced, evicted) is left out."""
+    txids = list(spends)
+    answers = await rpc.batch(("getrawtransaction", [txid, 1]) for txid in txids)
+    found = {}
+    for txid, answer in zip(txids, answers, strict=True):
+        if isinstance(answer, RpcError):
+            continue
+        spent = spends[txid]
+        for txin in answer["vin"]:
+            if txin.get("txid") == spent.txid_hex and txin.get("vout") == spent.vout:
+                found[txid] = [bytes.fromhex(item) for item in txin.get("txinwitness", [])]
+    return found

@@ -13,7 +13,10 @@ claim another tool made) leaves nothing to claim, so the exit ends there too ins
 and being claimed again every cycle.
 
 Only a conflict in the chain ends an exit: one in the mempool may still be replaced or evicted, and the
-package's refusal says so in the exit's error meanwhile.
+package's refusal says so in the exit's error meanwhile. A mempool tx spending the VTXO's output is the
+exit's claim in progress only when its witness spends through the user's claim leaf (exitd's own claim, or
+one another tool made with the user's key); the server's refund of an HTLC receive, or any other spend,
+is set aside: the exit stays claimable, and ends here once that tx is mined.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ import logging
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from exitd.ark.claim import spends_through
 from exitd.ark.encoding import OutPoint
 from exitd.chain.rpc import BitcoinRpc
-from exitd.chain.spends import ChainSpend, find_chain_spend
+from exitd.chain.spends import ChainSpend, find_chain_spend, mempool_witnesses
 from exitd.chain.view import ChainSnapshot
 from exitd.engine.errors import VtxoAlreadySpent
 from exitd.engine.model import (
@@ -198,3 +202,53 @@ async def find_claim_spends(
         else:
             conflicts.append((s, spend))
     return conflicts, claims
+
+
+def unjudged_spends(
+    exits: Iterable[LiveExit], snap: ChainSnapshot, ours: Container[str], judged: Container[str]
+) -> dict[str, LiveExit]:
+    """The mempool txs spending a watched exit's VTXO output (by txid) whose witness is still to be read:
+    not a claim exitd signed, not the claim the exit's state already follows, not judged before."""
+    found = {}
+    for e in exits:
+        spender = snap.spenders.get(e.outpoint)
+        if spender is None or e.claim_leaf is None or spender == e.state.claim_txid:
+            continue
+        if spender in ours or spender in judged:
+            continue
+        found[spender] = e
+    return found
+
+
+async def set_aside_rival_spends(
+    rpc: BitcoinRpc,
+    exits: Sequence[LiveExit],
+    snap: ChainSnapshot,
+    ours: Container[str],
+    is_claim: dict[str, bool],
+) -> None:
+    """Take out of `snap.spenders` the mempool spends of VTXO outputs that are not claims (their witness
+    does not go through the user's claim leaf), so that no exit takes one for its claim in progress.
+    `is_claim` keeps the verdict on each spender still there across cycles: its witness is read once (one
+    round trip)."""
+    spenders = {snap.spenders[e.outpoint] for e in exits if e.outpoint in snap.spenders}
+    for gone in [txid for txid in is_claim if txid not in spenders]:
+        del is_claim[gone]
+    unjudged = unjudged_spends(exits, snap, ours, is_claim)
+    if unjudged:
+        witnesses = await mempool_witnesses(rpc, {txid: e.outpoint for txid, e in unjudged.items()})
+        for txid, witness in witnesses.items():
+            e = unjudged[txid]
+            assert e.claim_leaf is not None
+            is_claim[txid] = spends_through(witness, e.claim_leaf)
+            if not is_claim[txid]:
+                event(log, logging.WARNING, "vtxo_output_spent_in_mempool", vtxo=e.vtxo_id, by=txid)
+    drop_rival_spends(exits, snap, is_claim)
+
+
+def drop_rival_spends(exits: Iterable[LiveExit], snap: ChainSnapshot, is_claim: Mapping[str, bool]) -> None:
+    """Take out of `snap.spenders` the spenders of the exits' VTXO outputs judged no claim."""
+    for e in exits:
+        spender = snap.spenders.get(e.outpoint)
+        if spender is not None and is_claim.get(spender) is False:
+            del snap.spenders[e.outpoint]

@@ -30,6 +30,7 @@ from exitd.engine.conflicts import (
     find_claim_spends,
     find_conflicts,
     resumed,
+    set_aside_rival_spends,
     suspects,
 )
 from exitd.engine.decisions import (
@@ -142,6 +143,8 @@ class ProgressCycle:
         self.full = False
         # How many of the chain locator's reorgs the cycles took into account.
         self.forks_seen = 0
+        # Whether each mempool spender of a VTXO output the cycles read is a claim (conflicts.py).
+        self.spend_is_claim: dict[str, bool] = {}
         view.locator.kept = book.rest.kept
 
     async def run(self, override: int | None) -> None:
@@ -193,6 +196,7 @@ class ProgressCycle:
         await self._fund_ahead(snap, targets)
         statuses = await self._tx_statuses(sharers, snap, targets, override is not None, market.relay)
         await self._learn_claim_timelocks(watched)
+        await set_aside_rival_spends(self.view.rpc, watched, snap, self.book.claim_of, self.spend_is_claim)
         claim_of = await self._step_claims(claims, snap)
         changes = [(e, advance(e, snap, statuses, claim_of.get(e.vtxo_id))) for e in watched]
         back = [e.vtxo_id for e, new in changes if resumed(e, snap) is not None]
@@ -381,3 +385,4 @@ class ProgressCycle:
         for e, row in zip(missing, rows, strict=True):
             clause = row.claim_clause
             e.claim_delay, e.claim_locktime = clause.csv_blocks, clause.cltv_height
+            e.claim_leaf = clause.leaf_script

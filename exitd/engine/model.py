@@ -163,6 +163,8 @@ class LiveExit:
     error: ExitError | None = None
     claim_delay: int | None = None
     claim_locktime: int | None = None
+    # The user's claim leaf: a mempool tx spending the VTXO's output through it is a claim.
+    claim_leaf: bytes | None = None
     # The error as the store holds it (JSON): a cycle that changes neither it nor the state writes nothing.
     stored_error: str | None = None
     # The last fee_rate a request gave for this exit, when the node's floor stood above it.

@@ -244,7 +244,13 @@ def test_an_htlc_receive_the_server_refunds_after_its_expiry_ends_the_claimable_
             assert exit_of(proc, vtxo_id)["state"]["type"] == "claimable"
         assert node.height() + 1 == max(opens_at, first_try)  # exactly where exitd's claim deadline is
 
-        node.rpc("generateblock", node.miner_address(), [refund.serialize().hex()])
+        # The server broadcasts its refund: in the mempool it is no claim of the user's, and may still be
+        # outbid or dropped, so the exit stays claimable; mined, it ends the exit.
+        node.rpc("sendrawtransaction", refund.serialize().hex())
+        progress(proc)
+        assert exit_of(proc, vtxo_id)["state"]["type"] == "claimable"
+        assert f"vtxo_output_spent_in_mempool vtxo={vtxo_id} by={refund_txid}" in proc.log_text()
+        node.mine(1)
         refunded_at = node.height()
         progress(proc)
         assert_output_taken(proc, vtxo_id, refund_txid, refunded_at)
@@ -259,13 +265,23 @@ def test_an_htlc_receive_the_server_refunds_after_its_expiry_ends_the_claimable_
         assert_never_claimed_again(proc, node, vtxo_id)
         assert receiver.events(vtxo_id).count("exit-conflicted") == 1
 
-        # A reorg that takes the refund's block out gives the output back: the exit goes on.
+        # A reorg that takes the refund's block out gives the output back: the exit is claimable again (the
+        # refund, back in the mempool, is still no claim), and ends again once the refund is mined again.
         node.rpc("invalidateblock", node.rpc("getblockhash", refunded_at))
-        progress(proc)
-        back = exit_of(proc, vtxo_id)
-        assert back["state"]["type"] not in ("vtxo-already-spent", "canceled"), back
+        assert refund_txid in node.rpc("getrawmempool")
+        for _ in range(3):  # a cycle each: it starts over, finds its chain confirmed, then its delta passed
+            progress(proc)
+            back = exit_of(proc, vtxo_id)
+            if back["state"]["type"] != "start":
+                break
+        assert back["state"]["type"] in ("awaiting-delta", "claimable"), back
         assert back["error"] is None
         assert vtxo_state(proc, vtxo_id) == "locked"
+        node.mine(1)
+        for _ in range(2):  # awaiting its delta when the block came, it is claimable a cycle before it ends
+            progress(proc)
+        assert_output_taken(proc, vtxo_id, refund_txid, refunded_at)
+        assert proc.log_text().count(" exit_conflicted ") == 2
 
 
 def assert_output_taken(proc: DaemonProcess, vtxo_id: str, spender: str, height: int) -> None:

@@ -1,11 +1,12 @@
-"""Claim inputs: timelocks, witnesses and BIP340 script-path signatures for the user's leaf."""
+"""Claim inputs: timelocks, witnesses and BIP340 script-path signatures for the user's leaf (and the
+server's refund leaf of an HTLC receive, signed the same way); telling a claim's witness from others."""
 
 from __future__ import annotations
 
 import pytest
 from bitcoin.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, COutPoint, CScript, CTransaction
 
-from exitd.ark.claim import ClaimError, ClaimSigner, claim_input_weight, sign_claim_inputs
+from exitd.ark.claim import ClaimError, ClaimSigner, claim_input_weight, sign_claim_inputs, spends_through
 from exitd.ark.encoding import TxOut
 from exitd.ark.exit_tx import validate_vtxo
 from exitd.ark.hashes import sha256
@@ -20,6 +21,7 @@ from tests.support.vectors import GENERATOR_INPUTS, vector
 ARKOOR3_KEY = bytes.fromhex(GENERATOR_INPUTS["arkoor3"]["user_key_secret"])
 HTLC_SEND_KEY = bytes.fromhex(GENERATOR_INPUTS["arkoor1_htlc_send"]["user_key_secret"])
 ROUND2_KEY = bytes.fromhex(GENERATOR_INPUTS["round"]["round2"]["user_key_secret"])
+SERVER_KEY = bytes.fromhex(GENERATOR_INPUTS["server_key_secret"])
 DESTINATION = p2tr_script(xonly(pubkey_from_seckey(b"\x01" * 32)))
 
 
@@ -104,6 +106,32 @@ def test_htlc_receive_claim_reveals_the_preimage() -> None:
         xonly(clause.user_pubkey), taproot_sighash(tx, 0, [prevout], leaf_script=script), sig
     )
     check_script_path(prevout, script, control_block)
+
+
+def test_the_servers_refund_of_an_htlc_receive_is_signed_through_its_refund_leaf() -> None:
+    vtxo, claim, prevout = exited("round2_vtxo")
+    assert isinstance(vtxo.policy, ServerHtlcRecvPolicy)
+    refund = vtxo.policy.refund_clause(vtxo.server_pubkey, vtxo.exit_delta, vtxo.expiry_height)
+    signer = ClaimSigner(refund, SERVER_KEY)
+    with pytest.raises(ClaimError, match="nLockTime"):  # the leaf's CLTV: not before htlc_expiry
+        sign_claim_inputs(claim_tx(vtxo, locktime=vtxo.policy.htlc_expiry - 1), [prevout], {0: signer})
+    tx = claim_tx(vtxo, locktime=vtxo.policy.htlc_expiry)
+    sign_claim_inputs(tx, [prevout], {0: signer})
+    assert tx.vin[0].nSequence == vtxo.exit_delta  # the leaf's CSV
+    witness = tx.wit.vtxinwit[0].scriptWitness.stack
+    sig, script, control_block = witness
+    assert schnorr_verify(
+        xonly(vtxo.server_pubkey), taproot_sighash(tx, 0, [prevout], leaf_script=script), sig
+    )
+    check_script_path(prevout, script, control_block)
+    # A spend through the refund leaf is no claim of the user's; one through the claim leaf is, with or
+    # without an annex; a key-path spend (one signature) is not.
+    assert not spends_through(witness, claim.leaf_script)
+    assert spends_through(witness, refund.leaf_script)
+    claim_witness = [sig, bytes(32), claim.leaf_script, claim.control_block]
+    assert spends_through(claim_witness, claim.leaf_script)
+    assert spends_through([*claim_witness, b"\x50annex"], claim.leaf_script)
+    assert not spends_through([sig], claim.leaf_script)
 
 
 def test_other_inputs_are_left_to_their_own_signer() -> None:

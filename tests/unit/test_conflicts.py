@@ -11,8 +11,10 @@ from exitd.engine.conflicts import (
     claim_suspects,
     conflict_error,
     conflicted_state,
+    drop_rival_spends,
     resumed,
     suspects,
+    unjudged_spends,
 )
 from exitd.engine.model import ChildStatus, ClaimCandidate
 from exitd.engine.states import ExitState, ExitStateKind
@@ -122,3 +124,27 @@ def test_a_spent_output_names_the_tx_that_spent_it_and_a_reorg_brings_the_exit_b
     assert resumed(e, ChainSnapshot(TIP, unspent={e.outpoint: False})) is None
     back = resumed(e, ChainSnapshot(TIP, unspent={e.outpoint: True}))
     assert back is not None and back.kind is ExitStateKind.START
+
+
+def test_a_mempool_spend_of_the_vtxo_output_is_judged_once_and_set_aside_unless_it_is_a_claim() -> None:
+    ours, adopted, refund, claim_elsewhere = "a1" * 32, "a2" * 32, "a3" * 32, "a4" * 32
+    mine = live("01" * 32, [ROOT, NODE, LEAF], claimable())
+    following = live("02" * 32, [ROOT, NODE, LEAF], claimable(ExitStateKind.CLAIM_IN_PROGRESS, adopted))
+    refunded = live("03" * 32, [ROOT, NODE, LEAF], claimable())
+    claimed_elsewhere = live("04" * 32, [ROOT, NODE, LEAF], claimable())
+    unlearned = live("05" * 32, [ROOT, NODE, LEAF], claimable())
+    exits = [mine, following, refunded, claimed_elsewhere, unlearned]
+    for e in exits[:-1]:
+        e.claim_leaf = b"\x51"
+    spenders = [ours, adopted, refund, claim_elsewhere, "a5" * 32]
+    snap = ChainSnapshot(TIP, spenders={e.outpoint: txid for e, txid in zip(exits, spenders, strict=True)})
+    # exitd's own claims, the claim a state follows already, and exits whose leaf is not learned are not
+    # read; the others are, once.
+    unjudged = unjudged_spends(exits, snap, {ours}, {})
+    assert unjudged == {refund: refunded, claim_elsewhere: claimed_elsewhere}
+    is_claim = {refund: False, claim_elsewhere: True}
+    assert unjudged_spends(exits, snap, {ours}, is_claim) == {}
+    drop_rival_spends(exits, snap, is_claim)
+    assert refunded.outpoint not in snap.spenders  # no claim in progress: the exit stays claimable
+    assert snap.spenders[claimed_elsewhere.outpoint] == claim_elsewhere
+    assert (snap.spenders[mine.outpoint], snap.spenders[following.outpoint]) == (ours, adopted)
