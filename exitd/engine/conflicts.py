@@ -116,7 +116,7 @@ def conflicted_state(tip: int, spend: ChainSpend, spent: OutPoint) -> ExitState:
 
 
 def conflict_error(vtxo_id: str, state: ExitState) -> VtxoAlreadySpent:
-    """The error a conflicted exit carries: which tx spent what."""
+    """The error a conflicted exit carries: which tx spent what, and in which block."""
     assert state.block is not None
     if state.spent_input == vtxo_id:
         why = (
@@ -133,6 +133,7 @@ def conflict_error(vtxo_id: str, state: ExitState) -> VtxoAlreadySpent:
         why,
         spent_by=state.txid or "",
         spent_input=state.spent_input or "",
+        spent_at_height=state.block.height,
     )
 
 

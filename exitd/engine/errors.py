@@ -140,8 +140,9 @@ class VtxoNotClaimable(ExitError):
 class VtxoAlreadySpent(ExitError):
     """barkd 0.6.0's variant for a VTXO that is no longer the user's to exit."""
 
-    def __init__(self, vtxo: str, why: str, **conflict: str) -> None:
-        """`conflict` (a conflicted exit): `spent_by`, the tx that spent `spent_input`."""
+    def __init__(self, vtxo: str, why: str, **conflict: str | int) -> None:
+        """`conflict` (a conflicted exit): `spent_by`, the tx that spent `spent_input`, mined in block
+        `spent_at_height`."""
         super().__init__(f"VTXO {vtxo} is spent ({why}); exitd does not exit it", vtxo=vtxo, **conflict)
 
 

@@ -159,6 +159,7 @@ def test_a_conflicting_spend_ends_the_exit_and_a_reorg_taking_it_out_resumes_it(
         assert ended["state"]["type"] == "vtxo-already-spent"
         assert ended["error"]["spent_by"] == conflict
         assert ended["error"]["spent_input"] == str(board.vtxo.anchor_point)
+        assert ended["error"]["spent_at_height"] == node.height()
         assert child_statuses(proc) == {child: "abandoned"}
         assert reservations(proc, child) == 0  # its coin is free again
         assert vtxo_state(proc, vtxo_id) == "spent"
@@ -290,7 +291,7 @@ def assert_output_taken(proc: DaemonProcess, vtxo_id: str, spender: str, height:
     assert ended["state"]["type"] == "vtxo-already-spent", ended
     # barkd's error shape names the tx that spent the output, and the output (the VTXO itself).
     assert (ended["error"]["type"], ended["error"]["spent_by"]) == ("vtxo-already-spent", spender)
-    assert ended["error"]["spent_input"] == vtxo_id
+    assert (ended["error"]["spent_input"], ended["error"]["spent_at_height"]) == (vtxo_id, height)
     assert f"spent={vtxo_id} by={spender} block={height}" in proc.log_text()
     assert vtxo_state(proc, vtxo_id) == "spent"
 

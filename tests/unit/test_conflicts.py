@@ -116,8 +116,16 @@ def test_a_spent_output_names_the_tx_that_spent_it_and_a_reorg_brings_the_exit_b
         OTHER,
         e.vtxo_id,
     )
-    message = str(conflict_error(e.vtxo_id, e.state))
-    assert f"output {e.vtxo_id} was spent by {OTHER} in block {TIP.height}" in message
+    error = conflict_error(e.vtxo_id, e.state)
+    assert f"output {e.vtxo_id} was spent by {OTHER} in block {TIP.height}" in str(error)
+    # barkd's error shape carries the same: the tx, what it spent, and its block.
+    assert error.fields == {
+        "vtxo": e.vtxo_id,
+        "spent_by": OTHER,
+        "spent_input": e.vtxo_id,
+        "spent_at_height": TIP.height,
+    }
+    message = str(error)
     assert "not by a claim exitd made" in message
     lost_input = conflicted_state(TIP.height, ChainSpend(OTHER, TIP), OutPoint.of(ROOT, 2))
     assert f"exit tx input {ROOT}:2 was spent by {OTHER}" in str(conflict_error(e.vtxo_id, lost_input))
