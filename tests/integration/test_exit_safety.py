@@ -14,7 +14,7 @@ from bitcoin.core import b2lx
 
 from exitd.ark.policy import PolicyType
 from exitd.regtest.forge import Forge, ForgedVtxo, UserKey
-from exitd.regtest.node import RegtestNode
+from exitd.regtest.node import NodeFlavor, RegtestNode
 from tests.conftest import EVERY_NODE
 from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.exits import (
@@ -28,7 +28,7 @@ from tests.support.exits import (
     progress,
     states,
 )
-from tests.support.guard import poll
+from tests.support.guard import guard_config, poll
 from tests.support.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.bitcoind
@@ -211,23 +211,35 @@ def test_a_claimable_exit_whose_output_another_tx_spent_ends_naming_it(
 NOT_YET_FINAL = ("non-final", "non-BIP68-final")
 
 
-@pytest.mark.parametrize("private_bitcoind", EVERY_NODE, indirect=True)
+# Claims on request only, on every node; and the guard claiming on its own, which cannot sign this claim.
+HTLC_REFUND_RUNS = [
+    *(pytest.param(flavor, False, id=flavor.value) for flavor in NodeFlavor),
+    pytest.param(NodeFlavor.PLAIN, True, id="plain-auto-claim"),
+]
+
+
+@pytest.mark.parametrize(("private_bitcoind", "auto_claim"), HTLC_REFUND_RUNS, indirect=["private_bitcoind"])
 def test_an_htlc_receive_the_server_refunds_after_its_expiry_ends_the_claimable_exit(
-    tmp_path: Path, private_bitcoind: RegtestNode, receiver: WebhookReceiver
+    tmp_path: Path, private_bitcoind: RegtestNode, auto_claim: bool, receiver: WebhookReceiver
 ) -> None:
-    """The case the claim conflict exists for: exitd could not claim an HTLC receive (no preimage, claims
-    on request only) before the server's refund leaf opened, and the server took the output back."""
+    """The case the claim conflict exists for: exitd could not claim an HTLC receive (no preimage given)
+    before the server's refund leaf opened, and the server took the output back."""
     node = private_bitcoind
     node.fund_miner()
     vocabulary = {"EXITD_REST_SUBSTATE_VOCABULARY": "0.6.0"}
-    alerts = f'[alerts]\nwebhook_url = "{receiver.url}"\n'
-    with running_daemon(tmp_path / "exitd", node, alerts, env=vocabulary) as proc:
+    if auto_claim:
+        config = guard_config(receiver.url, protect_imports=False)
+    else:
+        config = f'[alerts]\nwebhook_url = "{receiver.url}"\n'
+    with running_daemon(tmp_path / "exitd", node, config, env=vocabulary) as proc:
         fund_wallet(proc, node, coins=3)
         forge = Forge(node)
         recv = forge.arkoor_chain(30_000, owned(proc, 0), hops=1, policy_type=PolicyType.SERVER_HTLC_RECV)
         minted(node)
         (vtxo_id,) = import_and_start(proc, [recv.hex])
         advance_until(proc, node, all_in("claimable"))
+        if auto_claim:  # the guard tried, and left it to a claim request that would bring the preimage
+            poll("the skipped auto-claim", lambda: f"auto_claim_skipped vtxo={vtxo_id}" in proc.log_text())
 
         # The server's refund is refused until its leaf opens; the exit stays claimable meanwhile.
         refund = forge.server_refund(recv, node.miner_address())
@@ -247,6 +259,7 @@ def test_an_htlc_receive_the_server_refunds_after_its_expiry_ends_the_claimable_
 
         # The server broadcasts its refund: in the mempool it is no claim of the user's, and may still be
         # outbid or dropped, so the exit stays claimable; mined, it ends the exit.
+        skipped = proc.log_text().count(" auto_claim_skipped ")
         node.rpc("sendrawtransaction", refund.serialize().hex())
         progress(proc)
         assert exit_of(proc, vtxo_id)["state"]["type"] == "claimable"
@@ -264,6 +277,7 @@ def test_an_htlc_receive_the_server_refunds_after_its_expiry_ends_the_claimable_
         )
 
         assert_never_claimed_again(proc, node, vtxo_id)
+        assert proc.log_text().count(" auto_claim_skipped ") == skipped  # not tried again
         assert receiver.events(vtxo_id).count("exit-conflicted") == 1
 
         # A reorg that takes the refund's block out gives the output back: the exit is claimable again (the
