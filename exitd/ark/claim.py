@@ -16,7 +16,7 @@ from exitd.ark.encoding import LOCKTIME_THRESHOLD, SCHNORR_SIG_LEN, ser_compact_
 from exitd.ark.hashes import sha256
 from exitd.ark.key import pubkey_from_seckey, schnorr_sign, xonly
 from exitd.ark.policy import PREIMAGE_LEN, ClaimClause
-from exitd.ark.sighash import Prevout, taproot_sighash
+from exitd.ark.sighash import ANNEX_TAG, Prevout, taproot_sighash
 from exitd.ark.weight import TXIN_BASE_SIZE, WITNESS_SCALE_FACTOR
 
 # BIP68 relative locktimes need tx version 2 or later.
@@ -24,9 +24,6 @@ MIN_CLAIM_TX_VERSION = 2
 
 # BIP68: the low 16 bits of nSequence are the delay; with the type flag (bit 22) clear it counts blocks.
 SEQUENCE_LOCKTIME_MASK = 0x0000_FFFF
-
-# BIP341: a last witness item starting with this byte (with at least two items) is the annex.
-ANNEX_TAG = b"\x50"
 
 
 class ClaimError(ValueError):
@@ -110,7 +107,7 @@ def spends_through(witness: Sequence[bytes], leaf_script: bytes) -> bool:
     the control block, after an optional annex, and the one before it the script); a key-path spend (one
     signature) is not."""
     stack = list(witness)
-    if len(stack) >= 2 and stack[-1][:1] == ANNEX_TAG:
+    if len(stack) >= 2 and stack[-1][:1] == bytes([ANNEX_TAG]):
         stack.pop()
     return len(stack) >= 2 and stack[-2] == leaf_script
 
