@@ -201,7 +201,7 @@ class ExitEngine:
         self._loaded = await refresh_book(self.store, self.book, last)
         await self.claim_desk.load()
         self.book.reindex()
-        self.heap.settle(len(self.exits))
+        self.heap.grown(len(self.exits))  # a standby refreshes every few seconds: settled as it grows
         self.version += 1
 
     async def start(
